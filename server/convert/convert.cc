@@ -1,0 +1,199 @@
+#include "server/convert/convert.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/status_macros.h"
+
+namespace sched {
+
+void TimeToProto(absl::Time t, google::protobuf::Timestamp* out) {
+  if (t == absl::InfinitePast() || t == absl::InfiniteFuture()) return;
+  const int64_t nanos = absl::ToUnixNanos(t);
+  out->set_seconds(nanos / 1'000'000'000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+}
+
+absl::Time TimeFromProto(const google::protobuf::Timestamp& ts) {
+  if (ts.seconds() == 0 && ts.nanos() == 0) return absl::InfinitePast();
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+v1::JobState JobStateToProto(JobState s) {
+  switch (s) {
+    case JobState::kPending: return v1::JOB_STATE_PENDING;
+    case JobState::kAssigned: return v1::JOB_STATE_ASSIGNED;
+    case JobState::kRunning: return v1::JOB_STATE_RUNNING;
+    case JobState::kSucceeded: return v1::JOB_STATE_SUCCEEDED;
+    case JobState::kFailed: return v1::JOB_STATE_FAILED;
+    case JobState::kCancelled: return v1::JOB_STATE_CANCELLED;
+  }
+  return v1::JOB_STATE_UNSPECIFIED;
+}
+
+absl::StatusOr<JobState> JobStateFromProto(v1::JobState s) {
+  switch (s) {
+    case v1::JOB_STATE_PENDING: return JobState::kPending;
+    case v1::JOB_STATE_ASSIGNED: return JobState::kAssigned;
+    case v1::JOB_STATE_RUNNING: return JobState::kRunning;
+    case v1::JOB_STATE_SUCCEEDED: return JobState::kSucceeded;
+    case v1::JOB_STATE_FAILED: return JobState::kFailed;
+    case v1::JOB_STATE_CANCELLED: return JobState::kCancelled;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("state: unknown job state ", s));
+  }
+}
+
+void JobSpecToProto(const JobSpec& spec, v1::JobSpec* out) {
+  out->set_name(spec.name);
+  out->set_project(spec.project);
+  out->set_run(spec.run);
+  out->set_setup(spec.setup);
+  for (const auto& [name, value] : spec.env) {
+    v1::EnvVar* e = out->add_env();
+    e->set_name(name);
+    e->set_value(value);
+  }
+  v1::Resources* r = out->mutable_resources();
+  r->set_gpus(spec.resources.gpus);
+  r->set_gpu_memory_bytes(spec.resources.gpu_memory_bytes);
+  for (const std::string& m : spec.resources.gpu_models) r->add_gpu_models(m);
+  r->set_cpus(spec.resources.cpu_millis / 1000.0);
+  r->set_memory_bytes(spec.resources.memory_bytes);
+  out->set_priority(spec.priority);
+  for (const auto& [k, v] : spec.labels) (*out->mutable_labels())[k] = v;
+}
+
+absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& in) {
+  JobSpec spec;
+  spec.name = in.name();
+  spec.project = in.project();
+  spec.run = in.run();
+  spec.setup = in.setup();
+  for (const v1::EnvVar& e : in.env()) spec.env.emplace_back(e.name(), e.value());
+  const v1::Resources& r = in.resources();
+  spec.resources.gpus = r.gpus();
+  spec.resources.gpu_memory_bytes = r.gpu_memory_bytes();
+  spec.resources.gpu_models.assign(r.gpu_models().begin(), r.gpu_models().end());
+  if (!std::isfinite(r.cpus()) || r.cpus() > 1e6) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("resources.cpus: must be a finite number of cores, got ", r.cpus()));
+  }
+  spec.resources.cpu_millis = static_cast<int64_t>(std::llround(r.cpus() * 1000));
+  if (r.cpus() > 0 && spec.resources.cpu_millis == 0) spec.resources.cpu_millis = 1;
+  spec.resources.memory_bytes = r.memory_bytes();
+  spec.priority = in.priority();
+  spec.labels.insert(in.labels().begin(), in.labels().end());
+  return spec;
+}
+
+void JobToProto(const Job& job, v1::Job* out) {
+  out->set_id(job.id);
+  JobSpecToProto(job.spec, out->mutable_spec());
+  out->set_state(JobStateToProto(job.state));
+  out->set_attempt(job.attempt);
+  out->set_epoch(job.epoch);
+  out->set_node(job.node);
+  for (uint32_t g : job.gpu_indexes) out->add_gpu_indexes(g);
+  if (job.create_time != absl::InfinitePast()) TimeToProto(job.create_time, out->mutable_create_time());
+  if (job.start_time != absl::InfinitePast()) TimeToProto(job.start_time, out->mutable_start_time());
+  if (job.finish_time != absl::InfinitePast()) TimeToProto(job.finish_time, out->mutable_finish_time());
+  if (job.update_time != absl::InfinitePast()) TimeToProto(job.update_time, out->mutable_update_time());
+  out->set_exit_code(job.exit_code);
+  out->set_message(job.message);
+  out->set_cancel_requested(job.cancel_requested);
+  out->set_request_id(job.request_id);
+}
+
+absl::StatusOr<Job> JobFromProto(const v1::Job& in) {
+  Job job;
+  job.id = in.id();
+  SCHED_ASSIGN_OR_RETURN(job.spec, JobSpecFromProto(in.spec()));
+  SCHED_ASSIGN_OR_RETURN(job.state, JobStateFromProto(in.state()));
+  job.attempt = in.attempt();
+  job.epoch = in.epoch();
+  job.node = in.node();
+  job.gpu_indexes.assign(in.gpu_indexes().begin(), in.gpu_indexes().end());
+  job.create_time = TimeFromProto(in.create_time());
+  job.start_time = TimeFromProto(in.start_time());
+  job.finish_time = TimeFromProto(in.finish_time());
+  job.update_time = TimeFromProto(in.update_time());
+  job.exit_code = in.exit_code();
+  job.message = in.message();
+  job.cancel_requested = in.cancel_requested();
+  job.request_id = in.request_id();
+  return job;
+}
+
+void CapabilitiesToProto(const NodeCapabilities& caps, v1::Capabilities* out) {
+  out->set_cpus(caps.cpu_millis / 1000.0);
+  out->set_memory_bytes(caps.memory_bytes);
+  out->set_disk_bytes(caps.disk_bytes);
+  for (const GpuDevice& g : caps.gpus) {
+    v1::GpuInfo* gi = out->add_gpus();
+    gi->set_index(g.index);
+    gi->set_uuid(g.uuid);
+    gi->set_model(g.model);
+    gi->set_memory_bytes(g.memory_bytes);
+  }
+  out->set_provider(caps.provider);
+  out->set_price_per_hour(caps.price_per_hour);
+  for (const auto& [k, v] : caps.labels) (*out->mutable_labels())[k] = v;
+  out->set_hostname(caps.hostname);
+  out->set_gpu_detection(caps.gpu_detection);
+  out->set_agent_version(caps.agent_version);
+}
+
+absl::StatusOr<NodeCapabilities> CapabilitiesFromProto(const v1::Capabilities& in) {
+  if (!std::isfinite(in.cpus()) || in.cpus() < 0 || in.cpus() > 1e6) {
+    return absl::InvalidArgumentError(absl::StrCat("capabilities.cpus: got ", in.cpus()));
+  }
+  if (in.memory_bytes() < 0 || in.disk_bytes() < 0) {
+    return absl::InvalidArgumentError("capabilities: memory and disk must be >= 0");
+  }
+  if (!std::isfinite(in.price_per_hour()) || in.price_per_hour() < 0) {
+    return absl::InvalidArgumentError("capabilities.price_per_hour: must be >= 0");
+  }
+  NodeCapabilities caps;
+  caps.cpu_millis = static_cast<int64_t>(std::llround(in.cpus() * 1000));
+  caps.memory_bytes = in.memory_bytes();
+  caps.disk_bytes = in.disk_bytes();
+  for (const v1::GpuInfo& g : in.gpus()) {
+    caps.gpus.push_back(GpuDevice{g.index(), g.uuid(), g.model(), g.memory_bytes()});
+  }
+  caps.provider = in.provider();
+  caps.price_per_hour = in.price_per_hour();
+  caps.labels.insert(in.labels().begin(), in.labels().end());
+  caps.hostname = in.hostname();
+  caps.gpu_detection = in.gpu_detection();
+  caps.agent_version = in.agent_version();
+  return caps;
+}
+
+void NodeToProto(const Node& node, v1::Node* out) {
+  out->set_name(node.record.name);
+  switch (node.state()) {
+    case NodeState::kReady: out->set_state(v1::NODE_STATE_READY); break;
+    case NodeState::kCordoned: out->set_state(v1::NODE_STATE_CORDONED); break;
+    case NodeState::kDraining: out->set_state(v1::NODE_STATE_DRAINING); break;
+    case NodeState::kDown: out->set_state(v1::NODE_STATE_DOWN); break;
+  }
+  CapabilitiesToProto(node.record.caps, out->mutable_capabilities());
+  out->set_allocated_cpus(node.alloc_cpu_millis / 1000.0);
+  out->set_allocated_memory_bytes(node.alloc_memory_bytes);
+  for (uint32_t g : node.busy_gpus) out->add_allocated_gpu_indexes(g);
+  out->set_running_jobs(node.running_jobs);
+  if (node.last_heartbeat != absl::InfinitePast()) TimeToProto(node.last_heartbeat, out->mutable_last_heartbeat_time());
+  if (node.record.register_time != absl::InfinitePast()) TimeToProto(node.record.register_time, out->mutable_register_time());
+  out->set_connected(node.connected);
+}
+
+v1::LogStream LogStreamToProto(LogStreamKind s) {
+  return s == LogStreamKind::kStderr ? v1::LOG_STREAM_STDERR : v1::LOG_STREAM_STDOUT;
+}
+
+LogStreamKind LogStreamFromProto(v1::LogStream s) {
+  return s == v1::LOG_STREAM_STDERR ? LogStreamKind::kStderr : LogStreamKind::kStdout;
+}
+
+}  // namespace sched

@@ -1,0 +1,39 @@
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "sched/v1/job_service.pb.h"
+#include "sched/v1/storage.pb.h"
+#include "sched/v1/types.pb.h"
+#include "server/core/job.h"
+#include "server/core/node.h"
+#include "server/core/store.h"
+
+// Conversions between the core's plain types and the sched.v1 messages, shared by the gRPC
+// handlers and the RocksDB store so each mapping is written once.
+namespace sched {
+
+void TimeToProto(absl::Time t, google::protobuf::Timestamp* out);
+absl::Time TimeFromProto(const google::protobuf::Timestamp& ts);
+
+v1::JobState JobStateToProto(JobState s);
+// INVALID_ARGUMENT for UNSPECIFIED or unknown values.
+absl::StatusOr<JobState> JobStateFromProto(v1::JobState s);
+
+void JobSpecToProto(const JobSpec& spec, v1::JobSpec* out);
+// Structural checks only (units, ranges that the proto types allow but the core's can't hold);
+// the rules live in ValidateAndDefaultJobSpec.
+absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& spec);
+
+void JobToProto(const Job& job, v1::Job* out);
+absl::StatusOr<Job> JobFromProto(const v1::Job& job);
+
+void CapabilitiesToProto(const NodeCapabilities& caps, v1::Capabilities* out);
+absl::StatusOr<NodeCapabilities> CapabilitiesFromProto(const v1::Capabilities& caps);
+void NodeToProto(const Node& node, v1::Node* out);
+
+v1::LogStream LogStreamToProto(LogStreamKind s);
+LogStreamKind LogStreamFromProto(v1::LogStream s);
+
+}  // namespace sched

@@ -1,0 +1,67 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace sched {
+
+struct GpuDevice {
+  uint32_t index = 0;
+  std::string uuid;
+  std::string model;
+  int64_t memory_bytes = 0;
+};
+
+struct NodeCapabilities {
+  int64_t cpu_millis = 0;
+  int64_t memory_bytes = 0;
+  int64_t disk_bytes = 0;
+  std::vector<GpuDevice> gpus;
+  std::string provider;
+  double price_per_hour = 0;
+  std::map<std::string, std::string> labels;
+  std::string hostname;
+  std::string gpu_detection;
+  std::string agent_version;
+};
+
+enum class NodeState { kReady, kCordoned, kDraining, kDown };
+absl::string_view NodeStateName(NodeState s);
+
+// What is durable about a node: who it is and what the operator decided about it.
+struct NodeRecord {
+  std::string name;
+  NodeCapabilities caps;
+  bool cordoned = false;
+  bool draining = false;
+  absl::Time register_time = absl::InfinitePast();
+};
+
+// Live view of a node: the record plus connection and allocation.
+struct Node {
+  NodeRecord record;
+  bool connected = false;
+  absl::Time last_heartbeat = absl::InfinitePast();
+  int64_t alloc_cpu_millis = 0;
+  int64_t alloc_memory_bytes = 0;
+  std::set<uint32_t> busy_gpus;
+  uint32_t running_jobs = 0;
+
+  NodeState state() const {
+    if (!connected) return NodeState::kDown;
+    if (record.draining) return NodeState::kDraining;
+    if (record.cordoned) return NodeState::kCordoned;
+    return NodeState::kReady;
+  }
+  bool Schedulable() const { return state() == NodeState::kReady; }
+  int64_t FreeCpuMillis() const { return record.caps.cpu_millis - alloc_cpu_millis; }
+  int64_t FreeMemoryBytes() const { return record.caps.memory_bytes - alloc_memory_bytes; }
+};
+
+}  // namespace sched

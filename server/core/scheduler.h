@@ -1,0 +1,260 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/common/clock.h"
+#include "server/core/agent_link.h"
+#include "server/core/job.h"
+#include "server/core/node.h"
+#include "server/core/placement.h"
+#include "server/core/store.h"
+
+namespace sched {
+
+struct SchedulerOptions {
+  // A leased job goes back to the queue when its agent has not renewed it for this long.
+  absl::Duration lease_ttl = absl::Seconds(10);
+  // How often agents are asked to heartbeat; well under lease_ttl.
+  absl::Duration heartbeat_interval = absl::Seconds(2);
+  // Extra lease time given at start, so agents can reconnect to a restarted schedd.
+  absl::Duration restart_grace = absl::Seconds(10);
+  // A job whose lease expired this many times ends FAILED instead of going back to the queue.
+  uint32_t max_attempts = 10;
+  // Seeds job ids; 0 picks a random seed.
+  uint64_t seed = 0;
+};
+
+template <typename T>
+using Done = absl::AnyInvocable<void(absl::StatusOr<T>)>;
+
+struct SubmitResult {
+  Job job;
+  bool existing = false;  // the request id matched an earlier submit
+};
+
+struct JobQuery {
+  std::vector<JobState> states;  // empty: all
+  std::string project;           // empty: all
+  size_t limit = 500;
+  uint64_t after_seq = 0;  // paging: jobs submitted after this one
+};
+
+struct JobPage {
+  std::vector<Job> jobs;
+  uint64_t next_after_seq = 0;  // 0: no more pages
+};
+
+// A job an agent holds, named by the assignment it came from.
+struct JobRef {
+  std::string job_id;
+  uint64_t epoch = 0;
+};
+
+struct JobReport {
+  std::string job_id;
+  uint64_t epoch = 0;
+  JobState state = JobState::kRunning;  // kRunning or a terminal state
+  int32_t exit_code = 0;
+  std::string message;
+};
+
+struct SchedulerStats {
+  uint64_t jobs_by_state[6] = {};  // indexed by JobState
+  uint64_t submits_total = 0;
+  uint64_t assignments_total = 0;
+  uint64_t lease_expiries_total = 0;
+  uint64_t stale_reports_total = 0;
+  uint64_t agents_connected = 0;
+  uint64_t nodes_total = 0;
+};
+
+// The scheduler: job queue, state machine, leases with fencing epochs, and placement. Plain
+// C++: no RPC, no storage engine, no clock of its own.
+//
+// Thread-safe. Every change is appended to the Store under the lock, so the store's order is the
+// order of the changes; a method's `done` runs once its change is durable, and commands to
+// agents (AgentLink) go out only after the change that caused them is durable. `done` and the
+// links are called without the lock held, possibly inside the method.
+//
+// Time moves only through Tick(), which production calls from a timer and tests call directly.
+// The Store must outlive the Scheduler.
+class Scheduler {
+ public:
+  static absl::StatusOr<std::unique_ptr<Scheduler>> Create(
+      SchedulerOptions options, Store* store, const Clock* clock,
+      std::unique_ptr<Placer> placer = nullptr);
+  ~Scheduler();
+
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // ---- Users ----
+  // Queues a job. A non-empty `request_id` seen before returns that job (existing = true).
+  void Submit(JobSpec spec, std::string request_id, Done<SubmitResult> done);
+  // By id or unique id prefix. NOT_FOUND, or INVALID_ARGUMENT for an ambiguous prefix.
+  absl::StatusOr<Job> GetJob(absl::string_view id_or_prefix) const;
+  JobPage ListJobs(const JobQuery& query) const;
+  void Cancel(absl::string_view id_or_prefix, std::string reason, Done<Job> done);
+  // Full id for an id or unique prefix.
+  absl::StatusOr<std::string> ResolveJobId(absl::string_view id_or_prefix) const;
+
+  // ---- Operators ----
+  std::vector<Node> ListNodes() const;
+  absl::StatusOr<Node> GetNode(absl::string_view name) const;
+  void Cordon(absl::string_view name, bool cordon, Done<Node> done);
+  void Drain(absl::string_view name, Done<Node> done);
+
+  // ---- Agents ----
+  // A new stream from agent `name`. Replaces any earlier session of that node. `running` are the
+  // jobs the agent still runs; those whose lease is no longer theirs are stopped, and jobs leased
+  // to the node that the agent does not hold go back to the queue. `done` gets the session id
+  // that every later call from this stream passes.
+  void ConnectAgent(const std::string& name, NodeCapabilities caps, std::vector<JobRef> running,
+                    std::shared_ptr<AgentLink> link, Done<uint64_t> done);
+  // The stream ended. Leases stay until their TTL, so a quick reconnect loses nothing.
+  void DisconnectAgent(const std::string& name, uint64_t session);
+  // Renews the leases in `running`; stale ones are told to stop. FAILED_PRECONDITION when the
+  // session is no longer current (the agent must reconnect).
+  absl::Status Heartbeat(const std::string& name, uint64_t session,
+                         const std::vector<JobRef>& running);
+  // A job started or ended. FAILED_PRECONDITION for a stale session or epoch; NOT_FOUND for an
+  // unknown job. A repeated final report of the same attempt is acknowledged again.
+  void ReportJob(const std::string& name, uint64_t session, JobReport report, Done<Job> done);
+  // Stores a piece of a job's output; refused like ReportJob when stale.
+  absl::Status AppendLog(const std::string& name, uint64_t session, const JobRef& ref,
+                         LogStreamKind stream, std::string data);
+
+  // Expires leases and silent agents. Call at least every heartbeat interval.
+  void Tick();
+
+  // ---- Feeds ----
+  // `fn` sees every job change once it is durable, in commit order. Must not block or call
+  // back into the Scheduler.
+  uint64_t SubscribeJobs(absl::AnyInvocable<void(const Job&)> fn);
+  // `fn` sees every stored log record.
+  uint64_t SubscribeLogs(absl::AnyInvocable<void(const std::string& job_id, const LogRecord&)> fn);
+  void Unsubscribe(uint64_t id);
+
+  absl::StatusOr<std::vector<LogRecord>> ReadLogs(const std::string& job_id, uint64_t from_index,
+                                                  size_t max) const;
+
+  SchedulerStats Stats() const;
+  const SchedulerOptions& options() const { return options_; }
+
+ private:
+  struct NodeEntry {
+    Node node;
+    std::shared_ptr<AgentLink> link;
+    uint64_t session = 0;
+    std::set<std::string> jobs;  // leased to this node
+  };
+
+  // The effects of one call, applied after its store batch is durable.
+  struct Outbox {
+    StoreBatch batch;
+    uint64_t ticket = 0;
+    std::vector<absl::AnyInvocable<void()>> commands;
+    std::vector<Job> events;
+  };
+
+  Scheduler(SchedulerOptions options, Store* store, const Clock* clock,
+            std::unique_ptr<Placer> placer);
+  absl::Status LoadState() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Appends the outbox's batch to the store; called with the lock held, so that store order is
+  // change order.
+  void Seal(Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `done(status)`, then the commands and events, once the outbox is durable.
+  void Deliver(Outbox out, absl::AnyInvocable<void(absl::Status)> done) ABSL_LOCKS_EXCLUDED(mu_);
+  template <typename T>
+  void Finish(Outbox out, absl::StatusOr<T> result, Done<T> done) ABSL_LOCKS_EXCLUDED(mu_);
+  void Publish(std::vector<Job>& events);
+
+  absl::StatusOr<SubmitResult> SubmitLocked(JobSpec spec, std::string request_id, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Job> CancelLocked(absl::string_view id, std::string reason, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<uint64_t> ConnectLocked(const std::string& name, NodeCapabilities caps,
+                                         const std::vector<JobRef>& running,
+                                         std::shared_ptr<AgentLink> link, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Job> ReportLocked(const std::string& name, uint64_t session,
+                                   const JobReport& report, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Node> SetCordonLocked(absl::string_view name, bool cordon, bool drain,
+                                       Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::StatusOr<std::string> ResolveLocked(absl::string_view id_or_prefix) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<NodeEntry*> SessionNode(const std::string& name, uint64_t session)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The job `ref` names, if it is leased to `node` under that epoch; FAILED_PRECONDITION if not.
+  absl::StatusOr<Job*> LeasedJob(const std::string& node, const JobRef& ref)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Renews the refs that are current; queues a Stop for the rest.
+  void RenewLeases(NodeEntry& entry, const std::vector<JobRef>& refs, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void SetState(Job& job, JobState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PutJob(const Job& job, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PutNode(const NodeRecord& record, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Allocate(NodeEntry& entry, const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Release(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The lease of `job` ends without a report from its agent.
+  void EndLease(Job& job, const std::string& reason, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Places pending jobs (only `job` when given) while nodes have room.
+  void Schedule(Outbox& out, Job* job = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string NewJobId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const SchedulerOptions options_;
+  Store* const store_;
+  const Clock* const clock_;
+  const std::unique_ptr<Placer> placer_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);  // node-based: pointers stay valid
+  absl::btree_map<uint64_t, Job*> by_seq_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Job*> by_request_id_ ABSL_GUARDED_BY(mu_);
+  // (-priority, seq): highest priority first, then oldest.
+  absl::btree_set<std::pair<int64_t, uint64_t>> pending_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, absl::Time> lease_expiry_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, NodeEntry> nodes_ ABSL_GUARDED_BY(mu_);
+  uint64_t last_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t last_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t last_session_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t last_ticket_ ABSL_GUARDED_BY(mu_) = 0;
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  SchedulerStats stats_ ABSL_GUARDED_BY(mu_);
+
+  // Taken without mu_ held; subscribers may call the Scheduler (taking mu_) inside.
+  mutable absl::Mutex sub_mu_;
+  uint64_t last_sub_ ABSL_GUARDED_BY(sub_mu_) = 0;
+  std::map<uint64_t, absl::AnyInvocable<void(const Job&)>> job_subs_ ABSL_GUARDED_BY(sub_mu_);
+  std::map<uint64_t, absl::AnyInvocable<void(const std::string&, const LogRecord&)>> log_subs_
+      ABSL_GUARDED_BY(sub_mu_);
+  std::atomic<size_t> job_sub_count_{0};
+};
+
+}  // namespace sched

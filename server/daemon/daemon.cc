@@ -1,0 +1,128 @@
+#include "server/daemon/daemon.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "prometheus/exposer.h"
+#include "server/common/status_macros.h"
+#include "server/metrics/metrics.h"
+#include "server/service/agent_service.h"
+#include "server/service/job_service.h"
+#include "server/service/node_service.h"
+#include "server/store/rocksdb_store.h"
+
+namespace sched {
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create data_dir ", options.data_dir, ": ", ec.message()));
+  }
+  RocksDbStoreOptions store_options;
+  store_options.path = (std::filesystem::path(options.data_dir) / "store").string();
+  store_options.sync = options.sync;
+  SCHED_ASSIGN_OR_RETURN(std::unique_ptr<RocksDbStore> store,
+                         RocksDbStore::Open(std::move(store_options)));
+  std::unique_ptr<Daemon> d(new Daemon());
+  d->owned_store_ = std::move(store);
+  SCHED_RETURN_IF_ERROR(d->Init(std::move(options), d->owned_store_.get(), RealClock::Get()));
+  return d;
+}
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options, Store* store,
+                                                      const Clock* clock) {
+  std::unique_ptr<Daemon> d(new Daemon());
+  SCHED_RETURN_IF_ERROR(d->Init(std::move(options), store, clock));
+  return d;
+}
+
+absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* clock) {
+  options_ = std::move(options);
+  SchedulerOptions so;
+  so.lease_ttl = absl::Milliseconds(options_.lease_ttl_ms);
+  so.heartbeat_interval = absl::Milliseconds(options_.heartbeat_interval_ms);
+  so.restart_grace = absl::Milliseconds(options_.restart_grace_ms);
+  so.max_attempts = options_.max_attempts;
+  SCHED_ASSIGN_OR_RETURN(scheduler_, Scheduler::Create(so, store, clock));
+
+  std::vector<ServerMetrics::ExtraCounter> extra;
+  if (RocksDbStore* rocks = owned_store_.get()) {
+    extra.push_back({"sched_store_batches_total", "Batches committed to the store.",
+                     [rocks] { return static_cast<double>(rocks->batches_committed()); }});
+    extra.push_back({"sched_store_syncs_total",
+                     "Synced store writes; batches per sync is the group-commit factor.",
+                     [rocks] { return static_cast<double>(rocks->syncs()); }});
+  }
+  metrics_ = std::make_unique<ServerMetrics>(scheduler_.get(), std::move(extra));
+  job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get());
+  agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get());
+  node_service_ = std::make_unique<NodeServiceImpl>(scheduler_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port_);
+  builder.RegisterService(job_service_.get());
+  builder.RegisterService(agent_service_.get());
+  builder.RegisterService(node_service_.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
+  // Agents keep one stream open for hours: keepalive finds dead peers behind NATs.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+  creators.push_back(metrics_->InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(creators));
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen));
+  }
+  if (!options_.metrics_listen.empty()) {
+    try {
+      exposer_ = std::make_unique<prometheus::Exposer>(options_.metrics_listen);
+    } catch (const std::exception& e) {
+      server_->Shutdown();
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve metrics on ", options_.metrics_listen, ": ", e.what()));
+    }
+    exposer_->RegisterCollectable(metrics_->registry());
+    exposer_->RegisterCollectable(metrics_->scheduler_collector());
+  }
+  ticker_ = std::thread([this] {
+    const absl::Duration every = absl::Milliseconds(options_.tick_interval_ms);
+    while (!stop_.WaitForNotificationWithTimeout(every)) scheduler_->Tick();
+  });
+  return absl::OkStatus();
+}
+
+int Daemon::metrics_port() const {
+  if (!exposer_) return 0;
+  auto ports = exposer_->GetListeningPorts();
+  return ports.empty() ? 0 : ports.front();
+}
+
+void Daemon::Wait() { stop_.WaitForNotification(); }
+
+void Daemon::Shutdown() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+}
+
+Daemon::~Daemon() {
+  Shutdown();
+  if (ticker_.joinable()) ticker_.join();
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  exposer_.reset();
+  scheduler_.reset();  // waits for in-flight store callbacks
+  owned_store_.reset();
+}
+
+}  // namespace sched

@@ -1,0 +1,83 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "server/common/clock.h"
+#include "server/core/scheduler.h"
+#include "server/core/store.h"
+
+namespace grpc {
+class Server;
+}
+namespace prometheus {
+class Exposer;
+}
+
+namespace sched {
+
+class JobServiceImpl;
+class AgentServiceImpl;
+class NodeServiceImpl;
+class ServerMetrics;
+class RocksDbStore;
+
+struct DaemonOptions {
+  // Folder of the embedded store; created if missing. Ignored when a Store is handed in.
+  std::string data_dir = "./sched-data";
+  // gRPC address; port 0 picks a free one (see Daemon::port()).
+  std::string listen = "127.0.0.1:7070";
+  // Prometheus /metrics address; empty: no metrics endpoint.
+  std::string metrics_listen = "127.0.0.1:7071";
+  int64_t lease_ttl_ms = 10'000;
+  int64_t heartbeat_interval_ms = 2'000;
+  int64_t restart_grace_ms = 10'000;
+  int64_t tick_interval_ms = 100;
+  uint32_t max_attempts = 10;
+  int64_t max_message_bytes = 16 << 20;
+  // Sync the store's WAL before acknowledging. Off only for benchmarks that say so.
+  bool sync = true;
+};
+
+// schedd in one object: store, scheduler, gRPC services (with health and reflection), metrics
+// and the tick timer. main.cc and the in-process cluster tests both use it.
+class Daemon {
+ public:
+  // Opens the RocksDB store under options.data_dir.
+  static absl::StatusOr<std::unique_ptr<Daemon>> Start(DaemonOptions options);
+  // Runs on a store the caller owns (it must outlive the Daemon), e.g. a MemoryStore.
+  static absl::StatusOr<std::unique_ptr<Daemon>> Start(DaemonOptions options, Store* store,
+                                                       const Clock* clock);
+  // Stops serving, then closes the store.
+  ~Daemon();
+
+  int port() const { return port_; }
+  int metrics_port() const;
+  Scheduler* scheduler() const { return scheduler_.get(); }
+  // Blocks until Shutdown().
+  void Wait();
+  void Shutdown();
+
+ private:
+  Daemon() = default;
+  absl::Status Init(DaemonOptions options, Store* store, const Clock* clock);
+
+  DaemonOptions options_;
+  std::unique_ptr<RocksDbStore> owned_store_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<JobServiceImpl> job_service_;
+  std::unique_ptr<AgentServiceImpl> agent_service_;
+  std::unique_ptr<NodeServiceImpl> node_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int port_ = 0;
+  absl::Notification stop_;
+  std::thread ticker_;
+};
+
+}  // namespace sched

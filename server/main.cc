@@ -1,0 +1,59 @@
+// schedd: the central daemon. Flags fill DaemonOptions; everything else is in sched_daemon.
+#include <csignal>
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "server/daemon/daemon.h"
+
+ABSL_FLAG(std::string, data_dir, "./sched-data", "Folder of the embedded store.");
+ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "gRPC listen address (host:port).");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:7071",
+          "Prometheus /metrics address; empty disables it.");
+ABSL_FLAG(int64_t, lease_ttl_ms, 10'000,
+          "A job goes back to the queue when its agent has not renewed the lease for this long.");
+ABSL_FLAG(int64_t, heartbeat_interval_ms, 2'000, "How often agents heartbeat.");
+ABSL_FLAG(int64_t, restart_grace_ms, 10'000,
+          "Extra lease time after a start, so agents can reconnect.");
+ABSL_FLAG(uint32_t, max_attempts, 10, "Lease expiries after which a job ends FAILED.");
+ABSL_FLAG(bool, unsafe_no_sync, false,
+          "Acknowledge writes before the WAL is synced. Loses acknowledged jobs on power loss; "
+          "for benchmarks only.");
+
+namespace {
+sched::Daemon* g_daemon = nullptr;
+void OnSignal(int) {
+  if (g_daemon != nullptr) g_daemon->Shutdown();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("schedd: the sched daemon. schedd --data_dir=DIR [--listen=ADDR]");
+  absl::ParseCommandLine(argc, argv);
+  sched::DaemonOptions options;
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.lease_ttl_ms = absl::GetFlag(FLAGS_lease_ttl_ms);
+  options.heartbeat_interval_ms = absl::GetFlag(FLAGS_heartbeat_interval_ms);
+  options.restart_grace_ms = absl::GetFlag(FLAGS_restart_grace_ms);
+  options.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+  options.sync = !absl::GetFlag(FLAGS_unsafe_no_sync);
+
+  absl::StatusOr<std::unique_ptr<sched::Daemon>> daemon = sched::Daemon::Start(options);
+  if (!daemon.ok()) {
+    std::fprintf(stderr, "schedd: %s\n", daemon.status().ToString().c_str());
+    return 1;
+  }
+  g_daemon = daemon->get();
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  std::fprintf(stderr, "schedd: serving gRPC on port %d, metrics on port %d, data in %s\n",
+               (*daemon)->port(), (*daemon)->metrics_port(), options.data_dir.c_str());
+  (*daemon)->Wait();
+  std::fprintf(stderr, "schedd: shutting down\n");
+  g_daemon = nullptr;
+  daemon->reset();
+  return 0;
+}

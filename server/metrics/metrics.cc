@@ -1,0 +1,140 @@
+#include "server/metrics/metrics.h"
+
+#include <chrono>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/string_view.h"
+
+namespace sched {
+namespace {
+
+const char* CodeName(grpc::StatusCode code) {
+  static const char* const kNames[] = {
+      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+      "UNAUTHENTICATED"};
+  int i = static_cast<int>(code);
+  return i >= 0 && i <= 16 ? kNames[i] : "UNKNOWN";
+}
+
+prometheus::ClientMetric Value(double v, std::vector<prometheus::ClientMetric::Label> labels = {}) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  m.gauge.value = v;
+  m.counter.value = v;
+  return m;
+}
+
+prometheus::MetricFamily Family(std::string name, std::string help, prometheus::MetricType type,
+                                std::vector<prometheus::ClientMetric> metrics) {
+  prometheus::MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  f.metric = std::move(metrics);
+  return f;
+}
+
+class SchedulerCollector final : public prometheus::Collectable {
+ public:
+  SchedulerCollector(const Scheduler* scheduler,
+                     std::vector<ServerMetrics::ExtraCounter> extra)
+      : scheduler_(scheduler), extra_(std::move(extra)) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    using prometheus::MetricType;
+    const SchedulerStats s = scheduler_->Stats();
+    std::vector<prometheus::ClientMetric> by_state;
+    for (int i = 0; i < 6; ++i) {
+      by_state.push_back(Value(
+          s.jobs_by_state[i],
+          {{"state", absl::AsciiStrToLower(JobStateName(static_cast<JobState>(i)))}}));
+    }
+    std::vector<prometheus::MetricFamily> out;
+    out.push_back(Family("sched_jobs", "Jobs known to schedd, by state.", MetricType::Gauge,
+                         std::move(by_state)));
+    out.push_back(Family("sched_job_submits_total", "Jobs accepted by SubmitJob.",
+                         MetricType::Counter, {Value(s.submits_total)}));
+    out.push_back(Family("sched_job_assignments_total", "Leases granted to nodes.",
+                         MetricType::Counter, {Value(s.assignments_total)}));
+    out.push_back(Family("sched_lease_expiries_total",
+                         "Leases that ran out without a heartbeat from their agent.",
+                         MetricType::Counter, {Value(s.lease_expiries_total)}));
+    out.push_back(Family("sched_stale_reports_total",
+                         "Agent reports refused for a stale fencing epoch.", MetricType::Counter,
+                         {Value(s.stale_reports_total)}));
+    out.push_back(Family("sched_agents_connected", "Agents with an open Connect stream.",
+                         MetricType::Gauge, {Value(s.agents_connected)}));
+    out.push_back(Family("sched_nodes", "Nodes schedd knows, connected or not.",
+                         MetricType::Gauge, {Value(s.nodes_total)}));
+    for (const auto& c : extra_) {
+      out.push_back(Family(c.name, c.help, MetricType::Counter, {Value(c.read())}));
+    }
+    return out;
+  }
+
+ private:
+  const Scheduler* scheduler_;
+  std::vector<ServerMetrics::ExtraCounter> extra_;
+};
+
+class RpcTimer final : public grpc::experimental::Interceptor {
+ public:
+  RpcTimer(ServerMetrics* metrics, grpc::experimental::ServerRpcInfo* info)
+      : metrics_(metrics),
+        method_(info->method()),
+        unary_(info->type() == grpc::experimental::ServerRpcInfo::Type::UNARY),
+        start_(std::chrono::steady_clock::now()) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using grpc::experimental::InterceptionHookPoints;
+    if (unary_ && methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+      metrics_->ObserveRpc(method_, methods->GetSendStatus().error_code(), seconds);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  ServerMetrics* metrics_;
+  std::string method_;
+  bool unary_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+class RpcTimerFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit RpcTimerFactory(ServerMetrics* metrics) : metrics_(metrics) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new RpcTimer(metrics_, info);
+  }
+
+ private:
+  ServerMetrics* metrics_;
+};
+
+}  // namespace
+
+ServerMetrics::ServerMetrics(const Scheduler* scheduler, std::vector<ExtraCounter> extra)
+    : registry_(std::make_shared<prometheus::Registry>()),
+      rpc_duration_(&prometheus::BuildHistogram()
+                         .Name("sched_rpc_duration_seconds")
+                         .Help("Time from a unary RPC's arrival to its status, by method.")
+                         .Register(*registry_)),
+      collector_(std::make_shared<SchedulerCollector>(scheduler, std::move(extra))) {}
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+ServerMetrics::InterceptorFactory() {
+  return std::make_unique<RpcTimerFactory>(this);
+}
+
+void ServerMetrics::ObserveRpc(const std::string& method, grpc::StatusCode code, double seconds) {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
+  rpc_duration_->Add({{"method", method}, {"code", CodeName(code)}}, kBuckets).Observe(seconds);
+}
+
+}  // namespace sched

@@ -1,0 +1,207 @@
+#include "server/service/agent_service.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "server/convert/convert.h"
+#include "server/service/status.h"
+#include "server/service/stream_sender.h"
+
+namespace sched {
+namespace {
+
+using Sender = StreamSender<v1::ServerMessage>;
+
+// The scheduler's handle on one agent stream. Outlives the stream safely: sends after the end
+// are dropped by the sender.
+class StreamLink final : public AgentLink {
+ public:
+  explicit StreamLink(std::shared_ptr<Sender> sender) : sender_(std::move(sender)) {}
+
+  void Assign(const Job& job) override {
+    v1::ServerMessage msg;
+    v1::Assignment* a = msg.mutable_assignment();
+    JobToProto(job, a->mutable_job());
+    a->set_epoch(job.epoch);
+    sender_->Send(std::move(msg));
+  }
+  void Cancel(const std::string& job_id, uint64_t epoch) override {
+    v1::ServerMessage msg;
+    msg.mutable_cancel()->set_job_id(job_id);
+    msg.mutable_cancel()->set_epoch(epoch);
+    sender_->Send(std::move(msg));
+  }
+  void Stop(const std::string& job_id, uint64_t epoch, const std::string& reason) override {
+    v1::ServerMessage msg;
+    v1::StopJob* s = msg.mutable_stop();
+    s->set_job_id(job_id);
+    s->set_epoch(epoch);
+    s->set_reason(reason);
+    sender_->Send(std::move(msg));
+  }
+  void Drain() override {
+    v1::ServerMessage msg;
+    msg.mutable_drain();
+    sender_->Send(std::move(msg));
+  }
+
+ private:
+  std::shared_ptr<Sender> sender_;
+};
+
+std::vector<JobRef> RefsFromProto(const google::protobuf::RepeatedPtrField<v1::JobRef>& refs) {
+  std::vector<JobRef> out;
+  out.reserve(refs.size());
+  for (const v1::JobRef& r : refs) out.push_back(JobRef{r.job_id(), r.epoch()});
+  return out;
+}
+
+// A report the scheduler refused: tell the agent, keep the stream.
+void Reject(Sender& sender, const std::string& job_id, uint64_t epoch,
+            const absl::Status& status) {
+  v1::ServerMessage msg;
+  v1::Rejected* r = msg.mutable_rejected();
+  r->set_job_id(job_id);
+  r->set_epoch(epoch);
+  r->set_code(static_cast<int>(status.code()));
+  r->set_message(std::string(status.message()));
+  sender.Send(std::move(msg));
+}
+
+class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage> {
+ public:
+  explicit ConnectReactor(Scheduler* scheduler)
+      : scheduler_(scheduler),
+        sender_(std::make_shared<Sender>(
+            [this](const v1::ServerMessage* m) { StartWrite(m); },
+            [this](grpc::Status s) { Finish(std::move(s)); })) {
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      sender_->Finish(grpc::Status::OK);  // the agent closed its side
+      return;
+    }
+    if (session_ == 0) {
+      HandleRegister();  // reading resumes once the node is registered
+      return;
+    }
+    absl::Status status = Handle();
+    if (!status.ok()) {
+      sender_->Finish(ToGrpcStatus(status));
+      return;
+    }
+    StartRead(&in_);
+  }
+  void OnWriteDone(bool ok) override { sender_->OnWriteDone(ok); }
+  void OnDone() override {
+    if (session_ != 0) scheduler_->DisconnectAgent(name_, session_);
+    delete this;
+  }
+
+ private:
+  void HandleRegister() {
+    if (!in_.has_register_()) {
+      sender_->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                   "the first message on a Connect stream must be register"));
+      return;
+    }
+    const v1::Register& reg = in_.register_();
+    absl::StatusOr<NodeCapabilities> caps = CapabilitiesFromProto(reg.capabilities());
+    if (!caps.ok()) {
+      sender_->Finish(ToGrpcStatus(caps.status()));
+      return;
+    }
+    name_ = reg.node_name();
+    scheduler_->ConnectAgent(
+        name_, std::move(*caps), RefsFromProto(reg.running()),
+        std::make_shared<StreamLink>(sender_), [this](absl::StatusOr<uint64_t> session) {
+          if (!session.ok()) {
+            sender_->Finish(ToGrpcStatus(session.status()));
+            return;
+          }
+          session_ = *session;
+          v1::ServerMessage msg;
+          const SchedulerOptions& o = scheduler_->options();
+          msg.mutable_register_ack()->set_lease_ttl_ms(absl::ToInt64Milliseconds(o.lease_ttl));
+          msg.mutable_register_ack()->set_heartbeat_interval_ms(
+              absl::ToInt64Milliseconds(o.heartbeat_interval));
+          sender_->Send(std::move(msg));
+          StartRead(&in_);
+        });
+  }
+
+  // Errors returned end the stream (the agent reconnects); per-job refusals do not.
+  absl::Status Handle() {
+    switch (in_.msg_case()) {
+      case v1::AgentMessage::kHeartbeat: {
+        absl::Status s =
+            scheduler_->Heartbeat(name_, session_, RefsFromProto(in_.heartbeat().running()));
+        if (!s.ok()) return s;
+        v1::ServerMessage msg;
+        msg.mutable_heartbeat_ack();
+        sender_->Send(std::move(msg));
+        return absl::OkStatus();
+      }
+      case v1::AgentMessage::kUpdate: {
+        const v1::JobUpdate& u = in_.update();
+        absl::StatusOr<JobState> state = JobStateFromProto(u.state());
+        if (!state.ok()) {
+          Reject(*sender_, u.job_id(), u.epoch(), state.status());
+          return absl::OkStatus();
+        }
+        JobReport report{u.job_id(), u.epoch(), *state, u.exit_code(), u.message()};
+        scheduler_->ReportJob(
+            name_, session_, std::move(report),
+            [sender = sender_, id = u.job_id(), epoch = u.epoch()](absl::StatusOr<Job> job) {
+              if (!job.ok()) {
+                Reject(*sender, id, epoch, job.status());
+                return;
+              }
+              if (!IsTerminal(job->state)) return;
+              v1::ServerMessage msg;
+              v1::UpdateAck* ack = msg.mutable_update_ack();
+              ack->set_job_id(id);
+              ack->set_epoch(epoch);
+              ack->set_state(JobStateToProto(job->state));
+              sender->Send(std::move(msg));
+            });
+        return absl::OkStatus();
+      }
+      case v1::AgentMessage::kLog: {
+        v1::AgentLogChunk* chunk = in_.mutable_log();
+        absl::Status s = scheduler_->AppendLog(name_, session_, {chunk->job_id(), chunk->epoch()},
+                                               LogStreamFromProto(chunk->stream()),
+                                               std::move(*chunk->mutable_data()));
+        if (absl::IsFailedPrecondition(s) || absl::IsNotFound(s)) {
+          Reject(*sender_, chunk->job_id(), chunk->epoch(), s);
+          return absl::OkStatus();
+        }
+        return s;
+      }
+      case v1::AgentMessage::kRegister:
+        return absl::InvalidArgumentError("register: sent twice on one stream");
+      default:
+        return absl::InvalidArgumentError("empty agent message");
+    }
+  }
+
+  Scheduler* const scheduler_;
+  std::shared_ptr<Sender> sender_;
+  v1::AgentMessage in_;
+  std::string name_;
+  uint64_t session_ = 0;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>* AgentServiceImpl::Connect(
+    grpc::CallbackServerContext* ctx) {
+  return new ConnectReactor(scheduler_);
+}
+
+}  // namespace sched

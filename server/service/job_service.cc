@@ -1,0 +1,332 @@
+#include "server/service/job_service.h"
+
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "server/common/status_macros.h"
+#include "server/convert/convert.h"
+#include "server/service/status.h"
+#include "server/service/stream_sender.h"
+
+namespace sched {
+namespace {
+
+constexpr uint32_t kDefaultPageSize = 500;
+constexpr uint32_t kMaxPageSize = 5000;
+constexpr size_t kLogReadBatch = 256;
+
+absl::StatusOr<std::vector<JobState>> StatesFromProto(
+    const google::protobuf::RepeatedField<int>& states) {
+  std::vector<JobState> out;
+  for (int s : states) {
+    SCHED_ASSIGN_OR_RETURN(JobState state, JobStateFromProto(static_cast<v1::JobState>(s)));
+    out.push_back(state);
+  }
+  return out;
+}
+
+template <typename Response>
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+bool Matches(const v1::WatchJobsRequest& req, const std::vector<JobState>& states,
+             const std::string& job_id, const Job& job) {
+  if (!job_id.empty() && job.id != job_id) return false;
+  if (!req.project().empty() && job.spec.project != req.project()) return false;
+  if (states.empty()) return true;
+  return std::find(states.begin(), states.end(), job.state) != states.end();
+}
+
+// WatchJobs: the current state of the matching jobs, then each change. Changes that arrive
+// while the snapshot is being sent are held back and sent after it, unless the snapshot already
+// showed that version.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse> {
+ public:
+  WatchReactor(Scheduler* scheduler, const v1::WatchJobsRequest& req)
+      : scheduler_(scheduler),
+        sender_(std::make_shared<StreamSender<v1::WatchJobsResponse>>(
+            [this](const v1::WatchJobsResponse* m) { StartWrite(m); },
+            [this](grpc::Status s) { Finish(std::move(s)); })) {
+    absl::Status status = Start(req);
+    if (!status.ok()) sender_->Finish(ToGrpcStatus(status));
+  }
+
+  void OnWriteDone(bool ok) override { sender_->OnWriteDone(ok); }
+  void OnCancel() override { sender_->Finish(grpc::Status::CANCELLED); }
+  void OnDone() override {
+    if (sub_ != 0) scheduler_->Unsubscribe(sub_);
+    delete this;
+  }
+
+ private:
+  struct Shared {
+    absl::Mutex mu;
+    bool snapshot_sent ABSL_GUARDED_BY(mu) = false;
+    std::vector<Job> held ABSL_GUARDED_BY(mu);
+  };
+
+  absl::Status Start(const v1::WatchJobsRequest& req) {
+    SCHED_ASSIGN_OR_RETURN(std::vector<JobState> states, StatesFromProto(req.states()));
+    std::string job_id;
+    if (!req.job_id().empty()) {
+      SCHED_ASSIGN_OR_RETURN(job_id, scheduler_->ResolveJobId(req.job_id()));
+    }
+    auto shared = std::make_shared<Shared>();
+    auto send = [sender = sender_](const Job& job, bool initial) {
+      v1::WatchJobsResponse resp;
+      JobToProto(job, resp.mutable_job());
+      resp.set_initial(initial);
+      sender->Send(std::move(resp));
+    };
+    sub_ = scheduler_->SubscribeJobs([req, states, job_id, shared, send](const Job& job) {
+      if (!Matches(req, states, job_id, job)) return;
+      absl::MutexLock lock(&shared->mu);
+      if (!shared->snapshot_sent) {
+        shared->held.push_back(job);
+      } else {
+        send(job, false);
+      }
+    });
+    absl::flat_hash_map<std::string, absl::Time> seen;
+    if (!req.skip_initial()) {
+      JobQuery query;
+      query.states = states;
+      query.project = req.project();
+      query.limit = kMaxPageSize;
+      do {
+        JobPage page = scheduler_->ListJobs(query);
+        for (const Job& job : page.jobs) {
+          if (!job_id.empty() && job.id != job_id) continue;
+          seen[job.id] = job.update_time;
+          send(job, true);
+        }
+        query.after_seq = page.next_after_seq;
+      } while (query.after_seq != 0);
+    }
+    absl::MutexLock lock(&shared->mu);
+    for (const Job& job : shared->held) {
+      auto it = seen.find(job.id);
+      if (it == seen.end() || job.update_time > it->second) send(job, false);
+    }
+    shared->held.clear();
+    shared->snapshot_sent = true;
+    return absl::OkStatus();
+  }
+
+  Scheduler* const scheduler_;
+  std::shared_ptr<StreamSender<v1::WatchJobsResponse>> sender_;
+  uint64_t sub_ = 0;
+};
+
+// GetJobLogs: reads the stored output in batches, one write at a time; with `follow`, waits for
+// new output until the job has ended and everything stored was sent.
+class LogsReactor final : public grpc::ServerWriteReactor<v1::LogChunk> {
+ public:
+  LogsReactor(Scheduler* scheduler, const v1::GetJobLogsRequest& req)
+      : scheduler_(scheduler), follow_(req.follow()), attempt_(req.attempt()) {
+    absl::StatusOr<std::string> id = scheduler_->ResolveJobId(req.job_id());
+    if (!id.ok()) {
+      Finish(ToGrpcStatus(id.status()));
+      return;
+    }
+    job_id_ = *id;
+    if (follow_) {
+      sub_logs_ = scheduler_->SubscribeLogs([this](const std::string& job_id, const LogRecord&) {
+        if (job_id == job_id_) Wake();
+      });
+      sub_jobs_ = scheduler_->SubscribeJobs([this](const Job& job) {
+        if (job.id == job_id_ && IsTerminal(job.state)) Wake();
+      });
+    }
+    Pump();
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok && !finished_) {
+        finished_ = true;
+        end_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "stream broken");
+      }
+      if (finished_) {
+        // End() was called during the write and left the Finish to us.
+        Finish(end_status_);
+        return;
+      }
+    }
+    Pump();
+  }
+  void OnCancel() override { End(grpc::Status::CANCELLED); }
+  void OnDone() override {
+    if (sub_logs_ != 0) scheduler_->Unsubscribe(sub_logs_);
+    if (sub_jobs_ != 0) scheduler_->Unsubscribe(sub_jobs_);
+    delete this;
+  }
+
+ private:
+  void Wake() {
+    {
+      absl::MutexLock lock(&mu_);
+      woken_ = true;
+      if (!waiting_) return;
+      waiting_ = false;
+    }
+    Pump();
+  }
+
+  // Sends the next stored chunk, waits, or ends the stream. Never runs twice at once: it is
+  // entered only with no write in flight and not waiting.
+  void Pump() {
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (finished_) return;
+        woken_ = false;
+      }
+      if (batch_.empty()) {
+        // Note the job's state before reading, so output stored before it ended is read.
+        absl::StatusOr<Job> job = scheduler_->GetJob(job_id_);
+        const bool ended = !job.ok() || IsTerminal(job->state);
+        absl::StatusOr<std::vector<LogRecord>> records =
+            scheduler_->ReadLogs(job_id_, next_index_, kLogReadBatch);
+        if (!records.ok()) {
+          End(ToGrpcStatus(records.status()));
+          return;
+        }
+        for (LogRecord& r : *records) {
+          next_index_ = r.index + 1;
+          if (attempt_ == 0 || r.attempt == attempt_) batch_.push_back(std::move(r));
+        }
+        if (batch_.empty()) {
+          if (!records->empty()) continue;
+          if (!follow_ || ended) {
+            End(grpc::Status::OK);
+            return;
+          }
+          absl::MutexLock lock(&mu_);
+          if (woken_) continue;
+          waiting_ = true;
+          return;
+        }
+      }
+      v1::LogChunk& chunk = out_;
+      LogRecord& r = batch_.front();
+      chunk.set_job_id(job_id_);
+      chunk.set_attempt(r.attempt);
+      chunk.set_stream(LogStreamToProto(r.stream));
+      chunk.set_data(std::move(r.data));
+      batch_.pop_front();
+      {
+        absl::MutexLock lock(&mu_);
+        if (finished_) return;
+        writing_ = true;
+      }
+      StartWrite(&out_);
+      return;
+    }
+  }
+
+  void End(grpc::Status status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+      end_status_ = status;
+      if (writing_) return;  // OnWriteDone finishes
+    }
+    Finish(std::move(status));
+  }
+
+  Scheduler* const scheduler_;
+  const bool follow_;
+  const uint32_t attempt_;
+  std::string job_id_;
+  uint64_t next_index_ = 1;
+  std::deque<LogRecord> batch_;
+  v1::LogChunk out_;
+  uint64_t sub_logs_ = 0;
+  uint64_t sub_jobs_ = 0;
+  absl::Mutex mu_;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool waiting_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status end_status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
+                                                    const v1::SubmitJobRequest* req,
+                                                    v1::SubmitJobResponse* resp) {
+  absl::StatusOr<JobSpec> spec = JobSpecFromProto(req->spec());
+  if (!spec.ok()) return Reply<v1::SubmitJobResponse>(ctx, spec.status());
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  scheduler_->Submit(std::move(*spec), req->request_id(),
+                     [reactor, resp](absl::StatusOr<SubmitResult> result) {
+                       if (result.ok()) {
+                         JobToProto(result->job, resp->mutable_job());
+                         resp->set_existing(result->existing);
+                       }
+                       reactor->Finish(ToGrpcStatus(result.status()));
+                     });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
+                                                 const v1::GetJobRequest* req, v1::Job* resp) {
+  absl::StatusOr<Job> job = scheduler_->GetJob(req->job_id());
+  if (job.ok()) JobToProto(*job, resp);
+  return Reply<v1::Job>(ctx, job.status());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
+                                                   const v1::ListJobsRequest* req,
+                                                   v1::ListJobsResponse* resp) {
+  absl::Status status = [&]() -> absl::Status {
+    JobQuery query;
+    SCHED_ASSIGN_OR_RETURN(query.states, StatesFromProto(req->states()));
+    query.project = req->project();
+    query.limit = req->page_size() == 0 ? kDefaultPageSize
+                                        : std::min<uint32_t>(req->page_size(), kMaxPageSize);
+    if (!req->page_token().empty() && !absl::SimpleAtoi(req->page_token(), &query.after_seq)) {
+      return absl::InvalidArgumentError(
+          "page_token: not a token this server gave out; pass next_page_token unchanged");
+    }
+    JobPage page = scheduler_->ListJobs(query);
+    for (const Job& job : page.jobs) JobToProto(job, resp->add_jobs());
+    if (page.next_after_seq != 0) resp->set_next_page_token(absl::StrCat(page.next_after_seq));
+    return absl::OkStatus();
+  }();
+  return Reply<v1::ListJobsResponse>(ctx, status);
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
+                                                    const v1::CancelJobRequest* req,
+                                                    v1::Job* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  scheduler_->Cancel(req->job_id(), req->reason(), [reactor, resp](absl::StatusOr<Job> job) {
+    if (job.ok()) JobToProto(*job, resp);
+    reactor->Finish(ToGrpcStatus(job.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::WatchJobsResponse>* JobServiceImpl::WatchJobs(
+    grpc::CallbackServerContext* ctx, const v1::WatchJobsRequest* req) {
+  return new WatchReactor(scheduler_, *req);
+}
+
+grpc::ServerWriteReactor<v1::LogChunk>* JobServiceImpl::GetJobLogs(
+    grpc::CallbackServerContext* ctx, const v1::GetJobLogsRequest* req) {
+  return new LogsReactor(scheduler_, *req);
+}
+
+}  // namespace sched

@@ -1,0 +1,62 @@
+#include "server/store/memory_store.h"
+
+namespace sched {
+
+absl::StatusOr<LoadedState> MemoryStore::Load() {
+  absl::MutexLock lock(&mu_);
+  LoadedState state;
+  for (const auto& [id, job] : jobs_) state.jobs.push_back(job);
+  for (const auto& [name, node] : nodes_) state.nodes.push_back(node);
+  return state;
+}
+
+uint64_t MemoryStore::Append(StoreBatch batch) {
+  absl::MutexLock lock(&mu_);
+  for (StoreOp& op : batch) {
+    switch (op.kind) {
+      case StoreOp::Kind::kPutJob: {
+        std::string id = op.job.id;
+        jobs_[id] = std::move(op.job);
+        break;
+      }
+      case StoreOp::Kind::kPutNode: {
+        std::string name = op.node.name;
+        nodes_[name] = std::move(op.node);
+        break;
+      }
+    }
+  }
+  return ++last_ticket_;
+}
+
+void MemoryStore::WhenDurable(uint64_t ticket, absl::AnyInvocable<void(absl::Status)> done) {
+  done(absl::OkStatus());
+}
+
+absl::StatusOr<uint64_t> MemoryStore::AppendLog(const std::string& job_id, LogRecord record) {
+  absl::MutexLock lock(&mu_);
+  std::vector<LogRecord>& log = logs_[job_id];
+  record.index = log.size() + 1;
+  log.push_back(std::move(record));
+  return log.size();
+}
+
+absl::StatusOr<std::vector<LogRecord>> MemoryStore::ReadLogs(const std::string& job_id,
+                                                             uint64_t from_index, size_t max) {
+  absl::MutexLock lock(&mu_);
+  std::vector<LogRecord> out;
+  auto it = logs_.find(job_id);
+  if (it == logs_.end()) return out;
+  for (uint64_t i = std::max<uint64_t>(from_index, 1); i <= it->second.size() && out.size() < max;
+       ++i) {
+    out.push_back(it->second[i - 1]);
+  }
+  return out;
+}
+
+uint64_t MemoryStore::appended() const {
+  absl::MutexLock lock(&mu_);
+  return last_ticket_;
+}
+
+}  // namespace sched
