@@ -37,7 +37,7 @@ MATCHER_P2(StatusIs, code, message_matcher,
                                        result_listener);
 }
 
-MATCHER_P(IsOkAndHolds, m, "is OK and holds a value that " + ::testing::DescribeMatcher<decltype(arg.value())>(m)) {
+MATCHER_P(IsOkAndHolds, m, "is OK and holds a matching value") {
   if (!arg.ok()) {
     *result_listener << "status is " << arg.status();
     return false;

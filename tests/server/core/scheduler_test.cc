@@ -1,0 +1,484 @@
+#include "server/core/scheduler.h"
+
+#include <memory>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/store/memory_store.h"
+#include "tests/testing/fake_agent_link.h"
+#include "tests/testing/status_matchers.h"
+
+namespace sched {
+namespace {
+
+using ::sched::testing::FakeAgentLink;
+using ::sched::testing::IsOk;
+using ::sched::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+constexpr int64_t kGiB = int64_t{1} << 30;
+
+NodeCapabilities Caps(int cpus, int64_t mem, std::vector<GpuDevice> gpus = {}) {
+  NodeCapabilities c;
+  c.cpu_millis = cpus * 1000;
+  c.memory_bytes = mem;
+  c.gpus = std::move(gpus);
+  c.provider = "local";
+  return c;
+}
+
+JobSpec Spec(std::string name, int priority = 0) {
+  JobSpec s;
+  s.name = std::move(name);
+  s.run = "echo hi";
+  s.priority = priority;
+  return s;
+}
+
+// Calls the asynchronous API and returns the value `done` got (the MemoryStore is durable at
+// once, so `done` has always run by the time the call returns).
+template <typename T, typename F>
+absl::StatusOr<T> Call(F f) {
+  std::optional<absl::StatusOr<T>> out;
+  f([&out](absl::StatusOr<T> r) { out = std::move(r); });
+  EXPECT_TRUE(out.has_value()) << "done was not called";
+  return out.value_or(absl::InternalError("done was not called"));
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  SchedulerTest() { Restart(); }
+
+  void Restart() {
+    scheduler_.reset();
+    SchedulerOptions o;
+    o.lease_ttl = absl::Seconds(10);
+    o.heartbeat_interval = absl::Seconds(2);
+    o.restart_grace = absl::Seconds(5);
+    o.max_attempts = 3;
+    o.seed = 42;
+    auto s = Scheduler::Create(o, &store_, &clock_);
+    ASSERT_THAT(s, IsOk());
+    scheduler_ = std::move(*s);
+  }
+
+  absl::StatusOr<SubmitResult> Submit(JobSpec spec, std::string request_id = "") {
+    return Call<SubmitResult>([&](auto done) {
+      scheduler_->Submit(std::move(spec), std::move(request_id), std::move(done));
+    });
+  }
+
+  // Connects an agent; returns its session.
+  uint64_t Connect(const std::string& name, NodeCapabilities caps,
+                   std::shared_ptr<FakeAgentLink> link, std::vector<JobRef> running = {}) {
+    auto session = Call<uint64_t>([&](auto done) {
+      scheduler_->ConnectAgent(name, std::move(caps), std::move(running), link, std::move(done));
+    });
+    EXPECT_THAT(session, IsOk());
+    return session.value_or(0);
+  }
+
+  absl::StatusOr<Job> Report(const std::string& node, uint64_t session, const std::string& id,
+                             uint64_t epoch, JobState state, int exit_code = 0) {
+    return Call<Job>([&](auto done) {
+      scheduler_->ReportJob(node, session, JobReport{id, epoch, state, exit_code, ""},
+                            std::move(done));
+    });
+  }
+
+  absl::StatusOr<Job> Cancel(const std::string& id) {
+    return Call<Job>([&](auto done) { scheduler_->Cancel(id, "", std::move(done)); });
+  }
+
+  Job Get(const std::string& id) { return scheduler_->GetJob(id).value(); }
+
+  FakeClock clock_;
+  MemoryStore store_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(SchedulerTest, SubmitStoresPendingJobWithDefaults) {
+  auto r = Submit(Spec("train"));
+  ASSERT_THAT(r, IsOk());
+  EXPECT_FALSE(r->existing);
+  EXPECT_EQ(r->job.state, JobState::kPending);
+  EXPECT_EQ(r->job.attempt, 1u);
+  EXPECT_EQ(r->job.spec.project, "default");
+  EXPECT_EQ(r->job.spec.resources.cpu_millis, 1000);
+  EXPECT_THAT(r->job.id, SizeIs(16));
+  auto loaded = store_.Load();
+  ASSERT_THAT(loaded, IsOk());
+  ASSERT_THAT(loaded->jobs, SizeIs(1));
+  EXPECT_EQ(loaded->jobs[0].id, r->job.id);
+}
+
+TEST_F(SchedulerTest, RetriedRequestIdReturnsTheSameJob) {
+  auto first = Submit(Spec("a"), "req-1");
+  auto second = Submit(Spec("a"), "req-1");
+  ASSERT_THAT(first, IsOk());
+  ASSERT_THAT(second, IsOk());
+  EXPECT_TRUE(second->existing);
+  EXPECT_EQ(first->job.id, second->job.id);
+  EXPECT_THAT(scheduler_->ListJobs({}).jobs, SizeIs(1));
+  Restart();
+  auto third = Submit(Spec("a"), "req-1");
+  ASSERT_THAT(third, IsOk());
+  EXPECT_TRUE(third->existing);
+  EXPECT_EQ(third->job.id, first->job.id);
+}
+
+TEST_F(SchedulerTest, BadSpecsNameTheField) {
+  JobSpec no_run = Spec("x");
+  no_run.run = "  ";
+  EXPECT_THAT(Submit(no_run), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("run")));
+  EXPECT_THAT(Submit(Spec("x", 5000)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("priority")));
+  JobSpec bad_name = Spec("no spaces allowed");
+  EXPECT_THAT(Submit(bad_name), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("name")));
+  JobSpec reserved = Spec("x");
+  reserved.env = {{"SCHED_JOB_ID", "forged"}};
+  EXPECT_THAT(Submit(reserved),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("env.SCHED_JOB_ID")));
+  JobSpec gpu_mem_no_gpu = Spec("x");
+  gpu_mem_no_gpu.resources.gpu_memory_bytes = kGiB;
+  EXPECT_THAT(Submit(gpu_mem_no_gpu),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("resources.gpu_memory")));
+  JobSpec neg_cpu = Spec("x");
+  neg_cpu.resources.cpu_millis = -1000;
+  EXPECT_THAT(Submit(neg_cpu),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("resources.cpus")));
+  EXPECT_THAT(Submit(Spec("x"), std::string(200, 'r')),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
+  EXPECT_THAT(scheduler_->ListJobs({}).jobs, SizeIs(0));
+  EXPECT_EQ(store_.appended(), 0u);
+}
+
+TEST_F(SchedulerTest, AssignsToAFittingNodeAfterDurableAndRaisesEpochs) {
+  auto link = std::make_shared<FakeAgentLink>();
+  Connect("ws", Caps(4, 8 * kGiB), link);
+  auto a = Submit(Spec("a"));
+  auto b = Submit(Spec("b"));
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(a->job.state, JobState::kAssigned);
+  EXPECT_EQ(a->job.node, "ws");
+  auto cmds = link->Take();
+  ASSERT_THAT(cmds, SizeIs(2));
+  EXPECT_EQ(cmds[0].kind, "assign");
+  EXPECT_EQ(cmds[0].job_id, a->job.id);
+  EXPECT_EQ(cmds[1].job_id, b->job.id);
+  EXPECT_LT(cmds[0].epoch, cmds[1].epoch);
+}
+
+TEST_F(SchedulerTest, PlacementHonoursGpusModelMemoryCpuAndRam) {
+  auto small = std::make_shared<FakeAgentLink>();
+  auto big = std::make_shared<FakeAgentLink>();
+  Connect("ws", Caps(8, 32 * kGiB, {{0, "GPU-a", "NVIDIA GeForce RTX 3080", 10 * kGiB}}), small);
+  Connect("cloud", Caps(16, 128 * kGiB,
+                        {{0, "GPU-b", "NVIDIA H100 80GB HBM3", 80 * kGiB},
+                         {1, "GPU-c", "NVIDIA H100 80GB HBM3", 80 * kGiB}}),
+          big);
+
+  JobSpec needs_24gb = Spec("qlora");
+  needs_24gb.resources.gpus = 1;
+  needs_24gb.resources.gpu_memory_bytes = 24'000'000'000;
+  EXPECT_EQ(Submit(needs_24gb)->job.node, "cloud");
+
+  JobSpec fits_3080 = Spec("small");
+  fits_3080.resources.gpus = 1;
+  fits_3080.resources.gpu_models = {"rtx 3080"};
+  auto s = Submit(fits_3080);
+  EXPECT_EQ(s->job.node, "ws");
+  EXPECT_THAT(s->job.gpu_indexes, ElementsAre(0u));
+
+  JobSpec two_gpus = Spec("ddp");
+  two_gpus.resources.gpus = 2;  // cloud has one H100 left
+  EXPECT_EQ(Submit(two_gpus)->job.state, JobState::kPending);
+
+  JobSpec too_much_ram = Spec("ram");
+  too_much_ram.resources.memory_bytes = 200 * kGiB;
+  EXPECT_EQ(Submit(too_much_ram)->job.state, JobState::kPending);
+
+  JobSpec too_many_cpus = Spec("cpu");
+  too_many_cpus.resources.cpu_millis = 64'000;
+  EXPECT_EQ(Submit(too_many_cpus)->job.state, JobState::kPending);
+
+  JobSpec wrong_model = Spec("a100");
+  wrong_model.resources.gpus = 1;
+  wrong_model.resources.gpu_models = {"A100"};
+  EXPECT_EQ(Submit(wrong_model)->job.state, JobState::kPending);
+}
+
+TEST_F(SchedulerTest, HigherPriorityFirstThenOlder) {
+  auto old_low = Submit(Spec("old-low", 0));
+  auto high = Submit(Spec("high", 10));
+  auto new_low = Submit(Spec("new-low", 0));
+  auto link = std::make_shared<FakeAgentLink>();
+  Connect("ws", Caps(2, 8 * kGiB), link);  // room for two
+  EXPECT_EQ(Get(high->job.id).state, JobState::kAssigned);
+  EXPECT_EQ(Get(old_low->job.id).state, JobState::kAssigned);
+  EXPECT_EQ(Get(new_low->job.id).state, JobState::kPending);
+}
+
+TEST_F(SchedulerTest, RunThenSucceedFreesTheNodeForTheNextJob) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t session = Connect("ws", Caps(1, 8 * kGiB), link);
+  auto a = Submit(Spec("a"));
+  auto b = Submit(Spec("b"));
+  EXPECT_EQ(b->job.state, JobState::kPending);
+  const uint64_t epoch = a->job.epoch;
+  auto running = Report("ws", session, a->job.id, epoch, JobState::kRunning);
+  ASSERT_THAT(running, IsOk());
+  EXPECT_EQ(running->state, JobState::kRunning);
+  auto done = Report("ws", session, a->job.id, epoch, JobState::kSucceeded, 0);
+  ASSERT_THAT(done, IsOk());
+  EXPECT_EQ(done->state, JobState::kSucceeded);
+  EXPECT_EQ(Get(b->job.id).state, JobState::kAssigned);
+  // The same final report again (agent retry after reconnect) is acknowledged, not re-applied.
+  EXPECT_THAT(Report("ws", session, a->job.id, epoch, JobState::kSucceeded, 0), IsOk());
+  EXPECT_EQ(Get(a->job.id).state, JobState::kSucceeded);
+}
+
+TEST_F(SchedulerTest, StaleEpochReportsAreRefused) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t session = Connect("ws", Caps(1, 8 * kGiB), link);
+  auto a = Submit(Spec("a"));
+  EXPECT_THAT(Report("ws", session, a->job.id, a->job.epoch + 7, JobState::kSucceeded),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("stale epoch")));
+  EXPECT_THAT(scheduler_->AppendLog("ws", session, {a->job.id, a->job.epoch - 1},
+                                    LogStreamKind::kStdout, "zombie"),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Report("ws", session + 99, a->job.id, a->job.epoch, JobState::kRunning),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("reconnect")));
+  EXPECT_THAT(Report("ws", session, "ffffffffffffffff", 1, JobState::kRunning),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(Get(a->job.id).state, JobState::kAssigned);
+  EXPECT_EQ(scheduler_->Stats().stale_reports_total, 2u);
+}
+
+TEST_F(SchedulerTest, ExpiredLeaseRequeuesWithNewAttemptAndFencesTheZombie) {
+  auto link1 = std::make_shared<FakeAgentLink>();
+  auto link2 = std::make_shared<FakeAgentLink>();
+  uint64_t s1 = Connect("n1", Caps(1, 8 * kGiB), link1);
+  auto a = Submit(Spec("a"));
+  ASSERT_EQ(a->job.node, "n1");
+  const uint64_t old_epoch = a->job.epoch;
+  link1->Take();
+  // n1 renews for a while, then goes silent.
+  clock_.Advance(absl::Seconds(8));
+  ASSERT_THAT(scheduler_->Heartbeat("n1", s1, {{a->job.id, old_epoch}}), IsOk());
+  clock_.Advance(absl::Seconds(8));
+  scheduler_->Tick();
+  EXPECT_EQ(Get(a->job.id).state, JobState::kAssigned) << "renewed lease must hold";
+  clock_.Advance(absl::Seconds(3));
+  scheduler_->Tick();
+  Job requeued = Get(a->job.id);
+  EXPECT_EQ(requeued.state, JobState::kPending);
+  EXPECT_EQ(requeued.attempt, 2u);
+  EXPECT_THAT(requeued.message, HasSubstr("lease expired on node n1"));
+  EXPECT_EQ(scheduler_->Stats().lease_expiries_total, 1u);
+
+  uint64_t s2 = Connect("n2", Caps(1, 8 * kGiB), link2);
+  Job moved = Get(a->job.id);
+  EXPECT_EQ(moved.node, "n2");
+  EXPECT_GT(moved.epoch, old_epoch);
+  // The zombie on n1 wakes up: its session is gone and its epoch is stale.
+  EXPECT_THAT(Report("n1", s1, a->job.id, old_epoch, JobState::kSucceeded),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  uint64_t s1b = Connect("n1", Caps(1, 8 * kGiB), link1, {{a->job.id, old_epoch}});
+  EXPECT_THAT(Report("n1", s1b, a->job.id, old_epoch, JobState::kSucceeded),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("stale epoch")));
+  auto cmds = link1->Take();
+  ASSERT_FALSE(cmds.empty());
+  EXPECT_EQ(cmds.back().kind, "stop");
+  EXPECT_EQ(cmds.back().job_id, a->job.id);
+  // Exactly one outcome: the new holder's.
+  EXPECT_THAT(Report("n2", s2, a->job.id, moved.epoch, JobState::kSucceeded), IsOk());
+  EXPECT_EQ(Get(a->job.id).state, JobState::kSucceeded);
+}
+
+TEST_F(SchedulerTest, GivesUpAfterMaxAttempts) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("n1", Caps(1, 8 * kGiB), link);
+  auto a = Submit(Spec("a"));
+  // The agent stays alive but never holds the job (it keeps losing it).
+  for (int i = 0; i < 3; ++i) {
+    clock_.Advance(absl::Seconds(6));
+    ASSERT_THAT(scheduler_->Heartbeat("n1", s, {}), IsOk());
+    clock_.Advance(absl::Seconds(5));
+    scheduler_->Tick();
+  }
+  Job j = Get(a->job.id);
+  EXPECT_EQ(j.state, JobState::kFailed);
+  EXPECT_THAT(j.message, HasSubstr("gave up after 3 attempts"));
+}
+
+TEST_F(SchedulerTest, SilentAgentIsMarkedDown) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("n1", Caps(1, 8 * kGiB), link);
+  clock_.Advance(absl::Seconds(11));
+  scheduler_->Tick();
+  EXPECT_EQ(scheduler_->GetNode("n1")->state(), NodeState::kDown);
+  EXPECT_THAT(scheduler_->Heartbeat("n1", s, {}),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(SchedulerTest, CancelPendingRunningAndFinished) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(1, 8 * kGiB), link);
+  auto running = Submit(Spec("running"));
+  auto pending = Submit(Spec("pending"));
+  link->Take();
+
+  auto c1 = Cancel(pending->job.id);
+  ASSERT_THAT(c1, IsOk());
+  EXPECT_EQ(c1->state, JobState::kCancelled);
+
+  auto c2 = Cancel(running->job.id.substr(0, 10));
+  ASSERT_THAT(c2, IsOk());
+  EXPECT_EQ(c2->state, JobState::kAssigned);
+  EXPECT_TRUE(c2->cancel_requested);
+  auto cmds = link->Take();
+  ASSERT_THAT(cmds, SizeIs(1));
+  EXPECT_EQ(cmds[0].kind, "cancel");
+  // The agent stopped it; whatever the exit code, the job ends CANCELLED.
+  auto end = Report("ws", s, running->job.id, running->job.epoch, JobState::kFailed, 143);
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, JobState::kCancelled);
+
+  EXPECT_THAT(Cancel(running->job.id),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already ended")));
+  EXPECT_THAT(Cancel("zzzz"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SchedulerTest, IdPrefixesResolveUniquelyOrSayWhy) {
+  auto a = Submit(Spec("a"));
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(scheduler_->GetJob(a->job.id.substr(0, 6))->id, a->job.id);
+  EXPECT_THAT(scheduler_->GetJob(""), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(scheduler_->GetJob("nothex"), StatusIs(absl::StatusCode::kNotFound));
+  // With enough jobs some share a first character.
+  for (int i = 0; i < 40; ++i) ASSERT_THAT(Submit(Spec("x")), IsOk());
+  int ambiguous = 0;
+  for (char c : std::string("0123456789abcdef")) {
+    if (absl::IsInvalidArgument(scheduler_->GetJob(std::string(1, c)).status())) ambiguous++;
+  }
+  EXPECT_GT(ambiguous, 0);
+}
+
+TEST_F(SchedulerTest, ListJobsFiltersAndPages) {
+  for (int i = 0; i < 5; ++i) {
+    JobSpec s = Spec("j");
+    s.project = i % 2 == 0 ? "even" : "odd";
+    ASSERT_THAT(Submit(s), IsOk());
+  }
+  JobQuery q;
+  q.project = "even";
+  q.limit = 2;
+  JobPage p1 = scheduler_->ListJobs(q);
+  ASSERT_THAT(p1.jobs, SizeIs(2));
+  EXPECT_NE(p1.next_after_seq, 0u);
+  q.after_seq = p1.next_after_seq;
+  JobPage p2 = scheduler_->ListJobs(q);
+  ASSERT_THAT(p2.jobs, SizeIs(1));
+  EXPECT_EQ(p2.next_after_seq, 0u);
+  EXPECT_LT(p1.jobs[1].seq, p2.jobs[0].seq);
+  JobQuery running;
+  running.states = {JobState::kRunning};
+  EXPECT_THAT(scheduler_->ListJobs(running).jobs, SizeIs(0));
+}
+
+TEST_F(SchedulerTest, RestartRestoresQueueLeasesAndEpochs) {
+  auto link = std::make_shared<FakeAgentLink>();
+  Connect("ws", Caps(1, 8 * kGiB), link);
+  auto leased = Submit(Spec("leased"));
+  auto pending = Submit(Spec("pending", 5));
+  const uint64_t epoch = leased->job.epoch;
+  Restart();
+  EXPECT_EQ(Get(pending->job.id).state, JobState::kPending);
+  EXPECT_EQ(Get(leased->job.id).state, JobState::kAssigned);
+  EXPECT_EQ(scheduler_->GetNode("ws")->state(), NodeState::kDown);
+  EXPECT_EQ(scheduler_->GetNode("ws")->running_jobs, 1u);
+  // The agent comes back still running the job: it keeps it, and nothing else fits.
+  auto link2 = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(1, 8 * kGiB), link2, {{leased->job.id, epoch}});
+  EXPECT_EQ(Get(pending->job.id).state, JobState::kPending);
+  auto done = Report("ws", s, leased->job.id, epoch, JobState::kSucceeded);
+  ASSERT_THAT(done, IsOk());
+  Job next = Get(pending->job.id);
+  EXPECT_EQ(next.state, JobState::kAssigned);
+  EXPECT_GT(next.epoch, epoch);
+}
+
+TEST_F(SchedulerTest, ReconnectWithoutTheJobRequeuesIt) {
+  auto link = std::make_shared<FakeAgentLink>();
+  Connect("ws", Caps(1, 8 * kGiB), link);
+  auto a = Submit(Spec("a"));
+  Connect("ws", Caps(1, 8 * kGiB), link, {});  // agent restarted, lost its jobs
+  Job j = Get(a->job.id);
+  // Requeued and, the node being free again, given a new lease.
+  EXPECT_EQ(j.attempt, 2u);
+  EXPECT_EQ(j.state, JobState::kAssigned);
+  EXPECT_GT(j.epoch, a->job.epoch);
+}
+
+TEST_F(SchedulerTest, CordonAndDrainStopNewWork) {
+  auto link = std::make_shared<FakeAgentLink>();
+  Connect("ws", Caps(4, 8 * kGiB), link);
+  auto cordoned = Call<Node>([&](auto d) { scheduler_->Cordon("ws", true, std::move(d)); });
+  ASSERT_THAT(cordoned, IsOk());
+  EXPECT_EQ(cordoned->state(), NodeState::kCordoned);
+  auto a = Submit(Spec("a"));
+  EXPECT_EQ(a->job.state, JobState::kPending);
+  auto uncordoned = Call<Node>([&](auto d) { scheduler_->Cordon("ws", false, std::move(d)); });
+  EXPECT_EQ(Get(a->job.id).state, JobState::kAssigned);
+  link->Take();
+  auto drained = Call<Node>([&](auto d) { scheduler_->Drain("ws", std::move(d)); });
+  ASSERT_THAT(drained, IsOk());
+  EXPECT_EQ(drained->state(), NodeState::kDraining);
+  auto cmds = link->Take();
+  ASSERT_THAT(cmds, SizeIs(1));
+  EXPECT_EQ(cmds[0].kind, "drain");
+  EXPECT_EQ(Submit(Spec("b"))->job.state, JobState::kPending);
+  EXPECT_THAT(Call<Node>([&](auto d) { scheduler_->Drain("nope", std::move(d)); }),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SchedulerTest, LogsAreStoredInOrderAndFeedSubscribers) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(1, 8 * kGiB), link);
+  auto a = Submit(Spec("a"));
+  int seen = 0;
+  uint64_t sub = scheduler_->SubscribeLogs([&seen](const std::string&, const LogRecord&) { ++seen; });
+  ASSERT_THAT(scheduler_->AppendLog("ws", s, {a->job.id, a->job.epoch}, LogStreamKind::kStdout,
+                                    "one\n"),
+              IsOk());
+  ASSERT_THAT(scheduler_->AppendLog("ws", s, {a->job.id, a->job.epoch}, LogStreamKind::kStderr,
+                                    "two\n"),
+              IsOk());
+  scheduler_->Unsubscribe(sub);
+  auto logs = scheduler_->ReadLogs(a->job.id, 1, 10);
+  ASSERT_THAT(logs, IsOk());
+  ASSERT_THAT(*logs, SizeIs(2));
+  EXPECT_EQ((*logs)[0].data, "one\n");
+  EXPECT_EQ((*logs)[1].stream, LogStreamKind::kStderr);
+  EXPECT_EQ((*logs)[1].attempt, 1u);
+  EXPECT_EQ(seen, 2);
+}
+
+TEST_F(SchedulerTest, BadAgentRegistrationIsRefused) {
+  auto link = std::make_shared<FakeAgentLink>();
+  auto bad_name = Call<uint64_t>([&](auto d) {
+    scheduler_->ConnectAgent("bad name/..", Caps(1, kGiB), {}, link, std::move(d));
+  });
+  EXPECT_THAT(bad_name, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("node_name")));
+  auto no_cpu = Call<uint64_t>([&](auto d) {
+    scheduler_->ConnectAgent("ok", Caps(0, kGiB), {}, link, std::move(d));
+  });
+  EXPECT_THAT(no_cpu, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_TRUE(scheduler_->ListNodes().empty());
+}
+
+}  // namespace
+}  // namespace sched
