@@ -1,0 +1,340 @@
+// The real handlers over loopback: JobService, NodeService, AgentService, health, reflection.
+#include <memory>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "absl/synchronization/notification.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "gtest/gtest.h"
+#include "sched/v1/agent_service.grpc.pb.h"
+#include "sched/v1/job_service.grpc.pb.h"
+#include "sched/v1/node_service.grpc.pb.h"
+#include "server/daemon/daemon.h"
+#include "server/store/memory_store.h"
+
+namespace sched {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+// An agent speaking the raw protocol, so tests control every message.
+class RawAgent {
+ public:
+  explicit RawAgent(std::shared_ptr<grpc::Channel> channel)
+      : stub_(v1::AgentService::NewStub(channel)), stream_(stub_->Connect(&ctx_)) {}
+  ~RawAgent() {
+    if (finished_) return;
+    ctx_.TryCancel();
+    v1::ServerMessage drop;
+    while (stream_->Read(&drop)) {
+    }
+    stream_->Finish();
+  }
+
+  bool Register(const std::string& name, int cpus = 4) {
+    v1::AgentMessage m;
+    m.mutable_register_()->set_node_name(name);
+    m.mutable_register_()->mutable_capabilities()->set_cpus(cpus);
+    m.mutable_register_()->mutable_capabilities()->set_memory_bytes(int64_t{8} << 30);
+    return stream_->Write(m);
+  }
+  bool Send(const v1::AgentMessage& m) { return stream_->Write(m); }
+  bool Update(const std::string& id, uint64_t epoch, v1::JobState state, int exit_code = 0) {
+    v1::AgentMessage m;
+    v1::JobUpdate* u = m.mutable_update();
+    u->set_job_id(id);
+    u->set_epoch(epoch);
+    u->set_state(state);
+    u->set_exit_code(exit_code);
+    return stream_->Write(m);
+  }
+  bool Log(const std::string& id, uint64_t epoch, const std::string& data) {
+    v1::AgentMessage m;
+    m.mutable_log()->set_job_id(id);
+    m.mutable_log()->set_epoch(epoch);
+    m.mutable_log()->set_stream(v1::LOG_STREAM_STDOUT);
+    m.mutable_log()->set_data(data);
+    return stream_->Write(m);
+  }
+  // Next message that is not a heartbeat ack.
+  std::optional<v1::ServerMessage> Next() {
+    v1::ServerMessage m;
+    while (stream_->Read(&m)) {
+      if (!m.has_heartbeat_ack()) return m;
+    }
+    return std::nullopt;
+  }
+  grpc::Status Finish() {
+    finished_ = true;
+    return stream_->Finish();
+  }
+
+ private:
+  bool finished_ = false;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<v1::AgentService::Stub> stub_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::ServerMessage>> stream_;
+};
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    DaemonOptions o;
+    o.listen = "127.0.0.1:0";
+    o.metrics_listen = "";
+    auto d = Daemon::Start(o, &store_, &clock_);
+    ASSERT_TRUE(d.ok()) << d.status();
+    daemon_ = std::move(*d);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(daemon_->port()),
+                                   grpc::InsecureChannelCredentials());
+    jobs_ = v1::JobService::NewStub(channel_);
+    nodes_ = v1::NodeService::NewStub(channel_);
+  }
+
+  v1::SubmitJobResponse Submit(const std::string& name, const std::string& request_id = "",
+                               grpc::Status* status_out = nullptr) {
+    grpc::ClientContext ctx;
+    v1::SubmitJobRequest req;
+    req.mutable_spec()->set_name(name);
+    req.mutable_spec()->set_run("echo " + name);
+    req.set_request_id(request_id);
+    v1::SubmitJobResponse resp;
+    grpc::Status s = jobs_->SubmitJob(&ctx, req, &resp);
+    if (status_out) *status_out = s;
+    else EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  }
+
+  v1::Job GetJob(const std::string& id) {
+    grpc::ClientContext ctx;
+    v1::GetJobRequest req;
+    req.set_job_id(id);
+    v1::Job job;
+    EXPECT_TRUE(jobs_->GetJob(&ctx, req, &job).ok());
+    return job;
+  }
+
+  FakeClock clock_;
+  MemoryStore store_;
+  std::unique_ptr<Daemon> daemon_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::JobService::Stub> jobs_;
+  std::unique_ptr<v1::NodeService::Stub> nodes_;
+};
+
+TEST_F(ServiceTest, SubmitGetAndRetriedSubmit) {
+  v1::SubmitJobResponse a = Submit("train", "req-1");
+  EXPECT_EQ(a.job().state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(a.job().spec().project(), "default");
+  EXPECT_FALSE(a.existing());
+  v1::SubmitJobResponse again = Submit("train", "req-1");
+  EXPECT_TRUE(again.existing());
+  EXPECT_EQ(again.job().id(), a.job().id());
+  EXPECT_EQ(GetJob(a.job().id().substr(0, 8)).id(), a.job().id());
+}
+
+TEST_F(ServiceTest, BadInputGetsTheRightCodeAndAMessage) {
+  grpc::Status s;
+  Submit("has space", "", &s);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("name"));
+
+  grpc::ClientContext c1;
+  v1::SubmitJobRequest nan_cpu;
+  nan_cpu.mutable_spec()->set_run("x");
+  nan_cpu.mutable_spec()->mutable_resources()->set_cpus(std::numeric_limits<double>::infinity());
+  v1::SubmitJobResponse r1;
+  s = jobs_->SubmitJob(&c1, nan_cpu, &r1);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("resources.cpus"));
+
+  grpc::ClientContext c2;
+  v1::GetJobRequest get;
+  get.set_job_id("0123456789abcdef");
+  v1::Job job;
+  s = jobs_->GetJob(&c2, get, &job);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+
+  grpc::ClientContext c3;
+  v1::ListJobsRequest list;
+  list.set_page_token("garbage");
+  v1::ListJobsResponse lr;
+  s = jobs_->ListJobs(&c3, list, &lr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("page_token"));
+
+  grpc::ClientContext c4;
+  v1::ListJobsRequest bad_state;
+  bad_state.add_states(static_cast<v1::JobState>(42));
+  s = jobs_->ListJobs(&c4, bad_state, &lr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  grpc::ClientContext c5;
+  v1::CordonRequest cordon;
+  cordon.set_name("nope");
+  v1::Node node;
+  s = nodes_->Cordon(&c5, cordon, &node);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, ListJobsPagesThroughEverything) {
+  for (int i = 0; i < 7; ++i) Submit("j" + std::to_string(i));
+  std::vector<std::string> names;
+  std::string token;
+  int pages = 0;
+  do {
+    grpc::ClientContext ctx;
+    v1::ListJobsRequest req;
+    req.set_page_size(3);
+    req.set_page_token(token);
+    v1::ListJobsResponse resp;
+    ASSERT_TRUE(jobs_->ListJobs(&ctx, req, &resp).ok());
+    for (const auto& j : resp.jobs()) names.push_back(j.spec().name());
+    token = resp.next_page_token();
+    pages++;
+  } while (!token.empty());
+  EXPECT_EQ(pages, 3);
+  EXPECT_THAT(names, ::testing::ElementsAre("j0", "j1", "j2", "j3", "j4", "j5", "j6"));
+}
+
+TEST_F(ServiceTest, AgentRunsAJobEndToEndOverTheStream) {
+  RawAgent agent(channel_);
+  ASSERT_TRUE(agent.Register("ws"));
+  auto ack = agent.Next();
+  ASSERT_TRUE(ack && ack->has_register_ack());
+  EXPECT_EQ(ack->register_ack().lease_ttl_ms(), 10'000u);
+
+  // A log follower opened before the job runs.
+  v1::SubmitJobResponse sub = Submit("hello");
+  const std::string id = sub.job().id();
+  auto assign = agent.Next();
+  ASSERT_TRUE(assign && assign->has_assignment());
+  EXPECT_EQ(assign->assignment().job().id(), id);
+  const uint64_t epoch = assign->assignment().epoch();
+  EXPECT_GT(epoch, 0u);
+
+  grpc::ClientContext follow_ctx;
+  v1::GetJobLogsRequest follow_req;
+  follow_req.set_job_id(id);
+  follow_req.set_follow(true);
+  auto follower = jobs_->GetJobLogs(&follow_ctx, follow_req);
+
+  // A stale epoch is refused with FAILED_PRECONDITION and the stream stays open.
+  ASSERT_TRUE(agent.Update(id, epoch + 1, v1::JOB_STATE_SUCCEEDED));
+  auto rejected = agent.Next();
+  ASSERT_TRUE(rejected && rejected->has_rejected());
+  EXPECT_EQ(rejected->rejected().code(), static_cast<int>(grpc::StatusCode::FAILED_PRECONDITION));
+  EXPECT_THAT(rejected->rejected().message(), HasSubstr("stale epoch"));
+
+  ASSERT_TRUE(agent.Update(id, epoch, v1::JOB_STATE_RUNNING));
+  ASSERT_TRUE(agent.Log(id, epoch, "hello\n"));
+  ASSERT_TRUE(agent.Log(id, epoch, "world\n"));
+  ASSERT_TRUE(agent.Update(id, epoch, v1::JOB_STATE_SUCCEEDED, 0));
+  auto update_ack = agent.Next();
+  ASSERT_TRUE(update_ack && update_ack->has_update_ack());
+  EXPECT_EQ(update_ack->update_ack().state(), v1::JOB_STATE_SUCCEEDED);
+
+  std::string followed;
+  v1::LogChunk chunk;
+  while (follower->Read(&chunk)) followed += chunk.data();
+  EXPECT_TRUE(follower->Finish().ok());
+  EXPECT_EQ(followed, "hello\nworld\n");
+
+  v1::Job done = GetJob(id);
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(done.node(), "ws");
+  EXPECT_TRUE(done.has_finish_time());
+
+  grpc::ClientContext ln_ctx;
+  v1::ListNodesResponse nodes;
+  ASSERT_TRUE(nodes_->ListNodes(&ln_ctx, v1::ListNodesRequest(), &nodes).ok());
+  ASSERT_THAT(nodes.nodes(), SizeIs(1));
+  EXPECT_EQ(nodes.nodes(0).state(), v1::NODE_STATE_READY);
+  EXPECT_DOUBLE_EQ(nodes.nodes(0).capabilities().cpus(), 4);
+}
+
+TEST_F(ServiceTest, FirstMessageMustBeRegister) {
+  RawAgent agent(channel_);
+  v1::AgentMessage hb;
+  hb.mutable_heartbeat();
+  agent.Send(hb);
+  EXPECT_FALSE(agent.Next().has_value());
+  grpc::Status s = agent.Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("register"));
+}
+
+TEST_F(ServiceTest, CancelReachesTheAgentAndWatchSeesEveryState) {
+  grpc::ClientContext watch_ctx;
+  v1::WatchJobsRequest watch_req;
+  auto watch = jobs_->WatchJobs(&watch_ctx, watch_req);
+
+  RawAgent agent(channel_);
+  ASSERT_TRUE(agent.Register("ws"));
+  ASSERT_TRUE(agent.Next()->has_register_ack());
+  const std::string id = Submit("long").job().id();
+  auto assign = agent.Next();
+  ASSERT_TRUE(assign && assign->has_assignment());
+  const uint64_t epoch = assign->assignment().epoch();
+  ASSERT_TRUE(agent.Update(id, epoch, v1::JOB_STATE_RUNNING));
+
+  grpc::ClientContext cancel_ctx;
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(id);
+  v1::Job cancelled;
+  // RUNNING may not be stored yet; either way the cancel is recorded.
+  ASSERT_TRUE(jobs_->CancelJob(&cancel_ctx, cancel, &cancelled).ok());
+  EXPECT_TRUE(cancelled.cancel_requested());
+  auto cancel_msg = agent.Next();
+  ASSERT_TRUE(cancel_msg && cancel_msg->has_cancel());
+  EXPECT_EQ(cancel_msg->cancel().job_id(), id);
+  ASSERT_TRUE(agent.Update(id, epoch, v1::JOB_STATE_CANCELLED, 143));
+  ASSERT_TRUE(agent.Next()->has_update_ack());
+
+  std::vector<v1::JobState> states;
+  v1::WatchJobsResponse ev;
+  while (watch->Read(&ev)) {
+    if (ev.job().id() != id) continue;
+    if (states.empty() || states.back() != ev.job().state()) states.push_back(ev.job().state());
+    if (ev.job().state() == v1::JOB_STATE_CANCELLED) break;
+  }
+  watch_ctx.TryCancel();
+  EXPECT_THAT(states, ::testing::ElementsAre(v1::JOB_STATE_PENDING, v1::JOB_STATE_ASSIGNED,
+                                             v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLED));
+
+  grpc::ClientContext again_ctx;
+  v1::Job again;
+  grpc::Status s = jobs_->CancelJob(&again_ctx, cancel, &again);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(ServiceTest, HealthCheckAnswersServing) {
+  grpc::ClientContext ctx;
+  // grpc.health.v1.Health/Check with an empty service name, spoken as raw bytes so the test
+  // needs no health proto: an empty request, and a reply whose field 1 is SERVING (1).
+  grpc::GenericStub generic(channel_);
+  grpc::ByteBuffer request;
+  grpc::Slice empty;
+  request = grpc::ByteBuffer(&empty, 1);
+  grpc::ByteBuffer response;
+  absl::Notification done;
+  grpc::Status status;
+  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                    &response, [&](grpc::Status s) {
+                      status = s;
+                      done.Notify();
+                    });
+  done.WaitForNotification();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+}
+
+}  // namespace
+}  // namespace sched
