@@ -66,7 +66,7 @@ std::vector<v1::Job> ListAll(v1::JobService::Stub& stub) {
 TEST(CrashTest, KillDuringSubmitsLosesNothingAcknowledged) {
   const std::string dir = MakeTempDir("sched_crash_");
   SchedProcess schedd(dir, PickFreePort());
-  schedd.Start();
+  ASSERT_NO_FATAL_FAILURE(schedd.Start());
 
   std::mutex mu;
   std::map<std::string, std::string> acked;  // request id -> job id
@@ -104,7 +104,7 @@ TEST(CrashTest, KillDuringSubmitsLosesNothingAcknowledged) {
     schedd.Kill();
     stop = true;
     for (auto& c : clients) c.join();
-    schedd.Start();
+    ASSERT_NO_FATAL_FAILURE(schedd.Start());
   }
   std::printf("acknowledged %zu submits, %zu unknown, across %d kills\n", acked.size(),
               unknown.size(), kRounds);

@@ -107,7 +107,7 @@ bool WaitForPort(int port, int timeout_ms) {
 
 std::string BinaryPath(const std::string& name) {
   const char* dir = std::getenv("SCHED_BIN_DIR");
-  return std::string(dir ? dir : ".") + "/bin/" + name;
+  return std::string(dir ? dir : SCHED_BUILD_DIR) + "/bin/" + name;
 }
 
 std::string MakeTempDir(const std::string& prefix) {
