@@ -1,6 +1,9 @@
 // schedd: the central daemon. Flags fill DaemonOptions; everything else is in sched_daemon.
-#include <csignal>
+#include <pthread.h>
+#include <signal.h>
+
 #include <cstdio>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -21,16 +24,17 @@ ABSL_FLAG(bool, unsafe_no_sync, false,
           "Acknowledge writes before the WAL is synced. Loses acknowledged jobs on power loss; "
           "for benchmarks only.");
 
-namespace {
-sched::Daemon* g_daemon = nullptr;
-void OnSignal(int) {
-  if (g_daemon != nullptr) g_daemon->Shutdown();
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("schedd: the sched daemon. schedd --data_dir=DIR [--listen=ADDR]");
   absl::ParseCommandLine(argc, argv);
+  // SIGINT/SIGTERM are taken by a thread with sigwait, outside any signal handler.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
   sched::DaemonOptions options;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.listen = absl::GetFlag(FLAGS_listen);
@@ -46,14 +50,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "schedd: %s\n", daemon.status().ToString().c_str());
     return 1;
   }
-  g_daemon = daemon->get();
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  std::thread([&stop_signals, d = daemon->get()] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    d->Shutdown();
+  }).detach();
   std::fprintf(stderr, "schedd: serving gRPC on port %d, metrics on port %d, data in %s\n",
                (*daemon)->port(), (*daemon)->metrics_port(), options.data_dir.c_str());
   (*daemon)->Wait();
   std::fprintf(stderr, "schedd: shutting down\n");
-  g_daemon = nullptr;
   daemon->reset();
   return 0;
 }

@@ -8,6 +8,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "gtest/gtest.h"
+#include "reflection_subset.pb.h"
 #include "sched/v1/agent_service.grpc.pb.h"
 #include "sched/v1/job_service.grpc.pb.h"
 #include "sched/v1/node_service.grpc.pb.h"
@@ -334,6 +335,76 @@ TEST_F(ServiceTest, HealthCheckAnswersServing) {
   std::string bytes;
   for (auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+}
+
+// Speaks grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo through the generic
+// stub with messages of the same wire format.
+class ReflectionCall {
+ public:
+  explicit ReflectionCall(std::shared_ptr<grpc::Channel> channel) : stub_(channel) {
+    call_ = stub_.PrepareCall(&ctx_, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                              &cq_);
+    call_->StartCall(Tag(1));
+    Await(1);
+  }
+  ~ReflectionCall() {
+    call_->WritesDone(Tag(4));
+    Await(4);
+    grpc::Status status;
+    call_->Finish(&status, Tag(5));
+    Await(5);
+    cq_.Shutdown();
+    void* tag;
+    bool ok;
+    while (cq_.Next(&tag, &ok)) {
+    }
+  }
+  bool Ask(const schedtest::reflection::ServerReflectionRequest& req,
+           schedtest::reflection::ServerReflectionResponse* resp) {
+    std::string bytes = req.SerializeAsString();
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer out(&slice, 1);
+    call_->Write(out, Tag(2));
+    if (!Await(2)) return false;
+    grpc::ByteBuffer in;
+    call_->Read(&in, Tag(3));
+    if (!Await(3)) return false;
+    std::vector<grpc::Slice> slices;
+    if (!in.Dump(&slices).ok()) return false;
+    std::string got;
+    for (auto& s : slices) got.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    return resp->ParseFromString(got);
+  }
+
+ private:
+  static void* Tag(intptr_t i) { return reinterpret_cast<void*>(i); }
+  bool Await(intptr_t want) {
+    void* tag;
+    bool ok = false;
+    EXPECT_TRUE(cq_.Next(&tag, &ok));
+    EXPECT_EQ(tag, Tag(want));
+    return ok;
+  }
+  grpc::GenericStub stub_;
+  grpc::ClientContext ctx_;
+  grpc::CompletionQueue cq_;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
+};
+
+TEST_F(ServiceTest, ReflectionListsEveryService) {
+  ReflectionCall call(channel_);
+  schedtest::reflection::ServerReflectionRequest req;
+  req.set_list_services("");
+  schedtest::reflection::ServerReflectionResponse resp;
+  ASSERT_TRUE(call.Ask(req, &resp));
+  std::vector<std::string> names;
+  for (const auto& s : resp.list_services_response().service()) names.push_back(s.name());
+  EXPECT_THAT(names, ::testing::IsSupersetOf({"sched.v1.JobService", "sched.v1.AgentService",
+                                              "sched.v1.NodeService", "grpc.health.v1.Health"}));
+  // And the descriptors behind a service, which grpcurl needs to build requests.
+  req.set_file_containing_symbol("sched.v1.JobService");
+  ASSERT_TRUE(call.Ask(req, &resp));
+  EXPECT_GT(resp.file_descriptor_response().file_descriptor_proto_size(), 0);
 }
 
 }  // namespace
