@@ -1,0 +1,266 @@
+#include "client/command_line.h"
+
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "server/common/status_macros.h"
+
+namespace sched::client {
+namespace {
+
+const std::map<std::string, std::string>& UsageLines() {
+  static const auto* lines = new std::map<std::string, std::string>{
+      {"",
+       "schedctl [--server ADDR] [--timeout DURATION] "
+       "submit|get|describe|logs|cancel|cordon|uncordon|drain ..."},
+      {"submit", "schedctl submit -f FILE|- [--request-id ID]"},
+      {"get",
+       "schedctl get jobs|job [ID]|nodes|node [NAME] [-o wide|json|yaml] [-w] "
+       "[--state STATE]... [--project P] [--limit N]"},
+      {"describe", "schedctl describe job ID | describe node NAME"},
+      {"logs", "schedctl logs [-f] ID [--attempt N]"},
+      {"cancel", "schedctl cancel ID [--reason TEXT]"},
+      {"cordon", "schedctl cordon NODE"},
+      {"uncordon", "schedctl uncordon NODE"},
+      {"drain", "schedctl drain NODE"},
+  };
+  return *lines;
+}
+
+ParsedCommandLine UsageError(absl::string_view command, absl::string_view what, std::ostream& err) {
+  err << "error: " << what << "\nusage: " << UsageLines().at(std::string(command))
+      << "\nRun 'schedctl" << (command.empty() ? "" : " ") << command << " --help' for more.\n";
+  ParsedCommandLine result;
+  result.exit_code = kExitUsage;
+  return result;
+}
+
+// The first word that is neither an option nor a global option's value: the command the user
+// meant, for a better message than CLI11's when it is not one.
+std::string CommandWord(int argc, const char* const* argv) {
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--server" || arg == "--timeout") {
+      ++i;
+    } else if (!absl::StartsWith(arg, "-")) {
+      return std::string(arg);
+    }
+  }
+  return "";
+}
+
+absl::StatusOr<ResourceKind> ParseKind(const std::string& resource) {
+  const std::string r = absl::AsciiStrToLower(resource);
+  if (r == "job" || r == "jobs") return ResourceKind::kJob;
+  if (r == "node" || r == "nodes") return ResourceKind::kNode;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown resource \"", resource, "\" (expected jobs or nodes)"));
+}
+
+absl::StatusOr<OutputFormat> ParseOutput(const std::string& output) {
+  if (output.empty()) return OutputFormat::kTable;
+  if (output == "wide") return OutputFormat::kWide;
+  if (output == "json") return OutputFormat::kJson;
+  if (output == "yaml") return OutputFormat::kYaml;
+  return absl::InvalidArgumentError(
+      absl::StrCat("-o: unknown output format \"", output, "\" (expected wide, json or yaml)"));
+}
+
+// "running", "RUNNING" and "JOB_STATE_RUNNING" alike.
+absl::StatusOr<sched::v1::JobState> ParseJobState(const std::string& text) {
+  std::string name = absl::AsciiStrToUpper(text);
+  if (!absl::StartsWith(name, "JOB_STATE_")) name = absl::StrCat("JOB_STATE_", name);
+  sched::v1::JobState state;
+  if (!sched::v1::JobState_Parse(name, &state) || state == sched::v1::JOB_STATE_UNSPECIFIED) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--state: unknown job state \"", text,
+                     "\" (expected pending, assigned, running, succeeded, failed or cancelled)"));
+  }
+  return state;
+}
+
+// "30s", "1m30s", "500ms"; a bare number is seconds.
+absl::StatusOr<absl::Duration> ParseTimeout(const std::string& text) {
+  absl::Duration d;
+  double seconds = 0;
+  if (absl::SimpleAtod(text, &seconds)) {
+    d = absl::Seconds(seconds);
+  } else if (!absl::ParseDuration(text, &d)) {
+    d = absl::ZeroDuration();
+  }
+  if (d <= absl::ZeroDuration() || d == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--timeout: expected a positive duration such as 10s, got \"", text, "\""));
+  }
+  return d;
+}
+
+// The values CLI11 writes into, before they are checked and turned into CommandArgs.
+struct RawArgs {
+  std::string server;
+  std::string timeout = "10s";
+  SubmitArgs submit;
+  std::string resource;
+  std::string name;
+  std::string output;
+  bool watch = false;
+  std::vector<std::string> states;
+  std::string project;
+  int64_t limit = 0;
+  LogsArgs logs;
+  CancelArgs cancel;
+  std::string node;
+};
+
+absl::StatusOr<GetArgs> MakeGetArgs(const RawArgs& raw, bool has_limit) {
+  GetArgs args;
+  SCHED_ASSIGN_OR_RETURN(args.kind, ParseKind(raw.resource));
+  SCHED_ASSIGN_OR_RETURN(args.output, ParseOutput(raw.output));
+  args.name = raw.name;
+  args.watch = raw.watch;
+  args.project = raw.project;
+  if (has_limit) args.limit = static_cast<uint32_t>(raw.limit);
+  for (const std::string& s : raw.states) {
+    SCHED_ASSIGN_OR_RETURN(sched::v1::JobState state, ParseJobState(s));
+    args.states.push_back(state);
+  }
+  if (args.kind == ResourceKind::kNode &&
+      (args.watch || has_limit || !args.states.empty() || !args.project.empty())) {
+    return absl::InvalidArgumentError("-w, --state, --project and --limit apply to jobs only");
+  }
+  if (args.watch && has_limit) {
+    return absl::InvalidArgumentError("--limit cannot be used with -w");
+  }
+  if (!args.name.empty() && (has_limit || !args.states.empty() || !args.project.empty())) {
+    return absl::InvalidArgumentError("--state, --project and --limit apply to lists only");
+  }
+  return args;
+}
+
+absl::StatusOr<DescribeArgs> MakeDescribeArgs(const RawArgs& raw) {
+  DescribeArgs args;
+  SCHED_ASSIGN_OR_RETURN(args.kind, ParseKind(raw.resource));
+  args.name = raw.name;
+  if (args.name.empty()) {
+    return absl::InvalidArgumentError(args.kind == ResourceKind::kJob ? "a job ID is required"
+                                                                      : "a node NAME is required");
+  }
+  return args;
+}
+
+}  // namespace
+
+ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostream& out,
+                                   std::ostream& err) {
+  RawArgs raw;
+  CLI::App app("schedctl: submit and watch jobs on a sched cluster", "schedctl");
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.add_option("--server", raw.server,
+                 absl::StrCat("schedd address (default: $SCHED_SERVER, else 127.0.0.1:7070)"));
+  app.add_option("--timeout", raw.timeout, "deadline of each request, e.g. 10s, 500ms")
+      ->capture_default_str();
+
+  CLI::App* submit = app.add_subcommand("submit", "Queue the job described in a YAML file");
+  submit->add_option("-f,--filename", raw.submit.file, "job.yaml, or - for stdin")->required();
+  submit->add_option("--request-id", raw.submit.request_id,
+                     "idempotency key; a retry with the same key makes no second job "
+                     "(default: a random UUID)");
+
+  CLI::App* get = app.add_subcommand("get", "List jobs or nodes, or show one");
+  get->add_option("resource", raw.resource, "jobs|job|nodes|node")->required();
+  get->add_option("name", raw.name, "job ID (or unique prefix) or node name");
+  get->add_option("-o,--output", raw.output, "wide, json or yaml");
+  get->add_flag("-w,--watch", raw.watch, "print a row for each change until interrupted");
+  get->add_option("--state", raw.states, "only jobs in this state (repeatable, or a,b)")
+      ->delimiter(',')
+      ->allow_extra_args(false);
+  get->add_option("--project", raw.project, "only jobs of this project");
+  CLI::Option* limit =
+      get->add_option("--limit", raw.limit, "stop after N jobs")
+          ->check(CLI::Range(int64_t{1}, int64_t{std::numeric_limits<uint32_t>::max()}));
+
+  CLI::App* describe = app.add_subcommand("describe", "Show every detail of a job or node");
+  describe->add_option("resource", raw.resource, "job|node")->required();
+  describe->add_option("name", raw.name, "job ID (or unique prefix) or node name");
+
+  CLI::App* logs = app.add_subcommand("logs", "Print a job's output");
+  logs->add_option("id", raw.logs.job_id, "job ID or unique prefix")->required();
+  logs->add_flag("-f,--follow", raw.logs.follow, "keep printing until the job has ended");
+  logs->add_option("--attempt", raw.logs.attempt, "only this attempt (default: all)");
+
+  CLI::App* cancel = app.add_subcommand("cancel", "Cancel a job");
+  cancel->add_option("id", raw.cancel.job_id, "job ID or unique prefix")->required();
+  cancel->add_option("--reason", raw.cancel.reason, "recorded in the job's message");
+
+  std::map<CLI::App*, NodeAction> node_actions;
+  for (auto [name, action, help] :
+       {std::tuple{"cordon", NodeAction::kCordon, "Send no new work to a node"},
+        std::tuple{"uncordon", NodeAction::kUncordon, "Send new work to a node again"},
+        std::tuple{"drain", NodeAction::kDrain, "Cordon a node and let its running jobs finish"}}) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    sub->add_option("node", raw.node, "node name")->required();
+    node_actions[sub] = action;
+  }
+
+  std::string command;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) {
+      ParsedCommandLine help;
+      help.exit_code = app.exit(e, out, err);
+      return help;
+    }
+    const auto parsed = app.get_subcommands();
+    if (!parsed.empty()) return UsageError(parsed.front()->get_name(), e.what(), err);
+    const std::string word = CommandWord(argc, argv);
+    if (!word.empty() && UsageLines().count(word) == 0) {
+      return UsageError("", absl::StrCat("unknown command \"", word, "\""), err);
+    }
+    return UsageError("", e.what(), err);
+  }
+  CLI::App* sub = app.get_subcommands().front();
+  command = sub->get_name();
+
+  Invocation inv;
+  if (!raw.server.empty()) inv.server = raw.server;
+  absl::StatusOr<absl::Duration> timeout = ParseTimeout(raw.timeout);
+  if (!timeout.ok()) return UsageError(command, timeout.status().message(), err);
+  inv.timeout = *timeout;
+
+  absl::Status status;
+  if (sub == submit) {
+    inv.command = raw.submit;
+  } else if (sub == get) {
+    absl::StatusOr<GetArgs> args = MakeGetArgs(raw, limit->count() > 0);
+    status = args.status();
+    if (args.ok()) inv.command = *std::move(args);
+  } else if (sub == describe) {
+    absl::StatusOr<DescribeArgs> args = MakeDescribeArgs(raw);
+    status = args.status();
+    if (args.ok()) inv.command = *std::move(args);
+  } else if (sub == logs) {
+    inv.command = raw.logs;
+  } else if (sub == cancel) {
+    inv.command = raw.cancel;
+  } else {
+    inv.command = NodeActionArgs{node_actions.at(sub), raw.node};
+  }
+  if (!status.ok()) return UsageError(command, status.message(), err);
+  ParsedCommandLine result;
+  result.invocation = std::move(inv);
+  return result;
+}
+
+}  // namespace sched::client

@@ -1,0 +1,189 @@
+#include "client/commands.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "client/describe.h"
+#include "client/job_spec_yaml.h"
+#include "client/resource_view.h"
+#include "client/structured_output.h"
+#include "client/table.h"
+#include "client/uuid.h"
+#include "server/common/status_macros.h"
+
+namespace sched::client {
+namespace {
+
+using sched::v1::Job;
+
+absl::StatusOr<std::string> ReadSpecFile(const std::string& path, std::istream& in) {
+  std::ostringstream text;
+  if (path == "-") {
+    text << in.rdbuf();
+    return text.str();
+  }
+  std::ifstream file(path, std::ios::binary);
+  if (!file) {
+    return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  }
+  text << file.rdbuf();
+  if (file.bad()) {
+    return absl::DataLossError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+  }
+  return text.str();
+}
+
+// JSON or YAML; `document_start` puts "---" before YAML so that a stream of them parses.
+absl::Status PrintDocument(const google::protobuf::Message& message, OutputFormat format,
+                           bool document_start, std::ostream& out) {
+  if (format == OutputFormat::kJson) {
+    SCHED_ASSIGN_OR_RETURN(std::string json, ToJson(message));
+    out << json;
+  } else {
+    SCHED_ASSIGN_OR_RETURN(std::string yaml, ToYaml(message));
+    out << (document_start ? "---\n" : "") << yaml;
+  }
+  return absl::OkStatus();
+}
+
+bool IsTable(OutputFormat format) {
+  return format == OutputFormat::kTable || format == OutputFormat::kWide;
+}
+
+absl::Status WatchJobs(const GetArgs& args, CommandContext& ctx) {
+  sched::v1::WatchJobsRequest request;
+  for (sched::v1::JobState s : args.states) request.add_states(s);
+  request.set_project(args.project);
+  request.set_job_id(args.name);
+  const bool wide = args.output == OutputFormat::kWide;
+  const std::vector<size_t> widths = JobWatchWidths(wide);
+  if (IsTable(args.output)) {
+    PrintTableRow(JobTableHeader(wide), widths, ctx.out);
+    ctx.out.flush();
+  }
+  absl::Status print_status;
+  absl::Status status = ctx.client.WatchJobs(request, [&](const sched::v1::WatchJobsResponse& r) {
+    if (IsTable(args.output)) {
+      PrintTableRow(JobTableRow(r.job(), wide, ctx.clock.Now()), widths, ctx.out);
+    } else if (print_status.ok()) {
+      print_status = PrintDocument(r.job(), args.output, /*document_start=*/true, ctx.out);
+    }
+    ctx.out.flush();
+  });
+  SCHED_RETURN_IF_ERROR(print_status);
+  return status;
+}
+
+absl::Status GetJobs(const GetArgs& args, CommandContext& ctx) {
+  const bool wide = args.output == OutputFormat::kWide;
+  if (!args.name.empty()) {
+    SCHED_ASSIGN_OR_RETURN(Job job, ctx.client.GetJob(args.name));
+    if (!IsTable(args.output)) return PrintDocument(job, args.output, false, ctx.out);
+    Table table(JobTableHeader(wide));
+    table.AddRow(JobTableRow(job, wide, ctx.clock.Now()));
+    table.Print(ctx.out);
+    return absl::OkStatus();
+  }
+  sched::v1::ListJobsRequest request;
+  for (sched::v1::JobState s : args.states) request.add_states(s);
+  request.set_project(args.project);
+  SCHED_ASSIGN_OR_RETURN(sched::v1::ListJobsResponse jobs,
+                         ctx.client.ListAllJobs(request, args.limit));
+  if (!IsTable(args.output)) return PrintDocument(jobs, args.output, false, ctx.out);
+  PrintJobTable(jobs.jobs(), wide, ctx.clock.Now(), ctx.out);
+  return absl::OkStatus();
+}
+
+absl::Status GetNodes(const GetArgs& args, CommandContext& ctx) {
+  const bool wide = args.output == OutputFormat::kWide;
+  sched::v1::ListNodesResponse nodes;
+  if (!args.name.empty()) {
+    SCHED_ASSIGN_OR_RETURN(sched::v1::Node node, ctx.client.GetNode(args.name));
+    if (!IsTable(args.output)) return PrintDocument(node, args.output, false, ctx.out);
+    *nodes.add_nodes() = std::move(node);
+  } else {
+    SCHED_ASSIGN_OR_RETURN(nodes, ctx.client.ListNodes());
+    if (!IsTable(args.output)) return PrintDocument(nodes, args.output, false, ctx.out);
+  }
+  PrintNodeTable(nodes.nodes(), wide, ctx.clock.Now(), ctx.out);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunSubmit(const SubmitArgs& args, CommandContext& ctx) {
+  SCHED_ASSIGN_OR_RETURN(std::string text, ReadSpecFile(args.file, ctx.in));
+  absl::StatusOr<sched::v1::JobSpec> spec = ParseJobSpecYaml(text);
+  if (!spec.ok()) {
+    return absl::Status(spec.status().code(), absl::StrCat(args.file == "-" ? "<stdin>" : args.file,
+                                                           ": ", spec.status().message()));
+  }
+  const std::string request_id = args.request_id.empty() ? NewUuidV4(ctx.random) : args.request_id;
+  SCHED_ASSIGN_OR_RETURN(sched::v1::SubmitJobResponse response,
+                         ctx.client.SubmitJob(*spec, request_id));
+  ctx.out << "job/" << response.job().id() << " submitted"
+          << (response.existing() ? " (existing)" : "") << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunGet(const GetArgs& args, CommandContext& ctx) {
+  if (args.kind == ResourceKind::kNode) return GetNodes(args, ctx);
+  if (args.watch) return WatchJobs(args, ctx);
+  return GetJobs(args, ctx);
+}
+
+absl::Status RunDescribe(const DescribeArgs& args, CommandContext& ctx) {
+  if (args.kind == ResourceKind::kJob) {
+    SCHED_ASSIGN_OR_RETURN(Job job, ctx.client.GetJob(args.name));
+    DescribeJob(job, ctx.clock.Now(), ctx.out);
+  } else {
+    SCHED_ASSIGN_OR_RETURN(sched::v1::Node node, ctx.client.GetNode(args.name));
+    DescribeNode(node, ctx.clock.Now(), ctx.out);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunLogs(const LogsArgs& args, CommandContext& ctx) {
+  sched::v1::GetJobLogsRequest request;
+  request.set_job_id(args.job_id);
+  request.set_follow(args.follow);
+  request.set_attempt(args.attempt);
+  return ctx.client.GetJobLogs(request, [&](const sched::v1::LogChunk& chunk) {
+    ctx.out.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+    ctx.out.flush();
+  });
+}
+
+absl::Status RunCancel(const CancelArgs& args, CommandContext& ctx) {
+  SCHED_ASSIGN_OR_RETURN(Job job, ctx.client.CancelJob(args.job_id, args.reason));
+  const bool ended = job.state() == sched::v1::JOB_STATE_CANCELLED;
+  ctx.out << "job/" << job.id() << (ended ? " cancelled" : " cancel requested") << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunNodeAction(const NodeActionArgs& args, CommandContext& ctx) {
+  absl::StatusOr<sched::v1::Node> node;
+  const char* done = "";
+  switch (args.action) {
+    case NodeAction::kCordon:
+      node = ctx.client.Cordon(args.name, /*uncordon=*/false);
+      done = "cordoned";
+      break;
+    case NodeAction::kUncordon:
+      node = ctx.client.Cordon(args.name, /*uncordon=*/true);
+      done = "uncordoned";
+      break;
+    case NodeAction::kDrain:
+      node = ctx.client.Drain(args.name);
+      done = "draining";
+      break;
+  }
+  SCHED_RETURN_IF_ERROR(node.status());
+  ctx.out << "node/" << node->name() << " " << done << "\n";
+  return absl::OkStatus();
+}
+
+}  // namespace sched::client

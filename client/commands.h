@@ -1,0 +1,81 @@
+#pragma once
+
+#include <cstdint>
+#include <istream>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/random/bit_gen_ref.h"
+#include "absl/status/status.h"
+#include "client/sched_client.h"
+#include "sched/v1/types.pb.h"
+#include "server/common/clock.h"
+
+// What each schedctl command does once its arguments are parsed. Output goes to `out`;
+// failures come back as the status to report (the caller prints it and picks the exit code).
+namespace sched::client {
+
+enum class OutputFormat { kTable, kWide, kJson, kYaml };
+enum class ResourceKind { kJob, kNode };
+
+struct CommandContext {
+  SchedClient& client;
+  std::ostream& out;
+  std::istream& in;  // `submit -f -` reads it
+  const Clock& clock;
+  absl::BitGenRef random;  // request ids
+};
+
+struct SubmitArgs {
+  std::string file;        // "-": read `in`
+  std::string request_id;  // empty: a fresh UUID v4
+};
+// Prints "job/<id> submitted", with " (existing)" when the request id matched an earlier submit.
+absl::Status RunSubmit(const SubmitArgs& args, CommandContext& ctx);
+
+struct GetArgs {
+  ResourceKind kind = ResourceKind::kJob;
+  std::string name;  // empty: list
+  OutputFormat output = OutputFormat::kTable;
+  bool watch = false;  // jobs only
+  std::vector<sched::v1::JobState> states;
+  std::string project;
+  std::optional<uint32_t> limit;
+};
+// Tables, or one JSON/YAML document: a Job/Node for a name, else a ListJobsResponse or
+// ListNodesResponse holding every item read. With `watch`, a row (or document) per change until
+// the server ends the stream.
+absl::Status RunGet(const GetArgs& args, CommandContext& ctx);
+
+struct DescribeArgs {
+  ResourceKind kind = ResourceKind::kJob;
+  std::string name;
+};
+absl::Status RunDescribe(const DescribeArgs& args, CommandContext& ctx);
+
+struct LogsArgs {
+  std::string job_id;
+  bool follow = false;
+  uint32_t attempt = 0;  // 0: every attempt
+};
+// Writes the data of every chunk, stdout and stderr alike, in the order received.
+absl::Status RunLogs(const LogsArgs& args, CommandContext& ctx);
+
+struct CancelArgs {
+  std::string job_id;
+  std::string reason;
+};
+// Prints "job/<id> cancelled", or "job/<id> cancel requested" while the process still stops.
+absl::Status RunCancel(const CancelArgs& args, CommandContext& ctx);
+
+enum class NodeAction { kCordon, kUncordon, kDrain };
+struct NodeActionArgs {
+  NodeAction action = NodeAction::kCordon;
+  std::string name;
+};
+// Prints "node/<name> cordoned" (uncordoned, draining).
+absl::Status RunNodeAction(const NodeActionArgs& args, CommandContext& ctx);
+
+}  // namespace sched::client

@@ -1,0 +1,188 @@
+#include "client/describe.h"
+
+#include <algorithm>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "client/resource_view.h"
+#include "client/table.h"
+#include "client/units.h"
+
+namespace sched::client {
+namespace {
+
+// Lines of `Key:   value`, values aligned among the keys of the same indent level; nested
+// sections and free text (scripts, tables) indented two spaces a level.
+class DescribeWriter {
+ public:
+  void Field(std::string key, std::string value, int level = 0) {
+    lines_.push_back({level, std::move(key), std::move(value), true});
+  }
+  void Section(std::string title, int level = 0) {
+    lines_.push_back({level, std::move(title), "", true});
+  }
+  void Text(absl::string_view text, int level) {
+    for (absl::string_view line : absl::StrSplit(text, '\n')) {
+      lines_.push_back({level, std::string(line), "", false});
+    }
+  }
+  // `key=value` lines under a section; "<none>" on the section line when there are none.
+  void Map(std::string title, const std::map<std::string, std::string>& entries, int level = 0) {
+    if (entries.empty()) {
+      Field(std::move(title), "<none>", level);
+      return;
+    }
+    Section(std::move(title), level);
+    for (const auto& [k, v] : entries) Text(absl::StrCat(k, "=", v), level + 1);
+  }
+
+  void Print(std::ostream& out) const {
+    std::map<int, size_t> widths;
+    for (const Line& l : lines_) {
+      if (l.is_field && !l.value.empty()) widths[l.level] = std::max(widths[l.level], l.key.size());
+    }
+    for (const Line& l : lines_) {
+      std::string line(2 * l.level, ' ');
+      if (!l.is_field) {
+        line += l.key;
+      } else if (l.value.empty()) {
+        absl::StrAppend(&line, l.key, ":");
+      } else {
+        const std::string indent(line.size() + widths[l.level] + 3, ' ');
+        absl::StrAppend(&line, l.key, ":", std::string(widths[l.level] - l.key.size() + 2, ' '),
+                        absl::StrJoin(absl::StrSplit(l.value, '\n'), "\n" + indent));
+      }
+      out << line << '\n';
+    }
+  }
+
+ private:
+  struct Line {
+    int level;
+    std::string key;  // the text itself for a text line
+    std::string value;
+    bool is_field;
+  };
+  std::vector<Line> lines_;
+};
+
+std::string TimeField(const google::protobuf::Timestamp& ts, absl::Time now) {
+  const std::optional<absl::Time> t = FromTimestamp(ts);
+  if (!t) return "<none>";
+  return absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", *t, absl::UTCTimeZone()), " (",
+                      FormatAge(now - *t), " ago)");
+}
+
+std::map<std::string, std::string> SortedLabels(
+    const google::protobuf::Map<std::string, std::string>& labels) {
+  return {labels.begin(), labels.end()};
+}
+
+void Script(DescribeWriter& w, std::string title, const std::string& script) {
+  if (script.empty()) {
+    w.Field(std::move(title), "<none>");
+    return;
+  }
+  w.Section(std::move(title));
+  absl::string_view text = script;
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  w.Text(text, 1);
+}
+
+}  // namespace
+
+void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out) {
+  const sched::v1::JobSpec& spec = job.spec();
+  const sched::v1::Resources& r = spec.resources();
+  DescribeWriter w;
+  w.Field("ID", job.id());
+  w.Field("Name", OrNone(spec.name()));
+  w.Field("Project", OrNone(spec.project()));
+  std::string state = ShortJobState(job.state());
+  if (job.cancel_requested()) absl::StrAppend(&state, " (cancel requested)");
+  w.Field("State", state);
+  w.Field("Message", OrNone(job.message()));
+  w.Field("Attempt", absl::StrCat(job.attempt()));
+  w.Field("Epoch", absl::StrCat(job.epoch()));
+  w.Field("Node", OrNone(job.node()));
+  w.Field("GPU Indexes", FormatIndexes(job.gpu_indexes()));
+  w.Field("Exit Code", HasExitCode(job.state()) ? absl::StrCat(job.exit_code()) : "<none>");
+  w.Field("Priority", absl::StrCat(spec.priority()));
+  w.Field("Request ID", OrNone(job.request_id()));
+  w.Field("Created", TimeField(job.create_time(), now));
+  w.Field("Started", TimeField(job.start_time(), now));
+  w.Field("Finished", TimeField(job.finish_time(), now));
+  w.Field("Updated", TimeField(job.update_time(), now));
+  w.Map("Labels", SortedLabels(spec.labels()));
+  w.Section("Resources");
+  w.Field("GPUs", absl::StrCat(r.gpus()), 1);
+  w.Field("GPU Memory", r.gpu_memory_bytes() > 0 ? FormatBytes(r.gpu_memory_bytes()) : "any", 1);
+  w.Field("GPU Models", r.gpu_models().empty() ? "any" : absl::StrJoin(r.gpu_models(), ", "), 1);
+  w.Field("CPUs", FormatCpus(r.cpus() > 0 ? r.cpus() : 1.0), 1);
+  w.Field("Memory", r.memory_bytes() > 0 ? FormatBytes(r.memory_bytes()) : "<none>", 1);
+  if (spec.env().empty()) {
+    w.Field("Env", "<none>");
+  } else {
+    w.Section("Env");
+    for (const auto& var : spec.env()) w.Text(absl::StrCat(var.name(), "=", var.value()), 1);
+  }
+  Script(w, "Setup", spec.setup());
+  Script(w, "Run", spec.run());
+  w.Print(out);
+}
+
+void DescribeNode(const sched::v1::Node& node, absl::Time now, std::ostream& out) {
+  const sched::v1::Capabilities& caps = node.capabilities();
+  DescribeWriter w;
+  w.Field("Name", node.name());
+  w.Field("State", ShortNodeState(node.state()));
+  w.Field("Connected", node.connected() ? "yes" : "no");
+  w.Field("Hostname", OrNone(caps.hostname()));
+  w.Field("Provider", OrNone(caps.provider()));
+  w.Field("Price/h", FormatPrice(caps.price_per_hour()));
+  w.Field("Agent Version", OrNone(caps.agent_version()));
+  w.Field("GPU Detection", OrNone(caps.gpu_detection()));
+  w.Field("Registered", TimeField(node.register_time(), now));
+  w.Field("Last Heartbeat", TimeField(node.last_heartbeat_time(), now));
+  w.Map("Labels", SortedLabels(caps.labels()));
+  w.Section("Capacity");
+  w.Field("CPUs", FormatCpus(caps.cpus()), 1);
+  w.Field("Memory", FormatBytes(caps.memory_bytes()), 1);
+  w.Field("Disk", FormatBytes(caps.disk_bytes()), 1);
+  if (caps.gpus().empty()) {
+    w.Field("GPUs", "<none>");
+  } else {
+    w.Section("GPUs");
+    Table gpus({"INDEX", "MODEL", "MEMORY", "UUID"});
+    for (const auto& gpu : caps.gpus()) {
+      gpus.AddRow({absl::StrCat(gpu.index()), gpu.model(), FormatGpuMemory(gpu.memory_bytes()),
+                   gpu.uuid()});
+    }
+    std::ostringstream table;
+    gpus.Print(table);
+    std::string text = table.str();
+    text.pop_back();  // the last newline
+    w.Text(text, 1);
+  }
+  w.Section("Allocated");
+  w.Field("CPUs", absl::StrCat(FormatCpus(node.allocated_cpus()), " of ", FormatCpus(caps.cpus())),
+          1);
+  w.Field("Memory",
+          absl::StrCat(FormatBytes(node.allocated_memory_bytes()), " of ",
+                       FormatBytes(caps.memory_bytes())),
+          1);
+  w.Field("GPUs",
+          absl::StrCat(FormatIndexes(node.allocated_gpu_indexes()), " (",
+                       node.allocated_gpu_indexes_size(), " of ", caps.gpus_size(), ")"),
+          1);
+  w.Field("Running Jobs", absl::StrCat(node.running_jobs()), 1);
+  w.Print(out);
+}
+
+}  // namespace sched::client

@@ -1,0 +1,85 @@
+#include "client/schedctl.h"
+
+#include <cstdlib>
+#include <iostream>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "client/command_line.h"
+#include "client/commands.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
+
+namespace sched::client {
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kMaxReceiveMessageBytes = 256 * 1024 * 1024;
+
+std::optional<std::string> GetEnv(const SchedctlEnv& env, const std::string& name) {
+  if (env.getenv) return env.getenv(name);
+  const char* value = std::getenv(name.c_str());
+  if (value == nullptr) return std::nullopt;
+  return std::string(value);
+}
+
+std::string ServerAddress(const Invocation& inv, const SchedctlEnv& env) {
+  if (inv.server) return *inv.server;
+  std::optional<std::string> from_env = GetEnv(env, kServerEnvVar);
+  if (from_env && !from_env->empty()) return *from_env;
+  return kDefaultServer;
+}
+
+absl::Status Dispatch(const CommandArgs& command, CommandContext& ctx) {
+  return std::visit(
+      [&](const auto& args) -> absl::Status {
+        using T = std::decay_t<decltype(args)>;
+        if constexpr (std::is_same_v<T, SubmitArgs>) return RunSubmit(args, ctx);
+        if constexpr (std::is_same_v<T, GetArgs>) return RunGet(args, ctx);
+        if constexpr (std::is_same_v<T, DescribeArgs>) return RunDescribe(args, ctx);
+        if constexpr (std::is_same_v<T, LogsArgs>) return RunLogs(args, ctx);
+        if constexpr (std::is_same_v<T, CancelArgs>) return RunCancel(args, ctx);
+        if constexpr (std::is_same_v<T, NodeActionArgs>) return RunNodeAction(args, ctx);
+      },
+      command);
+}
+
+}  // namespace
+
+int RunSchedctl(int argc, char** argv, std::ostream& out, std::ostream& err,
+                const SchedctlEnv& env) {
+  ParsedCommandLine parsed = ParseCommandLine(argc, argv, out, err);
+  if (!parsed.invocation) return parsed.exit_code;
+  const Invocation& inv = *parsed.invocation;
+
+  grpc::ChannelArguments channel_args;
+  channel_args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  SchedClient client(grpc::CreateCustomChannel(ServerAddress(inv, env),
+                                               grpc::InsecureChannelCredentials(), channel_args),
+                     ClientOptions{inv.timeout, env.submit_retry});
+  absl::BitGen random;
+  CommandContext ctx{client, out, env.in != nullptr ? *env.in : std::cin,
+                     env.clock != nullptr ? *env.clock : *RealClock::Get(), random};
+  const absl::Status status = Dispatch(inv.command, ctx);
+  out.flush();
+  if (!status.ok()) {
+    err << "error: " << absl::StatusCodeToString(status.code()) << ": " << status.message() << "\n";
+    return kExitFailure;
+  }
+  return 0;
+}
+
+int RunSchedctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+                const SchedctlEnv& env) {
+  std::vector<std::string> storage = {"schedctl"};
+  storage.insert(storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& s : storage) argv.push_back(s.data());
+  return RunSchedctl(static_cast<int>(argv.size()), argv.data(), out, err, env);
+}
+
+}  // namespace sched::client

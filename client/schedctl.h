@@ -1,0 +1,37 @@
+#pragma once
+
+#include <functional>
+#include <istream>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "client/sched_client.h"
+#include "server/common/clock.h"
+
+namespace sched::client {
+
+// What the CLI takes from its process, replaceable in tests. Unset members mean the real
+// thing: std::cin, ::getenv, the real clock.
+struct SchedctlEnv {
+  std::istream* in = nullptr;
+  std::function<std::optional<std::string>(const std::string& name)> getenv;
+  const Clock* clock = nullptr;
+  RetryPolicy submit_retry;
+};
+
+inline constexpr char kDefaultServer[] = "127.0.0.1:7070";
+inline constexpr char kServerEnvVar[] = "SCHED_SERVER";
+
+// The whole of schedctl: parses argv (argv[0] is the program name), runs the command, writes
+// its output to `out` and problems to `err`. Returns the exit code: 0 success, 1 the command
+// failed ("error: NOT_FOUND: job abc not found" on `err`), 2 a usage error (with a usage line).
+int RunSchedctl(int argc, char** argv, std::ostream& out, std::ostream& err,
+                const SchedctlEnv& env = {});
+
+// The same with the arguments after the program name.
+int RunSchedctl(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+                const SchedctlEnv& env = {});
+
+}  // namespace sched::client

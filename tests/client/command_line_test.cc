@@ -1,0 +1,152 @@
+#include "client/command_line.h"
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace sched::client {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::StartsWith;
+
+struct Parsed {
+  ParsedCommandLine result;
+  std::string out;
+  std::string err;
+};
+
+Parsed Parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "schedctl");
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  std::ostringstream out, err;
+  Parsed p;
+  p.result = ParseCommandLine(static_cast<int>(argv.size()), argv.data(), out, err);
+  p.out = out.str();
+  p.err = err.str();
+  return p;
+}
+
+TEST(ParseCommandLine, GetJobsWithEveryOption) {
+  Parsed p = Parse({"get", "jobs", "-o", "wide", "--state", "running", "--state",
+                    "PENDING,job_state_failed", "--project", "llm", "--limit", "7", "--server",
+                    "h:1", "--timeout", "1500ms"});
+  ASSERT_TRUE(p.result.invocation) << p.err;
+  const Invocation& inv = *p.result.invocation;
+  EXPECT_EQ(inv.server, "h:1");
+  EXPECT_EQ(inv.timeout, absl::Milliseconds(1500));
+  const GetArgs& get = std::get<GetArgs>(inv.command);
+  EXPECT_EQ(get.kind, ResourceKind::kJob);
+  EXPECT_EQ(get.output, OutputFormat::kWide);
+  EXPECT_THAT(get.states, ElementsAre(sched::v1::JOB_STATE_RUNNING, sched::v1::JOB_STATE_PENDING,
+                                      sched::v1::JOB_STATE_FAILED));
+  EXPECT_EQ(get.project, "llm");
+  EXPECT_EQ(get.limit, 7u);
+  EXPECT_FALSE(get.watch);
+  EXPECT_EQ(get.name, "");
+}
+
+TEST(ParseCommandLine, GlobalOptionsBeforeTheCommandAndDefaults) {
+  Parsed p = Parse({"--server", "h:2", "get", "node", "ws1", "-o", "yaml"});
+  ASSERT_TRUE(p.result.invocation) << p.err;
+  EXPECT_EQ(p.result.invocation->server, "h:2");
+  EXPECT_EQ(p.result.invocation->timeout, absl::Seconds(10));
+  const GetArgs& get = std::get<GetArgs>(p.result.invocation->command);
+  EXPECT_EQ(get.kind, ResourceKind::kNode);
+  EXPECT_EQ(get.name, "ws1");
+  EXPECT_EQ(get.output, OutputFormat::kYaml);
+  EXPECT_EQ(get.limit, std::nullopt);
+
+  Parsed no_server = Parse({"logs", "-f", "abc", "--attempt", "2"});
+  ASSERT_TRUE(no_server.result.invocation) << no_server.err;
+  EXPECT_EQ(no_server.result.invocation->server, std::nullopt);
+  const LogsArgs& logs = std::get<LogsArgs>(no_server.result.invocation->command);
+  EXPECT_EQ(logs.job_id, "abc");
+  EXPECT_TRUE(logs.follow);
+  EXPECT_EQ(logs.attempt, 2u);
+}
+
+TEST(ParseCommandLine, OtherCommands) {
+  Parsed submit = Parse({"submit", "-f", "-", "--request-id", "r1"});
+  ASSERT_TRUE(submit.result.invocation) << submit.err;
+  EXPECT_EQ(std::get<SubmitArgs>(submit.result.invocation->command).file, "-");
+  EXPECT_EQ(std::get<SubmitArgs>(submit.result.invocation->command).request_id, "r1");
+
+  Parsed cancel = Parse({"cancel", "ab12", "--reason", "wrong data"});
+  ASSERT_TRUE(cancel.result.invocation) << cancel.err;
+  EXPECT_EQ(std::get<CancelArgs>(cancel.result.invocation->command).job_id, "ab12");
+  EXPECT_EQ(std::get<CancelArgs>(cancel.result.invocation->command).reason, "wrong data");
+
+  Parsed drain = Parse({"drain", "ws1"});
+  ASSERT_TRUE(drain.result.invocation) << drain.err;
+  EXPECT_EQ(std::get<NodeActionArgs>(drain.result.invocation->command).action, NodeAction::kDrain);
+  EXPECT_EQ(std::get<NodeActionArgs>(drain.result.invocation->command).name, "ws1");
+
+  Parsed uncordon = Parse({"uncordon", "ws2"});
+  ASSERT_TRUE(uncordon.result.invocation) << uncordon.err;
+  EXPECT_EQ(std::get<NodeActionArgs>(uncordon.result.invocation->command).action,
+            NodeAction::kUncordon);
+
+  Parsed describe = Parse({"describe", "job", "ab"});
+  ASSERT_TRUE(describe.result.invocation) << describe.err;
+  EXPECT_EQ(std::get<DescribeArgs>(describe.result.invocation->command).kind, ResourceKind::kJob);
+  EXPECT_EQ(std::get<DescribeArgs>(describe.result.invocation->command).name, "ab");
+}
+
+struct UsageCase {
+  std::vector<std::string> args;
+  const char* error;
+  const char* usage;
+};
+
+class UsageErrorTest : public ::testing::TestWithParam<UsageCase> {};
+
+TEST_P(UsageErrorTest, ExitsTwoWithTheErrorAndAUsageLine) {
+  Parsed p = Parse(GetParam().args);
+  EXPECT_FALSE(p.result.invocation);
+  EXPECT_EQ(p.result.exit_code, 2);
+  EXPECT_THAT(p.err, StartsWith(std::string("error: ") + GetParam().error));
+  EXPECT_THAT(p.err, HasSubstr(std::string("\nusage: schedctl ") + GetParam().usage));
+  EXPECT_THAT(p.out, IsEmpty());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, UsageErrorTest,
+    ::testing::Values(
+        UsageCase{{}, "A subcommand is required", "[--server ADDR]"},
+        UsageCase{
+            {"--server", "h:1", "frobnicate"}, "unknown command \"frobnicate\"", "[--server ADDR]"},
+        UsageCase{{"get", "pods"}, "unknown resource \"pods\" (expected jobs or nodes)", "get "},
+        UsageCase{{"get", "jobs", "-o", "xml"}, "-o: unknown output format \"xml\"", "get "},
+        UsageCase{{"get", "jobs", "--state", "sleeping"},
+                  "--state: unknown job state \"sleeping\"",
+                  "get "},
+        UsageCase{{"get", "jobs", "--limit", "0"}, "--limit: Value 0 not in range", "get "},
+        UsageCase{{"get", "jobs", "-w", "--limit", "3"}, "--limit cannot be used with -w", "get "},
+        UsageCase{{"get", "nodes", "-w"},
+                  "-w, --state, --project and --limit apply to jobs only",
+                  "get "},
+        UsageCase{{"get", "jobs", "--timeout", "soon"},
+                  "--timeout: expected a positive duration such as 10s, got \"soon\"",
+                  "get "},
+        UsageCase{{"submit"}, "--filename is required", "submit -f FILE"},
+        UsageCase{{"describe", "node"}, "a node NAME is required", "describe job ID"},
+        UsageCase{{"logs"}, "id is required", "logs [-f] ID"},
+        UsageCase{{"cordon"}, "node is required", "cordon NODE"}));
+
+TEST(ParseCommandLine, HelpGoesToOutAndExitsZero) {
+  Parsed p = Parse({"get", "--help"});
+  EXPECT_FALSE(p.result.invocation);
+  EXPECT_EQ(p.result.exit_code, 0);
+  EXPECT_THAT(p.out, HasSubstr("--limit"));
+  EXPECT_THAT(p.err, IsEmpty());
+}
+
+}  // namespace
+}  // namespace sched::client

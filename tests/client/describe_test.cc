@@ -1,0 +1,106 @@
+#include "client/describe.h"
+
+#include <sstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/client/sample_resources.h"
+
+namespace sched::client {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(DescribeJob, PrintsEveryFieldAligned) {
+  std::ostringstream out;
+  DescribeJob(testing::RunningJob(), testing::kNow, out);
+  EXPECT_EQ(out.str(),
+            "ID:           0123456789abcdef\n"
+            "Name:         train\n"
+            "Project:      llm\n"
+            "State:        RUNNING\n"
+            "Message:      <none>\n"
+            "Attempt:      1\n"
+            "Epoch:        7\n"
+            "Node:         ws1\n"
+            "GPU Indexes:  0\n"
+            "Exit Code:    <none>\n"
+            "Priority:     10\n"
+            "Request ID:   req-1\n"
+            "Created:      2023-11-14T22:07:50Z (5m30s ago)\n"
+            "Started:      2023-11-14T22:08:20Z (5m ago)\n"
+            "Finished:     <none>\n"
+            "Updated:      2023-11-14T22:13:10Z (10s ago)\n"
+            "Labels:\n"
+            "  team=nlp\n"
+            "Resources:\n"
+            "  GPUs:        1\n"
+            "  GPU Memory:  24GB\n"
+            "  GPU Models:  H100, A100\n"
+            "  CPUs:        2\n"
+            "  Memory:      8GB\n"
+            "Env:\n"
+            "  EPOCHS=3\n"
+            "Setup:\n"
+            "  pip install -r requirements.txt\n"
+            "Run:\n"
+            "  python train.py\n");
+}
+
+TEST(DescribeJob, ShowsExitCodeCancelAndMissingParts) {
+  sched::v1::Job job = testing::FailedJob();
+  job.set_cancel_requested(true);
+  std::ostringstream out;
+  DescribeJob(job, testing::kNow, out);
+  EXPECT_THAT(out.str(), HasSubstr("State:        FAILED (cancel requested)\n"));
+  EXPECT_THAT(out.str(), HasSubstr("Exit Code:    2\n"));
+  EXPECT_THAT(out.str(), HasSubstr("Message:      exit code 2\n"));
+  EXPECT_THAT(out.str(), HasSubstr("Labels:       <none>\n"));
+  EXPECT_THAT(out.str(), HasSubstr("  GPU Models:  any\n"));
+  EXPECT_THAT(out.str(), HasSubstr("  Memory:      <none>\n"));
+  EXPECT_THAT(out.str(), HasSubstr("Setup:        <none>\nRun:\n  exit 2\n"));
+}
+
+TEST(DescribeNode, PrintsCapabilitiesGpusAndAllocation) {
+  std::ostringstream out;
+  DescribeNode(testing::CloudNode(), testing::kNow, out);
+  EXPECT_EQ(out.str(),
+            "Name:            vast-1\n"
+            "State:           READY\n"
+            "Connected:       yes\n"
+            "Hostname:        c-123\n"
+            "Provider:        vastai\n"
+            "Price/h:         $0.40\n"
+            "Agent Version:   0.1.0\n"
+            "GPU Detection:   nvml\n"
+            "Registered:      2023-11-14T20:13:20Z (120m ago)\n"
+            "Last Heartbeat:  2023-11-14T22:13:17Z (3s ago)\n"
+            "Labels:\n"
+            "  region=eu\n"
+            "Capacity:\n"
+            "  CPUs:          16\n"
+            "  Memory:        64GiB\n"
+            "  Disk:          1TB\n"
+            "GPUs:\n"
+            "  INDEX   MODEL                   MEMORY   UUID\n"
+            "  0       NVIDIA H100 80GB HBM3   80GB     GPU-0\n"
+            "  1       NVIDIA H100 80GB HBM3   80GB     GPU-1\n"
+            "Allocated:\n"
+            "  CPUs:          2 of 16\n"
+            "  Memory:        8GB of 64GiB\n"
+            "  GPUs:          0 (1 of 2)\n"
+            "  Running Jobs:  1\n");
+}
+
+TEST(DescribeNode, NodeWithoutGpus) {
+  sched::v1::Node node = testing::LocalNode();
+  node.mutable_capabilities()->clear_gpus();
+  std::ostringstream out;
+  DescribeNode(node, testing::kNow, out);
+  EXPECT_THAT(out.str(), HasSubstr("GPUs:            <none>\n"));
+  EXPECT_THAT(out.str(), HasSubstr("Last Heartbeat:  <none>\n"));
+  EXPECT_THAT(out.str(), HasSubstr("  GPUs:          - (0 of 0)\n"));
+}
+
+}  // namespace
+}  // namespace sched::client

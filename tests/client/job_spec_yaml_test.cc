@@ -1,0 +1,157 @@
+#include "client/job_spec_yaml.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace sched::client {
+namespace {
+
+using ::sched::testing::IsOk;
+using ::sched::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+using ::testing::UnorderedElementsAre;
+
+constexpr char kFullSpec[] = R"(
+name: train-7b
+project: llm
+setup: |
+  pip install -r requirements.txt
+run: python train.py --epochs 3
+env:
+  WANDB_MODE: offline
+  EPOCHS: 3
+  DEBUG: true
+  RATE: 0.5
+  EMPTY:
+resources:
+  gpus: 2
+  gpu_memory: 24GB
+  gpu_model: [H100, A100]
+  cpus: 0.5
+  memory: 8GiB
+priority: -10
+labels:
+  team: nlp
+  sweep: 42
+)";
+
+TEST(ParseJobSpecYaml, ReadsEveryField) {
+  absl::StatusOr<sched::v1::JobSpec> spec = ParseJobSpecYaml(kFullSpec);
+  ASSERT_THAT(spec, IsOk());
+  EXPECT_EQ(spec->name(), "train-7b");
+  EXPECT_EQ(spec->project(), "llm");
+  EXPECT_EQ(spec->setup(), "pip install -r requirements.txt\n");
+  EXPECT_EQ(spec->run(), "python train.py --epochs 3");
+  ASSERT_EQ(spec->env_size(), 5);
+  const std::vector<std::pair<std::string, std::string>> env = {{"WANDB_MODE", "offline"},
+                                                                {"EPOCHS", "3"},
+                                                                {"DEBUG", "true"},
+                                                                {"RATE", "0.5"},
+                                                                {"EMPTY", ""}};
+  for (int i = 0; i < spec->env_size(); ++i) {
+    EXPECT_EQ(spec->env(i).name(), env[i].first) << i;
+    EXPECT_EQ(spec->env(i).value(), env[i].second) << i;
+  }
+  const sched::v1::Resources& r = spec->resources();
+  EXPECT_EQ(r.gpus(), 2u);
+  EXPECT_EQ(r.gpu_memory_bytes(), 24'000'000'000);
+  EXPECT_THAT(r.gpu_models(), ElementsAre("H100", "A100"));
+  EXPECT_DOUBLE_EQ(r.cpus(), 0.5);
+  EXPECT_EQ(r.memory_bytes(), int64_t{8} << 30);
+  EXPECT_EQ(spec->priority(), -10);
+  EXPECT_THAT(spec->labels(), UnorderedElementsAre(Pair("team", "nlp"), Pair("sweep", "42")));
+}
+
+TEST(ParseJobSpecYaml, OnlyRunIsRequired) {
+  absl::StatusOr<sched::v1::JobSpec> spec = ParseJobSpecYaml("run: echo hi\n");
+  ASSERT_THAT(spec, IsOk());
+  EXPECT_EQ(spec->run(), "echo hi");
+  EXPECT_EQ(spec->name(), "");
+  EXPECT_FALSE(spec->has_resources());
+  EXPECT_EQ(spec->priority(), 0);
+}
+
+TEST(ParseJobSpecYaml, TakesOneGpuModelAsAScalar) {
+  absl::StatusOr<sched::v1::JobSpec> spec =
+      ParseJobSpecYaml("run: x\nresources: {gpus: 1, gpu_model: H100, cpus: 2}\n");
+  ASSERT_THAT(spec, IsOk());
+  EXPECT_THAT(spec->resources().gpu_models(), ElementsAre("H100"));
+  EXPECT_DOUBLE_EQ(spec->resources().cpus(), 2.0);
+}
+
+struct BadSpec {
+  const char* yaml;
+  const char* message;
+};
+
+class BadSpecTest : public ::testing::TestWithParam<BadSpec> {};
+
+TEST_P(BadSpecTest, NamesTheKeyPathAndReason) {
+  EXPECT_THAT(ParseJobSpecYaml(GetParam().yaml),
+              StatusIs(absl::StatusCode::kInvalidArgument, GetParam().message));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    UnknownKeys, BadSpecTest,
+    ::testing::Values(
+        BadSpec{"run: x\nresources:\n  gpu_memry: 24GB\n",
+                "resources.gpu_memry: unknown key (expected one of: gpus, gpu_memory, gpu_model, "
+                "cpus, memory)"},
+        BadSpec{"run: x\nnmae: a\n",
+                "nmae: unknown key (expected one of: name, project, run, setup, env, resources, "
+                "priority, labels)"}));
+
+INSTANTIATE_TEST_SUITE_P(
+    BadValues, BadSpecTest,
+    ::testing::Values(
+        BadSpec{"run: x\nresources: {gpus: two}\n",
+                "resources.gpus: expected a non-negative integer, got \"two\""},
+        BadSpec{"run: x\nresources: {gpus: -1}\n",
+                "resources.gpus: expected a non-negative integer, got \"-1\""},
+        BadSpec{"run: x\nresources: {gpus: 1.5}\n",
+                "resources.gpus: expected a non-negative integer, got \"1.5\""},
+        BadSpec{"run: x\nresources: {cpus: lots}\n",
+                "resources.cpus: expected a non-negative number, got \"lots\""},
+        BadSpec{"run: x\nresources: {cpus: -2}\n",
+                "resources.cpus: expected a non-negative number, got \"-2\""},
+        BadSpec{"run: x\nresources: {memory: 8 gigs}\n",
+                "resources.memory: expected a size such as 8GB, 512MiB or a number of bytes, "
+                "got \"8 gigs\""},
+        BadSpec{"run: x\nresources: {gpu_memory: [24GB]}\n",
+                "resources.gpu_memory: expected a size such as 8GB, got a list"},
+        BadSpec{"run: x\nresources: {gpu_model: [H100, {a: b}]}\n",
+                "resources.gpu_model[1]: expected a string, got a mapping"},
+        BadSpec{"run: x\nresources: 4\n", "resources: expected a mapping, got \"4\""},
+        BadSpec{"run: x\npriority: high\n", "priority: expected an integer, got \"high\""},
+        BadSpec{"run: x\npriority: 5000\n", "priority: must be in -1000..1000, got 5000"},
+        BadSpec{"run: x\nenv: [A, B]\n", "env: expected a mapping, got a list"},
+        BadSpec{"run: x\nenv: {A: [1, 2]}\n",
+                "env.A: expected a string, number or boolean, got a list"},
+        BadSpec{"run: x\nlabels: {team: {a: b}}\n",
+                "labels.team: expected a string, number or boolean, got a mapping"},
+        BadSpec{"run: x\nname: {first: a}\n", "name: expected a string, got a mapping"},
+        BadSpec{"run: x\nrun: y\n", "run: duplicate key"},
+        BadSpec{"- run: x\n", "job spec: expected a mapping, got a list"}));
+
+INSTANTIATE_TEST_SUITE_P(MissingRun, BadSpecTest,
+                         ::testing::Values(BadSpec{"name: a\n", "run: required"},
+                                           BadSpec{"", "run: required"},
+                                           BadSpec{"run: \"  \"\n", "run: required"},
+                                           BadSpec{"run:\n", "run: required"}));
+
+TEST(ParseJobSpecYaml, SyntaxErrorGivesLineAndColumn) {
+  EXPECT_THAT(
+      ParseJobSpecYaml("name: a\nrun: x\nresources: {gpus: 1\n"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("invalid YAML at line 4, column 1:")));
+  EXPECT_THAT(
+      ParseJobSpecYaml("run: x\n  bad: indent\n"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("invalid YAML at line 2, column 6:")));
+}
+
+}  // namespace
+}  // namespace sched::client

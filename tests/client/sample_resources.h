@@ -1,0 +1,119 @@
+#pragma once
+
+#include <cstdint>
+
+#include "absl/time/time.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "sched/v1/types.pb.h"
+
+// Jobs and nodes with every field the CLI prints set, for the client tests.
+namespace sched::client::testing {
+
+inline const absl::Time kNow = absl::FromUnixSeconds(1'700'000'000);  // 2023-11-14T22:13:20Z
+inline constexpr int64_t kGiB = int64_t{1} << 30;
+
+inline google::protobuf::Timestamp At(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(absl::ToUnixSeconds(t));
+  return ts;
+}
+
+// RUNNING on ws1, created 5m30s before kNow.
+inline sched::v1::Job RunningJob() {
+  sched::v1::Job job;
+  job.set_id("0123456789abcdef");
+  sched::v1::JobSpec& spec = *job.mutable_spec();
+  spec.set_name("train");
+  spec.set_project("llm");
+  spec.set_setup("pip install -r requirements.txt");
+  spec.set_run("python train.py\n");
+  sched::v1::EnvVar* env = spec.add_env();
+  env->set_name("EPOCHS");
+  env->set_value("3");
+  spec.mutable_resources()->set_gpus(1);
+  spec.mutable_resources()->set_gpu_memory_bytes(24'000'000'000);
+  spec.mutable_resources()->add_gpu_models("H100");
+  spec.mutable_resources()->add_gpu_models("A100");
+  spec.mutable_resources()->set_cpus(2);
+  spec.mutable_resources()->set_memory_bytes(8'000'000'000);
+  spec.set_priority(10);
+  (*spec.mutable_labels())["team"] = "nlp";
+  job.set_state(sched::v1::JOB_STATE_RUNNING);
+  job.set_attempt(1);
+  job.set_epoch(7);
+  job.set_node("ws1");
+  job.add_gpu_indexes(0);
+  *job.mutable_create_time() = At(kNow - absl::Seconds(330));
+  *job.mutable_start_time() = At(kNow - absl::Seconds(300));
+  *job.mutable_update_time() = At(kNow - absl::Seconds(10));
+  job.set_request_id("req-1");
+  return job;
+}
+
+// FAILED with exit code 2 on its second attempt, no name, created 2h before kNow.
+inline sched::v1::Job FailedJob() {
+  sched::v1::Job job;
+  job.set_id("fedcba9876543210");
+  job.mutable_spec()->set_project("default");
+  job.mutable_spec()->set_run("exit 2");
+  job.set_state(sched::v1::JOB_STATE_FAILED);
+  job.set_attempt(2);
+  job.set_epoch(3);
+  job.set_exit_code(2);
+  job.set_message("exit code 2");
+  *job.mutable_create_time() = At(kNow - absl::Hours(2));
+  return job;
+}
+
+inline sched::v1::GpuInfo Gpu(uint32_t index, const char* model, int64_t memory_bytes) {
+  sched::v1::GpuInfo gpu;
+  gpu.set_index(index);
+  gpu.set_uuid("GPU-" + std::to_string(index));
+  gpu.set_model(model);
+  gpu.set_memory_bytes(memory_bytes);
+  return gpu;
+}
+
+// A rented box: 2 H100s at $0.40/h, one job on GPU 0.
+inline sched::v1::Node CloudNode() {
+  sched::v1::Node node;
+  node.set_name("vast-1");
+  node.set_state(sched::v1::NODE_STATE_READY);
+  node.set_connected(true);
+  sched::v1::Capabilities& caps = *node.mutable_capabilities();
+  caps.set_cpus(16);
+  caps.set_memory_bytes(64 * kGiB);
+  caps.set_disk_bytes(1'000'000'000'000);
+  *caps.add_gpus() = Gpu(0, "NVIDIA H100 80GB HBM3", int64_t{81559} << 20);
+  *caps.add_gpus() = Gpu(1, "NVIDIA H100 80GB HBM3", int64_t{81559} << 20);
+  caps.set_provider("vastai");
+  caps.set_price_per_hour(0.4);
+  caps.set_hostname("c-123");
+  caps.set_gpu_detection("nvml");
+  caps.set_agent_version("0.1.0");
+  (*caps.mutable_labels())["region"] = "eu";
+  node.set_allocated_cpus(2);
+  node.set_allocated_memory_bytes(8'000'000'000);
+  node.add_allocated_gpu_indexes(0);
+  node.set_running_jobs(1);
+  *node.mutable_last_heartbeat_time() = At(kNow - absl::Seconds(3));
+  *node.mutable_register_time() = At(kNow - absl::Hours(2));
+  return node;
+}
+
+// The owner's workstation, cordoned: one RTX 3080, no price.
+inline sched::v1::Node LocalNode() {
+  sched::v1::Node node;
+  node.set_name("ws1");
+  node.set_state(sched::v1::NODE_STATE_CORDONED);
+  node.set_connected(true);
+  sched::v1::Capabilities& caps = *node.mutable_capabilities();
+  caps.set_cpus(8);
+  caps.set_memory_bytes(32 * kGiB);
+  *caps.add_gpus() = Gpu(0, "NVIDIA GeForce RTX 3080", 10 * kGiB);
+  caps.set_provider("local");
+  *node.mutable_register_time() = At(kNow - absl::Hours(53));
+  return node;
+}
+
+}  // namespace sched::client::testing

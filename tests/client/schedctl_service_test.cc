@@ -1,0 +1,523 @@
+// schedctl run in-process against fake JobService and NodeService on a loopback port.
+
+#include <fstream>
+#include <memory>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "client/job_spec_yaml.h"
+#include "client/schedctl.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "gtest/gtest.h"
+#include "sched/v1/job_service.grpc.pb.h"
+#include "sched/v1/node_service.grpc.pb.h"
+#include "tests/client/sample_resources.h"
+#include "yaml-cpp/yaml.h"
+
+namespace sched::client {
+namespace {
+
+using ::google::protobuf::util::MessageDifferencer;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+using namespace sched::v1;  // NOLINT: the test speaks the API's types throughout.
+
+Job MakeJob(const std::string& id, JobState state) {
+  Job job = testing::RunningJob();
+  job.set_id(id);
+  job.set_state(state);
+  return job;
+}
+
+// Answers from what a test put in; records every request. Thread-safe.
+class FakeJobService final : public JobService::Service {
+ public:
+  grpc::Status SubmitJob(grpc::ServerContext*, const SubmitJobRequest* request,
+                         SubmitJobResponse* response) override {
+    absl::MutexLock lock(&mu_);
+    submits_.push_back(*request);
+    if (submit_failures_left_ > 0) {
+      --submit_failures_left_;
+      return submit_error_;
+    }
+    Job& job = *response->mutable_job();
+    job.set_id("00000000000000a1");
+    *job.mutable_spec() = request->spec();
+    job.set_request_id(request->request_id());
+    response->set_existing(existing_);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetJob(grpc::ServerContext*, const GetJobRequest* request, Job* job) override {
+    absl::MutexLock lock(&mu_);
+    for (const ListJobsResponse& page : pages_) {
+      for (const Job& j : page.jobs()) {
+        if (j.id().rfind(request->job_id(), 0) == 0) {
+          *job = j;
+          return grpc::Status::OK;
+        }
+      }
+    }
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "job " + request->job_id() + " not found");
+  }
+
+  // Page i answers page token "" (i = 0) or "p<i>".
+  grpc::Status ListJobs(grpc::ServerContext*, const ListJobsRequest* request,
+                        ListJobsResponse* response) override {
+    absl::MutexLock lock(&mu_);
+    list_requests_.push_back(*request);
+    for (size_t i = 0; i < pages_.size(); ++i) {
+      if (request->page_token() == (i == 0 ? "" : "p" + std::to_string(i))) {
+        *response = pages_[i];
+        if (i + 1 < pages_.size()) response->set_next_page_token("p" + std::to_string(i + 1));
+        return grpc::Status::OK;
+      }
+    }
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad page token");
+  }
+
+  grpc::Status CancelJob(grpc::ServerContext*, const CancelJobRequest* request, Job* job) override {
+    absl::MutexLock lock(&mu_);
+    cancels_.push_back(*request);
+    *job = MakeJob("abc1234500000000", JOB_STATE_CANCELLED);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status WatchJobs(grpc::ServerContext*, const WatchJobsRequest* request,
+                         grpc::ServerWriter<WatchJobsResponse>* writer) override {
+    return Replay(*request, watches_, changes_, *writer);
+  }
+
+  grpc::Status GetJobLogs(grpc::ServerContext*, const GetJobLogsRequest* request,
+                          grpc::ServerWriter<LogChunk>* writer) override {
+    return Replay(*request, log_requests_, chunks_, *writer);
+  }
+
+  // Records `request` and writes the canned `messages`, then ends the stream OK.
+  template <typename Request, typename Response>
+  grpc::Status Replay(const Request& request, std::vector<Request>& requests,
+                      const std::vector<Response>& messages, grpc::ServerWriter<Response>& writer) {
+    std::vector<Response> copy;
+    {
+      absl::MutexLock lock(&mu_);
+      requests.push_back(request);
+      copy = messages;
+    }
+    for (const Response& message : copy) writer.Write(message);
+    return grpc::Status::OK;
+  }
+
+  mutable absl::Mutex mu_;
+  int submit_failures_left_ ABSL_GUARDED_BY(mu_) = 0;
+  grpc::Status submit_error_ ABSL_GUARDED_BY(mu_){grpc::StatusCode::UNAVAILABLE, "try again"};
+  bool existing_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<ListJobsResponse> pages_ ABSL_GUARDED_BY(mu_);
+  std::vector<WatchJobsResponse> changes_ ABSL_GUARDED_BY(mu_);
+  std::vector<LogChunk> chunks_ ABSL_GUARDED_BY(mu_);
+  std::vector<SubmitJobRequest> submits_ ABSL_GUARDED_BY(mu_);
+  std::vector<ListJobsRequest> list_requests_ ABSL_GUARDED_BY(mu_);
+  std::vector<CancelJobRequest> cancels_ ABSL_GUARDED_BY(mu_);
+  std::vector<WatchJobsRequest> watches_ ABSL_GUARDED_BY(mu_);
+  std::vector<GetJobLogsRequest> log_requests_ ABSL_GUARDED_BY(mu_);
+};
+
+class FakeNodeService final : public NodeService::Service {
+ public:
+  grpc::Status ListNodes(grpc::ServerContext*, const ListNodesRequest*,
+                         ListNodesResponse* response) override {
+    *response->add_nodes() = testing::CloudNode();
+    *response->add_nodes() = testing::LocalNode();
+    return grpc::Status::OK;
+  }
+  grpc::Status GetNode(grpc::ServerContext*, const GetNodeRequest* request, Node* node) override {
+    if (request->name() != "vast-1") {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "node " + request->name() + " not found");
+    }
+    *node = testing::CloudNode();
+    return grpc::Status::OK;
+  }
+  grpc::Status Cordon(grpc::ServerContext*, const CordonRequest* request, Node* node) override {
+    absl::MutexLock lock(&mu_);
+    cordons_.push_back(*request);
+    node->set_name(request->name());
+    return grpc::Status::OK;
+  }
+  grpc::Status Drain(grpc::ServerContext*, const DrainRequest* request, Node* node) override {
+    absl::MutexLock lock(&mu_);
+    drains_.push_back(*request);
+    node->set_name(request->name());
+    return grpc::Status::OK;
+  }
+
+  absl::Mutex mu_;
+  std::vector<CordonRequest> cordons_ ABSL_GUARDED_BY(mu_);
+  std::vector<DrainRequest> drains_ ABSL_GUARDED_BY(mu_);
+};
+
+struct Result {
+  int exit_code;
+  std::string out;
+  std::string err;
+};
+
+class SchedctlServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&jobs_);
+    builder.RegisterService(&nodes_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    address_ = "127.0.0.1:" + std::to_string(port);
+  }
+  void TearDown() override { server_->Shutdown(); }
+
+  // The server address comes from $SCHED_SERVER, as a user would set it.
+  Result Run(const std::vector<std::string>& args, const std::string& stdin_text = "") {
+    std::istringstream in(stdin_text);
+    SchedctlEnv env;
+    env.in = &in;
+    env.clock = &clock_;
+    env.getenv = [this](const std::string& name) -> std::optional<std::string> {
+      if (name == kServerEnvVar) return address_;
+      return std::nullopt;
+    };
+    env.submit_retry.max_attempts = 3;
+    env.submit_retry.initial_backoff = absl::Milliseconds(1);
+    std::ostringstream out, err;
+    const int code = RunSchedctl(args, out, err, env);
+    return {code, out.str(), err.str()};
+  }
+
+  std::string WriteFile(const std::string& name, const std::string& text) {
+    const std::string path = ::testing::TempDir() + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  // Three pages of 2, 2 and 1 jobs.
+  std::vector<Job> SetThreePages() {
+    const std::vector<Job> jobs = {MakeJob("1000000000000001", JOB_STATE_RUNNING),
+                                   MakeJob("1000000000000002", JOB_STATE_PENDING),
+                                   MakeJob("1000000000000003", JOB_STATE_SUCCEEDED),
+                                   MakeJob("1000000000000004", JOB_STATE_FAILED),
+                                   MakeJob("1000000000000005", JOB_STATE_CANCELLED)};
+    absl::MutexLock lock(&jobs_.mu_);
+    jobs_.pages_.resize(3);
+    for (size_t i = 0; i < jobs.size(); ++i) *jobs_.pages_[i / 2].add_jobs() = jobs[i];
+    return jobs;
+  }
+
+  FakeJobService jobs_;
+  FakeNodeService nodes_;
+  FakeClock clock_{testing::kNow};
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+};
+
+constexpr char kSpec[] = R"(name: train
+project: llm
+run: python train.py
+resources: {gpus: 1, gpu_memory: 24GB, gpu_model: H100, memory: 8GB}
+env: {EPOCHS: 3}
+)";
+
+const std::regex kUuidV4("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}");
+
+TEST_F(SchedctlServiceTest, SubmitSendsTheParsedSpecAndAFreshRequestId) {
+  const Result r = Run({"submit", "-f", WriteFile("job.yaml", kSpec)});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "job/00000000000000a1 submitted\n");
+  EXPECT_THAT(r.err, IsEmpty());
+  absl::MutexLock lock(&jobs_.mu_);
+  ASSERT_THAT(jobs_.submits_, SizeIs(1));
+  const SubmitJobRequest& sent = jobs_.submits_[0];
+  const absl::StatusOr<JobSpec> expected = ParseJobSpecYaml(kSpec);
+  ASSERT_TRUE(expected.ok());
+  EXPECT_TRUE(MessageDifferencer::Equals(sent.spec(), *expected)) << sent.spec().DebugString();
+  EXPECT_EQ(sent.spec().resources().gpu_memory_bytes(), 24'000'000'000);
+  EXPECT_TRUE(std::regex_match(sent.request_id(), kUuidV4)) << sent.request_id();
+}
+
+TEST_F(SchedctlServiceTest, TwoSubmitsGetDifferentRequestIds) {
+  const std::string path = WriteFile("job.yaml", kSpec);
+  ASSERT_EQ(Run({"submit", "-f", path}).exit_code, 0);
+  ASSERT_EQ(Run({"submit", "-f", path}).exit_code, 0);
+  absl::MutexLock lock(&jobs_.mu_);
+  ASSERT_THAT(jobs_.submits_, SizeIs(2));
+  EXPECT_NE(jobs_.submits_[0].request_id(), jobs_.submits_[1].request_id());
+}
+
+TEST_F(SchedctlServiceTest, SubmitFromStdinWithRequestIdSaysExisting) {
+  {
+    absl::MutexLock lock(&jobs_.mu_);
+    jobs_.existing_ = true;
+  }
+  const Result r = Run({"submit", "-f", "-", "--request-id", "my-key"}, "run: echo hi\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "job/00000000000000a1 submitted (existing)\n");
+  absl::MutexLock lock(&jobs_.mu_);
+  ASSERT_THAT(jobs_.submits_, SizeIs(1));
+  EXPECT_EQ(jobs_.submits_[0].request_id(), "my-key");
+  EXPECT_EQ(jobs_.submits_[0].spec().run(), "echo hi");
+}
+
+TEST_F(SchedctlServiceTest, SubmitRetriesUnavailableWithTheSameRequestId) {
+  {
+    absl::MutexLock lock(&jobs_.mu_);
+    jobs_.submit_failures_left_ = 2;
+  }
+  const Result r = Run({"submit", "-f", "-"}, "run: echo hi\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "job/00000000000000a1 submitted\n");
+  absl::MutexLock lock(&jobs_.mu_);
+  ASSERT_THAT(jobs_.submits_, SizeIs(3));
+  EXPECT_TRUE(std::regex_match(jobs_.submits_[0].request_id(), kUuidV4));
+  EXPECT_EQ(jobs_.submits_[1].request_id(), jobs_.submits_[0].request_id());
+  EXPECT_EQ(jobs_.submits_[2].request_id(), jobs_.submits_[0].request_id());
+}
+
+TEST_F(SchedctlServiceTest, SubmitGivesUpAfterTheLastAttempt) {
+  {
+    absl::MutexLock lock(&jobs_.mu_);
+    jobs_.submit_failures_left_ = 100;
+    jobs_.submit_error_ = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "slow disk");
+  }
+  const Result r = Run({"submit", "-f", "-"}, "run: echo hi\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: DEADLINE_EXCEEDED: slow disk\n");
+  EXPECT_THAT(r.out, IsEmpty());
+  absl::MutexLock lock(&jobs_.mu_);
+  EXPECT_THAT(jobs_.submits_, SizeIs(3));
+}
+
+TEST_F(SchedctlServiceTest, SubmitDoesNotRetryARejectedSpec) {
+  {
+    absl::MutexLock lock(&jobs_.mu_);
+    jobs_.submit_failures_left_ = 1;
+    jobs_.submit_error_ =
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "name: must be 1-63 characters");
+  }
+  const Result r = Run({"submit", "-f", "-"}, "name: \"a b\"\nrun: echo hi\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: INVALID_ARGUMENT: name: must be 1-63 characters\n");
+  absl::MutexLock lock(&jobs_.mu_);
+  EXPECT_THAT(jobs_.submits_, SizeIs(1));
+}
+
+TEST_F(SchedctlServiceTest, SubmitOfABadSpecSendsNothing) {
+  const Result r = Run({"submit", "-f", WriteFile("bad.yaml", "run: x\nresources: {gpus: two}\n")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("error: INVALID_ARGUMENT: "));
+  EXPECT_THAT(r.err, HasSubstr("bad.yaml: resources.gpus: expected a non-negative integer, got "
+                               "\"two\"\n"));
+  const Result missing = Run({"submit", "-f", "/nonexistent/job.yaml"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.err,
+            "error: NOT_FOUND: cannot open /nonexistent/job.yaml: No such file or directory\n");
+  absl::MutexLock lock(&jobs_.mu_);
+  EXPECT_THAT(jobs_.submits_, IsEmpty());
+}
+
+TEST_F(SchedctlServiceTest, GetJobsFollowsEveryPage) {
+  SetThreePages();
+  const Result r = Run({"get", "jobs", "--state", "running", "--project", "llm"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "ID                 NAME    PROJECT   STATE       NODE   ATTEMPT   AGE\n"
+            "1000000000000001   train   llm       RUNNING     ws1    1         5m30s\n"
+            "1000000000000002   train   llm       PENDING     ws1    1         5m30s\n"
+            "1000000000000003   train   llm       SUCCEEDED   ws1    1         5m30s\n"
+            "1000000000000004   train   llm       FAILED      ws1    1         5m30s\n"
+            "1000000000000005   train   llm       CANCELLED   ws1    1         5m30s\n");
+  absl::MutexLock lock(&jobs_.mu_);
+  ASSERT_THAT(jobs_.list_requests_, SizeIs(3));
+  EXPECT_EQ(jobs_.list_requests_[0].page_token(), "");
+  EXPECT_EQ(jobs_.list_requests_[1].page_token(), "p1");
+  EXPECT_EQ(jobs_.list_requests_[2].page_token(), "p2");
+  for (const ListJobsRequest& request : jobs_.list_requests_) {
+    EXPECT_THAT(request.states(), ElementsAre(JOB_STATE_RUNNING));
+    EXPECT_EQ(request.project(), "llm");
+    EXPECT_EQ(request.page_size(), 0u);
+  }
+}
+
+TEST_F(SchedctlServiceTest, GetJobsLimitStopsEarly) {
+  SetThreePages();
+  const Result r = Run({"get", "jobs", "--limit", "3"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("1000000000000003"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("1000000000000004")));
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 4);  // header and three rows
+  absl::MutexLock lock(&jobs_.mu_);
+  ASSERT_THAT(jobs_.list_requests_, SizeIs(2));
+  EXPECT_EQ(jobs_.list_requests_[0].page_size(), 3u);
+  EXPECT_EQ(jobs_.list_requests_[1].page_size(), 1u);
+  EXPECT_EQ(jobs_.list_requests_[1].page_token(), "p1");
+}
+
+TEST_F(SchedctlServiceTest, GetJobsJsonParsesBackToEveryJob) {
+  const std::vector<Job> jobs = SetThreePages();
+  const Result r = Run({"get", "jobs", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ListJobsResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &parsed).ok()) << r.out;
+  ListJobsResponse expected;
+  for (const Job& job : jobs) *expected.add_jobs() = job;
+  EXPECT_TRUE(MessageDifferencer::Equals(parsed, expected)) << r.out;
+  EXPECT_EQ(parsed.next_page_token(), "");
+}
+
+TEST_F(SchedctlServiceTest, GetJobAsJsonIsTheJob) {
+  const std::vector<Job> jobs = SetThreePages();
+  const Result r = Run({"get", "job", "1000000000000004", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Job parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &parsed).ok()) << r.out;
+  EXPECT_TRUE(MessageDifferencer::Equals(parsed, jobs[3])) << r.out;
+}
+
+TEST_F(SchedctlServiceTest, GetNodesAsYamlAndAsTable) {
+  const Result yaml = Run({"get", "nodes", "-o", "yaml"});
+  ASSERT_EQ(yaml.exit_code, 0) << yaml.err;
+  const YAML::Node doc = YAML::Load(yaml.out);
+  ASSERT_EQ(doc["nodes"].size(), 2u);
+  EXPECT_EQ(doc["nodes"][0]["name"].as<std::string>(), "vast-1");
+  EXPECT_EQ(doc["nodes"][1]["capabilities"]["gpus"][0]["model"].as<std::string>(),
+            "NVIDIA GeForce RTX 3080");
+
+  const Result table = Run({"get", "node", "vast-1"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_EQ(table.out,
+            "NAME     STATE   CPUS   MEMORY   GPUS          PROVIDER   PRICE/H   JOBS   AGE\n"
+            "vast-1   READY   16     64GiB    2xH100 80GB   vastai     $0.40     1      120m\n");
+}
+
+TEST_F(SchedctlServiceTest, ServerErrorExitsOneWithTheMessage) {
+  const Result r = Run({"get", "job", "abc"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: NOT_FOUND: job abc not found\n");
+  EXPECT_THAT(r.out, IsEmpty());
+
+  const Result node = Run({"describe", "node", "nope"});
+  EXPECT_EQ(node.exit_code, 1);
+  EXPECT_EQ(node.err, "error: NOT_FOUND: node nope not found\n");
+}
+
+TEST_F(SchedctlServiceTest, UnreachableServerIsUnavailable) {
+  const Result r = Run({"--server", "127.0.0.1:1", "--timeout", "2s", "get", "nodes"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, ::testing::StartsWith("error: UNAVAILABLE: "));
+}
+
+TEST_F(SchedctlServiceTest, ServerFlagBeatsTheEnvironment) {
+  // Run() points $SCHED_SERVER at the fake; --server must win and fail to connect.
+  const Result r = Run({"get", "nodes", "--server", "127.0.0.1:1"});
+  EXPECT_EQ(r.exit_code, 1);
+  const Result from_env = Run({"get", "nodes"});
+  EXPECT_EQ(from_env.exit_code, 0) << from_env.err;
+}
+
+TEST_F(SchedctlServiceTest, LogsPrintsChunkDataInOrder) {
+  {
+    absl::MutexLock lock(&jobs_.mu_);
+    for (auto [stream, data] : {std::pair{LOG_STREAM_STDOUT, "epoch 1\n"},
+                                std::pair{LOG_STREAM_STDERR, "warning: slow\n"},
+                                std::pair{LOG_STREAM_STDOUT, "epoch 2\n"}}) {
+      LogChunk& chunk = jobs_.chunks_.emplace_back();
+      chunk.set_job_id("abc1234500000000");
+      chunk.set_attempt(2);
+      chunk.set_stream(stream);
+      chunk.set_data(data);
+    }
+  }
+  const Result r = Run({"logs", "-f", "abc", "--attempt", "2"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "epoch 1\nwarning: slow\nepoch 2\n");
+  absl::MutexLock lock(&jobs_.mu_);
+  ASSERT_THAT(jobs_.log_requests_, SizeIs(1));
+  EXPECT_EQ(jobs_.log_requests_[0].job_id(), "abc");
+  EXPECT_TRUE(jobs_.log_requests_[0].follow());
+  EXPECT_EQ(jobs_.log_requests_[0].attempt(), 2u);
+}
+
+TEST_F(SchedctlServiceTest, CancelPassesTheIdPrefixThrough) {
+  const Result r = Run({"cancel", "abc", "--reason", "wrong data"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "job/abc1234500000000 cancelled\n");
+  absl::MutexLock lock(&jobs_.mu_);
+  ASSERT_THAT(jobs_.cancels_, SizeIs(1));
+  EXPECT_EQ(jobs_.cancels_[0].job_id(), "abc");
+  EXPECT_EQ(jobs_.cancels_[0].reason(), "wrong data");
+}
+
+TEST_F(SchedctlServiceTest, WatchPrintsARowPerChange) {
+  {
+    absl::MutexLock lock(&jobs_.mu_);
+    for (JobState state : {JOB_STATE_PENDING, JOB_STATE_RUNNING, JOB_STATE_SUCCEEDED}) {
+      WatchJobsResponse& change = jobs_.changes_.emplace_back();
+      *change.mutable_job() = MakeJob("1000000000000001", state);
+      change.set_initial(state == JOB_STATE_PENDING);
+    }
+  }
+  const Result r = Run({"get", "jobs", "-w", "--project", "llm"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "ID                 NAME                   PROJECT        STATE       NODE           "
+            "ATTEMPT   AGE\n"
+            "1000000000000001   train                  llm            PENDING     ws1            "
+            "1         5m30s\n"
+            "1000000000000001   train                  llm            RUNNING     ws1            "
+            "1         5m30s\n"
+            "1000000000000001   train                  llm            SUCCEEDED   ws1            "
+            "1         5m30s\n");
+  absl::MutexLock lock(&jobs_.mu_);
+  ASSERT_THAT(jobs_.watches_, SizeIs(1));
+  EXPECT_EQ(jobs_.watches_[0].project(), "llm");
+  EXPECT_EQ(jobs_.watches_[0].job_id(), "");
+}
+
+TEST_F(SchedctlServiceTest, NodeCommandsSendTheName) {
+  EXPECT_EQ(Run({"cordon", "ws1"}).out, "node/ws1 cordoned\n");
+  EXPECT_EQ(Run({"uncordon", "ws1"}).out, "node/ws1 uncordoned\n");
+  EXPECT_EQ(Run({"drain", "ws2"}).out, "node/ws2 draining\n");
+  absl::MutexLock lock(&nodes_.mu_);
+  ASSERT_THAT(nodes_.cordons_, SizeIs(2));
+  EXPECT_EQ(nodes_.cordons_[0].name(), "ws1");
+  EXPECT_FALSE(nodes_.cordons_[0].uncordon());
+  EXPECT_TRUE(nodes_.cordons_[1].uncordon());
+  ASSERT_THAT(nodes_.drains_, SizeIs(1));
+  EXPECT_EQ(nodes_.drains_[0].name(), "ws2");
+}
+
+TEST_F(SchedctlServiceTest, DescribeJobShowsTheSpecInHumanSizes) {
+  SetThreePages();
+  const Result r = Run({"describe", "job", "1000000000000002"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("ID:           1000000000000002\n"));
+  EXPECT_THAT(r.out, HasSubstr("State:        PENDING\n"));
+  EXPECT_THAT(r.out, HasSubstr("  GPU Memory:  24GB\n"));
+}
+
+TEST_F(SchedctlServiceTest, UsageErrorExitsTwoWithoutCallingTheServer) {
+  const Result r = Run({"get", "pods"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("usage: schedctl get "));
+  absl::MutexLock lock(&jobs_.mu_);
+  EXPECT_THAT(jobs_.list_requests_, IsEmpty());
+}
+
+}  // namespace
+}  // namespace sched::client
