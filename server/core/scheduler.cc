@@ -226,8 +226,11 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
 }
 
 std::string Scheduler::NewJobId() {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(16, '0');
   while (true) {
-    std::string id = absl::StrFormat("%016x", rng_());
+    uint64_t v = rng_();
+    for (int i = 15; i >= 0; --i, v >>= 4) id[i] = kHex[v & 0xf];
     if (!jobs_.count(id)) return id;
   }
 }
