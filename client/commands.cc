@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -24,6 +25,10 @@ absl::StatusOr<std::string> ReadSpecFile(const std::string& path, std::istream& 
   if (path == "-") {
     text << in.rdbuf();
     return text.str();
+  }
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " is a folder, not a job spec file"));
   }
   std::ifstream file(path, std::ios::binary);
   if (!file) {

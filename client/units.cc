@@ -79,7 +79,10 @@ std::string FormatBytes(int64_t bytes) {
   if (bytes == 0) return "0";
   if (bytes < 0) return absl::StrCat(bytes, "B");
   for (const Unit& u : kExactUnits) {
-    if (bytes >= u.bytes && bytes % u.bytes == 0) return absl::StrCat(bytes / u.bytes, u.name);
+    // Exact only while the number stays short: 24GiB, 512MiB, not 24684084KiB.
+    if (bytes >= u.bytes && bytes % u.bytes == 0 && bytes / u.bytes < 1000) {
+      return absl::StrCat(bytes / u.bytes, u.name);
+    }
   }
   constexpr Unit kDecimal[] = {
       {"TB", kK * kK * kK * kK}, {"GB", kK * kK * kK}, {"MB", kK * kK}, {"KB", kK}};

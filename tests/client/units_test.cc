@@ -66,6 +66,8 @@ TEST(FormatBytes, RoundsInexactValuesToOneDecimal) {
   EXPECT_EQ(FormatBytes(1'999'999), "2MB");
   EXPECT_EQ(FormatBytes(1234), "1.2KB");
   EXPECT_EQ(FormatBytes(1500), "1.5KB");
+  // A node's MemTotal is a multiple of 1 KiB, but 24684084KiB helps nobody.
+  EXPECT_EQ(FormatBytes(int64_t{24684084} * 1024), "25.3GB");
 }
 
 TEST(FormatBytes, RoundTripsThroughParse) {
