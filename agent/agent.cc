@@ -1,0 +1,522 @@
+#include "agent/agent.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "agent/backoff.h"
+#include "agent/job_end.h"
+#include "agent/log.h"
+
+namespace sched::agent {
+namespace {
+
+// How often leases, heartbeats and shutdown are looked at.
+constexpr absl::Duration kTick = absl::Milliseconds(20);
+// A stream without RegisterAck for this long is dropped and dialled again.
+constexpr absl::Duration kRegisterTimeout = absl::Seconds(30);
+// google.rpc.Code values in Rejected.code that mean "this job is not yours".
+constexpr int kNotFound = 5;
+constexpr int kFailedPrecondition = 9;
+
+bool IsFinalUpdate(const v1::AgentMessage& m) {
+  return m.has_update() && m.update().state() != v1::JOB_STATE_RUNNING;
+}
+
+v1::AgentMessage Update(const std::string& id, uint64_t epoch, v1::JobState state) {
+  v1::AgentMessage msg;
+  v1::JobUpdate* u = msg.mutable_update();
+  u->set_job_id(id);
+  u->set_epoch(epoch);
+  u->set_state(state);
+  return msg;
+}
+
+RunRequest RequestFor(const v1::Job& job, const std::string& work_dir) {
+  RunRequest r;
+  r.job_id = job.id();
+  r.attempt = job.attempt();
+  r.job_name = job.spec().name();
+  r.project = job.spec().project().empty() ? "default" : job.spec().project();
+  r.setup = job.spec().setup();
+  r.run = job.spec().run();
+  for (const v1::EnvVar& e : job.spec().env()) r.env.emplace_back(e.name(), e.value());
+  r.gpu_indexes.assign(job.gpu_indexes().begin(), job.gpu_indexes().end());
+  r.work_dir = work_dir;
+  return r;
+}
+
+}  // namespace
+
+struct Agent::HeldJob {
+  uint64_t epoch = 0;
+  uint64_t serial = 0;
+  absl::Time assigned_at;
+  std::unique_ptr<JobRunner> runner;  // null once the process has ended
+  bool cancel_requested = false;
+  bool ended = false;                   // final_update is set
+  std::deque<v1::AgentMessage> outbox;  // not yet written, in order
+  size_t outbox_log_bytes = 0;
+  uint64_t dropped_log_bytes = 0;
+  v1::AgentMessage final_update;
+  bool final_on_wire = false;  // written on the current stream, waiting for UpdateAck
+};
+
+Agent::Agent(Options options, AgentMetrics* metrics)
+    : options_(std::move(options)),
+      kill_grace_(absl::Milliseconds(options_.kill_grace_ms)),
+      metrics_(metrics) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5'000);
+  stub_ = v1::AgentService::NewStub(
+      grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(), args));
+}
+
+Agent::~Agent() = default;
+
+void Agent::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  shutdown_ = true;
+}
+
+absl::Status Agent::Run() {
+  if (options_.node_name.empty()) return absl::InvalidArgumentError("node_name: empty");
+  if (options_.server.empty()) return absl::InvalidArgumentError("server: empty");
+  std::thread ticker([this] { TickerLoop(); });
+  Backoff backoff(absl::Milliseconds(options_.reconnect_initial_ms),
+                  absl::Milliseconds(options_.reconnect_max_ms), options_.random_seed);
+  absl::Status refused;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (shutdown_) break;
+    }
+    if (RunStream(refused)) backoff.Reset();
+    if (!refused.ok()) break;
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&shutdown_), backoff.Next());
+  }
+  std::vector<std::unique_ptr<JobRunner>> runners;
+  {
+    absl::MutexLock lock(&mu_);
+    ticker_stop_ = true;
+  }
+  ticker.join();
+  {
+    absl::MutexLock lock(&mu_);
+    while (!jobs_.empty()) ForgetLocked(jobs_.begin()->first, "shutting down");
+    runners = std::move(reap_);
+  }
+  WaitForRunners(std::move(runners));
+  Log("stopped");
+  return refused;
+}
+
+void Agent::WaitForRunners(std::vector<std::unique_ptr<JobRunner>> runners) {
+  // Killed with grace already; past it, destroying a runner kills what is left at once.
+  const absl::Time give_up = absl::Now() + kill_grace_ + absl::Seconds(1);
+  while (absl::Now() < give_up &&
+         !std::all_of(runners.begin(), runners.end(), [](const auto& r) { return r->done(); })) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  runners.clear();
+}
+
+bool Agent::RunStream(absl::Status& refused) {
+  grpc::ClientContext context;
+  v1::AgentMessage hello;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return false;
+    StartStreamLocked();
+    stream_started_ = options_.clock->Now();
+    context_ = &context;  // set first: a cancel may come while the call is being made
+    v1::Register* reg = hello.mutable_register_();
+    reg->set_node_name(options_.node_name);
+    *reg->mutable_capabilities() = options_.capabilities;
+    for (const auto& [id, job] : jobs_) {
+      v1::JobRef* ref = reg->add_running();
+      ref->set_job_id(id);
+      ref->set_epoch(job.epoch);
+    }
+  }
+  std::unique_ptr<Stream> stream = stub_->Connect(&context);
+  std::thread writer;
+  bool registered = false;
+  if (stream->Write(hello)) {
+    writer = std::thread([&] { WriterLoop(stream.get(), &context); });
+    v1::ServerMessage msg;
+    while (stream->Read(&msg)) {
+      registered = registered || msg.has_register_ack();
+      Handle(msg);
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    stream_ending_ = true;
+    registered_ = false;
+    context_ = nullptr;
+  }
+  if (metrics_ != nullptr) metrics_->SetConnected(false);
+  if (writer.joinable()) writer.join();
+  const grpc::Status status = stream->Finish();
+  const std::string why =
+      absl::StrCat("code ", static_cast<int>(status.error_code()), ": ", status.error_message());
+  if (!registered && status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+    refused = absl::InvalidArgumentError(absl::StrCat(
+        "schedd at ", options_.server, " refused to register this node: ", status.error_message()));
+  } else if (registered) {
+    failed_dials_ = 0;
+    Log("stream to %s ended: %s", options_.server, why);
+  } else if (++failed_dials_ % 20 == 1) {  // the first failure, then every 20th
+    Log("cannot reach schedd at %s (attempt %d): %s", options_.server, failed_dials_, why);
+  }
+  return registered;
+}
+
+void Agent::StartStreamLocked() {
+  registered_ = false;
+  stream_ending_ = false;
+  stream_cancelled_ = false;
+  heartbeat_due_ = false;
+  // What the last stream did not deliver goes out again, final updates not acknowledged too.
+  send_queue_.clear();
+  for (auto& [id, job] : jobs_) {
+    if (job.final_on_wire) {
+      job.final_on_wire = false;
+      job.outbox.push_back(job.final_update);
+    }
+    for (size_t i = 0; i < job.outbox.size(); ++i) send_queue_.emplace_back(id, job.serial);
+  }
+}
+
+bool Agent::WriterHasWork() const {
+  return stream_ending_ || (registered_ && (heartbeat_due_ || !send_queue_.empty()));
+}
+
+void Agent::WriterLoop(Stream* stream, grpc::ClientContext* context) {
+  while (true) {
+    v1::AgentMessage msg;
+    std::optional<JobToken> token;  // empty for a heartbeat
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &Agent::WriterHasWork));
+      if (stream_ending_) return;
+      if (heartbeat_due_) {
+        heartbeat_due_ = false;
+        msg = HeartbeatLocked();
+      } else {
+        token = std::move(send_queue_.front());
+        send_queue_.pop_front();
+        HeldJob* job = FindLocked(*token);
+        if (job == nullptr || job->outbox.empty()) continue;  // forgotten
+        msg = job->outbox.front();
+      }
+    }
+    if (!stream->Write(msg)) {
+      context->TryCancel();  // the reader sees the end too
+      return;
+    }
+    if (!token.has_value()) continue;
+    absl::MutexLock lock(&mu_);
+    HeldJob* job = FindLocked(*token);
+    if (job == nullptr || job->outbox.empty()) continue;
+    if (IsFinalUpdate(msg)) job->final_on_wire = true;
+    if (msg.has_log()) job->outbox_log_bytes -= msg.log().data().size();
+    job->outbox.pop_front();
+  }
+}
+
+v1::AgentMessage Agent::HeartbeatLocked() const {
+  v1::AgentMessage msg;
+  v1::Heartbeat* hb = msg.mutable_heartbeat();
+  for (const auto& [id, job] : jobs_) {
+    if (job.final_on_wire) continue;
+    v1::JobRef* ref = hb->add_running();
+    ref->set_job_id(id);
+    ref->set_epoch(job.epoch);
+  }
+  return msg;
+}
+
+void Agent::TickerLoop() {
+  while (true) {
+    std::vector<std::unique_ptr<JobRunner>> finished;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&ticker_stop_), kTick);
+      if (ticker_stop_) return;
+      const absl::Time now = options_.clock->Now();
+      if (registered_ && now >= next_heartbeat_) {
+        heartbeat_due_ = true;
+        next_heartbeat_ = now + heartbeat_interval_;
+      }
+      CheckLeasesLocked(now);
+      if (context_ != nullptr && !registered_ && !stream_cancelled_ &&
+          now - stream_started_ > kRegisterTimeout) {
+        Log("no RegisterAck from schedd in %d s: dialling again",
+            absl::ToInt64Seconds(kRegisterTimeout));
+        stream_cancelled_ = true;
+        context_->TryCancel();
+      }
+      if (shutdown_) ShutdownStepLocked(now);
+      auto done =
+          std::partition(reap_.begin(), reap_.end(), [](const auto& r) { return !r->done(); });
+      std::move(done, reap_.end(), std::back_inserter(finished));
+      reap_.erase(done, reap_.end());
+    }
+    finished.clear();  // joins the runners' threads, outside the lock
+  }
+}
+
+void Agent::CheckLeasesLocked(absl::Time now) {
+  if (lease_ttl_ <= absl::ZeroDuration()) return;
+  std::vector<std::string> expired;
+  for (const auto& [id, job] : jobs_) {
+    if (now - std::max(last_ack_, job.assigned_at) > lease_ttl_) expired.push_back(id);
+  }
+  for (const std::string& id : expired) ForgetLocked(id, "its lease ran out: no ack from schedd");
+  if (registered_ && context_ != nullptr && !stream_cancelled_ && now - last_ack_ > lease_ttl_) {
+    Log("no ack from schedd for %d ms: dialling again", absl::ToInt64Milliseconds(now - last_ack_));
+    stream_cancelled_ = true;
+    context_->TryCancel();
+  }
+}
+
+void Agent::ShutdownStepLocked(absl::Time now) {
+  if (!shutdown_killed_) {
+    shutdown_killed_ = true;
+    shutdown_deadline_ = now + absl::Milliseconds(options_.shutdown_flush_ms);
+    std::vector<std::string> running;
+    for (const auto& [id, job] : jobs_) {
+      if (!job.ended) running.push_back(id);
+    }
+    for (const std::string& id : running) ForgetLocked(id, "shutting down");
+  }
+  if (context_ != nullptr && !stream_cancelled_ && (jobs_.empty() || now >= shutdown_deadline_)) {
+    stream_cancelled_ = true;
+    context_->TryCancel();
+  }
+}
+
+// ---- Messages from schedd (the reader thread) ----
+
+void Agent::Handle(const v1::ServerMessage& msg) {
+  switch (msg.msg_case()) {
+    case v1::ServerMessage::kRegisterAck:
+      return OnRegisterAck(msg.register_ack());
+    case v1::ServerMessage::kHeartbeatAck:
+      return OnHeartbeatAck();
+    case v1::ServerMessage::kAssignment:
+      return OnAssignment(msg.assignment());
+    case v1::ServerMessage::kCancel:
+      return OnCancel(msg.cancel());
+    case v1::ServerMessage::kStop:
+      return OnStop(msg.stop());
+    case v1::ServerMessage::kRejected:
+      return OnRejected(msg.rejected());
+    case v1::ServerMessage::kUpdateAck:
+      return OnUpdateAck(msg.update_ack());
+    case v1::ServerMessage::kDrain:
+      return OnDrain();
+    case v1::ServerMessage::MSG_NOT_SET:
+      return;
+  }
+}
+
+void Agent::OnHeartbeatAck() {
+  absl::MutexLock lock(&mu_);
+  last_ack_ = options_.clock->Now();
+}
+
+void Agent::OnStop(const v1::StopJob& stop) {
+  absl::MutexLock lock(&mu_);
+  if (FindLocked(stop.job_id(), stop.epoch()) != nullptr) {
+    ForgetLocked(stop.job_id(), absl::StrCat("schedd stopped it: ", stop.reason()));
+  }
+}
+
+void Agent::OnUpdateAck(const v1::UpdateAck& ack) {
+  absl::MutexLock lock(&mu_);
+  HeldJob* job = FindLocked(ack.job_id(), ack.epoch());
+  if (job != nullptr && job->ended) jobs_.erase(ack.job_id());
+}
+
+void Agent::OnDrain() {
+  absl::MutexLock lock(&mu_);
+  // schedd stops placing work here; it alone decides, so a later assignment (after an
+  // uncordon) still runs.
+  Log("draining: schedd sends no more work; %d job(s) held", jobs_.size());
+}
+
+void Agent::OnRegisterAck(const v1::RegisterAck& ack) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = options_.clock->Now();
+  lease_ttl_ = absl::Milliseconds(ack.lease_ttl_ms());
+  heartbeat_interval_ = ack.heartbeat_interval_ms() > 0
+                            ? absl::Milliseconds(ack.heartbeat_interval_ms())
+                            : absl::Seconds(1);
+  registered_ = true;
+  last_ack_ = now;
+  next_heartbeat_ = now + heartbeat_interval_;
+  if (metrics_ != nullptr) metrics_->SetConnected(true);
+  Log("registered with %s as %s (lease %d ms, heartbeat %d ms, %d job(s) held)", options_.server,
+      options_.node_name, ack.lease_ttl_ms(), ack.heartbeat_interval_ms(), jobs_.size());
+}
+
+void Agent::OnAssignment(const v1::Assignment& assignment) {
+  const v1::Job& job = assignment.job();
+  const uint64_t epoch = assignment.epoch();
+  absl::MutexLock lock(&mu_);
+  if (job.id().empty()) {
+    Log("assignment without a job id ignored");
+    return;
+  }
+  if (shutdown_) {
+    Log("job %s: assignment ignored, shutting down", job.id());
+    return;
+  }
+  if (auto it = jobs_.find(job.id()); it != jobs_.end()) {
+    if (it->second.epoch >= epoch) return;  // a repeat, or older than what runs
+    ForgetLocked(job.id(), "assigned again with a newer epoch");
+  }
+  HeldJob& held = jobs_[job.id()];
+  held.epoch = epoch;
+  held.serial = ++last_serial_;
+  held.assigned_at = options_.clock->Now();
+  const JobToken token(job.id(), held.serial);
+  JobRunner::Callbacks callbacks;
+  callbacks.started = [this, token](pid_t pid) { OnStarted(token, pid); };
+  callbacks.output = [this, token](OutputStream stream, std::string data) {
+    OnOutput(token, stream, std::move(data));
+  };
+  callbacks.exited = [this, token](absl::StatusOr<ExitStatus> exit) { OnExited(token, exit); };
+  held.runner = JobRunner::Start(RequestFor(job, options_.work_dir), std::move(callbacks));
+}
+
+void Agent::OnCancel(const v1::CancelJob& cancel) {
+  absl::MutexLock lock(&mu_);
+  HeldJob* job = FindLocked(cancel.job_id(), cancel.epoch());
+  if (job == nullptr) {
+    Log("job %s: cancel for a job not held (epoch %d)", cancel.job_id(), cancel.epoch());
+    return;
+  }
+  if (job->ended) return;
+  job->cancel_requested = true;
+  job->runner->Kill(kill_grace_);
+}
+
+void Agent::OnRejected(const v1::Rejected& rejected) {
+  absl::MutexLock lock(&mu_);
+  Log("job %s: schedd rejected a report (code %d): %s", rejected.job_id(), rejected.code(),
+      rejected.message());
+  if (rejected.code() != kFailedPrecondition && rejected.code() != kNotFound) return;
+  if (FindLocked(rejected.job_id(), rejected.epoch()) != nullptr) {
+    ForgetLocked(rejected.job_id(), "schedd says it is no longer this agent's");
+  }
+}
+
+// ---- Events of the jobs' runners (their threads) ----
+
+void Agent::OnStarted(const JobToken& token, pid_t pid) {
+  if (metrics_ != nullptr) metrics_->ProcessStarted();
+  absl::MutexLock lock(&mu_);
+  HeldJob* job = FindLocked(token);
+  if (job == nullptr) return;
+  Log("job %s: started, pid %d", token.first, pid);
+  PushLocked(token.first, *job, Update(token.first, job->epoch, v1::JOB_STATE_RUNNING));
+}
+
+void Agent::OnOutput(const JobToken& token, OutputStream stream, std::string data) {
+  absl::MutexLock lock(&mu_);
+  HeldJob* job = FindLocked(token);
+  if (job == nullptr) return;
+  PushLogLocked(token.first, *job,
+                stream == OutputStream::kStdout ? v1::LOG_STREAM_STDOUT : v1::LOG_STREAM_STDERR,
+                std::move(data));
+}
+
+void Agent::OnExited(const JobToken& token, const absl::StatusOr<ExitStatus>& exit) {
+  if (exit.ok() && metrics_ != nullptr) metrics_->ProcessEnded();
+  absl::MutexLock lock(&mu_);
+  HeldJob* job = FindLocked(token);
+  if (job == nullptr) return;
+  reap_.push_back(std::move(job->runner));
+  const JobEnd end = DescribeJobEnd(exit, job->cancel_requested);
+  Log("job %s: %s", token.first, end.message);
+  if (job->dropped_log_bytes > 0) PushLogLocked(token.first, *job, v1::LOG_STREAM_STDERR, "");
+  v1::AgentMessage msg = Update(token.first, job->epoch, end.state);
+  msg.mutable_update()->set_exit_code(end.exit_code);
+  msg.mutable_update()->set_message(end.message);
+  job->ended = true;
+  job->final_update = msg;
+  PushLocked(token.first, *job, std::move(msg));
+  if (metrics_ != nullptr) metrics_->JobFinished(end.result);
+}
+
+// ---- Held jobs ----
+
+Agent::HeldJob* Agent::FindLocked(const std::string& id, uint64_t epoch) {
+  auto it = jobs_.find(id);
+  return it != jobs_.end() && it->second.epoch == epoch ? &it->second : nullptr;
+}
+
+Agent::HeldJob* Agent::FindLocked(const JobToken& token) {
+  auto it = jobs_.find(token.first);
+  return it != jobs_.end() && it->second.serial == token.second ? &it->second : nullptr;
+}
+
+void Agent::PushLocked(const std::string& id, HeldJob& job, v1::AgentMessage msg) {
+  job.outbox.push_back(std::move(msg));
+  send_queue_.emplace_back(id, job.serial);
+}
+
+void Agent::PushLogLocked(const std::string& id, HeldJob& job, v1::LogStream stream,
+                          std::string data) {
+  if (job.outbox_log_bytes + data.size() > options_.max_buffered_log_bytes) {
+    job.dropped_log_bytes += data.size();
+    return;
+  }
+  if (job.dropped_log_bytes > 0) {
+    const uint64_t dropped = std::exchange(job.dropped_log_bytes, 0);
+    PushLogLocked(id, job, v1::LOG_STREAM_STDERR,
+                  absl::StrCat("[sched-agent: ", dropped,
+                               " bytes of output dropped while schedd was unreachable]\n"));
+  }
+  if (data.empty()) return;
+  // Joins the last chunk when that one is not the one being written (the front).
+  if (job.outbox.size() >= 2 && job.outbox.back().has_log() &&
+      job.outbox.back().log().stream() == stream &&
+      job.outbox.back().log().data().size() + data.size() <= JobRunner::kMaxChunkBytes) {
+    job.outbox.back().mutable_log()->mutable_data()->append(data);
+    job.outbox_log_bytes += data.size();
+    return;
+  }
+  v1::AgentMessage msg;
+  v1::AgentLogChunk* chunk = msg.mutable_log();
+  chunk->set_job_id(id);
+  chunk->set_epoch(job.epoch);
+  chunk->set_stream(stream);
+  job.outbox_log_bytes += data.size();
+  chunk->set_data(std::move(data));
+  PushLocked(id, job, std::move(msg));
+}
+
+void Agent::ForgetLocked(const std::string& id, absl::string_view why) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return;
+  HeldJob& job = it->second;
+  if (job.runner != nullptr) {
+    Log("job %s: killing it and forgetting it: %s", id, why);
+    job.runner->Kill(kill_grace_);
+    reap_.push_back(std::move(job.runner));
+  } else {
+    Log("job %s: forgetting it: %s", id, why);
+  }
+  jobs_.erase(it);
+}
+
+}  // namespace sched::agent

@@ -1,0 +1,121 @@
+#include "agent/agent_main.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <memory>
+#include <system_error>
+#include <thread>
+
+#include "agent/log.h"
+#include "agent/metrics.h"
+#include "agent/nvml.h"
+#include "google/protobuf/util/json_util.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
+
+namespace sched::agent {
+namespace {
+
+// Jobs get fds 0-2 by dup2; they must not be taken by the agent's own pipes.
+void KeepStandardFdsTaken() {
+  while (true) {
+    const int fd = open("/dev/null", O_RDWR);
+    if (fd < 0) return;
+    if (fd > 2) {
+      close(fd);
+      return;
+    }
+  }
+}
+
+int PrintCapabilities(const v1::Capabilities& caps) {
+  google::protobuf::util::JsonPrintOptions json;
+  json.add_whitespace = true;
+  json.always_print_primitive_fields = true;
+  json.preserve_proto_field_names = true;
+  std::string text;
+  if (!google::protobuf::util::MessageToJsonString(caps, &text, json).ok()) return 1;
+  std::fputs(text.c_str(), stdout);
+  return 0;
+}
+
+}  // namespace
+
+int RunAgentMain(MainOptions options) {
+  KeepStandardFdsTaken();
+  // An ignored signal never reaches sigwait (a shell starts background jobs ignoring SIGINT).
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  options.detect.work_dir = options.agent.work_dir;
+  absl::StatusOr<Detected> detected = DetectCapabilities(options.detect);
+  if (!detected.ok()) {
+    Log("cannot detect this machine: %s", detected.status().ToString());
+    return 1;
+  }
+  if (options.detect_only) return PrintCapabilities(detected->capabilities);
+  options.agent.capabilities = detected->capabilities;
+
+  std::error_code ec;
+  std::filesystem::create_directories(options.agent.work_dir, ec);
+  if (ec) {
+    Log("cannot create work_dir %s: %s", options.agent.work_dir, ec.message());
+    return 1;
+  }
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  AgentMetrics metrics(*registry);
+  std::shared_ptr<GpuCollector> gpu_metrics;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (!options.metrics_listen.empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(options.metrics_listen);
+    } catch (const std::exception& e) {
+      Log("cannot serve metrics on %s: %s", options.metrics_listen, e.what());
+      return 1;
+    }
+    exposer->RegisterCollectable(registry);
+    if (const Nvml* nvml = detected->nvml.get()) {
+      gpu_metrics = std::make_shared<GpuCollector>([nvml] { return nvml->Sample(); });
+      exposer->RegisterCollectable(gpu_metrics);
+    }
+  }
+
+  const v1::Capabilities& caps = options.agent.capabilities;
+  Log("node %s: %.1f CPUs, %d MiB memory, %d GPU(s) (%s), provider %s; schedd at %s%s%s",
+      options.agent.node_name, caps.cpus(), caps.memory_bytes() >> 20, caps.gpus_size(),
+      caps.gpu_detection(), caps.provider(), options.agent.server,
+      options.metrics_listen.empty() ? "" : ", metrics on ", options.metrics_listen);
+
+  Agent agent(options.agent, &metrics);
+  std::atomic<bool> signalled{false};
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    if (signalled.exchange(true)) return;  // woken by the main thread below
+    Log("signal %d: shutting down", sig);
+    agent.Shutdown();
+  });
+  const absl::Status status = agent.Run();
+  if (!signalled.exchange(true)) pthread_kill(signals.native_handle(), SIGTERM);
+  signals.join();
+  if (!status.ok()) {
+    Log("%s", status.ToString());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace sched::agent

@@ -1,0 +1,27 @@
+#pragma once
+
+#include <string>
+
+#include "agent/agent.h"
+#include "agent/detect.h"
+
+namespace sched::agent {
+
+// Everything sched-agent's flags set.
+struct MainOptions {
+  // server, node_name, work_dir and kill_grace_ms come from flags; capabilities are detected.
+  Agent::Options agent;
+  // work_dir is taken from agent.work_dir.
+  DetectOptions detect;
+  // host:port for /metrics; empty: no metrics endpoint.
+  std::string metrics_listen = "127.0.0.1:7072";
+  // Print the detected Capabilities as JSON on stdout and return.
+  bool detect_only = false;
+};
+
+// The whole agent process: detects the machine, serves metrics, runs the Agent until SIGINT or
+// SIGTERM. Returns the process exit code. Call before any other thread exists (it blocks
+// SIGINT and SIGTERM in every thread to take them with sigwait).
+int RunAgentMain(MainOptions options);
+
+}  // namespace sched::agent
