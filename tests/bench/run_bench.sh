@@ -36,8 +36,8 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 
 # ---- sched: durable submits through the API (empty queue each time, no agent)
 start_schedd
-lone=$("$BIN/sched-bench" --mode=lone --seconds="$SECONDS_EACH")
-api=$("$BIN/sched-bench" --mode=submit --seconds="$SECONDS_EACH" --in_flight=64 --channels=4)
+lone=$("$BIN/sched-bench" --server="$SCHED_SERVER" --mode=lone --seconds="$SECONDS_EACH")
+api=$("$BIN/sched-bench" --server="$SCHED_SERVER" --mode=submit --seconds="$SECONDS_EACH" --in_flight=64 --channels=4)
 kill "$SCHEDD_PID"; wait "$SCHEDD_PID" 2>/dev/null || true
 
 # ---- sched: one CLI process per submit, as a user's script would
@@ -55,7 +55,7 @@ start_schedd
   --gpu_detection=none >"$WORK/agent.log" 2>&1 &
 AGENT_PID=$!
 for _ in $(seq 100); do "$BIN/schedctl" get nodes 2>/dev/null | grep -q READY && break; sleep 0.1; done
-start=$("$BIN/sched-bench" --mode=start --jobs="$START_JOBS" --marker_dir="$WORK/markers")
+start=$("$BIN/sched-bench" --server="$SCHED_SERVER" --mode=start --jobs="$START_JOBS" --marker_dir="$WORK/markers")
 kill "$AGENT_PID" "$SCHEDD_PID"; wait 2>/dev/null || true
 AGENT_PID=; SCHEDD_PID=
 
@@ -67,7 +67,7 @@ t1=$(date +%s%N)
 slurm_cli=$(awk -v n="$CLI_JOBS" -v ns=$((t1 - t0)) 'BEGIN {printf "%.0f", n / (ns / 1e9)}')
 scancel --quiet --user=root || true
 sleep 1
-slurm_start=$("$BIN/sched-bench" --mode=start --jobs="$(( START_JOBS / 10 ))" \
+slurm_start=$("$BIN/sched-bench" --server="$SCHED_SERVER" --mode=start --jobs="$(( START_JOBS / 10 ))" \
   --marker_dir="$WORK/slurm-markers" --submit_cmd="sbatch -Q --wrap {run}")
 
 api_rate=$(echo "$api" | field jobs_per_s)
