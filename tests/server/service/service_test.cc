@@ -1,4 +1,9 @@
 // The real handlers over loopback: JobService, NodeService, AgentService, health, reflection.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <memory>
 #include <thread>
 
@@ -19,6 +24,7 @@ namespace sched {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::SizeIs;
 
 // An agent speaking the raw protocol, so tests control every message.
@@ -405,6 +411,61 @@ TEST_F(ServiceTest, ReflectionListsEveryService) {
   req.set_file_containing_symbol("sched.v1.JobService");
   ASSERT_TRUE(call.Ask(req, &resp));
   EXPECT_GT(resp.file_descriptor_response().file_descriptor_proto_size(), 0);
+}
+
+// GET /metrics over a plain socket; returns the body.
+std::string Scrape(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  EXPECT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  std::string resp;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) resp.append(buf, n);
+  close(fd);
+  return resp;
+}
+
+TEST(MetricsTest, SchedulerAndRpcSeriesAreExported) {
+  FakeClock clock;
+  MemoryStore store;
+  DaemonOptions o;
+  o.listen = "127.0.0.1:0";
+  o.metrics_listen = "127.0.0.1:0";
+  auto d = Daemon::Start(o, &store, &clock);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_GT((*d)->metrics_port(), 0);
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*d)->port()),
+                                     grpc::InsecureChannelCredentials());
+  RawAgent agent(channel);
+  ASSERT_TRUE(agent.Register("ws", 1));
+  ASSERT_TRUE(agent.Next()->has_register_ack());
+  auto jobs = v1::JobService::NewStub(channel);
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext ctx;
+    v1::SubmitJobRequest req;
+    req.mutable_spec()->set_run("true");
+    v1::SubmitJobResponse resp;
+    ASSERT_TRUE(jobs->SubmitJob(&ctx, req, &resp).ok());
+  }
+  const std::string body = Scrape((*d)->metrics_port());
+  EXPECT_THAT(body, HasSubstr("sched_job_submits_total 2"));
+  EXPECT_THAT(body, HasSubstr("sched_jobs{state=\"assigned\"} 1"));
+  EXPECT_THAT(body, HasSubstr("sched_jobs{state=\"pending\"} 1"));
+  EXPECT_THAT(body, HasSubstr("sched_job_assignments_total 1"));
+  EXPECT_THAT(body, HasSubstr("sched_agents_connected 1"));
+  EXPECT_THAT(body, HasSubstr("sched_lease_expiries_total 0"));
+  EXPECT_THAT(body, ::testing::ContainsRegex(
+                        "sched_rpc_duration_seconds_count\\{[^}]*method=\"/sched.v1.JobService/"
+                        "SubmitJob\"[^}]*\\} 2"));
+  EXPECT_THAT(body, Not(HasSubstr("job_id")));
 }
 
 }  // namespace
