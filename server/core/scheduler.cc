@@ -25,22 +25,32 @@ absl::Status StaleSession(const std::string& name) {
 
 absl::string_view JobStateName(JobState s) {
   switch (s) {
-    case JobState::kPending: return "PENDING";
-    case JobState::kAssigned: return "ASSIGNED";
-    case JobState::kRunning: return "RUNNING";
-    case JobState::kSucceeded: return "SUCCEEDED";
-    case JobState::kFailed: return "FAILED";
-    case JobState::kCancelled: return "CANCELLED";
+    case JobState::kPending:
+      return "PENDING";
+    case JobState::kAssigned:
+      return "ASSIGNED";
+    case JobState::kRunning:
+      return "RUNNING";
+    case JobState::kSucceeded:
+      return "SUCCEEDED";
+    case JobState::kFailed:
+      return "FAILED";
+    case JobState::kCancelled:
+      return "CANCELLED";
   }
   return "UNKNOWN";
 }
 
 absl::string_view NodeStateName(NodeState s) {
   switch (s) {
-    case NodeState::kReady: return "READY";
-    case NodeState::kCordoned: return "CORDONED";
-    case NodeState::kDraining: return "DRAINING";
-    case NodeState::kDown: return "DOWN";
+    case NodeState::kReady:
+      return "READY";
+    case NodeState::kCordoned:
+      return "CORDONED";
+    case NodeState::kDraining:
+      return "DRAINING";
+    case NodeState::kDown:
+      return "DOWN";
   }
   return "UNKNOWN";
 }
@@ -53,15 +63,14 @@ Scheduler::Scheduler(SchedulerOptions options, Store* store, const Clock* clock,
       placer_(placer ? std::move(placer) : std::make_unique<BestFitPlacer>()),
       rng_(options_.seed != 0 ? options_.seed : std::random_device{}()) {}
 
-absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SchedulerOptions options,
-                                                             Store* store, const Clock* clock,
+absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SchedulerOptions options, Store* store,
+                                                             const Clock* clock,
                                                              std::unique_ptr<Placer> placer) {
   if (options.lease_ttl <= absl::ZeroDuration() ||
       options.heartbeat_interval >= options.lease_ttl) {
     return absl::InvalidArgumentError("heartbeat_interval must be positive and below lease_ttl");
   }
-  std::unique_ptr<Scheduler> s(
-      new Scheduler(std::move(options), store, clock, std::move(placer)));
+  std::unique_ptr<Scheduler> s(new Scheduler(std::move(options), store, clock, std::move(placer)));
   SCHED_RETURN_IF_ERROR(s->LoadState());
   return s;
 }
@@ -136,14 +145,26 @@ void Scheduler::Deliver(Outbox out, absl::AnyInvocable<void(absl::Status)> done)
 
 template <typename T>
 void Scheduler::Finish(Outbox out, absl::StatusOr<T> result, Done<T> done) {
-  Deliver(std::move(out), [result = std::move(result), done = std::move(done)](
-                              absl::Status status) mutable {
-    if (!status.ok()) {
-      done(status);
-    } else {
-      done(std::move(result));
-    }
-  });
+  Deliver(std::move(out),
+          [result = std::move(result), done = std::move(done)](absl::Status status) mutable {
+            if (!status.ok()) {
+              done(status);
+            } else {
+              done(std::move(result));
+            }
+          });
+}
+
+template <typename T, typename Locked>
+void Scheduler::Apply(Locked locked, Done<T> done) {
+  Outbox out;
+  absl::StatusOr<T> result;
+  {
+    absl::MutexLock lock(&mu_);
+    result = locked(out);
+    Seal(out);
+  }
+  Finish(std::move(out), std::move(result), std::move(done));
 }
 
 void Scheduler::Publish(std::vector<Job>& events) {
@@ -180,14 +201,11 @@ void Scheduler::PutNode(const NodeRecord& record, Outbox& out) {
 // Users
 
 void Scheduler::Submit(JobSpec spec, std::string request_id, Done<SubmitResult> done) {
-  Outbox out;
-  absl::StatusOr<SubmitResult> result;
-  {
-    absl::MutexLock lock(&mu_);
-    result = SubmitLocked(std::move(spec), std::move(request_id), out);
-    Seal(out);
-  }
-  Finish(std::move(out), std::move(result), std::move(done));
+  Apply<SubmitResult>(
+      [&](Outbox& out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return SubmitLocked(std::move(spec), std::move(request_id), out);
+      },
+      std::move(done));
 }
 
 absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string request_id,
@@ -249,9 +267,9 @@ absl::StatusOr<std::string> Scheduler::ResolveLocked(absl::string_view prefix) c
   if (it->first.size() == prefix.size()) return it->first;
   auto next = std::next(it);
   if (next != jobs_.end() && absl::StartsWith(next->first, prefix)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "job id prefix ", prefix, " is ambiguous: matches ", it->first, ", ", next->first,
-        " and maybe more; give more characters"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("job id prefix ", prefix, " is ambiguous: matches ", it->first, ", ",
+                     next->first, " and maybe more; give more characters"));
   }
   return it->first;
 }
@@ -282,14 +300,11 @@ JobPage Scheduler::ListJobs(const JobQuery& query) const {
 }
 
 void Scheduler::Cancel(absl::string_view id_or_prefix, std::string reason, Done<Job> done) {
-  Outbox out;
-  absl::StatusOr<Job> result;
-  {
-    absl::MutexLock lock(&mu_);
-    result = CancelLocked(id_or_prefix, std::move(reason), out);
-    Seal(out);
-  }
-  Finish(std::move(out), std::move(result), std::move(done));
+  Apply<Job>(
+      [&](Outbox& out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return CancelLocked(id_or_prefix, std::move(reason), out);
+      },
+      std::move(done));
 }
 
 absl::StatusOr<Job> Scheduler::CancelLocked(absl::string_view id_or_prefix, std::string reason,
@@ -342,25 +357,19 @@ absl::StatusOr<Node> Scheduler::GetNode(absl::string_view name) const {
 }
 
 void Scheduler::Cordon(absl::string_view name, bool cordon, Done<Node> done) {
-  Outbox out;
-  absl::StatusOr<Node> result;
-  {
-    absl::MutexLock lock(&mu_);
-    result = SetCordonLocked(name, cordon, /*drain=*/false, out);
-    Seal(out);
-  }
-  Finish(std::move(out), std::move(result), std::move(done));
+  Apply<Node>(
+      [&](Outbox& out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return SetCordonLocked(name, cordon, /*drain=*/false, out);
+      },
+      std::move(done));
 }
 
 void Scheduler::Drain(absl::string_view name, Done<Node> done) {
-  Outbox out;
-  absl::StatusOr<Node> result;
-  {
-    absl::MutexLock lock(&mu_);
-    result = SetCordonLocked(name, /*cordon=*/true, /*drain=*/true, out);
-    Seal(out);
-  }
-  Finish(std::move(out), std::move(result), std::move(done));
+  Apply<Node>(
+      [&](Outbox& out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return SetCordonLocked(name, /*cordon=*/true, /*drain=*/true, out);
+      },
+      std::move(done));
 }
 
 absl::StatusOr<Node> Scheduler::SetCordonLocked(absl::string_view name, bool cordon, bool drain,
@@ -384,14 +393,11 @@ absl::StatusOr<Node> Scheduler::SetCordonLocked(absl::string_view name, bool cor
 void Scheduler::ConnectAgent(const std::string& name, NodeCapabilities caps,
                              std::vector<JobRef> running, std::shared_ptr<AgentLink> link,
                              Done<uint64_t> done) {
-  Outbox out;
-  absl::StatusOr<uint64_t> result;
-  {
-    absl::MutexLock lock(&mu_);
-    result = ConnectLocked(name, std::move(caps), running, std::move(link), out);
-    Seal(out);
-  }
-  Finish(std::move(out), std::move(result), std::move(done));
+  Apply<uint64_t>(
+      [&](Outbox& out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return ConnectLocked(name, std::move(caps), running, std::move(link), out);
+      },
+      std::move(done));
 }
 
 absl::StatusOr<uint64_t> Scheduler::ConnectLocked(const std::string& name, NodeCapabilities caps,
@@ -462,10 +468,10 @@ absl::StatusOr<Job*> Scheduler::LeasedJob(const std::string& node, const JobRef&
   Job& job = it->second;
   if (job.epoch != ref.epoch || job.node != node || !IsLeased(job.state)) {
     stats_.stale_reports_total++;
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "stale epoch %d for job %s on node %s: the job is %s at epoch %d%s", ref.epoch, job.id,
-        node, JobStateName(job.state), job.epoch,
-        job.node.empty() ? "" : absl::StrCat(" on node ", job.node)));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("stale epoch %d for job %s on node %s: the job is %s at epoch %d%s",
+                        ref.epoch, job.id, node, JobStateName(job.state), job.epoch,
+                        job.node.empty() ? "" : absl::StrCat(" on node ", job.node)));
   }
   return &job;
 }
@@ -477,9 +483,10 @@ void Scheduler::RenewLeases(NodeEntry& entry, const std::vector<JobRef>& refs, O
     if (job.ok()) {
       lease_expiry_[ref.job_id] = expiry;
     } else if (entry.link) {
-      out.commands.push_back([link = entry.link, ref, reason = std::string(job.status().message())] {
-        link->Stop(ref.job_id, ref.epoch, reason);
-      });
+      out.commands.push_back(
+          [link = entry.link, ref, reason = std::string(job.status().message())] {
+            link->Stop(ref.job_id, ref.epoch, reason);
+          });
     }
   }
 }
@@ -500,14 +507,10 @@ absl::Status Scheduler::Heartbeat(const std::string& name, uint64_t session,
 
 void Scheduler::ReportJob(const std::string& name, uint64_t session, JobReport report,
                           Done<Job> done) {
-  Outbox out;
-  absl::StatusOr<Job> result;
-  {
-    absl::MutexLock lock(&mu_);
-    result = ReportLocked(name, session, report, out);
-    Seal(out);
-  }
-  Finish(std::move(out), std::move(result), std::move(done));
+  Apply<Job>(
+      [&](Outbox& out)
+          ABSL_NO_THREAD_SAFETY_ANALYSIS { return ReportLocked(name, session, report, out); },
+      std::move(done));
 }
 
 absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t session,
@@ -580,8 +583,7 @@ absl::Status Scheduler::AppendLog(const std::string& name, uint64_t session, con
 }
 
 absl::StatusOr<std::vector<LogRecord>> Scheduler::ReadLogs(const std::string& job_id,
-                                                           uint64_t from_index,
-                                                           size_t max) const {
+                                                           uint64_t from_index, size_t max) const {
   return store_->ReadLogs(job_id, from_index, max);
 }
 
@@ -677,9 +679,8 @@ void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out) {
   PutJob(job, out);
   auto it = nodes_.find(node);
   if (it != nodes_.end() && it->second.link) {
-    out.commands.push_back([link = it->second.link, id = job.id, epoch, reason] {
-      link->Stop(id, epoch, reason);
-    });
+    out.commands.push_back(
+        [link = it->second.link, id = job.id, epoch, reason] { link->Stop(id, epoch, reason); });
   }
 }
 

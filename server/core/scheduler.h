@@ -187,6 +187,9 @@ class Scheduler {
   void Deliver(Outbox out, absl::AnyInvocable<void(absl::Status)> done) ABSL_LOCKS_EXCLUDED(mu_);
   template <typename T>
   void Finish(Outbox out, absl::StatusOr<T> result, Done<T> done) ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs `locked(outbox)` under the lock, then Finish.
+  template <typename T, typename Locked>
+  void Apply(Locked locked, Done<T> done) ABSL_LOCKS_EXCLUDED(mu_);
   void Publish(std::vector<Job>& events);
 
   absl::StatusOr<SubmitResult> SubmitLocked(JobSpec spec, std::string request_id, Outbox& out)

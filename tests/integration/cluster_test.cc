@@ -21,17 +21,22 @@ using ::testing::HasSubstr;
 
 class Cluster : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = testing::MakeTempDir("sched_cluster_");
+  // A 1 s lease, so loss is noticed quickly.
+  DaemonOptions Options(const std::string& listen) const {
     DaemonOptions o;
     o.data_dir = dir_ + "/schedd";
-    o.listen = "127.0.0.1:0";
+    o.listen = listen;
     o.metrics_listen = "";
     o.lease_ttl_ms = 1000;
     o.heartbeat_interval_ms = 200;
     o.restart_grace_ms = 500;
     o.tick_interval_ms = 50;
-    auto d = Daemon::Start(o);
+    return o;
+  }
+
+  void SetUp() override {
+    dir_ = testing::MakeTempDir("sched_cluster_");
+    auto d = Daemon::Start(Options("127.0.0.1:0"));
     ASSERT_TRUE(d.ok()) << d.status();
     daemon_ = std::move(*d);
     address_ = absl::StrCat("127.0.0.1:", daemon_->port());
@@ -221,14 +226,8 @@ TEST_F(Cluster, RestartedSchedulerKeepsRunningJobs) {
   // Restart schedd on the same port and data; the agent reconnects and reports.
   const int port = daemon_->port();
   daemon_.reset();
-  DaemonOptions o;
-  o.data_dir = dir_ + "/schedd";
-  o.listen = absl::StrCat("127.0.0.1:", port);
-  o.metrics_listen = "";
-  o.lease_ttl_ms = 1000;
-  o.heartbeat_interval_ms = 200;
+  DaemonOptions o = Options(absl::StrCat("127.0.0.1:", port));
   o.restart_grace_ms = 2000;
-  o.tick_interval_ms = 50;
   auto d = Daemon::Start(o);
   ASSERT_TRUE(d.ok()) << d.status();
   daemon_ = std::move(*d);
