@@ -62,13 +62,13 @@ AGENT_PID=; SCHEDD_PID=
 # ---- Slurm on the same machine
 export SLURM_CONF=$(tests/bench/slurm_local.sh start)
 t0=$(date +%s%N)
-for _ in $(seq "$CLI_JOBS"); do sbatch -Q --wrap true >/dev/null; done
+for _ in $(seq "$CLI_JOBS"); do sbatch -Q --output=/dev/null --wrap true >/dev/null; done
 t1=$(date +%s%N)
 slurm_cli=$(awk -v n="$CLI_JOBS" -v ns=$((t1 - t0)) 'BEGIN {printf "%.0f", n / (ns / 1e9)}')
 scancel --quiet --user=root || true
 sleep 1
 slurm_start=$("$BIN/sched-bench" --server="$SCHED_SERVER" --mode=start --jobs="$(( START_JOBS / 10 ))" \
-  --marker_dir="$WORK/slurm-markers" --submit_cmd="sbatch -Q --wrap {run}")
+  --marker_dir="$WORK/slurm-markers" --submit_cmd="sbatch -Q --output=/dev/null --wrap {run}")
 
 api_rate=$(echo "$api" | field jobs_per_s)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", a / b}'; }
