@@ -64,6 +64,7 @@ struct Agent::HeldJob {
 
 Agent::Agent(Options options, AgentMetrics* metrics)
     : options_(std::move(options)),
+      ledger_(options_.work_dir + "/pgids"),
       kill_grace_(absl::Milliseconds(options_.kill_grace_ms)),
       metrics_(metrics) {
   grpc::ChannelArguments args;
@@ -85,6 +86,10 @@ void Agent::Shutdown() {
 absl::Status Agent::Run() {
   if (options_.node_name.empty()) return absl::InvalidArgumentError("node_name: empty");
   if (options_.server.empty()) return absl::InvalidArgumentError("server: empty");
+  // Jobs a killed predecessor left running belong to nobody now: schedd re-queues them.
+  if (int killed = ledger_.KillLeftovers(); killed > 0) {
+    Log("killed %d job process group(s) left by an earlier agent", killed);
+  }
   std::thread ticker([this] { TickerLoop(); });
   Backoff backoff(absl::Milliseconds(options_.reconnect_initial_ms),
                   absl::Milliseconds(options_.reconnect_max_ms), options_.random_seed);
@@ -421,8 +426,13 @@ void Agent::OnRejected(const v1::Rejected& rejected) {
 
 // ---- Events of the jobs' runners (their threads) ----
 
+static std::string LedgerKey(const std::pair<std::string, uint64_t>& token) {
+  return absl::StrCat(token.first, "-", token.second);
+}
+
 void Agent::OnStarted(const JobToken& token, pid_t pid) {
   if (metrics_ != nullptr) metrics_->ProcessStarted();
+  ledger_.Record(LedgerKey(token), pid);  // the job leads its own process group
   absl::MutexLock lock(&mu_);
   HeldJob* job = FindLocked(token);
   if (job == nullptr) return;
@@ -441,6 +451,7 @@ void Agent::OnOutput(const JobToken& token, OutputStream stream, std::string dat
 
 void Agent::OnExited(const JobToken& token, const absl::StatusOr<ExitStatus>& exit) {
   if (exit.ok() && metrics_ != nullptr) metrics_->ProcessEnded();
+  ledger_.Erase(LedgerKey(token));
   absl::MutexLock lock(&mu_);
   HeldJob* job = FindLocked(token);
   if (job == nullptr) return;

@@ -35,6 +35,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/metrics.h"
+#include "agent/process_ledger.h"
 #include "agent/runner.h"
 #include "grpcpp/grpcpp.h"
 #include "sched/v1/agent_service.grpc.pb.h"
@@ -113,6 +114,7 @@ class Agent {
   bool WriterHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
+  ProcessLedger ledger_;  // process groups of running jobs, for a successor to clean up
   const absl::Duration kill_grace_;
   AgentMetrics* const metrics_;
   std::unique_ptr<v1::AgentService::Stub> stub_;

@@ -61,8 +61,8 @@ TEST(AgentLossTest, KilledAgentsJobRunsAgainElsewhereAfterTheLease) {
   v1::SubmitJobRequest req;
   req.mutable_spec()->set_name("survivor");
   req.mutable_spec()->set_run(absl::StrCat(
-      "echo \"$SCHED_ATTEMPT $(hostname)\" >> ", marker,
-      "; if [ \"$SCHED_ATTEMPT\" = 1 ]; then exec sleep 20; fi; echo finished"));
+      "echo \"$SCHED_ATTEMPT $(hostname)\" >> ", marker, "; if [ \"$SCHED_ATTEMPT\" = 1 ]; then echo $$ > ",
+      dir, "/orphan.pid; exec sleep 20; fi; echo finished"));
   req.mutable_spec()->mutable_resources()->set_cpus(0.5);
   v1::SubmitJobResponse submitted;
   ASSERT_TRUE(jobs->SubmitJob(&sctx, req, &submitted).ok());
@@ -108,7 +108,26 @@ TEST(AgentLossTest, KilledAgentsJobRunsAgainElsewhereAfterTheLease) {
   int runs = 0;
   while (std::getline(in, line)) runs++;
   EXPECT_EQ(runs, 2);
-  std::system(absl::StrCat("pkill -f 'sleep 20' >/dev/null 2>&1").c_str());
+
+  // The killed agent's first attempt is still running, orphaned. The agent restarted on the
+  // same folder kills it before it dials schedd.
+  pid_t orphan = 0;
+  std::ifstream(dir + "/orphan.pid") >> orphan;
+  ASSERT_GT(orphan, 1);
+  auto alive = [](pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string pid_field, comm, state;
+    return static_cast<bool>(stat >> pid_field >> comm >> state) && state != "Z";
+  };
+  EXPECT_TRUE(alive(orphan));
+  auto restarted = agent(first_node);
+  bool gone = false;
+  for (int i = 0; i < 300 && !gone; ++i) {
+    gone = !alive(orphan);
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(gone) << "the orphaned attempt " << orphan << " survived the agent's restart";
+  if (!gone) kill(orphan, SIGKILL);
   std::filesystem::remove_all(dir);
 }
 
