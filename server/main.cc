@@ -3,12 +3,15 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <random>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/synchronization/mutex.h"
+#include "server/common/failpoint.h"
 #include "server/daemon/daemon.h"
 
 ABSL_FLAG(std::string, data_dir, "./sched-data", "Folder of the embedded store.");
@@ -24,7 +27,10 @@ ABSL_FLAG(uint32_t, max_attempts, 10, "Lease expiries after which a job ends FAI
 ABSL_FLAG(bool, unsafe_no_sync, false,
           "Acknowledge writes before the WAL is synced. Loses acknowledged jobs on power loss; "
           "for benchmarks only.");
-
+ABSL_FLAG(std::string, failpoints, "",
+          "Test harnesses only: crash on purpose at named points, e.g. "
+          "store.after_sync_before_reply=crash@0.01. Empty: $SCHED_FAILPOINTS, else none.");
+ABSL_FLAG(uint64_t, failpoint_seed, 0, "Seed for probabilistic failpoints; 0 picks one.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("schedd: the sched daemon. schedd --data_dir=DIR [--listen=ADDR]");
@@ -37,6 +43,21 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  std::string failpoints = absl::GetFlag(FLAGS_failpoints);
+  if (failpoints.empty() && std::getenv("SCHED_FAILPOINTS") != nullptr) {
+    failpoints = std::getenv("SCHED_FAILPOINTS");
+  }
+  if (!failpoints.empty()) {
+    uint64_t seed = absl::GetFlag(FLAGS_failpoint_seed);
+    if (seed == 0) seed = std::random_device{}();
+    if (absl::Status s = sched::ConfigureFailpoints(failpoints, seed); !s.ok()) {
+      std::fprintf(stderr, "schedd: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+    std::fprintf(stderr, "schedd: FAILPOINTS ARMED (%s, seed %llu): this process will crash on "
+                 "purpose\n", failpoints.c_str(), static_cast<unsigned long long>(seed));
+  }
 
   sched::DaemonOptions options;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);

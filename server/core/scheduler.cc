@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
+#include "server/common/failpoint.h"
 #include "server/common/status_macros.h"
 #include "server/core/job_spec_validation.h"
 
@@ -654,7 +655,10 @@ void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus, O
   Allocate(entry, job);
   stats_.assignments_total++;
   PutJob(job, out);
-  out.commands.push_back([link = entry.link, job] { link->Assign(job); });
+  out.commands.push_back([link = entry.link, job] {
+    MaybeCrashAt(kFailpointBeforeSendAssignment);
+    link->Assign(job);
+  });
 }
 
 void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out) {

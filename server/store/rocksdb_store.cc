@@ -9,6 +9,7 @@
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
 #include "sched/v1/storage.pb.h"
+#include "server/common/failpoint.h"
 #include "server/common/status_macros.h"
 #include "server/convert/convert.h"
 
@@ -161,11 +162,13 @@ void RocksDbStore::WriterLoop() {
     }
     rocksdb::WriteOptions wo;
     wo.sync = options_.sync;
+    MaybeCrashAt(kFailpointBeforeSync);
     rocksdb::Status s = db_->Write(wo, &wb);
     if (!s.ok()) {
       std::fprintf(stderr, "schedd: store write failed, stopping: %s\n", s.ToString().c_str());
       std::abort();
     }
+    MaybeCrashAt(kFailpointAfterSyncBeforeReply);
     std::vector<absl::AnyInvocable<void(absl::Status)>> ready;
     {
       absl::MutexLock lock(&mu_);
