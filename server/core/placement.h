@@ -1,9 +1,14 @@
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
+#include "absl/container/btree_map.h"
+#include "absl/container/node_hash_map.h"
 #include "server/core/job.h"
 #include "server/core/node.h"
 
@@ -15,6 +20,11 @@ struct Placement {
 };
 
 // Chooses a node for a job. The cost model grows behind this interface.
+//
+// The Scheduler asks again about a job only when a node gained room (a job ended, an agent
+// connected, a node was uncordoned) or the job came back to the queue, and it asks once for all
+// pending jobs with the same Resources. So a decision must depend only on the job's resources
+// and the nodes given, and must pick a node whenever one of them fits.
 class Placer {
  public:
   virtual ~Placer() = default;
@@ -33,6 +43,50 @@ class BestFitPlacer final : public Placer {
  public:
   std::optional<Placement> Place(const JobSpec& spec,
                                  const std::vector<const Node*>& nodes) const override;
+};
+
+// The pending jobs, grouped by the resources they ask for: jobs that ask the same fit the same
+// nodes, so placement asks once per group instead of once per job. Within a group, jobs are in
+// queue order: highest priority first, then oldest.
+//
+// A group is *settled* when none of its jobs fits any node that had room when it was last
+// tried; a group becomes unsettled when a job is added with `settled = false` (a job back from
+// a lost lease, or loaded at start), and settled again by SettleAll(). The owner keeps the jobs
+// alive while they are queued.
+class PendingQueue {
+ public:
+  // (-priority, seq): smaller comes first.
+  using Key = std::pair<int64_t, uint64_t>;
+  static Key KeyOf(const Job& job) { return {-static_cast<int64_t>(job.spec.priority), job.seq}; }
+
+  struct Group {
+    Resources resources;
+    absl::btree_map<Key, Job*> jobs;
+    bool settled = true;
+  };
+
+  void Add(Job* job, bool settled);
+  // No-op when the job is not queued.
+  void Remove(const Job& job);
+
+  // The group `job` belongs to, or null when no queued job asks for its resources.
+  const Group* GroupOf(const Job& job) const;
+  // Groups that hold jobs, in no particular order. The pointers stay valid until SettleAll.
+  std::vector<const Group*> Groups() const;
+  // Marks every group settled and forgets the empty ones.
+  void SettleAll();
+
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+ private:
+  using GroupKey =
+      std::tuple<uint32_t, int64_t, std::vector<std::string>, int64_t, int64_t>;
+  static GroupKey GroupKeyOf(const Resources& r);
+
+  // Node-based: Group pointers stay valid while the group exists.
+  absl::node_hash_map<GroupKey, Group> groups_;
+  size_t size_ = 0;
 };
 
 }  // namespace sched

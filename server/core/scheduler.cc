@@ -13,10 +13,6 @@
 namespace sched {
 namespace {
 
-std::pair<int64_t, uint64_t> QueueKey(const Job& job) {
-  return {-static_cast<int64_t>(job.spec.priority), job.seq};
-}
-
 absl::Status StaleSession(const std::string& name) {
   return absl::FailedPreconditionError(
       absl::StrCat("session of node ", name, " is no longer current: reconnect"));
@@ -107,7 +103,7 @@ absl::Status Scheduler::LoadState() {
     last_seq_ = std::max(last_seq_, job.seq);
     last_epoch_ = std::max(last_epoch_, job.epoch);
     stats_.jobs_by_state[static_cast<int>(job.state)]++;
-    if (job.state == JobState::kPending) pending_.insert(QueueKey(job));
+    if (job.state == JobState::kPending) pending_.Add(&job, /*settled=*/false);
     if (IsLeased(job.state)) {
       lease_expiry_[job.id] = lease_end;
       NodeEntry& entry = nodes_[job.node];
@@ -236,7 +232,7 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   Job& stored = it->second;
   by_seq_[stored.seq] = &stored;
   if (!stored.request_id.empty()) by_request_id_[stored.request_id] = &stored;
-  pending_.insert(QueueKey(stored));
+  pending_.Add(&stored, /*settled=*/true);  // Schedule() tries it on every node below
   stats_.jobs_by_state[static_cast<int>(JobState::kPending)]++;
   stats_.submits_total++;
   PutJob(stored, out);
@@ -318,7 +314,7 @@ absl::StatusOr<Job> Scheduler::CancelLocked(absl::string_view id_or_prefix, std:
   }
   if (reason.empty()) reason = "cancelled by user";
   if (job.state == JobState::kPending) {
-    pending_.erase(QueueKey(job));
+    pending_.Remove(job);
     SetState(job, JobState::kCancelled);
     job.finish_time = job.update_time;
     job.cancel_requested = true;
@@ -384,7 +380,10 @@ absl::StatusOr<Node> Scheduler::SetCordonLocked(absl::string_view name, bool cor
   record.draining = cordon && (drain || record.draining);
   PutNode(record, out);
   if (drain && entry.link) out.commands.push_back([link = entry.link] { link->Drain(); });
-  if (!was_schedulable && entry.node.Schedulable()) Schedule(out);
+  if (!was_schedulable && entry.node.Schedulable()) {
+    GainedRoom(entry);
+    Schedule(out);
+  }
   return entry.node;
 }
 
@@ -441,6 +440,7 @@ absl::StatusOr<uint64_t> Scheduler::ConnectLocked(const std::string& name, NodeC
   }
   RenewLeases(entry, running, out);
   if (record.draining) out.commands.push_back([link = entry.link] { link->Drain(); });
+  GainedRoom(entry);
   Schedule(out);
   return entry.session;
 }
@@ -641,10 +641,11 @@ void Scheduler::Release(Job& job) {
   node.alloc_memory_bytes -= job.spec.resources.memory_bytes;
   for (uint32_t gpu : job.gpu_indexes) node.busy_gpus.erase(gpu);
   node.running_jobs--;
+  GainedRoom(it->second);
 }
 
 void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus, Outbox& out) {
-  pending_.erase(QueueKey(job));
+  pending_.Remove(job);
   SetState(job, JobState::kAssigned);
   job.epoch = ++last_epoch_;
   job.node = entry.node.record.name;
@@ -678,7 +679,7 @@ void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out) {
     job.node.clear();
     job.gpu_indexes.clear();
     job.message = reason;
-    pending_.insert(QueueKey(job));
+    pending_.Add(&job, /*settled=*/false);
   }
   PutJob(job, out);
   auto it = nodes_.find(node);
@@ -688,36 +689,84 @@ void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out) {
   }
 }
 
-void Scheduler::Schedule(Outbox& out, Job* only) {
-  std::vector<const Node*> candidates;
-  for (const auto& [name, entry] : nodes_) {
-    if (entry.node.Schedulable() && entry.node.FreeCpuMillis() > 0) {
-      candidates.push_back(&entry.node);
+void Scheduler::GainedRoom(NodeEntry& entry) {
+  open_nodes_.insert(&entry);
+  grown_nodes_.insert(&entry);
+}
+
+std::vector<const Node*> Scheduler::OpenNodes() {
+  std::vector<const Node*> open;
+  for (auto it = open_nodes_.begin(); it != open_nodes_.end();) {
+    const Node& node = (*it)->node;
+    if (node.Schedulable() && node.FreeCpuMillis() > 0) {
+      open.push_back(&node);
+      ++it;
+    } else {
+      open_nodes_.erase(it++);  // back when it gains room again
     }
   }
-  if (candidates.empty()) return;
-  auto try_place = [&](Job& job) {
-    std::optional<Placement> placement = placer_->Place(job.spec, candidates);
-    if (!placement) return false;
-    NodeEntry& entry = nodes_.at(placement->node->record.name);
-    Assign(job, entry, std::move(placement->gpu_indexes), out);
-    return true;
-  };
+  return open;
+}
+
+bool Scheduler::TryPlace(Job& job, const std::vector<const Node*>& nodes, Outbox& out) {
+  std::optional<Placement> placement = placer_->Place(job.spec, nodes);
+  if (!placement) return false;
+  Assign(job, nodes_.at(placement->node->record.name), std::move(placement->gpu_indexes), out);
+  return true;
+}
+
+void Scheduler::Schedule(Outbox& out, Job* only) {
   if (only != nullptr) {
-    try_place(*only);
+    // Queued jobs that ask the same already fit no node with room: neither does this one.
+    const PendingQueue::Group* group = pending_.GroupOf(*only);
+    if (group != nullptr && group->settled && group->jobs.size() > 1) return;
+    std::vector<const Node*> open = OpenNodes();
+    if (!open.empty()) TryPlace(*only, open, out);
     return;
   }
-  // Every job needs some CPU, so the pass ends when no node has any left.
-  auto has_room = [&candidates] {
-    return std::any_of(candidates.begin(), candidates.end(),
-                       [](const Node* n) { return n->FreeCpuMillis() > 0; });
-  };
-  std::vector<Job*> queue;
-  queue.reserve(pending_.size());
-  for (const auto& [neg_priority, seq] : pending_) queue.push_back(by_seq_.at(seq));
-  for (Job* job : queue) {
-    if (try_place(*job) && !has_room()) break;
+  // A settled group fits no node that had room at the end of the last pass, and those nodes
+  // have only lost room since; so it is tried on the nodes that gained room. An unsettled group
+  // is tried on every node with room.
+  std::vector<const Node*> grown;
+  for (const NodeEntry* entry : grown_nodes_) {
+    const Node& node = entry->node;
+    if (node.Schedulable() && node.FreeCpuMillis() > 0) grown.push_back(&node);
   }
+  grown_nodes_.clear();
+  std::vector<const Node*> open;
+  std::vector<const PendingQueue::Group*> live;
+  for (const PendingQueue::Group* group : pending_.Groups()) {
+    if (!group->settled && open.empty()) open = OpenNodes();
+    if (!(group->settled ? grown : open).empty()) live.push_back(group);
+  }
+  // The same outcome as walking the whole queue in order and placing each job that fits: each
+  // round places the first job, in queue order, that fits now. Room only shrinks within a pass,
+  // so a group that fits nowhere leaves the pass.
+  while (!live.empty()) {
+    const PendingQueue::Group* best = nullptr;
+    std::optional<Placement> best_placement;
+    for (size_t i = 0; i < live.size();) {
+      const PendingQueue::Group* group = live[i];
+      Job* head = group->jobs.empty() ? nullptr : group->jobs.begin()->second;
+      std::optional<Placement> p;
+      if (head != nullptr) p = placer_->Place(head->spec, group->settled ? grown : open);
+      if (!p) {
+        live[i] = live.back();
+        live.pop_back();
+        continue;
+      }
+      if (best == nullptr || group->jobs.begin()->first < best->jobs.begin()->first) {
+        best = group;
+        best_placement = std::move(p);
+      }
+      ++i;
+    }
+    if (best == nullptr) break;
+    Job& job = *best->jobs.begin()->second;
+    Assign(job, nodes_.at(best_placement->node->record.name),
+           std::move(best_placement->gpu_indexes), out);
+  }
+  pending_.SettleAll();
 }
 
 // ---------------------------------------------------------------------------------------------

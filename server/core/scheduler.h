@@ -16,6 +16,7 @@
 #include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -227,8 +228,14 @@ class Scheduler {
   // The lease of `job` ends without a report from its agent.
   void EndLease(Job& job, const std::string& reason, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Places pending jobs (only `job` when given) while nodes have room.
+  // Places pending jobs (only `job` when given) while nodes have room. Every change that gives
+  // a node room calls GainedRoom() and then, before the lock is released, Schedule().
   void Schedule(Outbox& out, Job* job = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void GainedRoom(NodeEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Schedulable nodes with free CPU; forgets the others until they gain room again.
+  std::vector<const Node*> OpenNodes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool TryPlace(Job& job, const std::vector<const Node*>& nodes, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewJobId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const SchedulerOptions options_;
@@ -240,8 +247,11 @@ class Scheduler {
   std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);  // node-based: pointers stay valid
   absl::btree_map<uint64_t, Job*> by_seq_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Job*> by_request_id_ ABSL_GUARDED_BY(mu_);
-  // (-priority, seq): highest priority first, then oldest.
-  absl::btree_set<std::pair<int64_t, uint64_t>> pending_ ABSL_GUARDED_BY(mu_);
+  PendingQueue pending_ ABSL_GUARDED_BY(mu_);
+  // Nodes that may have room (a superset; OpenNodes() prunes it), and those that gained room
+  // since the last Schedule() pass. Entries of nodes_, which never removes one.
+  absl::flat_hash_set<NodeEntry*> open_nodes_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<NodeEntry*> grown_nodes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, absl::Time> lease_expiry_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, NodeEntry> nodes_ ABSL_GUARDED_BY(mu_);
   uint64_t last_seq_ ABSL_GUARDED_BY(mu_) = 0;

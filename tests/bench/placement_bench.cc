@@ -33,6 +33,7 @@ ABSL_FLAG(int, pending, 100'000, "jobs kept pending while measuring");
 ABSL_FLAG(int, completions, 100'000, "job completions to time");
 ABSL_FLAG(int, shapes, 64, "distinct resource requests among the jobs");
 ABSL_FLAG(uint64_t, seed, 1, "random seed for the cluster and the jobs");
+ABSL_FLAG(bool, refill, true, "submit a new job after each completion (timed apart)");
 
 namespace {
 
@@ -160,6 +161,7 @@ int main(int argc, char** argv) {
   const int n_nodes = absl::GetFlag(FLAGS_nodes);
   const int n_pending = absl::GetFlag(FLAGS_pending);
   const int n_completions = absl::GetFlag(FLAGS_completions);
+  const bool refill = absl::GetFlag(FLAGS_refill);
   std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
 
   sched::MemoryStore store;
@@ -197,6 +199,7 @@ int main(int argc, char** argv) {
   const auto setup_start = Clock::now();
   for (int i = 0; i < n_pending; ++i) submit();
   Cluster cluster;
+  cluster.running.reserve(n_pending + n_completions);  // no reallocation inside a timed call
   cluster.names.resize(n_nodes);
   cluster.sessions.resize(n_nodes);
   for (int i = 0; i < n_nodes; ++i) {
@@ -238,8 +241,10 @@ int main(int argc, char** argv) {
     completing += t1 - t0;
     complete_us.push_back(Micros(t1 - t0));
     decisions += cluster.assigns - assigns_before;
-    submit();
-    submit_us.push_back(Micros(Clock::now() - t1));
+    if (refill) {
+      submit();
+      submit_us.push_back(Micros(Clock::now() - t1));
+    }
   }
   if (failed) {
     std::fprintf(stderr, "a call failed\n");
