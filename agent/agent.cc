@@ -187,6 +187,7 @@ void Agent::StartStreamLocked() {
   stream_ending_ = false;
   stream_cancelled_ = false;
   heartbeat_due_ = false;
+  heartbeats_sent_.clear();
   // What the last stream did not deliver goes out again, final updates not acknowledged too.
   send_queue_.clear();
   for (auto& [id, job] : jobs_) {
@@ -213,6 +214,7 @@ void Agent::WriterLoop(Stream* stream, grpc::ClientContext* context) {
       if (heartbeat_due_) {
         heartbeat_due_ = false;
         msg = HeartbeatLocked();
+        heartbeats_sent_.push_back(options_.clock->Now());
       } else {
         token = std::move(send_queue_.front());
         send_queue_.pop_front();
@@ -334,7 +336,11 @@ void Agent::Handle(const v1::ServerMessage& msg) {
 
 void Agent::OnHeartbeatAck() {
   absl::MutexLock lock(&mu_);
-  last_ack_ = options_.clock->Now();
+  // schedd renewed the leases when it read the heartbeat, which left here no earlier than this:
+  // an ack read late (by an agent that was paused) does not make an old lease look fresh.
+  if (heartbeats_sent_.empty()) return;
+  last_ack_ = std::max(last_ack_, heartbeats_sent_.front());
+  heartbeats_sent_.pop_front();
 }
 
 void Agent::OnStop(const v1::StopJob& stop) {
@@ -382,6 +388,15 @@ void Agent::OnAssignment(const v1::Assignment& assignment) {
   }
   if (shutdown_) {
     Log("job %s: assignment ignored, shutting down", job.id());
+    return;
+  }
+  // Read after this agent's lease ran out (it was paused, or cut off): the assignment is as old
+  // as that, schedd has given the job to another node or will when this one registers again
+  // without it. Running it would make a zombie copy.
+  if (const absl::Duration silent = options_.clock->Now() - last_ack_;
+      lease_ttl_ > absl::ZeroDuration() && silent > lease_ttl_) {
+    Log("job %s: assignment ignored: it came %d ms after the last renewal, past the lease",
+        job.id(), absl::ToInt64Milliseconds(silent));
     return;
   }
   if (auto it = jobs_.find(job.id()); it != jobs_.end()) {

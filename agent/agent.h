@@ -11,10 +11,12 @@
 //
 // Commands: CancelJob: SIGTERM, grace, SIGKILL, then a final CANCELLED. StopJob, or a Rejected
 // with FAILED_PRECONDITION or NOT_FOUND: kill and forget, report nothing. Drain: logged
-// only; schedd stops sending work, and placement stays its decision. Lease watchdog: a job whose lease (the last RegisterAck or
-// HeartbeatAck, or its assignment if later) is older than lease_ttl_ms is killed and forgotten,
-// and a stream silent that long is dropped and dialled again. Reconnects back off from
-// reconnect_initial_ms to reconnect_max_ms with jitter.
+// only; schedd stops sending work, and placement stays its decision. Lease watchdog: a job
+// whose lease (the last RegisterAck, or the sending of the heartbeat the last HeartbeatAck
+// answers, or its assignment if later) is older than lease_ttl_ms is killed and forgotten, and
+// a stream silent that long is dropped and dialled again; an assignment read after the lease
+// ran out is not run. Reconnects back off from reconnect_initial_ms to reconnect_max_ms with
+// jitter.
 //
 // Shutdown() kills every running job (grace applies) without reporting it (schedd re-queues it
 // when its lease ends), waits up to shutdown_flush_ms for final updates to be acknowledged,
@@ -141,7 +143,11 @@ class Agent {
   bool heartbeat_due_ ABSL_GUARDED_BY(mu_) = false;
   absl::Duration lease_ttl_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
+  // When the leases were last renewed: the RegisterAck's arrival, or the sending of the
+  // heartbeat that the latest HeartbeatAck answers.
   absl::Time last_ack_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Send times of the heartbeats on this stream not yet acknowledged, oldest first.
+  std::deque<absl::Time> heartbeats_sent_ ABSL_GUARDED_BY(mu_);
   absl::Time next_heartbeat_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
 };
 
