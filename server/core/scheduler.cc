@@ -793,6 +793,19 @@ void Scheduler::Unsubscribe(uint64_t id) {
   job_sub_count_.store(job_subs_.size());
 }
 
+void Scheduler::WhenDurable(absl::AnyInvocable<void()> fn) {
+  uint64_t ticket;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    ticket = last_ticket_;
+  }
+  if (ticket == 0) {
+    fn();
+    return;
+  }
+  store_->WhenDurable(ticket, [fn = std::move(fn)](absl::Status) mutable { fn(); });
+}
+
 SchedulerStats Scheduler::Stats() const {
   absl::ReaderMutexLock lock(&mu_);
   return stats_;

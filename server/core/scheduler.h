@@ -154,6 +154,9 @@ class Scheduler {
   // `fn` sees every stored log record.
   uint64_t SubscribeLogs(absl::AnyInvocable<void(const std::string& job_id, const LogRecord&)> fn);
   void Unsubscribe(uint64_t id);
+  // Runs `fn` once every change made before the call is durable; at once when nothing is
+  // pending. What a reader saw before the call may be ahead of the disk until then.
+  void WhenDurable(absl::AnyInvocable<void()> fn);
 
   absl::StatusOr<std::vector<LogRecord>> ReadLogs(const std::string& job_id, uint64_t from_index,
                                                   size_t max) const;

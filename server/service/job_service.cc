@@ -43,9 +43,11 @@ bool Matches(const v1::WatchJobsRequest& req, const std::vector<JobState>& state
   return std::find(states.begin(), states.end(), job.state) != states.end();
 }
 
-// WatchJobs: the current state of the matching jobs, then each change. Changes that arrive
-// while the snapshot is being sent are held back and sent after it, unless the snapshot already
-// showed that version.
+// WatchJobs: the current state of the matching jobs, then each change. The snapshot is read from
+// memory, which can be ahead of the disk, so it is sent only once what it shows is durable: a
+// watcher never sees a state that a crash could take back. Changes published meanwhile are held
+// and sent after it; a change the snapshot already showed (same or older update_time) is
+// dropped then and later, so a job's versions never go backwards on the stream.
 class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse> {
  public:
   WatchReactor(Scheduler* scheduler, const v1::WatchJobsRequest& req)
@@ -69,7 +71,23 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse
     absl::Mutex mu;
     bool snapshot_sent ABSL_GUARDED_BY(mu) = false;
     std::vector<Job> held ABSL_GUARDED_BY(mu);
+    // update_time of each job as the snapshot showed it.
+    absl::flat_hash_map<std::string, absl::Time> seen ABSL_GUARDED_BY(mu);
   };
+
+  // Sends `job` unless the snapshot showed this version or a later one.
+  static void SendIfNewer(Shared& shared, const Job& job,
+                          StreamSender<v1::WatchJobsResponse>& sender)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared.mu) {
+    auto it = shared.seen.find(job.id);
+    if (it != shared.seen.end()) {
+      if (job.update_time <= it->second) return;
+      shared.seen.erase(it);
+    }
+    v1::WatchJobsResponse resp;
+    JobToProto(job, resp.mutable_job());
+    sender.Send(std::move(resp));
+  }
 
   absl::Status Start(const v1::WatchJobsRequest& req) {
     SCHED_ASSIGN_OR_RETURN(std::vector<JobState> states, StatesFromProto(req.states()));
@@ -78,21 +96,17 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse
       SCHED_ASSIGN_OR_RETURN(job_id, scheduler_->ResolveJobId(req.job_id()));
     }
     auto shared = std::make_shared<Shared>();
-    auto send = [sender = sender_](const Job& job, bool initial) {
-      v1::WatchJobsResponse resp;
-      JobToProto(job, resp.mutable_job());
-      resp.set_initial(initial);
-      sender->Send(std::move(resp));
-    };
-    sub_ = scheduler_->SubscribeJobs([req, states, job_id, shared, send](const Job& job) {
-      if (!Matches(req, states, job_id, job)) return;
-      absl::MutexLock lock(&shared->mu);
-      if (!shared->snapshot_sent) {
-        shared->held.push_back(job);
-      } else {
-        send(job, false);
-      }
-    });
+    sub_ = scheduler_->SubscribeJobs(
+        [req, states, job_id, shared, sender = sender_](const Job& job) {
+          if (!Matches(req, states, job_id, job)) return;
+          absl::MutexLock lock(&shared->mu);
+          if (!shared->snapshot_sent) {
+            shared->held.push_back(job);
+          } else {
+            SendIfNewer(*shared, job, *sender);
+          }
+        });
+    auto snapshot = std::make_shared<std::vector<v1::WatchJobsResponse>>();
     absl::flat_hash_map<std::string, absl::Time> seen;
     if (!req.skip_initial()) {
       JobQuery query;
@@ -104,18 +118,21 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse
         for (const Job& job : page.jobs) {
           if (!job_id.empty() && job.id != job_id) continue;
           seen[job.id] = job.update_time;
-          send(job, true);
+          v1::WatchJobsResponse& resp = snapshot->emplace_back();
+          JobToProto(job, resp.mutable_job());
+          resp.set_initial(true);
         }
         query.after_seq = page.next_after_seq;
       } while (query.after_seq != 0);
     }
-    absl::MutexLock lock(&shared->mu);
-    for (const Job& job : shared->held) {
-      auto it = seen.find(job.id);
-      if (it == seen.end() || job.update_time > it->second) send(job, false);
-    }
-    shared->held.clear();
-    shared->snapshot_sent = true;
+    scheduler_->WhenDurable([shared, snapshot, seen = std::move(seen), sender = sender_]() mutable {
+      for (v1::WatchJobsResponse& resp : *snapshot) sender->Send(std::move(resp));
+      absl::MutexLock lock(&shared->mu);
+      shared->seen = std::move(seen);
+      for (const Job& job : shared->held) SendIfNewer(*shared, job, *sender);
+      shared->held.clear();
+      shared->snapshot_sent = true;
+    });
     return absl::OkStatus();
   }
 
