@@ -253,10 +253,11 @@ int main(int argc, char** argv) {
   const double secs = std::chrono::duration<double>(completing).count();
   std::printf(
       "mode=placement nodes=%d pending=%lld shapes=%zu running=%zu setup_s=%.1f "
-      "completions=%zu decisions=%llu decisions_per_s=%.0f p50_us=%.1f p99_us=%.1f "
+      "completions=%zu passes_per_s=%.0f decisions=%llu decisions_per_s=%.0f p50_us=%.1f p99_us=%.1f "
       "max_us=%.1f submit_p50_us=%.1f submit_p99_us=%.1f\n",
       n_nodes, static_cast<long long>(pending()), shapes.size(), running_at_start, setup_s,
-      complete_us.size(), static_cast<unsigned long long>(decisions), decisions / secs,
+      complete_us.size(), complete_us.size() / secs, static_cast<unsigned long long>(decisions),
+      decisions / secs,
       Percentile(complete_us, 0.5), Percentile(complete_us, 0.99), Percentile(complete_us, 1.0),
       Percentile(submit_us, 0.5), Percentile(submit_us, 0.99));
   return 0;

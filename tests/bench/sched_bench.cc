@@ -2,6 +2,8 @@
 //   --mode=submit        durable SubmitJob calls/s from many concurrent callers, ack latency
 //   --mode=lone          one caller, one call at a time: ack latency
 //   --mode=start         submit -> process started on an idle agent, one job at a time
+//   --mode=drain         submit --jobs trivial jobs, then wait until all have ended: the time
+//                        from the first submit to the last end
 // It prints one line of key=value figures so scripts can compare runs.
 #include <sys/stat.h>
 #include <time.h>
@@ -25,11 +27,11 @@
 #include "sched/v1/job_service.grpc.pb.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:7070", "schedd address");
-ABSL_FLAG(std::string, mode, "submit", "submit | lone | start");
+ABSL_FLAG(std::string, mode, "submit", "submit | lone | start | drain");
 ABSL_FLAG(int, channels, 4, "gRPC channels (connections) for --mode=submit");
 ABSL_FLAG(int, in_flight, 64, "concurrent calls for --mode=submit");
 ABSL_FLAG(double, seconds, 5, "how long --mode=submit and --mode=lone run");
-ABSL_FLAG(int, jobs, 200, "jobs for --mode=start");
+ABSL_FLAG(int, jobs, 200, "jobs for --mode=start and --mode=drain");
 ABSL_FLAG(std::string, marker_dir, "/tmp/sched-bench-start",
           "folder where --mode=start jobs write their start time");
 ABSL_FLAG(std::string, project, "bench", "project of the submitted jobs");
@@ -64,8 +66,16 @@ sched::v1::SubmitJobRequest Request(const std::string& run, uint64_t n) {
   return req;
 }
 
-// Keeps `in_flight` SubmitJob calls outstanding over the callback client API.
-int RunSubmit() {
+struct SubmitFigures {
+  uint64_t ok = 0;
+  uint64_t failed = 0;
+  double seconds = 0;
+  std::vector<double> latencies_ms;
+};
+
+// Keeps `in_flight` SubmitJob calls outstanding over the callback client API until `seconds`
+// have passed or `max_jobs` calls were made.
+SubmitFigures SubmitMany(double seconds, uint64_t max_jobs) {
   const int n_channels = absl::GetFlag(FLAGS_channels);
   const int in_flight = absl::GetFlag(FLAGS_in_flight);
   std::vector<std::unique_ptr<sched::v1::JobService::Stub>> stubs;
@@ -77,7 +87,7 @@ int RunSubmit() {
   }
   const auto deadline =
       Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                         std::chrono::duration<double>(absl::GetFlag(FLAGS_seconds)));
+                         std::chrono::duration<double>(seconds));
   absl::Mutex mu;
   std::vector<double> latencies_ms;
   std::atomic<uint64_t> ok{0}, failed{0}, seq{0};
@@ -90,12 +100,13 @@ int RunSubmit() {
     Clock::time_point start;
   };
   std::function<void(int)> launch = [&](int slot) {
-    if (Clock::now() >= deadline) {
+    const uint64_t n = seq++;
+    if (n >= max_jobs || Clock::now() >= deadline) {
       active--;
       return;
     }
     auto* call = new Call;
-    call->req = Request("true", seq++);
+    call->req = Request("true", n);
     call->start = Clock::now();
     stubs[slot % n_channels]->async()->SubmitJob(
         &call->ctx, &call->req, &call->resp, [&, call, slot](grpc::Status s) {
@@ -116,13 +127,55 @@ int RunSubmit() {
   active = in_flight;
   for (int i = 0; i < in_flight; ++i) launch(i);
   while (active.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  SubmitFigures figures;
+  figures.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  figures.ok = ok.load();
+  figures.failed = failed.load();
   absl::MutexLock lock(&mu);
+  figures.latencies_ms = std::move(latencies_ms);
+  return figures;
+}
+
+int RunSubmit() {
+  SubmitFigures f = SubmitMany(absl::GetFlag(FLAGS_seconds), UINT64_MAX);
   std::printf("mode=submit ok=%lu failed=%lu seconds=%.2f jobs_per_s=%.0f p50_ms=%.3f "
               "p99_ms=%.3f in_flight=%d channels=%d\n",
-              ok.load(), failed.load(), secs, ok.load() / secs, Percentile(latencies_ms, 0.5),
-              Percentile(latencies_ms, 0.99), in_flight, n_channels);
-  return failed.load() == 0 ? 0 : 1;
+              f.ok, f.failed, f.seconds, f.ok / f.seconds, Percentile(f.latencies_ms, 0.5),
+              Percentile(f.latencies_ms, 0.99), absl::GetFlag(FLAGS_in_flight),
+              absl::GetFlag(FLAGS_channels));
+  return f.failed == 0 ? 0 : 1;
+}
+
+// Submits --jobs jobs that run `true`, then polls until none is pending, assigned or running.
+int RunDrain() {
+  const int jobs = absl::GetFlag(FLAGS_jobs);
+  const auto t0 = Clock::now();
+  SubmitFigures f = SubmitMany(1e9, jobs);
+  if (f.failed != 0) {
+    std::fprintf(stderr, "%lu submits failed\n", f.failed);
+    return 1;
+  }
+  auto stub = sched::v1::JobService::NewStub(
+      grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials()));
+  while (true) {
+    grpc::ClientContext ctx;
+    sched::v1::ListJobsRequest req;
+    req.add_states(sched::v1::JOB_STATE_PENDING);
+    req.add_states(sched::v1::JOB_STATE_ASSIGNED);
+    req.add_states(sched::v1::JOB_STATE_RUNNING);
+    req.set_page_size(1);
+    sched::v1::ListJobsResponse resp;
+    if (grpc::Status s = stub->ListJobs(&ctx, req, &resp); !s.ok()) {
+      std::fprintf(stderr, "list failed: %s\n", s.error_message().c_str());
+      return 1;
+    }
+    if (resp.jobs_size() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf("mode=drain jobs=%d submit_s=%.2f seconds=%.2f jobs_per_s=%.0f\n", jobs, f.seconds,
+              secs, jobs / secs);
+  return 0;
 }
 
 int RunLone() {
@@ -202,6 +255,7 @@ int main(int argc, char** argv) {
   if (mode == "submit") return RunSubmit();
   if (mode == "lone") return RunLone();
   if (mode == "start") return RunStart();
-  std::fprintf(stderr, "unknown --mode=%s (submit | lone | start)\n", mode.c_str());
+  if (mode == "drain") return RunDrain();
+  std::fprintf(stderr, "unknown --mode=%s (submit | lone | start | drain)\n", mode.c_str());
   return 2;
 }
