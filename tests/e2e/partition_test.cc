@@ -579,6 +579,24 @@ TEST_F(PartitionTest, ServerToAgentLossStopsTheCopyAndRunsItOnceElsewhere) {
   ExpectOnlyWinnerFinishedInLogs(id, won);
 }
 
+// The connection is reset (a NAT box or proxy dropping it): the agent dials again at once and
+// keeps its job; nothing is re-run.
+TEST_F(PartitionTest, ConnectionResetLosesNothing) {
+  const std::string id = Submit("reset", /*first_s=*/1.5, /*later_s=*/0.3);
+  const v1::Job first = WaitRunning(id);
+  const double expiries_before = Expiries();
+  Proxy(first.node()).ResetAll();
+  const v1::Job won = WaitTerminal(id, absl::Seconds(10));
+  EXPECT_EQ(won.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(won.node(), first.node());
+  EXPECT_EQ(won.attempt(), 1u);
+  EXPECT_EQ(won.epoch(), first.epoch());
+  EXPECT_EQ(Expiries(), expiries_before);
+  EXPECT_GE(Proxy(first.node()).accepted(), 2u) << "the agent did not dial again";
+  EXPECT_THAT(Logs(id), ::testing::HasSubstr("attempt 1 done"));
+  history_->ExpectOneTerminalOutcome(id);
+}
+
 // SIGSTOP of the agent process (its jobs run on), longer than the lease, then SIGCONT: a paused
 // cloud instance waking up. One job ends while the agent sleeps (its completion is late), one
 // still runs when it wakes (the agent must stop it).
