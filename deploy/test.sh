@@ -7,5 +7,5 @@ deploy/install-deps.sh
 deploy/build.sh
 BUILD_DIR=${BUILD_DIR:-build}
 cd "$BUILD_DIR"
-ctest --output-on-failure -j 2 -L 'unit|store|service'
+ctest --output-on-failure -j 2 -L 'unit|store|service|sim'
 ctest --output-on-failure -L 'integration|e2e'
