@@ -483,6 +483,11 @@ void Scheduler::RenewLeases(NodeEntry& entry, const std::vector<JobRef>& refs, O
     absl::StatusOr<Job*> job = LeasedJob(entry.node.record.name, ref);
     if (job.ok()) {
       lease_expiry_[ref.job_id] = expiry;
+      // The cancel sent earlier may have been lost with a stream: say it again until it ends.
+      if ((*job)->cancel_requested && entry.link) {
+        out.commands.push_back(
+            [link = entry.link, ref] { link->Cancel(ref.job_id, ref.epoch); });
+      }
     } else if (entry.link) {
       out.commands.push_back(
           [link = entry.link, ref, reason = std::string(job.status().message())] {

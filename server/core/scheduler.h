@@ -217,7 +217,8 @@ class Scheduler {
   // The job `ref` names, if it is leased to `node` under that epoch; FAILED_PRECONDITION if not.
   absl::StatusOr<Job*> LeasedJob(const std::string& node, const JobRef& ref)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Renews the refs that are current; queues a Stop for the rest.
+  // Renews the refs that are current (repeating the Cancel of a job being cancelled, in case
+  // the first was lost with a stream); queues a Stop for the rest.
   void RenewLeases(NodeEntry& entry, const std::vector<JobRef>& refs, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -352,6 +352,43 @@ TEST_F(SchedulerTest, CancelPendingRunningAndFinished) {
   EXPECT_THAT(Cancel("zzzz"), StatusIs(absl::StatusCode::kNotFound));
 }
 
+// Found by the simulation (seed 7): a cancel that crossed paths with its job's assignment, or
+// went out on a stream that broke, was never said again, and the job ran on to its natural end.
+TEST_F(SchedulerTest, CancelIsRepeatedUntilTheAgentEndsTheJob) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(1, 8 * kGiB), link);
+  auto job = Submit(Spec("long"));
+  ASSERT_THAT(job, IsOk());
+  const JobRef ref{job->job.id, Get(job->job.id).epoch};
+  link->Take();
+  // The agent's stream is down when the user cancels: nothing can be sent now.
+  scheduler_->DisconnectAgent("ws", s);
+  ASSERT_THAT(Cancel(job->job.id), IsOk());
+  // Back with the job still running: the cancel goes out on the new stream...
+  auto link2 = std::make_shared<FakeAgentLink>();
+  uint64_t s2 = Connect("ws", Caps(1, 8 * kGiB), link2, {ref});
+  auto cmds = link2->Take();
+  ASSERT_THAT(cmds, SizeIs(1));
+  EXPECT_EQ(cmds[0].kind, "cancel");
+  EXPECT_EQ(cmds[0].job_id, ref.job_id);
+  EXPECT_EQ(cmds[0].epoch, ref.epoch);
+  // ...and with every heartbeat that still lists it, in case that one is lost too.
+  ASSERT_THAT(scheduler_->Heartbeat("ws", s2, {ref}), IsOk());
+  cmds = link2->Take();
+  ASSERT_THAT(cmds, SizeIs(1));
+  EXPECT_EQ(cmds[0].kind, "cancel");
+  auto end = Report("ws", s2, ref.job_id, ref.epoch, JobState::kFailed, 143);
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, JobState::kCancelled);
+  // A job not being cancelled gets no such repeat.
+  auto other = Submit(Spec("other"));
+  ASSERT_THAT(other, IsOk());
+  link2->Take();
+  ASSERT_THAT(scheduler_->Heartbeat("ws", s2, {{other->job.id, Get(other->job.id).epoch}}),
+              IsOk());
+  EXPECT_THAT(link2->Take(), SizeIs(0));
+}
+
 TEST_F(SchedulerTest, IdPrefixesResolveUniquelyOrSayWhy) {
   auto a = Submit(Spec("a"));
   ASSERT_THAT(a, IsOk());
