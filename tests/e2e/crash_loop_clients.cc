@@ -66,8 +66,12 @@ v1::JobSpec SpecFor(const std::string& request_id) {
 // ---------------------------------------------------------------------------------------------
 
 Workers::Workers(std::string address, History* history, int count, uint64_t seed,
-                 absl::Duration max_pause)
-    : address_(std::move(address)), history_(history), max_pause_(max_pause) {
+                 absl::Duration max_pause, std::function<size_t()> backlog, size_t max_backlog)
+    : address_(std::move(address)),
+      history_(history),
+      max_pause_(max_pause),
+      backlog_(std::move(backlog)),
+      max_backlog_(max_backlog) {
   for (int w = 0; w < count; ++w) threads_.emplace_back([this, w, seed] { Run(w, seed + w); });
 }
 
@@ -83,16 +87,18 @@ void Workers::Run(int worker, uint64_t seed) {
   std::mt19937_64 rng(seed);
   auto stub = v1::JobService::NewStub(FastReconnectChannel(address_));
   for (int n = 0; !stop_.load(); ++n) {
+    const bool full = backlog_() >= max_backlog_;
     std::string cancel_id;
-    if (rng() % 5 == 0) {
+    if (full || rng() % 5 == 0) {
       absl::MutexLock lock(&mu_);
       if (!acked_.empty()) cancel_id = acked_[rng() % acked_.size()];
     }
-    if (cancel_id.empty()) {
-      Submit(*stub, worker, absl::StrCat("s", seed, "-w", worker, "-", n));
-    } else {
+    if (!cancel_id.empty()) {
       Cancel(*stub, worker, cancel_id);
+    } else if (!full) {
+      Submit(*stub, worker, absl::StrCat("s", seed, "-w", worker, "-", n));
     }
+    if (full) Pause(absl::Milliseconds(50));
     Pause(max_pause_ * std::uniform_real_distribution<double>(0, 1)(rng));
   }
 }
@@ -159,6 +165,11 @@ void Watcher::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+size_t Watcher::unfinished() const {
+  absl::MutexLock lock(&mu_);
+  return unfinished_;
+}
+
 std::vector<JobView> Watcher::events() const {
   absl::MutexLock lock(&mu_);
   return events_;
@@ -167,13 +178,6 @@ std::vector<JobView> Watcher::events() const {
 void Watcher::Record(const v1::WatchJobsResponse& resp, int subscription) {
   JobView v = ToView(resp.job());
   absl::MutexLock lock(&mu_);
-  if (out_.is_open()) {
-    out_ << "{\"sub\":" << subscription << ",\"initial\":" << (resp.initial() ? "true" : "false")
-         << ",\"job\":\"" << v.id << "\",\"state\":\"" << StateName(v.state)
-         << "\",\"attempt\":" << v.attempt << ",\"epoch\":" << v.epoch
-         << ",\"cancel_requested\":" << (v.cancel_requested ? "true" : "false")
-         << ",\"exit_code\":" << v.exit_code << "}\n";
-  }
   auto [it, inserted] = last_.try_emplace(v.id, v);
   if (!inserted) {
     const JobView& l = it->second;
@@ -181,7 +185,16 @@ void Watcher::Record(const v1::WatchJobsResponse& resp, int subscription) {
         l.cancel_requested == v.cancel_requested && l.exit_code == v.exit_code) {
       return;
     }
+    unfinished_ -= !IsTerminal(l.state);
     it->second = v;
+  }
+  unfinished_ += !IsTerminal(v.state);
+  if (out_.is_open()) {
+    out_ << "{\"sub\":" << subscription << ",\"initial\":" << (resp.initial() ? "true" : "false")
+         << ",\"job\":\"" << v.id << "\",\"state\":\"" << StateName(v.state)
+         << "\",\"attempt\":" << v.attempt << ",\"epoch\":" << v.epoch
+         << ",\"cancel_requested\":" << (v.cancel_requested ? "true" : "false")
+         << ",\"exit_code\":" << v.exit_code << "}\n";
   }
   events_.push_back(std::move(v));
 }

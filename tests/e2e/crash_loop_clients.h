@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -33,11 +34,13 @@ bool IsUnknownOutcome(grpc::StatusCode code);
 v1::JobSpec SpecFor(const std::string& request_id);
 
 // `count` threads submitting jobs with fresh request ids and cancelling random acknowledged
-// ones, recording every call in `history`.
+// ones, recording every call in `history`. While `backlog()` (jobs not yet ended) is at
+// `max_backlog` or more they only cancel, so the agents can drain the queue in a bounded time
+// after the last kill.
 class Workers {
  public:
   Workers(std::string address, History* history, int count, uint64_t seed,
-          absl::Duration max_pause);
+          absl::Duration max_pause, std::function<size_t()> backlog, size_t max_backlog);
   ~Workers();
   void Stop();  // joins
 
@@ -51,6 +54,8 @@ class Workers {
   const std::string address_;
   History* const history_;
   const absl::Duration max_pause_;
+  const std::function<size_t()> backlog_;
+  const size_t max_backlog_;
   std::atomic<bool> stop_{false};
   absl::Mutex mu_;
   std::vector<std::string> acked_ ABSL_GUARDED_BY(mu_);  // job ids
@@ -62,12 +67,14 @@ class Workers {
 // not pile up.
 class Watcher {
  public:
-  // Every event received is also written to `jsonl_path` (when not empty), for post-mortems.
+  // Every recorded event is also written to `jsonl_path` (when not empty), for post-mortems.
   Watcher(std::string address, const std::string& jsonl_path);
   ~Watcher();
   void Stop();  // joins
   std::vector<JobView> events() const;
   int subscriptions() const { return subscriptions_.load(); }
+  // Jobs seen whose last recorded state is not terminal.
+  size_t unfinished() const;
 
  private:
   void Run();
@@ -80,6 +87,7 @@ class Watcher {
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::vector<JobView> events_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, JobView> last_ ABSL_GUARDED_BY(mu_);
+  size_t unfinished_ ABSL_GUARDED_BY(mu_) = 0;
   std::ofstream out_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };

@@ -26,6 +26,10 @@
 namespace sched::crash_loop {
 namespace {
 
+// Jobs not yet ended beyond which workers stop submitting: two agents drain this many in a few
+// seconds, so the liveness bound holds however long the loop runs.
+constexpr size_t kMaxBacklog = 300;
+
 int64_t EnvInt(const char* name, int64_t fallback) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? std::strtoll(v, nullptr, 10) : fallback;
@@ -96,8 +100,9 @@ TEST(CrashLoopTest, KillsLoseNothingAcknowledgedAndEveryJobEndsOnce) {
   };
   ASSERT_TRUE(schedd.Start("", 0, start_timeout).ok());
   auto agents = StartAgents(dir, schedd.address(), 2);
-  Workers workers(schedd.address(), &history, workers_count, seed, absl::Milliseconds(20));
   Watcher watcher(schedd.address(), dir + "/events.jsonl");
+  Workers workers(schedd.address(), &history, workers_count, seed, absl::Milliseconds(20),
+                  [&watcher] { return watcher.unfinished(); }, kMaxBacklog);
 
   while (killed.total() < kills) {
     // Up for a random while; a failpoint may end it sooner.
