@@ -49,6 +49,7 @@ struct Msg {
     kUpdateAck,
     kStreamEnd,
   };
+  explicit Msg(Kind k, uint64_t c = 0) : kind(k), conn(c) {}
   Kind kind;
   uint64_t conn = 0;
   std::vector<JobRef> refs;  // register, heartbeat
@@ -222,7 +223,9 @@ class World {
   std::vector<JobRef> HeldRefs(const SimAgent& a, bool skip_final_on_wire) const;
   void CrashAgent(int agent);
 
-  // ---- clients ----
+  // ---- clients and operators ----
+  enum Operation { kCordon, kDrain, kUncordon };
+  void Operate(int agent, Operation op);
   void ClientSubmit(const std::string& request_id);
   void ClientCancel(const std::string& job_id);
   void ClientRetryUnknowns();
@@ -384,6 +387,15 @@ void World::ScheduleFaults() {
       p.to_agent = kind != 1;
       p.until = now_ + Ms(200, 6000);
     });
+  }
+  for (int i = Between(0, 3); i > 0; --i) {
+    // An operator cordons or drains a node, and later lets it take work again.
+    const int a = static_cast<int>(Between(0, agents_.size() - 1));
+    const bool drain = Chance(0.5);
+    After(Ms(0, span), absl::StrCat(drain ? "drain " : "cordon ", agents_[a].name),
+          [this, a, drain] { Operate(a, drain ? kDrain : kCordon); });
+    After(Ms(0, span + 2000), absl::StrCat("uncordon ", agents_[a].name),
+          [this, a] { Operate(a, kUncordon); });
   }
   for (int i = Between(0, 3); i > 0; --i) {
     After(Ms(0, span), "clock jump", [this] {
@@ -862,6 +874,27 @@ void World::ClientSubmit(const std::string& rid) {
   });
 }
 
+void World::Operate(int agent, Operation op) {
+  if (scheduler_ == nullptr) {  // the call fails; the operator tries again
+    After(Ms(100, 1000), "operator retry", [this, agent, op] { Operate(agent, op); });
+    return;
+  }
+  touched_scheduler_ = true;
+  const std::string& name = agents_[agent].name;
+  auto done = [this, name](absl::StatusOr<Node> node) {
+    // A node schedd has not heard of yet is NOT_FOUND; anything else is a bug.
+    if (!node.ok() && !absl::IsNotFound(node.status())) {
+      Violation(absl::StrCat("operating on ", name, ": ", node.status().ToString()));
+    }
+  };
+  if (op == kDrain) {
+    scheduler_->Drain(name, done);
+  } else {
+    scheduler_->Cordon(name, op == kCordon, done);
+  }
+  MaybeSync();
+}
+
 void World::ClientCancel(const std::string& id) {
   After(Delay(), "cancel arrives " + id, [this, id] {
     if (scheduler_ == nullptr) {
@@ -1058,6 +1091,10 @@ SimResult World::Run() {
           const int a = static_cast<int>(i);
           After(absl::ZeroDuration(), "wake (healed)", [this, a] { AgentTick(a); });
         }
+      }
+      for (size_t i = 0; i < agents_.size(); ++i) {
+        const int a = static_cast<int>(i);
+        After(absl::Seconds(1), "uncordon (healed)", [this, a] { Operate(a, kUncordon); });
       }
       absl::Duration work;
       for (const auto& [rid, sub] : submissions_) {
