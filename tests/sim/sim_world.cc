@@ -306,7 +306,7 @@ void SimLink::Stop(const std::string& id, uint64_t epoch, const std::string&) {
 // Set-up
 
 void World::MakeAgents() {
-  const int n = static_cast<int>(Between(2, 6));
+  const int n = static_cast<int>(Between(2, 10));
   static const char* kModels[] = {"NVIDIA GeForce RTX 3080", "NVIDIA A100-SXM4-80GB"};
   static const int64_t kMemory[] = {10LL << 30, 80LL << 30};
   for (int i = 0; i < n; ++i) {
