@@ -875,6 +875,8 @@ void World::ClientSubmit(const std::string& rid) {
 }
 
 void World::Operate(int agent, Operation op) {
+  // Once healed, the operator only gives nodes back: a late cordon retry would keep them.
+  if (!Faulty() && op != kUncordon) return;
   if (scheduler_ == nullptr) {  // the call fails; the operator tries again
     After(Ms(100, 1000), "operator retry", [this, agent, op] { Operate(agent, op); });
     return;
