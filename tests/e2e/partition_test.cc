@@ -364,10 +364,16 @@ class PartitionTest : public ::testing::Test {
     return took;
   }
 
-  // Waits until `victim` is READY again and its late messages, if any, have had time to land.
+  // Waits until `victim`'s agent has registered again (its first stream was given up) and is
+  // READY, and its late messages, if any, have had time to land.
   void WaitBackAndSettled(const std::string& victim) {
-    ASSERT_TRUE(
-        Eventually([&] { return NodeState(victim) == v1::NODE_STATE_READY; }, absl::Seconds(10)))
+    ASSERT_TRUE(Eventually(
+        [&] {
+          const std::string log = AgentLog(victim);
+          return log.find("registered with") != log.rfind("registered with") &&
+                 NodeState(victim) == v1::NODE_STATE_READY;
+        },
+        absl::Seconds(10)))
         << victim << " did not come back";
     absl::SleepFor(4 * kHeartbeat);
   }
@@ -461,7 +467,7 @@ class PartitionTest : public ::testing::Test {
       if (in.has_stop()) answers.stops.push_back(in.stop());
       if (in.has_rejected()) answers.rejected.push_back(in.rejected());
       answers.registered |= in.has_register_ack();
-      answers.heartbeat_acked = in.has_heartbeat_ack();
+      answers.heartbeat_acked |= in.has_heartbeat_ack();
     }
     EXPECT_TRUE(answers.registered);
     ctx.TryCancel();
