@@ -7,8 +7,9 @@
 # Prints the SLURM_CONF path to export on start.
 #
 # Profiles:
-#   default  Slurm's defaults, except what one node in a container needs to run at all (no
-#            cgroup process tracking or task binding) and a job table big enough for the drain.
+#   default  Slurm's defaults, except process tracking without cgroups (the default,
+#            proctrack/cgroup, wants a cgroup.conf and a delegated cgroup tree this script does
+#            not set up) and room for the drain's jobs.
 #   ht       the same plus the settings of Slurm's high-throughput computing guide that apply to
 #            22.05 on one node: deferred and rate-limited scheduling, a bounded backfill, short
 #            job records, quieter logs, and no accounting or job-completion plugins.
@@ -42,13 +43,13 @@ SlurmctldPidFile=$DIR/slurmctld.pid
 SlurmdPidFile=$DIR/slurmd.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
-# needed here: no cgroup controllers to delegate inside this container
+# the default, proctrack/cgroup, wants a cgroup.conf and a delegated cgroup tree
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 # one CPU per job, as many jobs as CPUs
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
-# the drain queues 10,000 jobs as one array (defaults: MaxJobCount 10,000, MaxArraySize 1,001)
+# the drain submits one array job (defaults: MaxJobCount 10,000, MaxArraySize 1,001)
 MaxJobCount=100000
 MaxArraySize=100001
 # a fresh state folder each run: let the node take work as soon as it registers
