@@ -57,6 +57,7 @@ struct Msg {
   std::string job_name;      // assign: the spec's name, which says how long the job runs
   JobRef ref;                // log, assign, cancel, stop, rejected, update ack
   uint64_t session = 0;      // register ack
+  absl::Time sent_at;        // heartbeat, echoed by its ack: the lease was renewed no earlier
   absl::StatusCode code = absl::StatusCode::kOk;  // rejected
 };
 
@@ -520,7 +521,9 @@ void World::ServerReceive(int agent, const Msg& msg) {
       if (!s.ok()) {
         EndStream(msg.conn);
       } else {
-        ToAgent(agent, Msg{Msg::kHeartbeatAck, msg.conn});
+        Msg ack{Msg::kHeartbeatAck, msg.conn};
+        ack.sent_at = msg.sent_at;
+        ToAgent(agent, ack);
       }
       break;
     }
@@ -721,6 +724,7 @@ void World::AgentTick(int agent) {
     a.next_heartbeat = now_ + kHeartbeat;
     Msg hb{Msg::kHeartbeat};
     hb.refs = HeldRefs(a, /*skip_final_on_wire=*/true);
+    hb.sent_at = now_;
     AgentSend(agent, std::move(hb));
   }
   After(kAgentTick, "", [this, agent] { AgentTick(agent); });
@@ -748,9 +752,12 @@ void World::AgentReceive(int agent, const Msg& msg) {
       return;
     }
     case Msg::kHeartbeatAck:
-      a.last_ack = now_;
+      // Dated from when the heartbeat left: an ack read late does not make a lease look fresh.
+      a.last_ack = std::max(a.last_ack, msg.sent_at);
       return;
     case Msg::kAssign: {
+      // Read after this agent's own view of the lease ran out: as old as that; never run it.
+      if (now_ - a.last_ack > kLeaseTtl) return;
       auto it = a.jobs.find(msg.ref.job_id);
       if (it != a.jobs.end()) {
         if (it->second.epoch >= msg.ref.epoch) return;  // a repeat, or older than what runs
