@@ -140,7 +140,7 @@ void Workers::Cancel(v1::JobService::Stub& stub, int worker, const std::string& 
 void Workers::RecordError(uint64_t op, const grpc::Status& s) {
   if (IsUnknownOutcome(s.error_code())) {
     history_->Unknown(op, s.error_code(), s.error_message());
-    Pause(absl::Milliseconds(20));  // schedd is probably down
+    Pause(absl::Milliseconds(100));  // schedd is probably down
   } else {
     history_->Fail(op, s.error_code(), s.error_message());
   }
