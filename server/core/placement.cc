@@ -1,7 +1,8 @@
 #include "server/core/placement.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 
 namespace sched {
 namespace {
@@ -9,9 +10,13 @@ namespace {
 // Case-insensitive substring test that allocates nothing: it runs for every GPU of every node a
 // GPU job is tried on.
 bool ContainsIgnoringCase(absl::string_view text, absl::string_view part) {
-  if (part.size() > text.size()) return false;
+  if (part.empty()) return true;
+  const char first = absl::ascii_tolower(part[0]);
   for (size_t i = 0; i + part.size() <= text.size(); ++i) {
-    if (absl::EqualsIgnoreCase(text.substr(i, part.size()), part)) return true;
+    if (absl::ascii_tolower(text[i]) != first) continue;
+    size_t j = 1;
+    while (j < part.size() && absl::ascii_tolower(text[i + j]) == absl::ascii_tolower(part[j])) ++j;
+    if (j == part.size()) return true;
   }
   return false;
 }
@@ -40,6 +45,23 @@ bool Fits(const Resources& r, const Node& node, std::vector<uint32_t>* gpus) {
     if (gpus->size() == r.gpus) return true;
   }
   return false;
+}
+
+MostRoom MostRoom::Of(const std::vector<const Node*>& nodes) {
+  MostRoom room;
+  for (const Node* node : nodes) {
+    room.cpu_millis = std::max(room.cpu_millis, node->FreeCpuMillis());
+    room.memory_bytes = std::max(room.memory_bytes, node->FreeMemoryBytes());
+    const size_t total = node->record.caps.gpus.size(), busy = node->busy_gpus.size();
+    if (total <= busy) continue;
+    room.gpus = std::max(room.gpus, total - busy);
+    for (const GpuDevice& g : node->record.caps.gpus) {
+      if (g.memory_bytes > room.gpu_memory_bytes && !node->busy_gpus.count(g.index)) {
+        room.gpu_memory_bytes = g.memory_bytes;
+      }
+    }
+  }
+  return room;
 }
 
 std::optional<Placement> BestFitPlacer::Place(const JobSpec& spec,
@@ -71,32 +93,45 @@ PendingQueue::GroupKey PendingQueue::GroupKeyOf(const Resources& r) {
 void PendingQueue::Add(Job* job, bool settled) {
   Group& group = groups_[GroupKeyOf(job->spec.resources)];
   if (group.jobs.empty()) group.resources = job->spec.resources;
-  if (group.jobs.emplace(KeyOf(*job), job).second) size_++;
+  const Key key = KeyOf(*job);
+  if (group.jobs.emplace(key, job).second) size_++;
+  if (group.first == nullptr || key < group.first_key) {
+    group.first = job;
+    group.first_key = key;
+  }
   if (!settled) group.settled = false;
 }
 
 void PendingQueue::Remove(const Job& job) {
   auto it = groups_.find(GroupKeyOf(job.spec.resources));
-  if (it != groups_.end() && it->second.jobs.erase(KeyOf(job))) size_--;
+  if (it == groups_.end()) return;
+  Group& group = it->second;
+  const Key key = KeyOf(job);
+  if (!group.jobs.erase(key)) return;
+  size_--;
+  if (key == group.first_key) {
+    group.first = group.jobs.empty() ? nullptr : group.jobs.begin()->second;
+    if (group.first != nullptr) group.first_key = group.jobs.begin()->first;
+  }
 }
 
 const PendingQueue::Group* PendingQueue::GroupOf(const Job& job) const {
   auto it = groups_.find(GroupKeyOf(job.spec.resources));
-  return it == groups_.end() || it->second.jobs.empty() ? nullptr : &it->second;
+  return it == groups_.end() || it->second.first == nullptr ? nullptr : &it->second;
 }
 
 std::vector<const PendingQueue::Group*> PendingQueue::Groups() const {
   std::vector<const Group*> out;
   out.reserve(groups_.size());
   for (const auto& [key, group] : groups_) {
-    if (!group.jobs.empty()) out.push_back(&group);
+    if (group.first != nullptr) out.push_back(&group);
   }
   return out;
 }
 
 void PendingQueue::SettleAll() {
   for (auto it = groups_.begin(); it != groups_.end();) {
-    if (it->second.jobs.empty()) {
+    if (it->second.first == nullptr) {
       groups_.erase(it++);
     } else {
       it->second.settled = true;

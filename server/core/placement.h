@@ -37,6 +37,22 @@ class Placer {
 // True when `node`'s free resources cover `r`; fills `gpus` with the GPUs to give.
 bool Fits(const Resources& r, const Node& node, std::vector<uint32_t>* gpus);
 
+// The most free CPU, memory and GPUs that any one of some nodes has, and the largest free GPU:
+// a job asking more of any of them fits none of those nodes. Stays a valid bound while the
+// nodes only lose room.
+struct MostRoom {
+  int64_t cpu_millis = 0;
+  int64_t memory_bytes = 0;
+  size_t gpus = 0;
+  int64_t gpu_memory_bytes = 0;
+
+  static MostRoom Of(const std::vector<const Node*>& nodes);
+  bool MayFit(const Resources& r) const {
+    return r.cpu_millis <= cpu_millis && r.memory_bytes <= memory_bytes && r.gpus <= gpus &&
+           (r.gpus == 0 || r.gpu_memory_bytes <= gpu_memory_bytes);
+  }
+};
+
 // Resource fit; among the nodes that fit, the one left with the fewest free GPUs, then the
 // fewest free CPUs (best fit keeps big holes for big jobs), then by name.
 class BestFitPlacer final : public Placer {
@@ -62,6 +78,9 @@ class PendingQueue {
   struct Group {
     Resources resources;
     absl::btree_map<Key, Job*> jobs;
+    // jobs.begin(), kept here so that a pass over the groups reads only the groups.
+    Job* first = nullptr;  // null when empty
+    Key first_key;
     bool settled = true;
   };
 

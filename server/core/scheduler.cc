@@ -738,11 +738,19 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
     if (node.Schedulable() && node.FreeCpuMillis() > 0) grown.push_back(&node);
   }
   grown_nodes_.clear();
+  const MostRoom grown_room = MostRoom::Of(grown);
   std::vector<const Node*> open;
+  MostRoom open_room;
+  bool open_known = false;
   std::vector<const PendingQueue::Group*> live;
   for (const PendingQueue::Group* group : pending_.Groups()) {
-    if (!group->settled && open.empty()) open = OpenNodes();
-    if (!(group->settled ? grown : open).empty()) live.push_back(group);
+    if (!group->settled && !open_known) {
+      open = OpenNodes();
+      open_room = MostRoom::Of(open);
+      open_known = true;
+    }
+    // Most groups fail this cheap test when one job's end freed a little room.
+    if ((group->settled ? grown_room : open_room).MayFit(group->resources)) live.push_back(group);
   }
   // The same outcome as walking the whole queue in order and placing each job that fits: each
   // round places the first job, in queue order, that fits now. Room only shrinks within a pass,
@@ -752,22 +760,23 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
     std::optional<Placement> best_placement;
     for (size_t i = 0; i < live.size();) {
       const PendingQueue::Group* group = live[i];
-      Job* head = group->jobs.empty() ? nullptr : group->jobs.begin()->second;
       std::optional<Placement> p;
-      if (head != nullptr) p = placer_->Place(head->spec, group->settled ? grown : open);
+      if (group->first != nullptr) {
+        p = placer_->Place(group->first->spec, group->settled ? grown : open);
+      }
       if (!p) {
         live[i] = live.back();
         live.pop_back();
         continue;
       }
-      if (best == nullptr || group->jobs.begin()->first < best->jobs.begin()->first) {
+      if (best == nullptr || group->first_key < best->first_key) {
         best = group;
         best_placement = std::move(p);
       }
       ++i;
     }
     if (best == nullptr) break;
-    Job& job = *best->jobs.begin()->second;
+    Job& job = *best->first;
     Assign(job, nodes_.at(best_placement->node->record.name),
            std::move(best_placement->gpu_indexes), out);
   }

@@ -99,6 +99,9 @@ stop_sched
 
 # ---- sched: placement in the core, simulated cluster
 placement=$("$BIN/sched-placement-bench" --nodes="$NODES" --pending="$PENDING" --completions="$COMPLETIONS")
+# the same with 1,000 distinct requests in the queue instead of 64: a pass grows with them
+placement_wide=$("$BIN/sched-placement-bench" --nodes="$NODES" --pending="$PENDING" \
+  --completions="$COMPLETIONS" --shapes=1000)
 
 # ---- Slurm on the same machine, once per profile
 declare -A slurm_cli slurm_rest slurm_start slurm_drain
@@ -154,6 +157,9 @@ done
 p_rate=$(echo "$placement" | field decisions_per_s)
 p_pass=$(echo "$placement" | field passes_per_s)
 p50=$(echo "$placement" | field p50_us); p99=$(echo "$placement" | field p99_us)
+w_rate=$(echo "$placement_wide" | field decisions_per_s)
+w_pass=$(echo "$placement_wide" | field passes_per_s)
+w50=$(echo "$placement_wide" | field p50_us); w99=$(echo "$placement_wide" | field p99_us)
 
 row() { echo "| $1 | $2 | $3 | $4 | $5 | $6 |"; }
 echo
@@ -180,6 +186,8 @@ row "drain $JOBS trivial jobs, one node, 2 at a time (s)" "$drain_s" \
 row "placement, $NODES nodes, $PENDING pending: jobs placed/s (target ≥ 20,000)" "$p_rate" "—" "—" "—" "—"
 row "placement: completions handled/s, each one placement pass" "$p_pass" "—" "—" "—" "—"
 row "placement: one completion's pass p50 / p99 (µs; target p99 ≤ 1,000)" "$p50 / $p99" "—" "—" "—" "—"
+row "placement, 1,000 distinct requests queued: jobs placed/s; completions/s" "$w_rate; $w_pass" "—" "—" "—" "—"
+row "placement, 1,000 distinct requests queued: pass p50 / p99 (µs)" "$w50 / $w99" "—" "—" "—" "—"
 echo
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "raw: $lone"
@@ -189,6 +197,7 @@ echo "raw: $start"
 echo "raw: $drain_small"
 echo "raw: $drain"
 echo "raw: $placement"
+echo "raw: $placement_wide"
 for p in default ht; do
   echo "raw: slurm-$p cli jobs_per_s=${slurm_cli[$p]}"
   echo "raw: slurm-$p ${slurm_rest[$p]}"

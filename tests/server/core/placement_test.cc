@@ -63,7 +63,20 @@ TEST(PendingQueueTest, GroupsJobsByResourcesInPriorityThenAgeOrder) {
   ASSERT_NE(one_cpu, nullptr);
   EXPECT_EQ(one_cpu->resources.cpu_millis, 1000);
   EXPECT_THAT(Seqs(*one_cpu), ElementsAre(3u, 1u, 4u));  // priority 5 first, then oldest
+  EXPECT_EQ(one_cpu->first, &c);
   EXPECT_THAT(Seqs(*queue.GroupOf(b)), ElementsAre(2u));
+
+  queue.Remove(d);  // not the first: the first stays
+  EXPECT_EQ(one_cpu->first, &c);
+  queue.Remove(c);
+  EXPECT_EQ(one_cpu->first, &a);
+  EXPECT_EQ(one_cpu->first_key, PendingQueue::KeyOf(a));
+  queue.Remove(a);
+  EXPECT_EQ(one_cpu->first, nullptr);
+  EXPECT_EQ(queue.GroupOf(a), nullptr);
+  Job urgent = MakeJob(9, 2000, /*priority=*/1);
+  queue.Add(&urgent, true);
+  EXPECT_EQ(queue.GroupOf(b)->first, &urgent);
 }
 
 TEST(PendingQueueTest, GpuWishesMakeDistinctGroups) {
@@ -149,6 +162,31 @@ TEST(BestFitPlacerTest, GpuModelIgnoresCaseAndGpuMemoryIsAMinimum) {
   EXPECT_THAT(gpus, ElementsAre(2u));
   r.gpus = 3;
   EXPECT_FALSE(Fits(r, node, &gpus));  // more than the node has free
+}
+
+TEST(MostRoomTest, BoundsWhatAnyOneNodeHasFree) {
+  Node a = MakeNode("a", 8, 16 * kGiB);
+  a.alloc_cpu_millis = 6000;
+  Node b = MakeNode("b", 4, 64 * kGiB,
+                    {{0, "u0", "L4", 24 * kGiB}, {1, "u1", "A100", 80 * kGiB}});
+  b.busy_gpus = {1};
+  MostRoom room = MostRoom::Of({&a, &b});
+  EXPECT_EQ(room.cpu_millis, 4000);
+  EXPECT_EQ(room.memory_bytes, 64 * kGiB);
+  EXPECT_EQ(room.gpus, 1u);
+  EXPECT_EQ(room.gpu_memory_bytes, 24 * kGiB);  // the A100 is busy
+  Resources r;
+  r.cpu_millis = 4000;
+  EXPECT_TRUE(room.MayFit(r));
+  r.gpus = 1;
+  r.gpu_memory_bytes = 40 * kGiB;
+  EXPECT_FALSE(room.MayFit(r));
+  r.gpus = 2;
+  r.gpu_memory_bytes = 0;
+  EXPECT_FALSE(room.MayFit(r));
+  r = Resources{};
+  r.cpu_millis = 1000;
+  EXPECT_FALSE(MostRoom::Of({}).MayFit(r));
 }
 
 // ---- The Scheduler's placement pass
