@@ -121,17 +121,21 @@ absl::Status Scheduler::LoadState() {
 void Scheduler::Seal(Outbox& out) {
   if (!out.batch.empty()) {
     out.ticket = last_ticket_ = store_->Append(std::move(out.batch));
+    out.publish_seq = ++last_publish_seq_;
     out.batch.clear();
   }
 }
 
 void Scheduler::Deliver(Outbox out, absl::AnyInvocable<void(absl::Status)> done) {
   auto apply = [this, commands = std::move(out.commands), events = std::move(out.events),
-                done = std::move(done)](absl::Status status) mutable {
+                seq = out.publish_seq, done = std::move(done)](absl::Status status) mutable {
     done(status);
-    if (!status.ok()) return;
-    for (auto& command : commands) command();
-    Publish(events);
+    if (status.ok()) {
+      for (auto& command : commands) command();
+    } else {
+      events.clear();  // not durable: nothing to tell, but later outboxes must not wait on it
+    }
+    if (seq != 0) Publish(seq, std::move(events));
   };
   if (out.ticket == 0) {
     apply(absl::OkStatus());
@@ -164,11 +168,15 @@ void Scheduler::Apply(Locked locked, Done<T> done) {
   Finish(std::move(out), std::move(result), std::move(done));
 }
 
-void Scheduler::Publish(std::vector<Job>& events) {
-  if (events.empty()) return;
+void Scheduler::Publish(uint64_t seq, std::vector<Job> events) {
   absl::MutexLock lock(&sub_mu_);
-  for (const Job& job : events) {
-    for (auto& [id, fn] : job_subs_) fn(job);
+  unpublished_.emplace(seq, std::move(events));
+  while (!unpublished_.empty() && unpublished_.begin()->first == next_publish_seq_) {
+    for (const Job& job : unpublished_.begin()->second) {
+      for (auto& [id, fn] : job_subs_) fn(job);
+    }
+    unpublished_.erase(unpublished_.begin());
+    ++next_publish_seq_;
   }
 }
 

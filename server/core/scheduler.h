@@ -176,6 +176,7 @@ class Scheduler {
   struct Outbox {
     StoreBatch batch;
     uint64_t ticket = 0;
+    uint64_t publish_seq = 0;  // set with a batch: the events go out in this order
     std::vector<absl::AnyInvocable<void()>> commands;
     std::vector<Job> events;
   };
@@ -194,7 +195,9 @@ class Scheduler {
   // Runs `locked(outbox)` under the lock, then Finish.
   template <typename T, typename Locked>
   void Apply(Locked locked, Done<T> done) ABSL_LOCKS_EXCLUDED(mu_);
-  void Publish(std::vector<Job>& events);
+  // Hands the events of outbox `seq` to the subscribers once those of every earlier outbox have
+  // gone: callbacks of consecutive batches may run on different threads at once.
+  void Publish(uint64_t seq, std::vector<Job> events) ABSL_LOCKS_EXCLUDED(sub_mu_);
 
   absl::StatusOr<SubmitResult> SubmitLocked(JobSpec spec, std::string request_id, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -262,12 +265,15 @@ class Scheduler {
   uint64_t last_epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t last_session_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t last_ticket_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t last_publish_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   SchedulerStats stats_ ABSL_GUARDED_BY(mu_);
 
   // Taken without mu_ held; subscribers may call the Scheduler (taking mu_) inside.
   mutable absl::Mutex sub_mu_;
   uint64_t last_sub_ ABSL_GUARDED_BY(sub_mu_) = 0;
+  uint64_t next_publish_seq_ ABSL_GUARDED_BY(sub_mu_) = 1;
+  std::map<uint64_t, std::vector<Job>> unpublished_ ABSL_GUARDED_BY(sub_mu_);
   std::map<uint64_t, absl::AnyInvocable<void(const Job&)>> job_subs_ ABSL_GUARDED_BY(sub_mu_);
   std::map<uint64_t, absl::AnyInvocable<void(const std::string&, const LogRecord&)>> log_subs_
       ABSL_GUARDED_BY(sub_mu_);
