@@ -138,6 +138,20 @@ void CapabilitiesToProto(const NodeCapabilities& caps, v1::Capabilities* out) {
   }
   out->set_provider(caps.provider);
   out->set_price_per_hour(caps.price_per_hour);
+  out->set_spot(caps.spot);
+  out->set_region(caps.region);
+  out->set_instance_type(caps.instance_type);
+  if (caps.local_price) {
+    const LocalPrice& p = *caps.local_price;
+    v1::Capabilities::LocalPrice* lp = out->mutable_local_price();
+    lp->set_power_watts(p.power_watts);
+    lp->set_electricity_dollars_per_kwh(p.electricity_dollars_per_kwh);
+    lp->set_hardware_cost_dollars(p.hardware_cost_dollars);
+    lp->set_amortize_months(p.amortize_months);
+    lp->set_energy_dollars_per_hour(p.energy_dollars_per_hour);
+    lp->set_amortization_dollars_per_hour(p.amortization_dollars_per_hour);
+  }
+  for (const std::string& field : caps.advertised) out->add_advertised(field);
   for (const auto& [k, v] : caps.labels) (*out->mutable_labels())[k] = v;
   out->set_hostname(caps.hostname);
   out->set_gpu_detection(caps.gpu_detection);
@@ -154,6 +168,17 @@ absl::StatusOr<NodeCapabilities> CapabilitiesFromProto(const v1::Capabilities& i
   if (!std::isfinite(in.price_per_hour()) || in.price_per_hour() < 0) {
     return absl::InvalidArgumentError("capabilities.price_per_hour: must be >= 0");
   }
+  if (in.has_local_price()) {
+    const v1::Capabilities::LocalPrice& p = in.local_price();
+    for (double part : {p.power_watts(), p.electricity_dollars_per_kwh(),
+                        p.hardware_cost_dollars(), p.amortize_months(),
+                        p.energy_dollars_per_hour(), p.amortization_dollars_per_hour()}) {
+      if (!std::isfinite(part) || part < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("capabilities.local_price: every part must be >= 0, got ", part));
+      }
+    }
+  }
   NodeCapabilities caps;
   caps.cpu_millis = static_cast<int64_t>(std::llround(in.cpus() * 1000));
   caps.memory_bytes = in.memory_bytes();
@@ -163,6 +188,19 @@ absl::StatusOr<NodeCapabilities> CapabilitiesFromProto(const v1::Capabilities& i
   }
   caps.provider = in.provider();
   caps.price_per_hour = in.price_per_hour();
+  caps.spot = in.spot();
+  caps.region = in.region();
+  caps.instance_type = in.instance_type();
+  if (in.has_local_price()) {
+    const v1::Capabilities::LocalPrice& p = in.local_price();
+    caps.local_price = LocalPrice{p.power_watts(),
+                                  p.electricity_dollars_per_kwh(),
+                                  p.hardware_cost_dollars(),
+                                  p.amortize_months(),
+                                  p.energy_dollars_per_hour(),
+                                  p.amortization_dollars_per_hour()};
+  }
+  caps.advertised.assign(in.advertised().begin(), in.advertised().end());
   caps.labels.insert(in.labels().begin(), in.labels().end());
   caps.hostname = in.hostname();
   caps.gpu_detection = in.gpu_detection();

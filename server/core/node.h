@@ -2,11 +2,12 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace sched {
@@ -18,13 +19,31 @@ struct GpuDevice {
   int64_t memory_bytes = 0;
 };
 
+// How a machine the user owns is priced: price_per_hour = energy + amortization, in dollars.
+struct LocalPrice {
+  double power_watts = 0;
+  double electricity_dollars_per_kwh = 0;
+  double hardware_cost_dollars = 0;
+  double amortize_months = 0;  // of 730 hours
+  double energy_dollars_per_hour = 0;
+  double amortization_dollars_per_hour = 0;
+};
+
+// What an agent reports about its machine (sched.v1.Capabilities).
 struct NodeCapabilities {
   int64_t cpu_millis = 0;
   int64_t memory_bytes = 0;
   int64_t disk_bytes = 0;
   std::vector<GpuDevice> gpus;
   std::string provider;
-  double price_per_hour = 0;
+  double price_per_hour = 0;  // dollars
+  bool spot = false;
+  std::string region;
+  std::string instance_type;
+  // Set when price_per_hour was computed from these parts rather than given.
+  std::optional<LocalPrice> local_price;
+  // Fields the operator gave in place of detected values ("gpus", "provider").
+  std::vector<std::string> advertised;
   std::map<std::string, std::string> labels;
   std::string hostname;
   std::string gpu_detection;

@@ -1,0 +1,88 @@
+// Node capabilities survive core -> proto -> core, and bad values from an agent are refused.
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/convert/convert.h"
+#include "tests/testing/status_matchers.h"
+
+namespace sched {
+namespace {
+
+using ::sched::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+NodeCapabilities AdvertisedSpotNode() {
+  NodeCapabilities caps;
+  caps.cpu_millis = 8000;
+  caps.memory_bytes = int64_t{32} << 30;
+  caps.disk_bytes = int64_t{500} << 30;
+  caps.gpus = {{0, "", "NVIDIA GeForce RTX 4090", int64_t{24} << 30},
+               {1, "", "NVIDIA GeForce RTX 4090", int64_t{24} << 30}};
+  caps.provider = "vastai";
+  caps.price_per_hour = 0.40;
+  caps.spot = true;
+  caps.region = "us-east";
+  caps.instance_type = "2x RTX 4090";
+  caps.advertised = {"gpus", "provider"};
+  caps.labels = {{"zone", "lab"}};
+  caps.hostname = "box1";
+  caps.gpu_detection = "advertised";
+  caps.agent_version = "0.1.0";
+  return caps;
+}
+
+TEST(CapabilitiesConvert, CostAndAdvertisedFieldsRoundTrip) {
+  v1::Capabilities proto;
+  CapabilitiesToProto(AdvertisedSpotNode(), &proto);
+  EXPECT_TRUE(proto.spot());
+  EXPECT_EQ(proto.region(), "us-east");
+  EXPECT_FALSE(proto.has_local_price());
+  absl::StatusOr<NodeCapabilities> back = CapabilitiesFromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->provider, "vastai");
+  EXPECT_DOUBLE_EQ(back->price_per_hour, 0.40);
+  EXPECT_TRUE(back->spot);
+  EXPECT_EQ(back->region, "us-east");
+  EXPECT_EQ(back->instance_type, "2x RTX 4090");
+  EXPECT_FALSE(back->local_price.has_value());
+  EXPECT_THAT(back->advertised, ElementsAre("gpus", "provider"));
+  EXPECT_EQ(back->gpu_detection, "advertised");
+  ASSERT_EQ(back->gpus.size(), 2u);
+  EXPECT_EQ(back->gpus[1].model, "NVIDIA GeForce RTX 4090");
+  EXPECT_EQ(back->gpus[1].memory_bytes, int64_t{24} << 30);
+  // And once more: the proto made from the result is the same message.
+  v1::Capabilities again;
+  CapabilitiesToProto(*back, &again);
+  EXPECT_EQ(again.SerializeAsString(), proto.SerializeAsString());
+}
+
+TEST(CapabilitiesConvert, LocalPriceRoundTrips) {
+  NodeCapabilities caps;
+  caps.provider = "local";
+  caps.price_per_hour = 0.1585;
+  caps.local_price = LocalPrice{350, 0.30, 2000, 24, 0.105, 2000 / (24 * 730.0)};
+  v1::Capabilities proto;
+  CapabilitiesToProto(caps, &proto);
+  ASSERT_TRUE(proto.has_local_price());
+  EXPECT_DOUBLE_EQ(proto.local_price().power_watts(), 350);
+  absl::StatusOr<NodeCapabilities> back = CapabilitiesFromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_TRUE(back->local_price.has_value());
+  EXPECT_DOUBLE_EQ(back->local_price->electricity_dollars_per_kwh, 0.30);
+  EXPECT_DOUBLE_EQ(back->local_price->hardware_cost_dollars, 2000);
+  EXPECT_DOUBLE_EQ(back->local_price->amortize_months, 24);
+  EXPECT_DOUBLE_EQ(back->local_price->energy_dollars_per_hour, 0.105);
+  EXPECT_DOUBLE_EQ(back->local_price->amortization_dollars_per_hour, 2000 / (24 * 730.0));
+}
+
+TEST(CapabilitiesConvert, NegativeLocalPricePartIsRefused) {
+  v1::Capabilities proto;
+  proto.mutable_local_price()->set_power_watts(-1);
+  EXPECT_THAT(CapabilitiesFromProto(proto),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("capabilities.local_price: every part must be >= 0, got -1")));
+}
+
+}  // namespace
+}  // namespace sched
