@@ -104,6 +104,9 @@ placement_wide=$("$BIN/sched-placement-bench" --nodes="$NODES" --pending="$PENDI
   --completions="$COMPLETIONS" --shapes=1000)
 
 # ---- Slurm on the same machine, once per profile
+if ! command -v slurmrestd >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurmrestd >/dev/null
+fi
 declare -A slurm_cli slurm_rest slurm_start slurm_drain
 for profile in default ht; do
   export SLURM_CONF=$(tests/bench/slurm_local.sh start "$profile")
