@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
@@ -79,6 +80,56 @@ std::string TimeField(const google::protobuf::Timestamp& ts, absl::Time now) {
                       FormatAge(now - *t), " ago)");
 }
 
+std::string DeadlineField(const google::protobuf::Timestamp& ts, absl::Time now) {
+  const std::optional<absl::Time> t = FromTimestamp(ts);
+  if (!t) return "<none>";
+  const std::string when = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", *t, absl::UTCTimeZone());
+  if (*t >= now) return absl::StrCat(when, " (in ", FormatAge(*t - now), ")");
+  return absl::StrCat(when, " (", FormatAge(now - *t), " ago)");
+}
+
+std::string PlacementName(sched::v1::PlacementPolicy p) {
+  switch (p) {
+    case sched::v1::PLACEMENT_POLICY_LOCAL_ONLY: return "local-only";
+    case sched::v1::PLACEMENT_POLICY_CHEAPEST: return "cheapest";
+    case sched::v1::PLACEMENT_POLICY_CLOUD_ONLY: return "cloud-only";
+    default: return "prefer-local";
+  }
+}
+
+std::string SpotName(sched::v1::SpotPolicy p) {
+  switch (p) {
+    case sched::v1::SPOT_POLICY_SPOT: return "spot";
+    case sched::v1::SPOT_POLICY_ON_DEMAND: return "on-demand";
+    default: return "auto";
+  }
+}
+
+// "7B qlora int4, batch 4, sequence 2048, gradient checkpointing, rank 64"
+std::string ModelField(const sched::v1::JobSpec& spec) {
+  if (!spec.has_model() || spec.model().parameters() == 0) return "<none>";
+  const sched::v1::ModelDescription& m = spec.model();
+  const double p = static_cast<double>(m.parameters());
+  std::string out = p >= 1e9   ? absl::StrFormat("%gB", p / 1e9)
+                    : p >= 1e6 ? absl::StrFormat("%gM", p / 1e6)
+                               : absl::StrCat(m.parameters());
+  absl::StrAppend(&out, " ", m.method().empty() ? "inference" : m.method());
+  if (!m.precision().empty()) absl::StrAppend(&out, " ", m.precision());
+  if (!m.optimizer().empty()) absl::StrAppend(&out, ", ", m.optimizer());
+  if (m.batch_size() != 0) absl::StrAppend(&out, ", batch ", m.batch_size());
+  if (m.sequence_length() != 0) absl::StrAppend(&out, ", sequence ", m.sequence_length());
+  if (m.gradient_checkpointing()) absl::StrAppend(&out, ", gradient checkpointing");
+  if (m.lora_rank() != 0) absl::StrAppend(&out, ", rank ", m.lora_rank());
+  return out;
+}
+
+std::string RuntimeField(const sched::v1::JobSpec& spec) {
+  if (!spec.has_runtime() || spec.runtime().seconds() <= 0) return "<not given>";
+  return absl::StrCat(absl::FormatDuration(absl::Seconds(spec.runtime().seconds())), " on ",
+                      spec.runtime().gpu_model().empty() ? "the reference GPU"
+                                                         : spec.runtime().gpu_model());
+}
+
 std::map<std::string, std::string> SortedLabels(
     const google::protobuf::Map<std::string, std::string>& labels) {
   return {labels.begin(), labels.end()};
@@ -126,6 +177,14 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out) {
   w.Field("GPU Models", r.gpu_models().empty() ? "any" : absl::StrJoin(r.gpu_models(), ", "), 1);
   w.Field("CPUs", FormatCpus(r.cpus() > 0 ? r.cpus() : 1.0), 1);
   w.Field("Memory", r.memory_bytes() > 0 ? FormatBytes(r.memory_bytes()) : "<none>", 1);
+  w.Section("Cost");
+  w.Field("Placement", PlacementName(spec.placement()), 1);
+  w.Field("Spot", SpotName(spec.spot()), 1);
+  w.Field("Deadline", spec.has_deadline() ? DeadlineField(spec.deadline(), now) : "<none>", 1);
+  w.Field("Max Cost", spec.max_cost() > 0 ? absl::StrFormat("$%.2f", spec.max_cost()) : "<none>",
+          1);
+  w.Field("Runtime", RuntimeField(spec), 1);
+  w.Field("Model", ModelField(spec), 1);
   if (spec.env().empty()) {
     w.Field("Env", "<none>");
   } else {

@@ -13,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "client/units.h"
 #include "server/common/status_macros.h"
 #include "yaml-cpp/yaml.h"
@@ -151,11 +153,131 @@ absl::Status ParseResources(const YAML::Node& node, absl::string_view path,
   return absl::OkStatus();
 }
 
-absl::Status ParseSpec(const YAML::Node& root, JobSpec& spec) {
+// "7B", "1.5B", "350M", "125k" or a plain count.
+absl::StatusOr<int64_t> ParameterCount(const YAML::Node& node, absl::string_view path) {
+  constexpr absl::string_view kWhat = "a parameter count such as 7B, 1.5B or 350M";
+  if (!node.IsScalar()) return Expected(path, kWhat, node);
+  std::string text(absl::StripAsciiWhitespace(node.Scalar()));
+  double scale = 1;
+  if (!text.empty()) {
+    switch (absl::ascii_toupper(text.back())) {
+      case 'T': scale = 1e12; break;
+      case 'B': scale = 1e9; break;
+      case 'M': scale = 1e6; break;
+      case 'K': scale = 1e3; break;
+      default: break;
+    }
+    if (scale != 1) text.pop_back();
+  }
+  double count = 0;
+  if (!absl::SimpleAtod(text, &count) || !std::isfinite(count) || count < 1 ||
+      count * scale > 1e14) {
+    return Expected(path, kWhat, node);
+  }
+  return static_cast<int64_t>(std::llround(count * scale));
+}
+
+absl::StatusOr<absl::Duration> Duration(const YAML::Node& node, absl::string_view path) {
+  absl::Duration d;
+  if (!node.IsScalar() || !absl::ParseDuration(node.Scalar(), &d) || d <= absl::ZeroDuration()) {
+    return Expected(path, "a positive duration such as 90m or 2h30m", node);
+  }
+  return d;
+}
+
+absl::Status ParseModel(const YAML::Node& node, absl::string_view path,
+                        sched::v1::ModelDescription& m) {
+  SCHED_ASSIGN_OR_RETURN(auto entries,
+                         Entries(node, path,
+                                 {"parameters", "precision", "method", "optimizer", "batch_size",
+                                  "sequence_length", "gradient_checkpointing", "lora_rank"}));
+  for (const auto& [key, value] : entries) {
+    const std::string key_path = Child(path, key);
+    if (key == "parameters") {
+      SCHED_ASSIGN_OR_RETURN(int64_t n, ParameterCount(value, key_path));
+      m.set_parameters(n);
+    } else if (key == "precision") {
+      SCHED_ASSIGN_OR_RETURN(*m.mutable_precision(), String(value, key_path));
+    } else if (key == "method") {
+      SCHED_ASSIGN_OR_RETURN(*m.mutable_method(), String(value, key_path));
+    } else if (key == "optimizer") {
+      SCHED_ASSIGN_OR_RETURN(*m.mutable_optimizer(), String(value, key_path));
+    } else if (key == "gradient_checkpointing") {
+      bool on = false;
+      if (!value.IsScalar() || !absl::SimpleAtob(value.Scalar(), &on)) {
+        return Expected(key_path, "true or false", value);
+      }
+      m.set_gradient_checkpointing(on);
+    } else {
+      SCHED_ASSIGN_OR_RETURN(
+          int64_t n, Integer(value, key_path, 1, std::numeric_limits<uint32_t>::max(),
+                             "a positive integer"));
+      if (key == "batch_size") m.set_batch_size(static_cast<uint32_t>(n));
+      if (key == "sequence_length") m.set_sequence_length(static_cast<uint32_t>(n));
+      if (key == "lora_rank") m.set_lora_rank(static_cast<uint32_t>(n));
+    }
+  }
+  if (m.parameters() == 0) return Invalid(Child(path, "parameters"), "required");
+  return absl::OkStatus();
+}
+
+absl::Status ParseRuntime(const YAML::Node& node, absl::string_view path,
+                          sched::v1::RuntimeEstimate& r) {
+  absl::Duration d;
+  if (node.IsScalar()) {
+    SCHED_ASSIGN_OR_RETURN(d, Duration(node, path));
+  } else {
+    SCHED_ASSIGN_OR_RETURN(auto entries, Entries(node, path, {"duration", "gpu_model"}));
+    for (const auto& [key, value] : entries) {
+      if (key == "duration") {
+        SCHED_ASSIGN_OR_RETURN(d, Duration(value, Child(path, key)));
+      } else {
+        SCHED_ASSIGN_OR_RETURN(*r.mutable_gpu_model(), String(value, Child(path, key)));
+      }
+    }
+    if (d == absl::ZeroDuration()) return Invalid(Child(path, "duration"), "required");
+  }
+  r.set_seconds(std::max<int64_t>(1, absl::ToInt64Seconds(d)));
+  return absl::OkStatus();
+}
+
+absl::Status ParseDeadline(const YAML::Node& node, absl::string_view path, absl::Time now,
+                           google::protobuf::Timestamp& out) {
+  constexpr absl::string_view kWhat =
+      "a time such as 2026-11-27T08:00:00Z or a duration from now such as 12h";
+  if (!node.IsScalar()) return Expected(path, kWhat, node);
+  absl::Time t;
+  absl::Duration d;
+  std::string err;
+  if (absl::ParseTime(absl::RFC3339_full, node.Scalar(), &t, &err)) {
+    // as written
+  } else if (absl::ParseDuration(node.Scalar(), &d) && d > absl::ZeroDuration()) {
+    t = now + d;
+  } else {
+    return Expected(path, kWhat, node);
+  }
+  out.set_seconds(absl::ToUnixSeconds(t));
+  return absl::OkStatus();
+}
+
+template <typename Enum>
+absl::StatusOr<Enum> Choice(const YAML::Node& node, absl::string_view path,
+                            const std::vector<std::pair<std::string, Enum>>& choices) {
+  std::vector<std::string> names;
+  for (const auto& [name, value] : choices) {
+    if (node.IsScalar() && node.Scalar() == name) return value;
+    names.push_back(name);
+  }
+  return Expected(path, absl::StrJoin(names, ", "), node);
+}
+
+absl::Status ParseSpec(const YAML::Node& root, absl::Time now, JobSpec& spec) {
   if (root.IsNull()) return Invalid("run", "required");
   SCHED_ASSIGN_OR_RETURN(auto entries, Entries(root, "",
                                                {"name", "project", "run", "setup", "env",
-                                                "resources", "priority", "labels"}));
+                                                "resources", "priority", "labels", "model",
+                                                "runtime", "deadline", "max_cost", "placement",
+                                                "spot"}));
   for (const auto& [key, value] : entries) {
     if (key == "name") {
       SCHED_ASSIGN_OR_RETURN(*spec.mutable_name(), String(value, key));
@@ -178,6 +300,38 @@ absl::Status ParseSpec(const YAML::Node& root, JobSpec& spec) {
       SCHED_ASSIGN_OR_RETURN(int64_t priority,
                              Integer(value, key, kMinPriority, kMaxPriority, "an integer"));
       spec.set_priority(static_cast<int32_t>(priority));
+    } else if (key == "model") {
+      SCHED_RETURN_IF_ERROR(ParseModel(value, key, *spec.mutable_model()));
+    } else if (key == "runtime") {
+      SCHED_RETURN_IF_ERROR(ParseRuntime(value, key, *spec.mutable_runtime()));
+    } else if (key == "deadline") {
+      SCHED_RETURN_IF_ERROR(ParseDeadline(value, key, now, *spec.mutable_deadline()));
+    } else if (key == "max_cost") {
+      double dollars = 0;
+      std::string text = value.IsScalar() ? value.Scalar() : "";
+      if (!text.empty() && text[0] == '$') text.erase(0, 1);
+      if (!absl::SimpleAtod(text, &dollars) || !std::isfinite(dollars) || dollars < 0) {
+        return Expected(key, "an amount in dollars such as 5 or 12.50", value);
+      }
+      spec.set_max_cost(dollars);
+    } else if (key == "placement") {
+      SCHED_ASSIGN_OR_RETURN(
+          sched::v1::PlacementPolicy p,
+          Choice<sched::v1::PlacementPolicy>(
+              value, key,
+              {{"local-only", sched::v1::PLACEMENT_POLICY_LOCAL_ONLY},
+               {"prefer-local", sched::v1::PLACEMENT_POLICY_PREFER_LOCAL},
+               {"cheapest", sched::v1::PLACEMENT_POLICY_CHEAPEST},
+               {"cloud-only", sched::v1::PLACEMENT_POLICY_CLOUD_ONLY}}));
+      spec.set_placement(p);
+    } else if (key == "spot") {
+      SCHED_ASSIGN_OR_RETURN(sched::v1::SpotPolicy p,
+                             Choice<sched::v1::SpotPolicy>(
+                                 value, key,
+                                 {{"auto", sched::v1::SPOT_POLICY_AUTO},
+                                  {"spot", sched::v1::SPOT_POLICY_SPOT},
+                                  {"on-demand", sched::v1::SPOT_POLICY_ON_DEMAND}}));
+      spec.set_spot(p);
     } else {  // labels
       SCHED_ASSIGN_OR_RETURN(auto labels, Entries(value, key, {}));
       for (const auto& [name, v] : labels) {
@@ -191,7 +345,7 @@ absl::Status ParseSpec(const YAML::Node& root, JobSpec& spec) {
 
 }  // namespace
 
-absl::StatusOr<JobSpec> ParseJobSpecYaml(std::string_view yaml) {
+absl::StatusOr<JobSpec> ParseJobSpecYaml(std::string_view yaml, absl::Time now) {
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));
@@ -202,7 +356,7 @@ absl::StatusOr<JobSpec> ParseJobSpecYaml(std::string_view yaml) {
   JobSpec spec;
   absl::Status status;
   try {
-    status = ParseSpec(root, spec);
+    status = ParseSpec(root, now, spec);
   } catch (const YAML::Exception& e) {  // Not expected: every access above checks the type.
     status = absl::InvalidArgumentError(absl::StrCat("invalid job spec: ", e.what()));
   }

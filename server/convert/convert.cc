@@ -19,6 +19,48 @@ absl::Time TimeFromProto(const google::protobuf::Timestamp& ts) {
   return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
 }
 
+v1::PlacementPolicy PlacementPolicyToProto(PlacementPolicy p) {
+  switch (p) {
+    case PlacementPolicy::kPreferLocal: return v1::PLACEMENT_POLICY_PREFER_LOCAL;
+    case PlacementPolicy::kLocalOnly: return v1::PLACEMENT_POLICY_LOCAL_ONLY;
+    case PlacementPolicy::kCheapest: return v1::PLACEMENT_POLICY_CHEAPEST;
+    case PlacementPolicy::kCloudOnly: return v1::PLACEMENT_POLICY_CLOUD_ONLY;
+  }
+  return v1::PLACEMENT_POLICY_UNSPECIFIED;
+}
+
+absl::StatusOr<PlacementPolicy> PlacementPolicyFromProto(v1::PlacementPolicy p) {
+  switch (p) {
+    case v1::PLACEMENT_POLICY_UNSPECIFIED:
+    case v1::PLACEMENT_POLICY_PREFER_LOCAL: return PlacementPolicy::kPreferLocal;
+    case v1::PLACEMENT_POLICY_LOCAL_ONLY: return PlacementPolicy::kLocalOnly;
+    case v1::PLACEMENT_POLICY_CHEAPEST: return PlacementPolicy::kCheapest;
+    case v1::PLACEMENT_POLICY_CLOUD_ONLY: return PlacementPolicy::kCloudOnly;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("placement: unknown policy ", p));
+  }
+}
+
+v1::SpotPolicy SpotPolicyToProto(SpotPolicy p) {
+  switch (p) {
+    case SpotPolicy::kAuto: return v1::SPOT_POLICY_AUTO;
+    case SpotPolicy::kSpot: return v1::SPOT_POLICY_SPOT;
+    case SpotPolicy::kOnDemand: return v1::SPOT_POLICY_ON_DEMAND;
+  }
+  return v1::SPOT_POLICY_UNSPECIFIED;
+}
+
+absl::StatusOr<SpotPolicy> SpotPolicyFromProto(v1::SpotPolicy p) {
+  switch (p) {
+    case v1::SPOT_POLICY_UNSPECIFIED:
+    case v1::SPOT_POLICY_AUTO: return SpotPolicy::kAuto;
+    case v1::SPOT_POLICY_SPOT: return SpotPolicy::kSpot;
+    case v1::SPOT_POLICY_ON_DEMAND: return SpotPolicy::kOnDemand;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("spot: unknown policy ", p));
+  }
+}
+
 v1::JobState JobStateToProto(JobState s) {
   switch (s) {
     case JobState::kPending: return v1::JOB_STATE_PENDING;
@@ -62,6 +104,25 @@ void JobSpecToProto(const JobSpec& spec, v1::JobSpec* out) {
   r->set_memory_bytes(spec.resources.memory_bytes);
   out->set_priority(spec.priority);
   for (const auto& [k, v] : spec.labels) (*out->mutable_labels())[k] = v;
+  if (spec.model.parameters != 0) {
+    v1::ModelDescription* m = out->mutable_model();
+    m->set_parameters(spec.model.parameters);
+    m->set_precision(spec.model.precision);
+    m->set_method(spec.model.method);
+    m->set_optimizer(spec.model.optimizer);
+    m->set_batch_size(spec.model.batch_size);
+    m->set_sequence_length(spec.model.sequence_length);
+    m->set_gradient_checkpointing(spec.model.gradient_checkpointing);
+    m->set_lora_rank(spec.model.lora_rank);
+  }
+  if (spec.runtime > absl::ZeroDuration()) {
+    out->mutable_runtime()->set_seconds(absl::ToInt64Seconds(spec.runtime));
+    out->mutable_runtime()->set_gpu_model(spec.runtime_gpu_model);
+  }
+  if (spec.deadline != absl::InfiniteFuture()) TimeToProto(spec.deadline, out->mutable_deadline());
+  out->set_max_cost(spec.max_cost);
+  out->set_placement(PlacementPolicyToProto(spec.placement));
+  out->set_spot(SpotPolicyToProto(spec.spot));
 }
 
 absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& in) {
@@ -84,6 +145,29 @@ absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& in) {
   spec.resources.memory_bytes = r.memory_bytes();
   spec.priority = in.priority();
   spec.labels.insert(in.labels().begin(), in.labels().end());
+  if (in.has_model()) {
+    const v1::ModelDescription& m = in.model();
+    spec.model.parameters = m.parameters();
+    spec.model.precision = m.precision();
+    spec.model.method = m.method();
+    spec.model.optimizer = m.optimizer();
+    spec.model.batch_size = m.batch_size();
+    spec.model.sequence_length = m.sequence_length();
+    spec.model.gradient_checkpointing = m.gradient_checkpointing();
+    spec.model.lora_rank = m.lora_rank();
+  }
+  if (in.has_runtime()) {
+    if (in.runtime().seconds() < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("runtime.seconds: must be >= 0, got ", in.runtime().seconds()));
+    }
+    spec.runtime = absl::Seconds(in.runtime().seconds());
+    spec.runtime_gpu_model = in.runtime().gpu_model();
+  }
+  if (in.has_deadline()) spec.deadline = TimeFromProto(in.deadline());
+  spec.max_cost = in.max_cost();
+  SCHED_ASSIGN_OR_RETURN(spec.placement, PlacementPolicyFromProto(in.placement()));
+  SCHED_ASSIGN_OR_RETURN(spec.spot, SpotPolicyFromProto(in.spot()));
   return spec;
 }
 

@@ -17,6 +17,10 @@ namespace sched {
 void TimeToProto(absl::Time t, google::protobuf::Timestamp* out);
 absl::Time TimeFromProto(const google::protobuf::Timestamp& ts);
 
+v1::PlacementPolicy PlacementPolicyToProto(PlacementPolicy p);
+absl::StatusOr<PlacementPolicy> PlacementPolicyFromProto(v1::PlacementPolicy p);
+v1::SpotPolicy SpotPolicyToProto(SpotPolicy p);
+absl::StatusOr<SpotPolicy> SpotPolicyFromProto(v1::SpotPolicy p);
 v1::JobState JobStateToProto(JobState s);
 // INVALID_ARGUMENT for UNSPECIFIED or unknown values.
 absl::StatusOr<JobState> JobStateFromProto(v1::JobState s);

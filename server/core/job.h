@@ -28,6 +28,24 @@ struct Resources {
   int64_t memory_bytes = 0;
 };
 
+enum class PlacementPolicy { kPreferLocal, kLocalOnly, kCheapest, kCloudOnly };
+enum class SpotPolicy { kAuto, kSpot, kOnDemand };
+absl::string_view PlacementPolicyName(PlacementPolicy p);  // "prefer-local", ...
+absl::string_view SpotPolicyName(SpotPolicy p);            // "auto", "spot", "on-demand"
+
+// The model a job trains or serves; parameters == 0 means none was described. Empty strings and
+// zeros are defaults the estimator fills in (see ModelDescription in types.proto).
+struct ModelDescription {
+  int64_t parameters = 0;
+  std::string precision;
+  std::string method;
+  std::string optimizer;
+  uint32_t batch_size = 0;
+  uint32_t sequence_length = 0;
+  bool gradient_checkpointing = false;
+  uint32_t lora_rank = 0;
+};
+
 struct JobSpec {
   std::string name;
   std::string project;
@@ -37,6 +55,14 @@ struct JobSpec {
   Resources resources;
   int32_t priority = 0;
   std::map<std::string, std::string> labels;
+  ModelDescription model;
+  // Runtime on `runtime_gpu_model` (empty: the catalog's reference GPU); zero: not given.
+  absl::Duration runtime = absl::ZeroDuration();
+  std::string runtime_gpu_model;
+  absl::Time deadline = absl::InfiniteFuture();
+  double max_cost = 0;  // dollars; 0: no limit of its own
+  PlacementPolicy placement = PlacementPolicy::kPreferLocal;
+  SpotPolicy spot = SpotPolicy::kAuto;
 };
 
 // A job as the scheduler keeps it. Plain data: the Scheduler owns the rules.

@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace sched {
 namespace {
@@ -18,7 +19,81 @@ bool IsValidEnvName(absl::string_view name) {
   return true;
 }
 
+bool OneOf(absl::string_view value, std::initializer_list<absl::string_view> allowed) {
+  for (absl::string_view a : allowed) {
+    if (value == a) return true;
+  }
+  return false;
+}
+
+absl::Status ValidateModel(const ModelDescription& m) {
+  if (m.parameters == 0 && (!m.precision.empty() || !m.method.empty() || !m.optimizer.empty() ||
+                            m.batch_size != 0 || m.sequence_length != 0 || m.lora_rank != 0 ||
+                            m.gradient_checkpointing)) {
+    return Invalid("model.parameters", "required when the model is described");
+  }
+  if (m.parameters < 0 || m.parameters > kMaxModelParameters) {
+    return Invalid("model.parameters",
+                   absl::StrCat("must be in 1..", kMaxModelParameters, ", got ", m.parameters));
+  }
+  if (!m.precision.empty() && !OneOf(m.precision, {"fp32", "bf16", "fp16", "int8", "int4"})) {
+    return Invalid("model.precision",
+                   absl::StrCat("expected fp32, bf16, fp16, int8 or int4, got \"", m.precision,
+                                "\""));
+  }
+  if (!m.method.empty() && !OneOf(m.method, {"inference", "full", "lora", "qlora"})) {
+    return Invalid("model.method", absl::StrCat("expected inference, full, lora or qlora, got \"",
+                                                m.method, "\""));
+  }
+  if (!m.optimizer.empty() && !OneOf(m.optimizer, {"adamw", "adamw-8bit", "sgd"})) {
+    return Invalid("model.optimizer",
+                   absl::StrCat("expected adamw, adamw-8bit or sgd, got \"", m.optimizer, "\""));
+  }
+  if (!m.optimizer.empty() && (m.method.empty() || m.method == "inference")) {
+    return Invalid("model.optimizer", "only for training methods (full, lora, qlora)");
+  }
+  if (m.lora_rank != 0 && m.method != "lora" && m.method != "qlora") {
+    return Invalid("model.lora_rank", "only for method lora or qlora");
+  }
+  if (m.method == "qlora" && !m.precision.empty() && m.precision != "int4") {
+    return Invalid("model.precision", "qlora keeps the base model in int4; leave it out or say int4");
+  }
+  if (m.batch_size > kMaxBatchSize) {
+    return Invalid("model.batch_size", absl::StrCat("at most ", kMaxBatchSize));
+  }
+  if (m.sequence_length > kMaxSequenceLength) {
+    return Invalid("model.sequence_length", absl::StrCat("at most ", kMaxSequenceLength));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::string_view PlacementPolicyName(PlacementPolicy p) {
+  switch (p) {
+    case PlacementPolicy::kPreferLocal:
+      return "prefer-local";
+    case PlacementPolicy::kLocalOnly:
+      return "local-only";
+    case PlacementPolicy::kCheapest:
+      return "cheapest";
+    case PlacementPolicy::kCloudOnly:
+      return "cloud-only";
+  }
+  return "unknown";
+}
+
+absl::string_view SpotPolicyName(SpotPolicy p) {
+  switch (p) {
+    case SpotPolicy::kAuto:
+      return "auto";
+    case SpotPolicy::kSpot:
+      return "spot";
+    case SpotPolicy::kOnDemand:
+      return "on-demand";
+  }
+  return "unknown";
+}
 
 bool IsValidName(absl::string_view name) {
   if (name.empty() || name.size() > 63 || !absl::ascii_isalnum(name[0])) return false;
@@ -28,7 +103,7 @@ bool IsValidName(absl::string_view name) {
   return true;
 }
 
-absl::Status ValidateAndDefaultJobSpec(JobSpec& spec) {
+absl::Status ValidateAndDefaultJobSpec(JobSpec& spec, absl::Time now) {
   constexpr absl::string_view kNameRule =
       "must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or "
       "digit";
@@ -82,6 +157,23 @@ absl::Status ValidateAndDefaultJobSpec(JobSpec& spec) {
   for (const auto& [key, value] : spec.labels) {
     if (!IsValidName(key)) return Invalid(absl::StrCat("labels.", key), kNameRule);
     if (value.size() > 256) return Invalid(absl::StrCat("labels.", key), "value over 256 bytes");
+  }
+  if (absl::Status s = ValidateModel(spec.model); !s.ok()) return s;
+  if (spec.runtime < absl::ZeroDuration() || spec.runtime > absl::Hours(24 * 366)) {
+    return Invalid("runtime", absl::StrCat("must be between 0 and a year, got ",
+                                           absl::FormatDuration(spec.runtime)));
+  }
+  if (!spec.runtime_gpu_model.empty() && spec.runtime == absl::ZeroDuration()) {
+    return Invalid("runtime.gpu_model", "set, but runtime.duration is not");
+  }
+  if (spec.deadline != absl::InfiniteFuture() && spec.deadline <= now) {
+    return Invalid("deadline", absl::StrCat("already passed: ",
+                                            absl::FormatTime(absl::RFC3339_sec, spec.deadline,
+                                                             absl::UTCTimeZone())));
+  }
+  if (!(spec.max_cost >= 0) || spec.max_cost > kMaxCostDollars) {
+    return Invalid("max_cost", absl::StrCat("must be between 0 and ", kMaxCostDollars,
+                                            " dollars, got ", spec.max_cost));
   }
   return absl::OkStatus();
 }

@@ -227,7 +227,7 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
       return SubmitResult{*it->second, true};
     }
   }
-  SCHED_RETURN_IF_ERROR(ValidateAndDefaultJobSpec(spec));
+  SCHED_RETURN_IF_ERROR(ValidateAndDefaultJobSpec(spec, clock_->Now()));
   Job job;
   job.id = NewJobId();
   job.seq = ++last_seq_;

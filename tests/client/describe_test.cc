@@ -39,6 +39,13 @@ TEST(DescribeJob, PrintsEveryFieldAligned) {
             "  GPU Models:  H100, A100\n"
             "  CPUs:        2\n"
             "  Memory:      8GB\n"
+            "Cost:\n"
+            "  Placement:   prefer-local\n"
+            "  Spot:        auto\n"
+            "  Deadline:    <none>\n"
+            "  Max Cost:    <none>\n"
+            "  Runtime:     <not given>\n"
+            "  Model:       <none>\n"
             "Env:\n"
             "  EPOCHS=3\n"
             "Setup:\n"
@@ -59,6 +66,34 @@ TEST(DescribeJob, ShowsExitCodeCancelAndMissingParts) {
   EXPECT_THAT(out.str(), HasSubstr("  GPU Models:  any\n"));
   EXPECT_THAT(out.str(), HasSubstr("  Memory:      <none>\n"));
   EXPECT_THAT(out.str(), HasSubstr("Setup:        <none>\nRun:\n  exit 2\n"));
+}
+
+TEST(DescribeJob, ShowsTheCostFields) {
+  sched::v1::Job job = testing::RunningJob();
+  sched::v1::JobSpec& spec = *job.mutable_spec();
+  spec.set_placement(sched::v1::PLACEMENT_POLICY_CHEAPEST);
+  spec.set_spot(sched::v1::SPOT_POLICY_ON_DEMAND);
+  spec.mutable_deadline()->set_seconds(absl::ToUnixSeconds(testing::kNow + absl::Hours(11)));
+  spec.set_max_cost(7.5);
+  spec.mutable_runtime()->set_seconds(9000);
+  spec.mutable_runtime()->set_gpu_model("a100-80gb");
+  sched::v1::ModelDescription& m = *spec.mutable_model();
+  m.set_parameters(7'000'000'000);
+  m.set_method("qlora");
+  m.set_precision("int4");
+  m.set_batch_size(4);
+  m.set_gradient_checkpointing(true);
+  m.set_lora_rank(64);
+  std::ostringstream out;
+  DescribeJob(job, testing::kNow, out);
+  EXPECT_THAT(out.str(), HasSubstr("Cost:\n"
+                                   "  Placement:   cheapest\n"
+                                   "  Spot:        on-demand\n"
+                                   "  Deadline:    2023-11-15T09:13:20Z (in 11h)\n"
+                                   "  Max Cost:    $7.50\n"
+                                   "  Runtime:     2h30m on a100-80gb\n"
+                                   "  Model:       7B qlora int4, batch 4, gradient checkpointing, "
+                                   "rank 64\n"));
 }
 
 TEST(DescribeNode, PrintsCapabilitiesGpusAndAllocation) {

@@ -67,6 +67,51 @@ TEST(ParseJobSpecYaml, ReadsEveryField) {
   EXPECT_THAT(spec->labels(), UnorderedElementsAre(Pair("team", "nlp"), Pair("sweep", "42")));
 }
 
+TEST(ParseJobSpecYaml, ReadsTheCostFields) {
+  const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
+  absl::StatusOr<sched::v1::JobSpec> spec = ParseJobSpecYaml(R"(
+run: python train.py
+model:
+  parameters: 1.5B
+  precision: int4
+  method: qlora
+  optimizer: adamw-8bit
+  batch_size: 4
+  sequence_length: 4096
+  gradient_checkpointing: true
+  lora_rank: 64
+runtime: {duration: 2h30m, gpu_model: a100-80gb}
+deadline: 12h
+max_cost: $7.50
+placement: cheapest
+spot: on-demand
+)",
+                                                             now);
+  ASSERT_THAT(spec, IsOk());
+  EXPECT_EQ(spec->model().parameters(), 1'500'000'000);
+  EXPECT_EQ(spec->model().precision(), "int4");
+  EXPECT_EQ(spec->model().method(), "qlora");
+  EXPECT_EQ(spec->model().optimizer(), "adamw-8bit");
+  EXPECT_EQ(spec->model().batch_size(), 4u);
+  EXPECT_EQ(spec->model().sequence_length(), 4096u);
+  EXPECT_TRUE(spec->model().gradient_checkpointing());
+  EXPECT_EQ(spec->model().lora_rank(), 64u);
+  EXPECT_EQ(spec->runtime().seconds(), 9000);
+  EXPECT_EQ(spec->runtime().gpu_model(), "a100-80gb");
+  EXPECT_EQ(spec->deadline().seconds(), 1'800'000'000 + 12 * 3600);
+  EXPECT_DOUBLE_EQ(spec->max_cost(), 7.5);
+  EXPECT_EQ(spec->placement(), sched::v1::PLACEMENT_POLICY_CHEAPEST);
+  EXPECT_EQ(spec->spot(), sched::v1::SPOT_POLICY_ON_DEMAND);
+
+  spec = ParseJobSpecYaml("run: x\nruntime: 45m\ndeadline: 2026-11-27T08:00:00Z\n"
+                          "model: {parameters: 7000000000}\n");
+  ASSERT_THAT(spec, IsOk());
+  EXPECT_EQ(spec->runtime().seconds(), 2700);
+  EXPECT_TRUE(spec->runtime().gpu_model().empty());
+  EXPECT_EQ(spec->deadline().seconds(), 1795737600 + 8 * 3600);
+  EXPECT_EQ(spec->model().parameters(), 7'000'000'000);
+}
+
 TEST(ParseJobSpecYaml, OnlyRunIsRequired) {
   absl::StatusOr<sched::v1::JobSpec> spec = ParseJobSpecYaml("run: echo hi\n");
   ASSERT_THAT(spec, IsOk());
@@ -104,7 +149,38 @@ INSTANTIATE_TEST_SUITE_P(
                 "cpus, memory)"},
         BadSpec{"run: x\nnmae: a\n",
                 "nmae: unknown key (expected one of: name, project, run, setup, env, resources, "
-                "priority, labels)"}));
+                "priority, labels, model, runtime, deadline, max_cost, placement, spot)"},
+        BadSpec{"run: x\nmodel: {parameters: 7B, precison: bf16}\n",
+                "model.precison: unknown key (expected one of: parameters, precision, method, "
+                "optimizer, batch_size, sequence_length, gradient_checkpointing, lora_rank)"}));
+
+INSTANTIATE_TEST_SUITE_P(
+    BadCostFields, BadSpecTest,
+    ::testing::Values(
+        BadSpec{"run: x\nmodel: {parameters: lots}\n",
+                "model.parameters: expected a parameter count such as 7B, 1.5B or 350M, got "
+                "\"lots\""},
+        BadSpec{"run: x\nmodel: {parameters: 0.5}\n",
+                "model.parameters: expected a parameter count such as 7B, 1.5B or 350M, got "
+                "\"0.5\""},
+        BadSpec{"run: x\nmodel: {method: qlora}\n", "model.parameters: required"},
+        BadSpec{"run: x\nmodel: {parameters: 7B, batch_size: 0}\n",
+                "model.batch_size: must be in 1..4294967295, got 0"},
+        BadSpec{"run: x\nmodel: {parameters: 7B, gradient_checkpointing: maybe}\n",
+                "model.gradient_checkpointing: expected true or false, got \"maybe\""},
+        BadSpec{"run: x\nruntime: soon\n",
+                "runtime: expected a positive duration such as 90m or 2h30m, got \"soon\""},
+        BadSpec{"run: x\nruntime: {gpu_model: a100}\n", "runtime.duration: required"},
+        BadSpec{"run: x\ndeadline: tomorrow\n",
+                "deadline: expected a time such as 2026-11-27T08:00:00Z or a duration from now "
+                "such as 12h, got \"tomorrow\""},
+        BadSpec{"run: x\nmax_cost: -3\n",
+                "max_cost: expected an amount in dollars such as 5 or 12.50, got \"-3\""},
+        BadSpec{"run: x\nplacement: nearby\n",
+                "placement: expected local-only, prefer-local, cheapest, cloud-only, got "
+                "\"nearby\""},
+        BadSpec{"run: x\nspot: sometimes\n",
+                "spot: expected auto, spot, on-demand, got \"sometimes\""}));
 
 INSTANTIATE_TEST_SUITE_P(
     BadValues, BadSpecTest,

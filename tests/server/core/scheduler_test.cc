@@ -1,5 +1,6 @@
 #include "server/core/scheduler.h"
 
+#include <cmath>
 #include <memory>
 
 #include "gmock/gmock.h"
@@ -153,6 +154,63 @@ TEST_F(SchedulerTest, BadSpecsNameTheField) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("request_id")));
   EXPECT_THAT(scheduler_->ListJobs({}).jobs, SizeIs(0));
   EXPECT_EQ(store_.appended(), 0u);
+}
+
+TEST_F(SchedulerTest, BadCostFieldsNameTheField) {
+  auto with = [](auto edit) {
+    JobSpec s = Spec("x");
+    edit(s);
+    return s;
+  };
+  EXPECT_THAT(Submit(with([](JobSpec& s) { s.model.method = "qlora"; })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model.parameters: required")));
+  EXPECT_THAT(Submit(with([](JobSpec& s) {
+                s.model.parameters = 7'000'000'000;
+                s.model.precision = "fp8";
+              })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model.precision")));
+  EXPECT_THAT(Submit(with([](JobSpec& s) {
+                s.model.parameters = 7'000'000'000;
+                s.model.method = "dreambooth";
+              })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model.method")));
+  EXPECT_THAT(Submit(with([](JobSpec& s) {
+                s.model.parameters = 7'000'000'000;
+                s.model.optimizer = "adamw";
+              })),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("model.optimizer: only for training methods")));
+  EXPECT_THAT(Submit(with([](JobSpec& s) {
+                s.model.parameters = 7'000'000'000;
+                s.model.method = "qlora";
+                s.model.precision = "bf16";
+              })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("qlora keeps the base")));
+  EXPECT_THAT(Submit(with([](JobSpec& s) { s.runtime = -absl::Hours(1); })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("runtime:")));
+  EXPECT_THAT(Submit(with([](JobSpec& s) { s.runtime_gpu_model = "a100"; })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("runtime.gpu_model")));
+  EXPECT_THAT(Submit(with([this](JobSpec& s) { s.deadline = clock_.Now() - absl::Minutes(1); })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("deadline: already passed")));
+  EXPECT_THAT(Submit(with([](JobSpec& s) { s.max_cost = -1; })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_cost")));
+  EXPECT_THAT(Submit(with([](JobSpec& s) { s.max_cost = std::nan(""); })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_cost")));
+  EXPECT_THAT(scheduler_->ListJobs({}).jobs, SizeIs(0));
+  // A full, valid description is kept as given.
+  auto ok = Submit(with([this](JobSpec& s) {
+    s.model = {7'000'000'000, "int4", "qlora", "adamw-8bit", 4, 2048, true, 64};
+    s.runtime = absl::Hours(3);
+    s.runtime_gpu_model = "a100-80gb";
+    s.deadline = clock_.Now() + absl::Hours(12);
+    s.max_cost = 5;
+    s.placement = PlacementPolicy::kCheapest;
+    s.spot = SpotPolicy::kOnDemand;
+  }));
+  ASSERT_THAT(ok, IsOk());
+  EXPECT_EQ(ok->job.spec.model.lora_rank, 64u);
+  EXPECT_EQ(ok->job.spec.placement, PlacementPolicy::kCheapest);
+  EXPECT_EQ(ok->job.spec.deadline, clock_.Now() + absl::Hours(12));
 }
 
 TEST_F(SchedulerTest, AssignsToAFittingNodeAfterDurableAndRaisesEpochs) {
