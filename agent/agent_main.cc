@@ -94,10 +94,12 @@ int RunAgentMain(MainOptions options) {
   }
 
   const v1::Capabilities& caps = options.agent.capabilities;
-  Log("node %s: %.1f CPUs, %d MiB memory, %d GPU(s) (%s), provider %s; schedd at %s%s%s",
+  Log("node %s: %.1f CPUs, %d MiB memory, %d GPU(s) (%s), provider %s, $%.4f/h%s; schedd at "
+      "%s%s%s",
       options.agent.node_name, caps.cpus(), caps.memory_bytes() >> 20, caps.gpus_size(),
-      caps.gpu_detection(), caps.provider(), options.agent.server,
-      options.metrics_listen.empty() ? "" : ", metrics on ", options.metrics_listen);
+      caps.gpu_detection(), caps.provider(), caps.price_per_hour(), caps.spot() ? " spot" : "",
+      options.agent.server, options.metrics_listen.empty() ? "" : ", metrics on ",
+      options.metrics_listen);
 
   Agent agent(options.agent, &metrics);
   std::atomic<bool> signalled{false};

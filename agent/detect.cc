@@ -143,7 +143,14 @@ absl::StatusOr<Detected> DetectCapabilities(const DetectOptions& options) {
   caps.set_memory_bytes(memory);
   SCHED_ASSIGN_OR_RETURN(int64_t disk, DetectDiskBytes(options.work_dir));
   caps.set_disk_bytes(disk);
-  SCHED_ASSIGN_OR_RETURN(DetectedGpus gpus, DetectGpus(options.gpu_detection));
+  DetectedGpus gpus;
+  if (options.settings.advertise_gpus) {
+    gpus.gpus = *options.settings.advertise_gpus;
+    gpus.method = "advertised";
+    caps.add_advertised("gpus");
+  } else {
+    SCHED_ASSIGN_OR_RETURN(gpus, DetectGpus(options.gpu_detection));
+  }
   for (const GpuDevice& gpu : gpus.gpus) {
     v1::GpuInfo* info = caps.add_gpus();
     info->set_index(gpu.index);
@@ -153,8 +160,7 @@ absl::StatusOr<Detected> DetectCapabilities(const DetectOptions& options) {
   }
   caps.set_gpu_detection(gpus.method);
   caps.set_provider(DetectProvider(ProcessEnv()));
-  caps.set_price_per_hour(options.price_per_hour);
-  caps.mutable_labels()->insert(options.labels.begin(), options.labels.end());
+  SCHED_RETURN_IF_ERROR(ApplyNodeSettings(options.settings, &caps));
   caps.set_hostname(Hostname());
   caps.set_agent_version(kAgentVersion);
   detected.gpus = std::move(gpus.gpus);

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "agent/gpu.h"
+#include "agent/node_settings.h"
 #include "sched/v1/types.pb.h"
 
 namespace sched::agent {
@@ -44,9 +45,9 @@ std::string Hostname();
 
 struct DetectOptions {
   std::string work_dir = "./sched-agent-work";
-  double price_per_hour = 0;
-  std::map<std::string, std::string> labels;
   GpuDetection gpu_detection = GpuDetection::kAuto;
+  // What the operator gave; settings.advertise_gpus, when set, replaces GPU detection.
+  NodeSettings settings;
 };
 
 struct Detected {
@@ -56,7 +57,8 @@ struct Detected {
   std::unique_ptr<Nvml> nvml;
 };
 
-// Everything the agent tells schedd about its machine.
+// Everything the agent tells schedd about its machine: what it detects, with the settings put in
+// (ApplyNodeSettings). INVALID_ARGUMENT when the settings do not fit together (ResolvePrice).
 absl::StatusOr<Detected> DetectCapabilities(const DetectOptions& options);
 
 }  // namespace sched::agent

@@ -1,17 +1,21 @@
 // sched-agent: the per-machine agent. Flags fill MainOptions; the rest is in the library.
 
 #include <cstdlib>
-#include <map>
+#include <optional>
 #include <random>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "agent/agent_main.h"
+#include "agent/config_file.h"
 #include "agent/detect.h"
 #include "agent/labels.h"
 #include "agent/log.h"
+#include "agent/node_settings.h"
+#include "server/common/status_macros.h"
 
 namespace {
 
@@ -29,17 +33,87 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:7072",
           "host:port serving Prometheus /metrics; empty disables it.");
 ABSL_FLAG(std::string, work_dir, "./sched-agent-work",
           "Folder holding the jobs' working folders (jobs/<id>-<attempt>).");
-ABSL_FLAG(double, price_per_hour, 0, "What this machine costs per hour, in dollars.");
 ABSL_FLAG(std::string, labels, "", "Node labels: k=v,k=v.");
 ABSL_FLAG(int64_t, kill_grace_ms, 10'000,
           "How long a job has between SIGTERM and SIGKILL when it is stopped.");
 ABSL_FLAG(bool, detect_only, false, "Print the detected capabilities as JSON and exit.");
 ABSL_FLAG(std::string, gpu_detection, "auto", "How to find GPUs: auto, nvml, nvidia-smi or none.");
+ABSL_FLAG(std::string, config, "",
+          "A YAML file setting any of the node's settings below by the flags' names; flags win.");
+ABSL_FLAG(std::optional<double>, price_per_hour, std::nullopt,
+          "What this machine costs per hour, in dollars (else computed from --power_watts and "
+          "the other local price parts, else 0).");
+ABSL_FLAG(std::optional<bool>, spot, std::nullopt,
+          "--spot=true: spot (preemptible) capacity the provider may take back.");
+ABSL_FLAG(std::optional<std::string>, provider, std::nullopt,
+          "Where the machine is rented (vastai, runpod, aws, local...), in place of the detected "
+          "one.");
+ABSL_FLAG(std::optional<std::string>, region, std::nullopt, "The provider's region or zone.");
+ABSL_FLAG(std::optional<std::string>, instance_type, std::nullopt,
+          "The provider's name for the machine type.");
+ABSL_FLAG(std::optional<double>, power_watts, std::nullopt,
+          "Local price: the machine's power draw while running jobs, in watts (with "
+          "--electricity_per_kwh).");
+ABSL_FLAG(std::optional<double>, electricity_per_kwh, std::nullopt,
+          "Local price: the electricity tariff in dollars per kWh.");
+ABSL_FLAG(std::optional<double>, hardware_cost, std::nullopt,
+          "Local price: what the hardware cost in dollars, amortized over --amortize_months.");
+ABSL_FLAG(std::optional<double>, amortize_months, std::nullopt,
+          "Local price: months (of 730 hours) over which --hardware_cost is spread.");
+ABSL_FLAG(std::string, advertise_gpus, "",
+          "GPUs to report instead of detecting them, given to jobs like real ones: "
+          "\"[COUNTx ]MODEL:MEMORY[,...]\", e.g. \"2x NVIDIA GeForce RTX 4090:24GB\".");
+
+namespace {
+
+namespace agent = sched::agent;
+
+// The node settings given as flags; errors start with the flag's name.
+absl::StatusOr<agent::NodeSettings> SettingsFromFlags() {
+  agent::NodeSettings s;
+  if (const std::string labels = absl::GetFlag(FLAGS_labels); !labels.empty()) {
+    SCHED_ASSIGN_OR_RETURN(s.labels, agent::ParseLabels(labels));
+  }
+  if (const std::string gpus = absl::GetFlag(FLAGS_advertise_gpus); !gpus.empty()) {
+    SCHED_ASSIGN_OR_RETURN(s.advertise_gpus, agent::ParseAdvertisedGpus(gpus));
+  }
+  s.price_per_hour = absl::GetFlag(FLAGS_price_per_hour);
+  s.spot = absl::GetFlag(FLAGS_spot);
+  s.provider = absl::GetFlag(FLAGS_provider);
+  s.region = absl::GetFlag(FLAGS_region);
+  s.instance_type = absl::GetFlag(FLAGS_instance_type);
+  s.power_watts = absl::GetFlag(FLAGS_power_watts);
+  s.electricity_per_kwh = absl::GetFlag(FLAGS_electricity_per_kwh);
+  s.hardware_cost = absl::GetFlag(FLAGS_hardware_cost);
+  s.amortize_months = absl::GetFlag(FLAGS_amortize_months);
+  SCHED_RETURN_IF_ERROR(agent::ValidateNodeSettings(s));
+  return s;
+}
+
+// The config file's settings with the flags' over them, checked together.
+absl::StatusOr<agent::NodeSettings> Settings() {
+  agent::NodeSettings settings;
+  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
+    absl::StatusOr<agent::NodeSettings> file = agent::LoadAgentConfig(path);
+    if (!file.ok()) {
+      return absl::Status(file.status().code(), absl::StrCat("--config=", file.status().message()));
+    }
+    settings = *std::move(file);
+  }
+  absl::StatusOr<agent::NodeSettings> flags = SettingsFromFlags();
+  if (!flags.ok()) {
+    return absl::Status(flags.status().code(), absl::StrCat("--", flags.status().message()));
+  }
+  settings = agent::Overlay(std::move(settings), *flags);
+  SCHED_RETURN_IF_ERROR(agent::ResolvePrice(settings).status());
+  return settings;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("The sched agent: runs the jobs schedd assigns to this machine.");
   absl::ParseCommandLine(argc, argv);
-  namespace agent = sched::agent;
   agent::MainOptions options;
   options.agent.server = absl::GetFlag(FLAGS_server);
   options.agent.node_name = absl::GetFlag(FLAGS_name);
@@ -48,18 +122,18 @@ int main(int argc, char** argv) {
   options.agent.random_seed = std::random_device{}();  // agents cut off together spread out
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.detect_only = absl::GetFlag(FLAGS_detect_only);
-  options.detect.price_per_hour = absl::GetFlag(FLAGS_price_per_hour);
-  absl::StatusOr<std::map<std::string, std::string>> labels =
-      agent::ParseLabels(absl::GetFlag(FLAGS_labels));
   absl::StatusOr<agent::GpuDetection> gpu_detection =
       agent::ParseGpuDetection(absl::GetFlag(FLAGS_gpu_detection));
-  for (const absl::Status& s : {labels.status(), gpu_detection.status()}) {
-    if (!s.ok()) {
-      agent::Log("--%s", s.message());
-      return 2;
-    }
+  if (!gpu_detection.ok()) {
+    agent::Log("--%s", gpu_detection.status().message());
+    return 2;
   }
-  options.detect.labels = *std::move(labels);
+  absl::StatusOr<agent::NodeSettings> settings = Settings();
+  if (!settings.ok()) {
+    agent::Log("%s", settings.status().message());
+    return 2;
+  }
   options.detect.gpu_detection = *gpu_detection;
+  options.detect.settings = *std::move(settings);
   return agent::RunAgentMain(std::move(options));
 }

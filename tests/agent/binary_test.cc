@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/json_util.h"
@@ -59,6 +60,75 @@ TEST(SchedAgentBinary, BadLabelsExitWithUsageError) {
   RunCommand(absl::StrCat(AgentBinary(), " --detect_only --labels=nokey 2>/dev/null"), &status);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 2);
+}
+
+TEST(SchedAgentBinary, AdvertisedGpusAndCostReachCapabilities) {
+  int status = -1;
+  const std::string json = RunCommand(
+      absl::StrCat(AgentBinary(),
+                   " --detect_only --advertise_gpus='2x NVIDIA GeForce RTX 4090:24GB'"
+                   " --price_per_hour=0.4 --spot=true --provider=vastai --region=us-east"
+                   " --instance_type=vast-2x4090 --work_dir=/tmp/sched-agent-binary-test"),
+      &status);
+  ASSERT_EQ(status, 0) << json;
+  v1::Capabilities caps;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &caps).ok()) << json;
+  ASSERT_EQ(caps.gpus_size(), 2);
+  EXPECT_EQ(caps.gpus(1).index(), 1u);
+  EXPECT_EQ(caps.gpus(1).model(), "NVIDIA GeForce RTX 4090");
+  EXPECT_EQ(caps.gpus(1).memory_bytes(), int64_t{24} << 30);
+  EXPECT_EQ(caps.gpu_detection(), "advertised");
+  EXPECT_TRUE(caps.spot());
+  EXPECT_EQ(caps.region(), "us-east");
+  EXPECT_EQ(caps.instance_type(), "vast-2x4090");
+  EXPECT_EQ(caps.provider(), "vastai");
+  EXPECT_EQ(caps.price_per_hour(), 0.4);
+  ASSERT_EQ(caps.advertised_size(), 2);
+  EXPECT_EQ(caps.advertised(0), "gpus");
+}
+
+TEST(SchedAgentBinary, ConfigFileWithFlagsOverIt) {
+  const std::string config = "/tmp/sched-agent-binary-test.yaml";
+  FILE* f = std::fopen(config.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs("power_watts: 350\nelectricity_per_kwh: 0.30\nregion: home\n", f);
+  std::fclose(f);
+  int status = -1;
+  const std::string json = RunCommand(
+      absl::StrCat(AgentBinary(), " --detect_only --gpu_detection=none --config=", config,
+                   " --electricity_per_kwh=0.20 --work_dir=/tmp/sched-agent-binary-test"),
+      &status);
+  ASSERT_EQ(status, 0) << json;
+  v1::Capabilities caps;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &caps).ok()) << json;
+  EXPECT_DOUBLE_EQ(caps.price_per_hour(), 0.35 * 0.20);
+  EXPECT_EQ(caps.local_price().electricity_dollars_per_kwh(), 0.20);
+  EXPECT_EQ(caps.region(), "home");
+  std::remove(config.c_str());
+}
+
+TEST(SchedAgentBinary, BadCostFlagsNameTheFlagAndExitBeforeConnecting) {
+  struct Case {
+    std::string flags;
+    std::string message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"--advertise_gpus='2x RTX 4090'", "--advertise_gpus: \"2x RTX 4090\" has no memory"},
+           {"--power_watts=-1", "--power_watts: want more than 0"},
+           {"--power_watts=300", "power_watts: given without electricity_per_kwh"},
+           {"--provider='Vast AI'", "--provider: want 1 to 63 of a-z"},
+           {"--config=/nonexistent/agent.yaml", "--config=/nonexistent/agent.yaml: cannot open"},
+       }) {
+    int status = -1;
+    // No --detect_only: the agent would dial schedd if it got past its flags.
+    const std::string out =
+        RunCommand(absl::StrCat(AgentBinary(), " --server=127.0.0.1:1 --metrics_listen= ", c.flags,
+                                " --work_dir=/tmp/sched-agent-binary-test 2>&1"),
+                   &status);
+    ASSERT_TRUE(WIFEXITED(status)) << c.flags;
+    EXPECT_EQ(WEXITSTATUS(status), 2) << c.flags << ": " << out;
+    EXPECT_NE(out.find(c.message), std::string::npos) << c.flags << ": " << out;
+  }
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 // Node capabilities survive core -> proto -> core, and bad values from an agent are refused.
 
+#include "server/convert/convert.h"
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/convert/convert.h"
 #include "tests/testing/status_matchers.h"
 
 namespace sched {
