@@ -15,7 +15,8 @@ namespace sched::cost {
 //   catalog.yaml: gpus[3].memory: expected a size like "24GiB", got "lots"
 
 // Parses one catalog document; each entry passes ValidateGpuModel / ValidateProvider. An
-// override file may leave out as_of, reference_gpu and either list. `source` names the text in
+// override file may leave out as_of, reference_gpu and either list; an empty document (only
+// comments) gives an empty CatalogData. `source` names the text in
 // errors.
 absl::StatusOr<CatalogData> ParseCatalogYaml(absl::string_view text, absl::string_view source);
 
