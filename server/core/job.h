@@ -86,6 +86,11 @@ struct Job {
   // The last attempt's agent reported the end itself (not a lease expiry); a repeat of that
   // report is acknowledged again.
   bool finished_by_agent = false;
+  // The current lease, for the ledger: when it began and what the node cost then. Cleared when
+  // the lease ends and its ledger entry is written.
+  absl::Time lease_start = absl::InfinitePast();
+  double lease_price_per_hour = 0;
+  std::string lease_provider;
 };
 
 }  // namespace sched

@@ -93,6 +93,14 @@ absl::Status Scheduler::LoadState() {
     std::string name = record.name;
     nodes_[name].node.record = std::move(record);
   }
+  for (LedgerEntry& entry : state.ledger) {
+    auto key = std::make_pair(entry.job_id, entry.epoch);
+    ledger_[key] = std::move(entry);
+  }
+  for (Budget& budget : state.budgets) {
+    std::string project = budget.project;
+    budgets_[project] = std::move(budget);
+  }
   for (Job& loaded : state.jobs) {
     std::string id = loaded.id;
     auto [it, inserted] = jobs_.emplace(id, std::move(loaded));
@@ -566,6 +574,7 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
     final_state = JobState::kFailed;
     message = absl::StrCat("stopped by the agent: ", report.message);
   }
+  MeterLease(job, out);
   Release(job);
   SetState(job, final_state);
   if (job.start_time == absl::InfinitePast()) job.start_time = now;
@@ -657,6 +666,34 @@ void Scheduler::Release(Job& job) {
   GainedRoom(it->second);
 }
 
+LedgerEntry Scheduler::OpenEntry(const Job& job, absl::Time now) const {
+  LedgerEntry e;
+  e.job_id = job.id;
+  e.epoch = job.epoch;
+  e.attempt = job.attempt;
+  e.project = job.spec.project;
+  e.node = job.node;
+  e.provider = job.lease_provider;
+  e.price_per_hour = job.lease_price_per_hour;
+  e.start = job.lease_start;
+  e.end = std::max(now, job.lease_start);
+  return e;
+}
+
+void Scheduler::MeterLease(Job& job, Outbox& out) {
+  if (job.lease_start != absl::InfinitePast() && job.lease_price_per_hour > 0) {
+    LedgerEntry e = OpenEntry(job, clock_->Now());
+    StoreOp op;
+    op.kind = StoreOp::Kind::kPutLedger;
+    op.ledger = e;
+    out.batch.push_back(std::move(op));
+    ledger_[{e.job_id, e.epoch}] = std::move(e);
+  }
+  job.lease_start = absl::InfinitePast();
+  job.lease_price_per_hour = 0;
+  job.lease_provider.clear();
+}
+
 void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus, Outbox& out) {
   pending_.Remove(job);
   SetState(job, JobState::kAssigned);
@@ -665,6 +702,9 @@ void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus, O
   job.gpu_indexes = std::move(gpus);
   job.message.clear();
   job.finished_by_agent = false;
+  job.lease_start = clock_->Now();
+  job.lease_price_per_hour = entry.node.record.caps.price_per_hour;
+  job.lease_provider = entry.node.record.caps.provider;
   lease_expiry_[job.id] = clock_->Now() + options_.lease_ttl;
   Allocate(entry, job);
   stats_.assignments_total++;
@@ -678,6 +718,7 @@ void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus, O
 void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out) {
   const std::string node = job.node;
   const uint64_t epoch = job.epoch;
+  MeterLease(job, out);
   Release(job);
   if (job.cancel_requested) {
     SetState(job, JobState::kCancelled);
@@ -826,6 +867,67 @@ void Scheduler::WhenDurable(absl::AnyInvocable<void()> fn) {
     return;
   }
   store_->WhenDurable(ticket, [fn = std::move(fn)](absl::Status) mutable { fn(); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Money
+
+void Scheduler::SetBudget(Budget budget, Done<Budget> done) {
+  Apply<Budget>(
+      [&](Outbox& out) ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::StatusOr<Budget> {
+        SCHED_RETURN_IF_ERROR(ValidateBudget(budget));
+        budget.update_time = clock_->Now();
+        StoreOp op;
+        op.kind = StoreOp::Kind::kPutBudget;
+        op.budget = budget;
+        out.batch.push_back(std::move(op));
+        budgets_[budget.project] = budget;
+        return budget;
+      },
+      std::move(done));
+}
+
+absl::StatusOr<Budget> Scheduler::GetBudget(absl::string_view project) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = budgets_.find(project);
+  if (it == budgets_.end()) {
+    return absl::NotFoundError(absl::StrCat("project ", project, " has no budget"));
+  }
+  return it->second;
+}
+
+std::vector<Budget> Scheduler::ListBudgets() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<Budget> out;
+  for (const auto& [project, budget] : budgets_) out.push_back(budget);
+  return out;
+}
+
+std::vector<LedgerEntry> Scheduler::Ledger(absl::Time since) const {
+  absl::ReaderMutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  std::map<std::pair<std::string, uint64_t>, LedgerEntry> entries;
+  for (const auto& [key, entry] : ledger_) {
+    if (entry.end >= since) entries.emplace(key, entry);
+  }
+  for (const auto& [id, expiry] : lease_expiry_) {
+    const Job& job = jobs_.at(id);
+    if (job.lease_start != absl::InfinitePast() && job.lease_price_per_hour > 0) {
+      entries.emplace(std::make_pair(job.id, job.epoch), OpenEntry(job, now));
+    }
+  }
+  std::vector<LedgerEntry> out;
+  out.reserve(entries.size());
+  for (auto& [key, entry] : entries) out.push_back(std::move(entry));
+  return out;
+}
+
+double Scheduler::Spent(absl::string_view project, absl::Time from, absl::Time to) const {
+  double dollars = 0;
+  for (const LedgerEntry& e : Ledger(from)) {
+    if (e.project == project) dollars += e.CostWithin(from, to);
+  }
+  return dollars;
 }
 
 SchedulerStats Scheduler::Stats() const {

@@ -25,6 +25,7 @@
 #include "server/common/clock.h"
 #include "server/core/agent_link.h"
 #include "server/core/job.h"
+#include "server/core/ledger.h"
 #include "server/core/node.h"
 #include "server/core/placement.h"
 #include "server/core/store.h"
@@ -144,6 +145,18 @@ class Scheduler {
   absl::Status AppendLog(const std::string& name, uint64_t session, const JobRef& ref,
                          LogStreamKind stream, std::string data);
 
+  // ---- Money ----
+  // Creates or replaces a project's budget. INVALID_ARGUMENT names the bad field.
+  void SetBudget(Budget budget, Done<Budget> done);
+  // NOT_FOUND when the project has none.
+  absl::StatusOr<Budget> GetBudget(absl::string_view project) const;
+  std::vector<Budget> ListBudgets() const;
+  // The ledger entries that overlap [since, now]: closed leases, and the leases still open as
+  // entries ending now. In (job id, epoch) order.
+  std::vector<LedgerEntry> Ledger(absl::Time since) const;
+  // Dollars `project` spent in [from, to), open leases counted up to now.
+  double Spent(absl::string_view project, absl::Time from, absl::Time to) const;
+
   // Expires leases and silent agents. Call at least every heartbeat interval.
   void Tick();
 
@@ -232,6 +245,10 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Allocate(NodeEntry& entry, const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Release(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the ledger entry of `job`'s lease, if it held a priced node, and clears the lease.
+  void MeterLease(Job& job, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The open lease of a leased job as a ledger entry ending `now`.
+  LedgerEntry OpenEntry(const Job& job, absl::Time now) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // The lease of `job` ends without a report from its agent.
   void EndLease(Job& job, const std::string& reason, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -261,6 +278,8 @@ class Scheduler {
   absl::flat_hash_set<NodeEntry*> grown_nodes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, absl::Time> lease_expiry_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, NodeEntry> nodes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, uint64_t>, LedgerEntry> ledger_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Budget, std::less<>> budgets_ ABSL_GUARDED_BY(mu_);
   uint64_t last_seq_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t last_epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t last_session_ ABSL_GUARDED_BY(mu_) = 0;

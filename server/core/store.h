@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/core/job.h"
+#include "server/core/ledger.h"
 #include "server/core/node.h"
 
 namespace sched {
@@ -25,16 +26,20 @@ struct LogRecord {
 
 // One durable change: whole records are written, never deltas, so replay is trivial.
 struct StoreOp {
-  enum class Kind { kPutJob, kPutNode };
+  enum class Kind { kPutJob, kPutNode, kPutLedger, kPutBudget };
   Kind kind = Kind::kPutJob;
   Job job;
   NodeRecord node;
+  LedgerEntry ledger;  // keyed by (job_id, epoch)
+  Budget budget;       // keyed by project
 };
 using StoreBatch = std::vector<StoreOp>;
 
 struct LoadedState {
   std::vector<Job> jobs;
   std::vector<NodeRecord> nodes;
+  std::vector<LedgerEntry> ledger;  // in (job_id, epoch) order
+  std::vector<Budget> budgets;
 };
 
 // Where the scheduler's state lives. Implementations: RocksDbStore (server/store) and

@@ -7,6 +7,8 @@ absl::StatusOr<LoadedState> MemoryStore::Load() {
   LoadedState state;
   for (const auto& [id, job] : jobs_) state.jobs.push_back(job);
   for (const auto& [name, node] : nodes_) state.nodes.push_back(node);
+  for (const auto& [key, entry] : ledger_) state.ledger.push_back(entry);
+  for (const auto& [project, budget] : budgets_) state.budgets.push_back(budget);
   return state;
 }
 
@@ -22,6 +24,16 @@ uint64_t MemoryStore::Append(StoreBatch batch) {
       case StoreOp::Kind::kPutNode: {
         std::string name = op.node.name;
         nodes_[name] = std::move(op.node);
+        break;
+      }
+      case StoreOp::Kind::kPutLedger: {
+        auto key = std::make_pair(op.ledger.job_id, op.ledger.epoch);
+        ledger_[key] = std::move(op.ledger);
+        break;
+      }
+      case StoreOp::Kind::kPutBudget: {
+        std::string project = op.budget.project;
+        budgets_[project] = std::move(op.budget);
         break;
       }
     }

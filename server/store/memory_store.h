@@ -28,6 +28,8 @@ class MemoryStore final : public Store {
   uint64_t last_ticket_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, NodeRecord> nodes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, uint64_t>, LedgerEntry> ledger_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Budget> budgets_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<LogRecord>> logs_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -19,6 +19,15 @@ namespace {
 constexpr absl::string_view kJobPrefix = "j/";
 constexpr absl::string_view kNodePrefix = "n/";
 constexpr absl::string_view kLogPrefix = "l/";
+constexpr absl::string_view kLedgerPrefix = "c/";
+constexpr absl::string_view kBudgetPrefix = "b/";
+
+int64_t MillisOrZero(absl::Time t) {
+  return t == absl::InfinitePast() ? 0 : absl::ToUnixMillis(t);
+}
+absl::Time TimeOrPast(int64_t unix_ms) {
+  return unix_ms == 0 ? absl::InfinitePast() : absl::FromUnixMillis(unix_ms);
+}
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -39,6 +48,9 @@ void Encode(const StoreOp& op, rocksdb::WriteBatch& wb) {
       JobToProto(op.job, stored.mutable_job());
       stored.set_seq(op.job.seq);
       stored.set_finished_by_agent(op.job.finished_by_agent);
+      stored.set_lease_start_unix_ms(MillisOrZero(op.job.lease_start));
+      stored.set_lease_price_per_hour(op.job.lease_price_per_hour);
+      stored.set_lease_provider(op.job.lease_provider);
       stored.SerializeToString(&value);
       wb.Put(absl::StrCat(kJobPrefix, op.job.id), value);
       break;
@@ -49,11 +61,37 @@ void Encode(const StoreOp& op, rocksdb::WriteBatch& wb) {
       CapabilitiesToProto(op.node.caps, stored.mutable_capabilities());
       stored.set_cordoned(op.node.cordoned);
       stored.set_draining(op.node.draining);
-      if (op.node.register_time != absl::InfinitePast()) {
-        stored.set_register_time_unix_ms(absl::ToUnixMillis(op.node.register_time));
-      }
+      stored.set_register_time_unix_ms(MillisOrZero(op.node.register_time));
       stored.SerializeToString(&value);
       wb.Put(absl::StrCat(kNodePrefix, op.node.name), value);
+      break;
+    }
+    case StoreOp::Kind::kPutLedger: {
+      const LedgerEntry& e = op.ledger;
+      v1::StoredLedgerEntry stored;
+      stored.set_job_id(e.job_id);
+      stored.set_epoch(e.epoch);
+      stored.set_attempt(e.attempt);
+      stored.set_project(e.project);
+      stored.set_node(e.node);
+      stored.set_provider(e.provider);
+      stored.set_price_per_hour(e.price_per_hour);
+      stored.set_start_unix_ms(MillisOrZero(e.start));
+      stored.set_end_unix_ms(MillisOrZero(e.end));
+      stored.SerializeToString(&value);
+      wb.Put(absl::StrFormat("%s%s/%016x", kLedgerPrefix, e.job_id, e.epoch), value);
+      break;
+    }
+    case StoreOp::Kind::kPutBudget: {
+      const Budget& b = op.budget;
+      v1::StoredBudget stored;
+      stored.set_project(b.project);
+      stored.set_monthly_limit(b.monthly_limit);
+      for (int p : b.alert_percents) stored.add_alert_percents(p);
+      stored.set_hard_cap(b.hard_cap);
+      stored.set_update_time_unix_ms(MillisOrZero(b.update_time));
+      stored.SerializeToString(&value);
+      wb.Put(absl::StrCat(kBudgetPrefix, b.project), value);
       break;
     }
   }
@@ -89,40 +127,77 @@ RocksDbStore::~RocksDbStore() {
   db_->Close();
 }
 
+namespace {
+
+// Parses every record under `prefix` as a `Stored` message and hands it to `add`.
+template <typename Stored, typename Add>
+absl::Status ForEachRecord(rocksdb::DB& db, absl::string_view prefix, absl::string_view what,
+                           Add add) {
+  std::unique_ptr<rocksdb::Iterator> it(db.NewIterator(rocksdb::ReadOptions()));
+  const rocksdb::Slice start(prefix.data(), prefix.size());
+  for (it->Seek(start); it->Valid() && it->key().starts_with(start); it->Next()) {
+    Stored stored;
+    if (!stored.ParseFromArray(it->value().data(), it->value().size())) {
+      return absl::DataLossError(
+          absl::StrCat("unreadable ", what, " record ", it->key().ToString()));
+    }
+    SCHED_RETURN_IF_ERROR(add(stored));
+  }
+  return FromRocks(it->status(), absl::StrCat("reading ", what, " records"));
+}
+
+}  // namespace
+
 absl::StatusOr<LoadedState> RocksDbStore::Load() {
   LoadedState state;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
-  for (it->Seek(rocksdb::Slice(kJobPrefix.data(), kJobPrefix.size()));
-       it->Valid() && it->key().starts_with(rocksdb::Slice(kJobPrefix.data(), kJobPrefix.size()));
-       it->Next()) {
-    v1::StoredJob stored;
-    if (!stored.ParseFromArray(it->value().data(), it->value().size())) {
-      return absl::DataLossError(absl::StrCat("unreadable job record ", it->key().ToString()));
-    }
-    SCHED_ASSIGN_OR_RETURN(Job job, JobFromProto(stored.job()));
-    job.seq = stored.seq();
-    job.finished_by_agent = stored.finished_by_agent();
-    state.jobs.push_back(std::move(job));
-  }
-  SCHED_RETURN_IF_ERROR(FromRocks(it->status(), "reading jobs"));
-  for (it->Seek(rocksdb::Slice(kNodePrefix.data(), kNodePrefix.size()));
-       it->Valid() && it->key().starts_with(rocksdb::Slice(kNodePrefix.data(), kNodePrefix.size()));
-       it->Next()) {
-    v1::StoredNode stored;
-    if (!stored.ParseFromArray(it->value().data(), it->value().size())) {
-      return absl::DataLossError(absl::StrCat("unreadable node record ", it->key().ToString()));
-    }
-    NodeRecord record;
-    record.name = stored.name();
-    SCHED_ASSIGN_OR_RETURN(record.caps, CapabilitiesFromProto(stored.capabilities()));
-    record.cordoned = stored.cordoned();
-    record.draining = stored.draining();
-    if (stored.register_time_unix_ms() != 0) {
-      record.register_time = absl::FromUnixMillis(stored.register_time_unix_ms());
-    }
-    state.nodes.push_back(std::move(record));
-  }
-  SCHED_RETURN_IF_ERROR(FromRocks(it->status(), "reading nodes"));
+  SCHED_RETURN_IF_ERROR(ForEachRecord<v1::StoredJob>(
+      *db_, kJobPrefix, "job", [&](const v1::StoredJob& stored) -> absl::Status {
+        SCHED_ASSIGN_OR_RETURN(Job job, JobFromProto(stored.job()));
+        job.seq = stored.seq();
+        job.finished_by_agent = stored.finished_by_agent();
+        job.lease_start = TimeOrPast(stored.lease_start_unix_ms());
+        job.lease_price_per_hour = stored.lease_price_per_hour();
+        job.lease_provider = stored.lease_provider();
+        state.jobs.push_back(std::move(job));
+        return absl::OkStatus();
+      }));
+  SCHED_RETURN_IF_ERROR(ForEachRecord<v1::StoredNode>(
+      *db_, kNodePrefix, "node", [&](const v1::StoredNode& stored) -> absl::Status {
+        NodeRecord record;
+        record.name = stored.name();
+        SCHED_ASSIGN_OR_RETURN(record.caps, CapabilitiesFromProto(stored.capabilities()));
+        record.cordoned = stored.cordoned();
+        record.draining = stored.draining();
+        record.register_time = TimeOrPast(stored.register_time_unix_ms());
+        state.nodes.push_back(std::move(record));
+        return absl::OkStatus();
+      }));
+  SCHED_RETURN_IF_ERROR(ForEachRecord<v1::StoredLedgerEntry>(
+      *db_, kLedgerPrefix, "ledger", [&](const v1::StoredLedgerEntry& stored) {
+        LedgerEntry e;
+        e.job_id = stored.job_id();
+        e.epoch = stored.epoch();
+        e.attempt = stored.attempt();
+        e.project = stored.project();
+        e.node = stored.node();
+        e.provider = stored.provider();
+        e.price_per_hour = stored.price_per_hour();
+        e.start = TimeOrPast(stored.start_unix_ms());
+        e.end = TimeOrPast(stored.end_unix_ms());
+        state.ledger.push_back(std::move(e));
+        return absl::OkStatus();
+      }));
+  SCHED_RETURN_IF_ERROR(ForEachRecord<v1::StoredBudget>(
+      *db_, kBudgetPrefix, "budget", [&](const v1::StoredBudget& stored) {
+        Budget b;
+        b.project = stored.project();
+        b.monthly_limit = stored.monthly_limit();
+        b.alert_percents.assign(stored.alert_percents().begin(), stored.alert_percents().end());
+        b.hard_cap = stored.hard_cap();
+        b.update_time = TimeOrPast(stored.update_time_unix_ms());
+        state.budgets.push_back(std::move(b));
+        return absl::OkStatus();
+      }));
   return state;
 }
 

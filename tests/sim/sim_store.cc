@@ -8,6 +8,8 @@ absl::StatusOr<LoadedState> SimStore::Load() {
   LoadedState state;
   for (const auto& [id, job] : disk_->jobs) state.jobs.push_back(job);
   for (const auto& [name, node] : disk_->nodes) state.nodes.push_back(node);
+  for (const auto& [key, entry] : disk_->ledger) state.ledger.push_back(entry);
+  for (const auto& [project, budget] : disk_->budgets) state.budgets.push_back(budget);
   return state;
 }
 
@@ -31,10 +33,19 @@ void SimStore::SyncSome(size_t count) {
   count = std::min(count, queue_.size());
   for (size_t i = 0; i < count; ++i) {
     for (StoreOp& op : queue_[i].second) {
-      if (op.kind == StoreOp::Kind::kPutJob) {
-        disk_->jobs[op.job.id] = op.job;
-      } else {
-        disk_->nodes[op.node.name] = op.node;
+      switch (op.kind) {
+        case StoreOp::Kind::kPutJob:
+          disk_->jobs[op.job.id] = op.job;
+          break;
+        case StoreOp::Kind::kPutNode:
+          disk_->nodes[op.node.name] = op.node;
+          break;
+        case StoreOp::Kind::kPutLedger:
+          disk_->ledger[{op.ledger.job_id, op.ledger.epoch}] = op.ledger;
+          break;
+        case StoreOp::Kind::kPutBudget:
+          disk_->budgets[op.budget.project] = op.budget;
+          break;
       }
     }
   }

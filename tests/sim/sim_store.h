@@ -14,6 +14,8 @@ namespace sched::sim {
 struct SimDisk {
   std::map<std::string, Job> jobs;
   std::map<std::string, NodeRecord> nodes;
+  std::map<std::pair<std::string, uint64_t>, LedgerEntry> ledger;
+  std::map<std::string, Budget> budgets;
   std::map<std::string, std::vector<LogRecord>> logs;
 };
 

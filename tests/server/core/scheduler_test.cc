@@ -447,6 +447,107 @@ TEST_F(SchedulerTest, CancelIsRepeatedUntilTheAgentEndsTheJob) {
   EXPECT_THAT(link2->Take(), SizeIs(0));
 }
 
+NodeCapabilities Priced(double dollars_per_hour, std::string provider) {
+  NodeCapabilities c = Caps(1, 8 * kGiB);
+  c.price_per_hour = dollars_per_hour;
+  c.provider = std::move(provider);
+  return c;
+}
+
+// Every second a job holds a priced node is metered, whichever way the lease ends, and the
+// ledger is durable with the jobs: totals after restarts equal the sum of the intervals.
+TEST_F(SchedulerTest, LedgerMetersEveryLeaseOfAPricedNodeAndSurvivesRestarts) {
+  const absl::Time t0 = clock_.Now();
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("vast-1", Priced(2.0, "vastai"), link);
+  JobSpec spec = Spec("train");
+  spec.project = "llm";
+  auto a = Submit(spec);
+  ASSERT_THAT(a, IsOk());
+  const uint64_t epoch_a = Get(a->job.id).epoch;
+  clock_.Advance(absl::Minutes(30));
+  ASSERT_THAT(Report("vast-1", s, a->job.id, epoch_a, JobState::kSucceeded), IsOk());
+  // Lease 1: 30 min at $2/h.
+  EXPECT_DOUBLE_EQ(scheduler_->Spent("llm", t0, clock_.Now()), 1.0);
+
+  auto b = Submit(spec);
+  ASSERT_THAT(b, IsOk());
+  clock_.Advance(absl::Minutes(15));
+  // An open lease counts up to now...
+  EXPECT_DOUBLE_EQ(scheduler_->Spent("llm", t0, clock_.Now()), 1.5);
+  // ...and keeps running across a restart of schedd: the node was still rented.
+  Restart();
+  EXPECT_DOUBLE_EQ(scheduler_->Spent("llm", t0, clock_.Now()), 1.5);
+  // The agent never comes back: the lease ends when it expires (restart grace + TTL later).
+  clock_.Advance(absl::Seconds(16));
+  scheduler_->Tick();
+  EXPECT_EQ(Get(b->job.id).state, JobState::kPending);
+  const double b_hours = absl::ToDoubleHours(absl::Minutes(15) + absl::Seconds(16));
+  EXPECT_DOUBLE_EQ(scheduler_->Spent("llm", t0, clock_.Now()), 1.0 + 2.0 * b_hours);
+  Restart();
+  std::vector<LedgerEntry> ledger = scheduler_->Ledger(t0);
+  ASSERT_THAT(ledger, SizeIs(2));
+  double sum = 0;
+  for (const LedgerEntry& e : ledger) {
+    EXPECT_EQ(e.project, "llm");
+    EXPECT_EQ(e.node, "vast-1");
+    EXPECT_EQ(e.provider, "vastai");
+    EXPECT_DOUBLE_EQ(e.price_per_hour, 2.0);
+    sum += e.price_per_hour * absl::ToDoubleHours(e.end - e.start);
+  }
+  EXPECT_DOUBLE_EQ(sum, scheduler_->Spent("llm", t0, clock_.Now()));
+  // Only what falls inside a window counts toward it; other projects are apart.
+  EXPECT_DOUBLE_EQ(scheduler_->Spent("llm", t0 + absl::Minutes(15), t0 + absl::Minutes(45)),
+                   2.0 * 0.5);
+  EXPECT_DOUBLE_EQ(scheduler_->Spent("other", t0, clock_.Now()), 0.0);
+}
+
+TEST_F(SchedulerTest, FreeNodesAreNotMetered) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(1, 8 * kGiB), link);
+  auto a = Submit(Spec("a"));
+  ASSERT_THAT(a, IsOk());
+  clock_.Advance(absl::Hours(1));
+  ASSERT_THAT(Report("ws", s, a->job.id, Get(a->job.id).epoch, JobState::kSucceeded), IsOk());
+  EXPECT_THAT(scheduler_->Ledger(absl::InfinitePast()), SizeIs(0));
+}
+
+TEST_F(SchedulerTest, BudgetsAreCheckedStoredAndKeptAcrossRestarts) {
+  auto set = [this](Budget b) {
+    return Call<Budget>([&](auto done) { scheduler_->SetBudget(std::move(b), std::move(done)); });
+  };
+  Budget bad;
+  bad.project = "no spaces";
+  EXPECT_THAT(set(bad), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("project")));
+  bad.project = "llm";
+  bad.monthly_limit = -5;
+  EXPECT_THAT(set(bad), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("monthly_limit")));
+  bad.monthly_limit = 50;
+  bad.alert_percents = {80, 50};
+  EXPECT_THAT(set(bad), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("alert_percents")));
+  EXPECT_THAT(scheduler_->GetBudget("llm"), StatusIs(absl::StatusCode::kNotFound));
+
+  Budget b;
+  b.project = "llm";
+  b.monthly_limit = 50;
+  b.alert_percents = {50, 80, 100};
+  b.hard_cap = true;
+  ASSERT_THAT(set(b), IsOk());
+  Restart();
+  auto got = scheduler_->GetBudget("llm");
+  ASSERT_THAT(got, IsOk());
+  EXPECT_DOUBLE_EQ(got->monthly_limit, 50);
+  EXPECT_THAT(got->alert_percents, ElementsAre(50, 80, 100));
+  EXPECT_TRUE(got->hard_cap);
+  EXPECT_EQ(got->update_time, clock_.Now());
+  EXPECT_THAT(scheduler_->ListBudgets(), SizeIs(1));
+}
+
+TEST(MonthStartTest, IsTheFirstOfTheMonthInUtc) {
+  EXPECT_EQ(MonthStart(absl::FromUnixSeconds(1'795'737'600 + 3600)),  // 2026-11-27T01:00Z
+            absl::FromCivil(absl::CivilMonth(2026, 11), absl::UTCTimeZone()));
+}
+
 TEST_F(SchedulerTest, IdPrefixesResolveUniquelyOrSayWhy) {
   auto a = Submit(Spec("a"));
   ASSERT_THAT(a, IsOk());

@@ -95,6 +95,9 @@ Job SampleJob(std::string id, uint64_t seq) {
   j.cancel_requested = true;
   j.request_id = "req-xyz";
   j.finished_by_agent = true;
+  j.lease_start = absl::FromUnixMillis(1'700'000'050'000);
+  j.lease_price_per_hour = 1.89;
+  j.lease_provider = "runpod";
   return j;
 }
 
@@ -144,6 +147,9 @@ TEST_P(StoreContractTest, JobsAndNodesRoundTrip) {
   EXPECT_DOUBLE_EQ(j.spec.max_cost, 7.5);
   EXPECT_EQ(j.spec.placement, PlacementPolicy::kCloudOnly);
   EXPECT_EQ(j.spec.spot, SpotPolicy::kSpot);
+  EXPECT_EQ(j.lease_start, absl::FromUnixMillis(1'700'000'050'000));
+  EXPECT_DOUBLE_EQ(j.lease_price_per_hour, 1.89);
+  EXPECT_EQ(j.lease_provider, "runpod");
   EXPECT_EQ(j.spec.labels.at("team"), "ml");
   EXPECT_EQ(j.state, JobState::kRunning);
   EXPECT_EQ(j.attempt, 3u);
@@ -160,6 +166,64 @@ TEST_P(StoreContractTest, JobsAndNodesRoundTrip) {
   EXPECT_DOUBLE_EQ(loaded->nodes[0].caps.price_per_hour, 1.89);
   EXPECT_TRUE(loaded->nodes[0].cordoned);
   EXPECT_EQ(loaded->nodes[0].register_time, node.register_time);
+}
+
+TEST_P(StoreContractTest, LedgerAndBudgetsRoundTripAndLaterPutWins) {
+  LedgerEntry e;
+  e.job_id = "00000000000000aa";
+  e.epoch = 12;
+  e.attempt = 2;
+  e.project = "llm";
+  e.node = "vast-1";
+  e.provider = "vastai";
+  e.price_per_hour = 0.4;
+  e.start = absl::FromUnixMillis(1'700'000'000'000);
+  e.end = absl::FromUnixMillis(1'700'003'600'000);
+  LedgerEntry other = e;
+  other.epoch = 3;
+  other.end = e.start + absl::Minutes(1);
+  Budget b;
+  b.project = "llm";
+  b.monthly_limit = 50;
+  b.alert_percents = {50, 80, 100};
+  b.hard_cap = false;
+  b.update_time = absl::FromUnixMillis(1'700'000'000'500);
+  StoreBatch batch(3);
+  batch[0].kind = StoreOp::Kind::kPutLedger;
+  batch[0].ledger = e;
+  batch[1].kind = StoreOp::Kind::kPutLedger;
+  batch[1].ledger = other;
+  batch[2].kind = StoreOp::Kind::kPutBudget;
+  batch[2].budget = b;
+  store_->Append(std::move(batch));
+  b.monthly_limit = 75;
+  StoreBatch again(1);
+  again[0].kind = StoreOp::Kind::kPutBudget;
+  again[0].budget = b;
+  WaitDurable(store_->Append(std::move(again)));
+  if (GetParam().survives_reopen) Reopen();
+  auto loaded = store_->Load();
+  ASSERT_THAT(loaded, IsOk());
+  ASSERT_THAT(loaded->ledger, SizeIs(2));
+  // In (job id, epoch) order.
+  EXPECT_EQ(loaded->ledger[0].epoch, 3u);
+  const LedgerEntry& l = loaded->ledger[1];
+  EXPECT_EQ(l.job_id, e.job_id);
+  EXPECT_EQ(l.epoch, 12u);
+  EXPECT_EQ(l.attempt, 2u);
+  EXPECT_EQ(l.project, "llm");
+  EXPECT_EQ(l.node, "vast-1");
+  EXPECT_EQ(l.provider, "vastai");
+  EXPECT_DOUBLE_EQ(l.price_per_hour, 0.4);
+  EXPECT_EQ(l.start, e.start);
+  EXPECT_EQ(l.end, e.end);
+  EXPECT_DOUBLE_EQ(l.Cost(), 0.4);
+  ASSERT_THAT(loaded->budgets, SizeIs(1));
+  EXPECT_EQ(loaded->budgets[0].project, "llm");
+  EXPECT_DOUBLE_EQ(loaded->budgets[0].monthly_limit, 75);
+  EXPECT_THAT(loaded->budgets[0].alert_percents, ElementsAre(50, 80, 100));
+  EXPECT_FALSE(loaded->budgets[0].hard_cap);
+  EXPECT_EQ(loaded->budgets[0].update_time, b.update_time);
 }
 
 TEST_P(StoreContractTest, LaterPutWins) {

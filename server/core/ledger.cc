@@ -1,0 +1,49 @@
+#include "server/core/ledger.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/core/job_spec_validation.h"
+
+namespace sched {
+
+double LedgerEntry::Cost() const { return CostWithin(start, end); }
+
+double LedgerEntry::CostWithin(absl::Time from, absl::Time to) const {
+  const absl::Time a = std::max(start, from);
+  const absl::Time b = std::min(end, to);
+  if (b <= a) return 0;
+  return price_per_hour * absl::ToDoubleHours(b - a);
+}
+
+absl::Status ValidateBudget(const Budget& budget) {
+  if (!IsValidName(budget.project)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("project: must be 1-63 characters of letters, digits, '.', '_' or '-', got \"",
+                     budget.project, "\""));
+  }
+  if (!std::isfinite(budget.monthly_limit) || budget.monthly_limit < 0 ||
+      budget.monthly_limit > kMaxCostDollars) {
+    return absl::InvalidArgumentError(absl::StrCat("monthly_limit: must be between 0 and ",
+                                                   kMaxCostDollars, " dollars, got ",
+                                                   budget.monthly_limit));
+  }
+  for (size_t i = 0; i < budget.alert_percents.size(); ++i) {
+    const int p = budget.alert_percents[i];
+    if (p < 1 || p > 1000 || (i > 0 && p <= budget.alert_percents[i - 1])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("alert_percents: must rise, each in 1..1000, got [",
+                       absl::StrJoin(budget.alert_percents, ", "), "]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Time MonthStart(absl::Time t) {
+  const absl::CivilSecond cs = absl::ToCivilSecond(t, absl::UTCTimeZone());
+  return absl::FromCivil(absl::CivilMonth(cs), absl::UTCTimeZone());
+}
+
+}  // namespace sched
