@@ -146,6 +146,31 @@ void Script(DescribeWriter& w, std::string title, const std::string& script) {
   w.Text(text, 1);
 }
 
+// `text`, with " (advertised)" when the agent was given the field rather than detecting it.
+std::string Advertised(const sched::v1::Capabilities& caps, absl::string_view field,
+                       std::string text) {
+  if (IsAdvertised(caps, field)) text += " (advertised)";
+  return text;
+}
+
+// How a machine the user owns comes to its price per hour.
+void LocalPriceSection(DescribeWriter& w, const sched::v1::Capabilities::LocalPrice& p) {
+  w.Section("Local Price");
+  w.Field("Energy",
+          p.power_watts() > 0
+              ? absl::StrFormat("$%.4f/h (%g W at $%g/kWh)", p.energy_dollars_per_hour(),
+                                p.power_watts(), p.electricity_dollars_per_kwh())
+              : "<none>",
+          1);
+  w.Field("Hardware",
+          p.amortize_months() > 0
+              ? absl::StrFormat("$%.4f/h ($%g over %g months of 730 h)",
+                                p.amortization_dollars_per_hour(), p.hardware_cost_dollars(),
+                                p.amortize_months())
+              : "<none>",
+          1);
+}
+
 }  // namespace
 
 void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out) {
@@ -203,8 +228,12 @@ void DescribeNode(const sched::v1::Node& node, absl::Time now, std::ostream& out
   w.Field("State", ShortNodeState(node.state()));
   w.Field("Connected", node.connected() ? "yes" : "no");
   w.Field("Hostname", OrNone(caps.hostname()));
-  w.Field("Provider", OrNone(caps.provider()));
+  w.Field("Provider", Advertised(caps, "provider", OrNone(caps.provider())));
+  w.Field("Region", OrNone(caps.region()));
+  w.Field("Instance Type", OrNone(caps.instance_type()));
+  w.Field("Spot", caps.spot() ? "yes" : "no");
   w.Field("Price/h", FormatPrice(caps.price_per_hour()));
+  if (caps.has_local_price()) LocalPriceSection(w, caps.local_price());
   w.Field("Agent Version", OrNone(caps.agent_version()));
   w.Field("GPU Detection", OrNone(caps.gpu_detection()));
   w.Field("Registered", TimeField(node.register_time(), now));
@@ -217,11 +246,11 @@ void DescribeNode(const sched::v1::Node& node, absl::Time now, std::ostream& out
   if (caps.gpus().empty()) {
     w.Field("GPUs", "<none>");
   } else {
-    w.Section("GPUs");
+    w.Section(Advertised(caps, "gpus", "GPUs"));
     Table gpus({"INDEX", "MODEL", "MEMORY", "UUID"});
     for (const auto& gpu : caps.gpus()) {
       gpus.AddRow({absl::StrCat(gpu.index()), gpu.model(), FormatGpuMemory(gpu.memory_bytes()),
-                   gpu.uuid()});
+                   gpu.uuid().empty() ? "-" : gpu.uuid()});
     }
     std::ostringstream table;
     gpus.Print(table);

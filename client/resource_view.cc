@@ -121,9 +121,16 @@ std::string NodeGpuSummary(const sched::v1::Capabilities& caps) {
     }
   }
   if (groups.empty()) return "-";
-  return absl::StrJoin(groups, ",", [](std::string* out, const auto& g) {
+  std::string summary = absl::StrJoin(groups, ",", [](std::string* out, const auto& g) {
     absl::StrAppend(out, g.second, "x", g.first);
   });
+  if (IsAdvertised(caps, "gpus")) summary += kAdvertisedMark;
+  return summary;
+}
+
+bool IsAdvertised(const sched::v1::Capabilities& caps, absl::string_view field) {
+  return std::find(caps.advertised().begin(), caps.advertised().end(), field) !=
+         caps.advertised().end();
 }
 
 std::string FormatPrice(double price_per_hour) {
@@ -178,24 +185,30 @@ void PrintJobTable(const google::protobuf::RepeatedPtrField<Job>& jobs, bool wid
 std::vector<std::string> NodeTableHeader(bool wide) {
   std::vector<std::string> h = {"NAME",     "STATE",   "CPUS", "MEMORY", "GPUS",
                                 "PROVIDER", "PRICE/H", "JOBS", "AGE"};
-  if (wide) h.insert(h.end(), {"ALLOC-CPUS", "ALLOC-MEMORY", "ALLOC-GPUS", "HEARTBEAT"});
+  if (wide) {
+    h.insert(h.end(), {"SPOT", "REGION", "INSTANCE-TYPE", "ALLOC-CPUS", "ALLOC-MEMORY",
+                       "ALLOC-GPUS", "HEARTBEAT"});
+  }
   return h;
 }
 
 std::vector<std::string> NodeTableRow(const Node& node, bool wide, absl::Time now) {
   const sched::v1::Capabilities& caps = node.capabilities();
-  std::vector<std::string> row = {node.name(),
-                                  ShortNodeState(node.state()),
-                                  FormatCpus(caps.cpus()),
-                                  FormatBytes(caps.memory_bytes()),
-                                  NodeGpuSummary(caps),
-                                  OrNone(caps.provider()),
-                                  FormatPrice(caps.price_per_hour()),
-                                  absl::StrCat(node.running_jobs()),
-                                  AgeOf(node.register_time(), now)};
+  std::vector<std::string> row = {
+      node.name(),
+      ShortNodeState(node.state()),
+      FormatCpus(caps.cpus()),
+      FormatBytes(caps.memory_bytes()),
+      NodeGpuSummary(caps),
+      OrNone(caps.provider()) + (IsAdvertised(caps, "provider") ? kAdvertisedMark : ""),
+      FormatPrice(caps.price_per_hour()),
+      absl::StrCat(node.running_jobs()),
+      AgeOf(node.register_time(), now)};
   if (!wide) return row;
   row.insert(row.end(),
-             {FormatCpus(node.allocated_cpus()), FormatBytes(node.allocated_memory_bytes()),
+             {caps.spot() ? "yes" : "no", caps.region().empty() ? "-" : caps.region(),
+              caps.instance_type().empty() ? "-" : caps.instance_type(),
+              FormatCpus(node.allocated_cpus()), FormatBytes(node.allocated_memory_bytes()),
               FormatIndexes(node.allocated_gpu_indexes()), AgeOf(node.last_heartbeat_time(), now)});
   return row;
 }
@@ -203,6 +216,11 @@ std::vector<std::string> NodeTableRow(const Node& node, bool wide, absl::Time no
 void PrintNodeTable(const google::protobuf::RepeatedPtrField<Node>& nodes, bool wide,
                     absl::Time now, std::ostream& out) {
   PrintRows(NodeTableHeader(wide), nodes, NodeTableRow, wide, now, out);
+  const bool marked = std::any_of(nodes.begin(), nodes.end(), [](const Node& node) {
+    const sched::v1::Capabilities& caps = node.capabilities();
+    return (IsAdvertised(caps, "gpus") && caps.gpus_size() > 0) || IsAdvertised(caps, "provider");
+  });
+  if (marked) out << kAdvertisedFootnote << '\n';
 }
 
 }  // namespace sched::client

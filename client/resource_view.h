@@ -32,8 +32,15 @@ std::string AgeOf(const google::protobuf::Timestamp& ts, absl::Time now);
 std::string ShortGpuModel(absl::string_view model);
 // A job's GPU request: "0", "2", "1xH100|A100", "1xany 24GB", "2xH100 24GB".
 std::string GpuRequestSummary(const sched::v1::Resources& resources);
-// A node's GPUs grouped by model and memory: "2xH100 80GB", "1xRTX3080 10GB,1xT4 15GB", "-".
+// A node's GPUs grouped by model and memory: "2xH100 80GB", "1xRTX3080 10GB,1xT4 15GB", "-";
+// "2xRTX4090 24GB*" when they are advertised.
 std::string NodeGpuSummary(const sched::v1::Capabilities& capabilities);
+// Whether Capabilities.advertised names `field` ("gpus", "provider").
+bool IsAdvertised(const sched::v1::Capabilities& capabilities, absl::string_view field);
+// The mark tables put after an advertised value, and the line explaining it under the table.
+inline constexpr char kAdvertisedMark[] = "*";
+inline constexpr char kAdvertisedFootnote[] =
+    "* advertised: given to the agent (--advertise_gpus, --provider or its config), not detected";
 // "$0.40", or "-" for a node with no hourly price.
 std::string FormatPrice(double price_per_hour);
 // "0,1", or "-" for none.
@@ -48,10 +55,12 @@ std::vector<size_t> JobWatchWidths(bool wide);
 void PrintJobTable(const google::protobuf::RepeatedPtrField<sched::v1::Job>& jobs, bool wide,
                    absl::Time now, std::ostream& out);
 
-// Columns: NAME STATE CPUS MEMORY GPUS PROVIDER PRICE/H JOBS AGE; wide adds ALLOC-CPUS
-// ALLOC-MEMORY ALLOC-GPUS HEARTBEAT.
+// Columns: NAME STATE CPUS MEMORY GPUS PROVIDER PRICE/H JOBS AGE; wide adds SPOT REGION
+// INSTANCE-TYPE ALLOC-CPUS ALLOC-MEMORY ALLOC-GPUS HEARTBEAT. Advertised GPUS and PROVIDER values
+// end in kAdvertisedMark.
 std::vector<std::string> NodeTableHeader(bool wide);
 std::vector<std::string> NodeTableRow(const sched::v1::Node& node, bool wide, absl::Time now);
+// The table, then kAdvertisedFootnote when a value in it is marked.
 void PrintNodeTable(const google::protobuf::RepeatedPtrField<sched::v1::Node>& nodes, bool wide,
                     absl::Time now, std::ostream& out);
 

@@ -10,6 +10,7 @@ namespace sched::client {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(DescribeJob, PrintsEveryFieldAligned) {
   std::ostringstream out;
@@ -105,6 +106,9 @@ TEST(DescribeNode, PrintsCapabilitiesGpusAndAllocation) {
             "Connected:       yes\n"
             "Hostname:        c-123\n"
             "Provider:        vastai\n"
+            "Region:          <none>\n"
+            "Instance Type:   <none>\n"
+            "Spot:            no\n"
             "Price/h:         $0.40\n"
             "Agent Version:   0.1.0\n"
             "GPU Detection:   nvml\n"
@@ -125,6 +129,41 @@ TEST(DescribeNode, PrintsCapabilitiesGpusAndAllocation) {
             "  Memory:        8GB of 64GiB\n"
             "  GPUs:          0 (1 of 2)\n"
             "  Running Jobs:  1\n");
+}
+
+TEST(DescribeNode, MarksAdvertisedValuesAndShowsCost) {
+  std::ostringstream out;
+  DescribeNode(testing::AdvertisedNode(), testing::kNow, out);
+  EXPECT_THAT(out.str(), HasSubstr("Provider:        vastai (advertised)\n"
+                                   "Region:          us-east\n"
+                                   "Instance Type:   2x4090\n"
+                                   "Spot:            yes\n"
+                                   "Price/h:         $0.40\n"));
+  EXPECT_THAT(out.str(), HasSubstr("GPU Detection:   advertised\n"));
+  EXPECT_THAT(out.str(), HasSubstr("GPUs (advertised):\n"
+                                   "  INDEX   MODEL                     MEMORY   UUID\n"
+                                   "  0       NVIDIA GeForce RTX 4090   24GB     -\n"
+                                   "  1       NVIDIA GeForce RTX 4090   24GB     -\n"));
+  EXPECT_THAT(out.str(), Not(HasSubstr("Local Price")));
+}
+
+TEST(DescribeNode, LocalPriceParts) {
+  sched::v1::Node node = testing::LocalNode();
+  sched::v1::Capabilities& caps = *node.mutable_capabilities();
+  caps.set_price_per_hour(0.105 + 2190.0 / (36 * 730));
+  sched::v1::Capabilities::LocalPrice& p = *caps.mutable_local_price();
+  p.set_power_watts(350);
+  p.set_electricity_dollars_per_kwh(0.30);
+  p.set_energy_dollars_per_hour(0.105);
+  p.set_hardware_cost_dollars(2190);
+  p.set_amortize_months(36);
+  p.set_amortization_dollars_per_hour(2190.0 / (36 * 730));
+  std::ostringstream out;
+  DescribeNode(node, testing::kNow, out);
+  EXPECT_THAT(out.str(), HasSubstr("Price/h:         $0.19\n"
+                                   "Local Price:\n"
+                                   "  Energy:        $0.1050/h (350 W at $0.3/kWh)\n"
+                                   "  Hardware:      $0.0833/h ($2190 over 36 months of 730 h)\n"));
 }
 
 TEST(DescribeNode, NodeWithoutGpus) {

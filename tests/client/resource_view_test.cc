@@ -73,17 +73,40 @@ TEST(NodeTable, AlignsTheDefaultColumns) {
       "ws1      CORDONED   8      32GiB    1xRTX3080 10GB   local      -         0      2d5h\n");
 }
 
-TEST(NodeTable, WideAddsAllocationAndHeartbeat) {
+TEST(NodeTable, WideAddsCostAllocationAndHeartbeat) {
   std::ostringstream out;
-  PrintNodeTable(SampleNodes(), /*wide=*/true, kNow, out);
+  google::protobuf::RepeatedPtrField<sched::v1::Node> nodes = SampleNodes();
+  nodes[0].mutable_capabilities()->set_spot(true);
+  nodes[0].mutable_capabilities()->set_region("EU-SE-1");
+  PrintNodeTable(nodes, /*wide=*/true, kNow, out);
   EXPECT_EQ(
       out.str(),
       "NAME     STATE      CPUS   MEMORY   GPUS             PROVIDER   PRICE/H   JOBS   AGE    "
-      "ALLOC-CPUS   ALLOC-MEMORY   ALLOC-GPUS   HEARTBEAT\n"
+      "SPOT   REGION    INSTANCE-TYPE   ALLOC-CPUS   ALLOC-MEMORY   ALLOC-GPUS   HEARTBEAT\n"
       "vast-1   READY      16     64GiB    2xH100 80GB      vastai     $0.40     1      120m   "
-      "2            8GB            0            3s\n"
+      "yes    EU-SE-1   -               2            8GB            0            3s\n"
       "ws1      CORDONED   8      32GiB    1xRTX3080 10GB   local      -         0      2d5h   "
-      "0            0              -            <unknown>\n");
+      "no     -         -               0            0              -            <unknown>\n");
+}
+
+TEST(NodeTable, MarksAdvertisedValuesWithAFootnote) {
+  google::protobuf::RepeatedPtrField<sched::v1::Node> nodes;
+  *nodes.Add() = testing::AdvertisedNode();
+  std::ostringstream out;
+  PrintNodeTable(nodes, /*wide=*/true, kNow, out);
+  EXPECT_EQ(out.str(),
+            "NAME   STATE   CPUS   MEMORY   GPUS              PROVIDER   PRICE/H   JOBS   AGE   "
+            "SPOT   REGION    INSTANCE-TYPE   ALLOC-CPUS   ALLOC-MEMORY   ALLOC-GPUS   HEARTBEAT\n"
+            "demo   READY   2      8GiB     2xRTX4090 24GB*   vastai*    $0.40     0      5m    "
+            "yes    us-east   2x4090          0            0              -            <unknown>\n"
+            "* advertised: given to the agent (--advertise_gpus, --provider or its config), not "
+            "detected\n");
+}
+
+TEST(NodeTable, NoFootnoteWithoutAdvertisedValues) {
+  std::ostringstream out;
+  PrintNodeTable(SampleNodes(), /*wide=*/false, kNow, out);
+  EXPECT_EQ(out.str().find("advertised"), std::string::npos) << out.str();
 }
 
 TEST(ShortGpuModel, DropsVendorAndTrailingWords) {
@@ -103,6 +126,8 @@ TEST(NodeGpuSummary, GroupsByModelAndMemory) {
   *caps.add_gpus() = testing::Gpu(2, "NVIDIA GeForce RTX 3080", 10 * testing::kGiB);
   EXPECT_EQ(NodeGpuSummary(caps), "2xRTX3080 10GB,1xT4 15GB");
   EXPECT_EQ(NodeGpuSummary(sched::v1::Capabilities()), "-");
+  caps.add_advertised("gpus");
+  EXPECT_EQ(NodeGpuSummary(caps), "2xRTX3080 10GB,1xT4 15GB*");
 }
 
 TEST(GpuRequestSummary, NamesCountModelsAndMemory) {

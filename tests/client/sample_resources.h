@@ -116,4 +116,29 @@ inline sched::v1::Node LocalNode() {
   return node;
 }
 
+// A GPU-less test box advertising 2 RTX 4090s as a Vast.ai spot node at $0.40/h.
+inline sched::v1::Node AdvertisedNode() {
+  sched::v1::Node node;
+  node.set_name("demo");
+  node.set_state(sched::v1::NODE_STATE_READY);
+  node.set_connected(true);
+  sched::v1::Capabilities& caps = *node.mutable_capabilities();
+  caps.set_cpus(2);
+  caps.set_memory_bytes(8 * kGiB);
+  for (uint32_t i = 0; i < 2; ++i) {
+    *caps.add_gpus() = Gpu(i, "NVIDIA GeForce RTX 4090", 24 * kGiB);
+    caps.mutable_gpus(i)->clear_uuid();
+  }
+  caps.set_gpu_detection("advertised");
+  caps.set_provider("vastai");
+  caps.set_price_per_hour(0.4);
+  caps.set_spot(true);
+  caps.set_region("us-east");
+  caps.set_instance_type("2x4090");
+  caps.add_advertised("gpus");
+  caps.add_advertised("provider");
+  *node.mutable_register_time() = At(kNow - absl::Minutes(5));
+  return node;
+}
+
 }  // namespace sched::client::testing
