@@ -1,0 +1,171 @@
+// The real binaries: a sched-agent on this GPU-less machine advertises two RTX 4090s as a
+// Vast.ai spot node at $0.40/h; schedctl shows them marked, a job that fits gets an advertised
+// GPU through CUDA_VISIBLE_DEVICES, and a job asking more memory per GPU than they have waits.
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "sched/v1/types.pb.h"
+#include "tests/testing/subprocess.h"
+
+namespace sched {
+namespace {
+
+using ::sched::testing::BinaryPath;
+using ::sched::testing::MakeTempDir;
+using ::sched::testing::PickFreePort;
+using ::sched::testing::Subprocess;
+using ::sched::testing::WaitForPort;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr char kNode[] = "demo-4090";
+
+struct Output {
+  int exit_code = -1;
+  std::string text;  // stdout and stderr
+};
+
+// Runs a shell command line to its end.
+Output Shell(const std::string& command) {
+  Output out;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) out.text.append(buf, n);
+  const int status = pclose(pipe);
+  if (WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
+  return out;
+}
+
+class AdvertisedNodeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("sched_advertised_e2e_");
+    const int port = PickFreePort();
+    address_ = absl::StrCat("127.0.0.1:", port);
+    schedd_ = std::make_unique<Subprocess>(
+        std::vector<std::string>{BinaryPath("schedd"), "--data_dir=" + dir_ + "/schedd",
+                                 "--listen=" + address_, "--metrics_listen="},
+        dir_ + "/schedd.log");
+    ASSERT_TRUE(WaitForPort(port, 10'000)) << "schedd did not listen; log in " << dir_;
+    agent_ = std::make_unique<Subprocess>(
+        std::vector<std::string>{
+            BinaryPath("sched-agent"), "--server=" + address_, std::string("--name=") + kNode,
+            "--work_dir=" + dir_ + "/agent",
+            "--metrics_listen=", "--advertise_gpus=2x NVIDIA GeForce RTX 4090:24GB",
+            "--price_per_hour=0.40", "--spot=true", "--provider=vastai"},
+        dir_ + "/agent.log");
+    for (int i = 0; i < 200; ++i) {
+      v1::Node node;
+      const Output r = Ctl(absl::StrCat("get node ", kNode, " -o json"));
+      if (r.exit_code == 0 && google::protobuf::util::JsonStringToMessage(r.text, &node).ok() &&
+          node.state() == v1::NODE_STATE_READY) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    FAIL() << "the agent did not register; logs in " << dir_;
+  }
+
+  void TearDown() override {
+    agent_.reset();
+    schedd_.reset();
+    if (!HasFailure()) Shell("rm -rf " + dir_);
+  }
+
+  Output Ctl(const std::string& args) {
+    return Shell(absl::StrCat(BinaryPath("schedctl"), " --server ", address_, " ", args));
+  }
+
+  std::string Submit(const std::string& name, const std::string& yaml) {
+    const std::string path = dir_ + "/" + name + ".yaml";
+    std::ofstream(path) << yaml;
+    const Output r = Ctl("submit -f " + path);
+    EXPECT_EQ(r.exit_code, 0) << r.text;
+    const std::string prefix = "job/";
+    if (!absl::StartsWith(r.text, prefix) || r.text.size() < prefix.size() + 16) return "";
+    return r.text.substr(prefix.size(), 16);
+  }
+
+  v1::Job GetJob(const std::string& id) {
+    v1::Job job;
+    const Output r = Ctl("get job " + id + " -o json");
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.text, &job).ok()) << r.text;
+    return job;
+  }
+
+  v1::Job WaitForEnd(const std::string& id) {
+    v1::Job job;
+    for (int i = 0; i < 400; ++i) {
+      job = GetJob(id);
+      if (job.state() >= v1::JOB_STATE_SUCCEEDED) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return job;
+  }
+
+  std::string dir_;
+  std::string address_;
+  std::unique_ptr<Subprocess> schedd_;
+  std::unique_ptr<Subprocess> agent_;
+};
+
+TEST_F(AdvertisedNodeTest, ListedMarkedAndGivenToAJobThatFits) {
+  const Output wide = Ctl("get nodes -o wide");
+  ASSERT_EQ(wide.exit_code, 0) << wide.text;
+  // NAME STATE CPUS MEMORY GPUS PROVIDER PRICE/H JOBS AGE SPOT ...
+  EXPECT_THAT(wide.text, HasSubstr("   2xRTX4090 24GB*   vastai*    $0.40     0      "))
+      << wide.text;
+  EXPECT_THAT(wide.text, HasSubstr("SPOT   REGION   INSTANCE-TYPE")) << wide.text;
+  EXPECT_THAT(wide.text, HasSubstr("   yes    -        -               ")) << wide.text;
+  EXPECT_THAT(wide.text, HasSubstr("\n* advertised: given to the agent")) << wide.text;
+
+  const Output describe = Ctl(absl::StrCat("describe node ", kNode));
+  EXPECT_THAT(describe.text, HasSubstr("Provider:        vastai (advertised)\n")) << describe.text;
+  EXPECT_THAT(describe.text, HasSubstr("GPUs (advertised):\n")) << describe.text;
+
+  v1::Node node;
+  const Output json = Ctl(absl::StrCat("get node ", kNode, " -o json"));
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.text, &node).ok()) << json.text;
+  EXPECT_TRUE(node.capabilities().spot());
+  EXPECT_EQ(node.capabilities().gpu_detection(), "advertised");
+  EXPECT_THAT(node.capabilities().advertised(), ElementsAre("gpus", "provider"));
+
+  // Asks more memory per GPU than an RTX 4090 has: submitted first, never placed.
+  const std::string too_big = Submit("too-big", R"(name: too-big
+run: echo should not run
+resources: {gpus: 1, gpu_memory: 48GB, cpus: 0.1}
+)");
+  const std::string fits = Submit("fits", R"(name: fits
+run: echo "gpus=[$CUDA_VISIBLE_DEVICES]"
+resources: {gpus: 1, gpu_memory: 20GB, cpus: 0.1}
+)");
+  ASSERT_FALSE(too_big.empty());
+  ASSERT_FALSE(fits.empty());
+  const v1::Job done = WaitForEnd(fits);
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString();
+  EXPECT_EQ(done.node(), kNode);
+  ASSERT_EQ(done.gpu_indexes_size(), 1);
+  const Output logs = Ctl("logs " + fits);
+  EXPECT_EQ(logs.text, absl::StrCat("gpus=[", done.gpu_indexes(0), "]\n"));
+
+  const v1::Job waiting = GetJob(too_big);
+  EXPECT_EQ(waiting.state(), v1::JOB_STATE_PENDING) << waiting.DebugString();
+  EXPECT_EQ(waiting.epoch(), 0u) << waiting.DebugString();  // never assigned
+  EXPECT_EQ(waiting.node(), "") << waiting.DebugString();
+  EXPECT_EQ(Ctl("cancel " + too_big).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace sched
