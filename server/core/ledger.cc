@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -16,6 +17,36 @@ double LedgerEntry::CostWithin(absl::Time from, absl::Time to) const {
   const absl::Time b = std::min(end, to);
   if (b <= a) return 0;
   return price_per_hour * absl::ToDoubleHours(b - a);
+}
+
+CostReport GroupCosts(const std::vector<LedgerEntry>& entries, absl::Time since, absl::Time until,
+                      CostGroup group, const std::string& project) {
+  CostReport report;
+  report.since = since;
+  report.until = until;
+  std::map<std::string, CostLine> lines;
+  for (const LedgerEntry& e : entries) {
+    if (!project.empty() && e.project != project) continue;
+    const absl::Time a = std::max(e.start, since);
+    const absl::Time b = std::min(e.end, until);
+    if (b <= a) continue;
+    const std::string& key = group == CostGroup::kProject    ? e.project
+                             : group == CostGroup::kProvider ? e.provider
+                             : group == CostGroup::kJob      ? e.job_id
+                                                             : e.node;
+    CostLine& line = lines[key];
+    line.key = key;
+    line.dollars += e.CostWithin(since, until);
+    line.hours += absl::ToDoubleHours(b - a);
+    line.leases++;
+  }
+  for (auto& [key, line] : lines) {
+    report.total_dollars += line.dollars;
+    report.lines.push_back(std::move(line));
+  }
+  std::stable_sort(report.lines.begin(), report.lines.end(),
+                   [](const CostLine& x, const CostLine& y) { return x.dollars > y.dollars; });
+  return report;
 }
 
 absl::Status ValidateBudget(const Budget& budget) {

@@ -41,6 +41,27 @@ struct Budget {
   absl::Time update_time = absl::InfinitePast();
 };
 
+enum class CostGroup { kProject, kProvider, kJob, kNode };
+
+struct CostLine {
+  std::string key;  // the project, provider, job id or node name
+  double dollars = 0;
+  double hours = 0;  // node-hours inside the window
+  uint32_t leases = 0;
+};
+
+struct CostReport {
+  absl::Time since;
+  absl::Time until;
+  std::vector<CostLine> lines;  // most expensive first, then by key
+  double total_dollars = 0;
+};
+
+// Groups the part of each entry inside [since, until]; only `project`'s when it is not empty.
+// Entries with nothing inside the window are left out.
+CostReport GroupCosts(const std::vector<LedgerEntry>& entries, absl::Time since, absl::Time until,
+                      CostGroup group, const std::string& project);
+
 // INVALID_ARGUMENT naming the field: project, monthly_limit (finite, >= 0), alert_percents.
 absl::Status ValidateBudget(const Budget& budget);
 

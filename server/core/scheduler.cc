@@ -930,6 +930,17 @@ double Scheduler::Spent(absl::string_view project, absl::Time from, absl::Time t
   return dollars;
 }
 
+double Scheduler::SpentThisMonth(absl::string_view project) const {
+  const absl::Time now = clock_->Now();
+  return Spent(project, MonthStart(now), now);
+}
+
+CostReport Scheduler::Costs(absl::Time since, CostGroup group, const std::string& project) const {
+  const absl::Time now = clock_->Now();
+  if (since == absl::InfinitePast()) since = MonthStart(now);
+  return GroupCosts(Ledger(since), since, now, group, project);
+}
+
 SchedulerStats Scheduler::Stats() const {
   absl::ReaderMutexLock lock(&mu_);
   return stats_;

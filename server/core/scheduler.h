@@ -156,6 +156,10 @@ class Scheduler {
   std::vector<LedgerEntry> Ledger(absl::Time since) const;
   // Dollars `project` spent in [from, to), open leases counted up to now.
   double Spent(absl::string_view project, absl::Time from, absl::Time to) const;
+  // Dollars `project` spent since the start of this calendar month (UTC).
+  double SpentThisMonth(absl::string_view project) const;
+  // Spending in [since, now], grouped; `since` InfinitePast: the start of this month.
+  CostReport Costs(absl::Time since, CostGroup group, const std::string& project) const;
 
   // Expires leases and silent agents. Call at least every heartbeat interval.
   void Tick();

@@ -12,6 +12,7 @@
 #include "server/common/status_macros.h"
 #include "server/metrics/metrics.h"
 #include "server/service/agent_service.h"
+#include "server/service/cost_service.h"
 #include "server/service/job_service.h"
 #include "server/service/node_service.h"
 #include "server/store/rocksdb_store.h"
@@ -64,6 +65,7 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get());
   agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get());
   node_service_ = std::make_unique<NodeServiceImpl>(scheduler_.get());
+  cost_service_ = std::make_unique<CostServiceImpl>(scheduler_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -72,6 +74,7 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   builder.RegisterService(job_service_.get());
   builder.RegisterService(agent_service_.get());
   builder.RegisterService(node_service_.get());
+  builder.RegisterService(cost_service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
   // Agents keep one stream open for hours: keepalive finds dead peers behind NATs.

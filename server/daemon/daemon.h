@@ -23,6 +23,7 @@ namespace sched {
 class JobServiceImpl;
 class AgentServiceImpl;
 class NodeServiceImpl;
+class CostServiceImpl;
 class ServerMetrics;
 class RocksDbStore;
 
@@ -73,6 +74,7 @@ class Daemon {
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
   std::unique_ptr<NodeServiceImpl> node_service_;
+  std::unique_ptr<CostServiceImpl> cost_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;

@@ -1,6 +1,8 @@
 #include "server/metrics/metrics.h"
 
 #include <chrono>
+#include <map>
+#include <string>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/string_view.h"
@@ -68,6 +70,32 @@ class SchedulerCollector final : public prometheus::Collectable {
                          MetricType::Gauge, {Value(s.agents_connected)}));
     out.push_back(Family("sched_nodes", "Nodes schedd knows, connected or not.",
                          MetricType::Gauge, {Value(s.nodes_total)}));
+    // Money: this calendar month (UTC), leases still running counted up to now.
+    std::map<std::string, double> spent;
+    for (const CostLine& line : scheduler_->Costs(absl::InfinitePast(), CostGroup::kProject, "")
+                                    .lines) {
+      spent[line.key] = line.dollars;
+    }
+    std::vector<prometheus::ClientMetric> limits, used;
+    for (const Budget& b : scheduler_->ListBudgets()) {
+      spent.try_emplace(b.project, 0.0);
+      limits.push_back(Value(b.monthly_limit, {{"project", b.project}}));
+      if (b.monthly_limit > 0) {
+        used.push_back(Value(spent[b.project] / b.monthly_limit, {{"project", b.project}}));
+      }
+    }
+    std::vector<prometheus::ClientMetric> spend;
+    for (const auto& [project, dollars] : spent) {
+      spend.push_back(Value(dollars, {{"project", project}}));
+    }
+    out.push_back(Family("sched_project_spend_dollars",
+                         "Dollars spent this calendar month (UTC) on priced nodes, by project.",
+                         MetricType::Gauge, std::move(spend)));
+    out.push_back(Family("sched_project_budget_dollars", "Monthly budget, by project.",
+                         MetricType::Gauge, std::move(limits)));
+    out.push_back(Family("sched_project_budget_used_ratio",
+                         "This month's spend over the monthly budget, by project.",
+                         MetricType::Gauge, std::move(used)));
     for (const auto& c : extra_) {
       out.push_back(Family(c.name, c.help, MetricType::Counter, {Value(c.read())}));
     }

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "reflection_subset.pb.h"
 #include "sched/v1/agent_service.grpc.pb.h"
+#include "sched/v1/cost_service.grpc.pb.h"
 #include "sched/v1/job_service.grpc.pb.h"
 #include "sched/v1/node_service.grpc.pb.h"
 #include "server/daemon/daemon.h"
@@ -41,10 +42,13 @@ class RawAgent {
     stream_->Finish();
   }
 
-  bool Register(const std::string& name, int cpus = 4) {
+  bool Register(const std::string& name, int cpus = 4, double price_per_hour = 0,
+                const std::string& provider = "") {
     v1::AgentMessage m;
     m.mutable_register_()->set_node_name(name);
     m.mutable_register_()->mutable_capabilities()->set_cpus(cpus);
+    m.mutable_register_()->mutable_capabilities()->set_price_per_hour(price_per_hour);
+    m.mutable_register_()->mutable_capabilities()->set_provider(provider);
     m.mutable_register_()->mutable_capabilities()->set_memory_bytes(int64_t{8} << 30);
     return stream_->Write(m);
   }
@@ -205,6 +209,77 @@ TEST_F(ServiceTest, ListJobsPagesThroughEverything) {
   } while (!token.empty());
   EXPECT_EQ(pages, 3);
   EXPECT_THAT(names, ::testing::ElementsAre("j0", "j1", "j2", "j3", "j4", "j5", "j6"));
+}
+
+TEST_F(ServiceTest, BudgetsAndCostReports) {
+  auto costs = v1::CostService::NewStub(channel_);
+  auto set = [&](const std::string& project, double limit, std::vector<int> alerts,
+                 v1::Budget* out) {
+    grpc::ClientContext ctx;
+    v1::SetBudgetRequest req;
+    req.set_project(project);
+    req.set_monthly_limit(limit);
+    for (int a : alerts) req.add_alert_percents(a);
+    return costs->SetBudget(&ctx, req, out);
+  };
+  v1::Budget budget;
+  grpc::Status s = set("llm", -1, {}, &budget);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("monthly_limit"));
+  s = set("llm", 50, {80, 50}, &budget);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("alert_percents"));
+  {
+    grpc::ClientContext ctx;
+    v1::GetBudgetRequest req;
+    req.set_project("llm");
+    EXPECT_EQ(costs->GetBudget(&ctx, req, &budget).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  ASSERT_TRUE(set("llm", 50, {}, &budget).ok());
+  EXPECT_THAT(budget.alert_percents(), ::testing::ElementsAre(50, 80, 100));
+  EXPECT_TRUE(budget.hard_cap());
+  EXPECT_DOUBLE_EQ(budget.spent_this_month(), 0);
+
+  // A job holds a $3/h node for 20 minutes.
+  RawAgent agent(channel_);
+  ASSERT_TRUE(agent.Register("rented", 4, 3.0, "runpod"));
+  ASSERT_TRUE(agent.Next().has_value());
+  grpc::ClientContext submit_ctx;
+  v1::SubmitJobRequest submit;
+  submit.mutable_spec()->set_run("train");
+  submit.mutable_spec()->set_project("llm");
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(jobs_->SubmitJob(&submit_ctx, submit, &submitted).ok());
+  auto assign = agent.Next();
+  ASSERT_TRUE(assign && assign->has_assignment());
+  clock_.Advance(absl::Minutes(20));
+  ASSERT_TRUE(agent.Update(submitted.job().id(), assign->assignment().epoch(),
+                           v1::JOB_STATE_SUCCEEDED));
+  ASSERT_TRUE(agent.Next().has_value());  // the update ack
+
+  grpc::ClientContext get_ctx;
+  v1::GetBudgetRequest get;
+  get.set_project("llm");
+  ASSERT_TRUE(costs->GetBudget(&get_ctx, get, &budget).ok());
+  EXPECT_DOUBLE_EQ(budget.spent_this_month(), 1.0);
+
+  grpc::ClientContext report_ctx;
+  v1::GetCostReportRequest report_req;
+  report_req.set_group_by(v1::COST_GROUP_PROVIDER);
+  report_req.mutable_since()->set_seconds(absl::ToUnixSeconds(clock_.Now() - absl::Hours(1)));
+  v1::CostReport report;
+  ASSERT_TRUE(costs->GetCostReport(&report_ctx, report_req, &report).ok());
+  ASSERT_EQ(report.lines_size(), 1);
+  EXPECT_EQ(report.lines(0).key(), "runpod");
+  EXPECT_DOUBLE_EQ(report.lines(0).dollars(), 1.0);
+  EXPECT_NEAR(report.lines(0).hours(), 1.0 / 3, 1e-9);
+  EXPECT_EQ(report.lines(0).leases(), 1u);
+  EXPECT_DOUBLE_EQ(report.total_dollars(), 1.0);
+
+  grpc::ClientContext bad_ctx;
+  report_req.set_group_by(static_cast<v1::CostGroup>(42));
+  EXPECT_EQ(costs->GetCostReport(&bad_ctx, report_req, &report).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_F(ServiceTest, AgentRunsAJobEndToEndOverTheStream) {
@@ -406,7 +481,8 @@ TEST_F(ServiceTest, ReflectionListsEveryService) {
   std::vector<std::string> names;
   for (const auto& s : resp.list_services_response().service()) names.push_back(s.name());
   EXPECT_THAT(names, ::testing::IsSupersetOf({"sched.v1.JobService", "sched.v1.AgentService",
-                                              "sched.v1.NodeService", "grpc.health.v1.Health"}));
+                                              "sched.v1.NodeService", "sched.v1.CostService",
+                                              "grpc.health.v1.Health"}));
   // And the descriptors behind a service, which grpcurl needs to build requests.
   req.set_file_containing_symbol("sched.v1.JobService");
   ASSERT_TRUE(call.Ask(req, &resp));
@@ -445,8 +521,16 @@ TEST(MetricsTest, SchedulerAndRpcSeriesAreExported) {
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*d)->port()),
                                      grpc::InsecureChannelCredentials());
   RawAgent agent(channel);
-  ASSERT_TRUE(agent.Register("ws", 1));
+  ASSERT_TRUE(agent.Register("ws", 1, 2.0, "vastai"));
   ASSERT_TRUE(agent.Next()->has_register_ack());
+  {
+    grpc::ClientContext ctx;
+    v1::SetBudgetRequest req;
+    req.set_project("default");
+    req.set_monthly_limit(10);
+    v1::Budget budget;
+    ASSERT_TRUE(v1::CostService::NewStub(channel)->SetBudget(&ctx, req, &budget).ok());
+  }
   auto jobs = v1::JobService::NewStub(channel);
   for (int i = 0; i < 2; ++i) {
     grpc::ClientContext ctx;
@@ -466,6 +550,14 @@ TEST(MetricsTest, SchedulerAndRpcSeriesAreExported) {
                         "sched_rpc_duration_seconds_count\\{[^}]*method=\"/sched.v1.JobService/"
                         "SubmitJob\"[^}]*\\} 2"));
   EXPECT_THAT(body, Not(HasSubstr("job_id")));
+
+  // The running job has held the $2/h node for half an hour. (Should the ticker expire its
+  // lease meanwhile, the lease ends at this same clock reading: still one dollar.)
+  clock.Advance(absl::Minutes(30));
+  const std::string money = Scrape((*d)->metrics_port());
+  EXPECT_THAT(money, HasSubstr("sched_project_spend_dollars{project=\"default\"} 1\n"));
+  EXPECT_THAT(money, HasSubstr("sched_project_budget_dollars{project=\"default\"} 10\n"));
+  EXPECT_THAT(money, HasSubstr("sched_project_budget_used_ratio{project=\"default\"} 0.1\n"));
 }
 
 }  // namespace

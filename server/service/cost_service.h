@@ -1,0 +1,30 @@
+#pragma once
+
+#include "sched/v1/cost_service.grpc.pb.h"
+#include "server/core/scheduler.h"
+
+namespace sched {
+
+// CostService: budgets and cost reports over the Scheduler's ledger.
+class CostServiceImpl final : public v1::CostService::CallbackService {
+ public:
+  explicit CostServiceImpl(Scheduler* scheduler) : scheduler_(scheduler) {}
+
+  grpc::ServerUnaryReactor* SetBudget(grpc::CallbackServerContext* ctx,
+                                      const v1::SetBudgetRequest* req, v1::Budget* resp) override;
+  grpc::ServerUnaryReactor* GetBudget(grpc::CallbackServerContext* ctx,
+                                      const v1::GetBudgetRequest* req, v1::Budget* resp) override;
+  grpc::ServerUnaryReactor* ListBudgets(grpc::CallbackServerContext* ctx,
+                                        const v1::ListBudgetsRequest* req,
+                                        v1::ListBudgetsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetCostReport(grpc::CallbackServerContext* ctx,
+                                          const v1::GetCostReportRequest* req,
+                                          v1::CostReport* resp) override;
+
+ private:
+  void BudgetToProto(const Budget& budget, v1::Budget* out) const;
+
+  Scheduler* const scheduler_;
+};
+
+}  // namespace sched
