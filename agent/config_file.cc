@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -88,6 +89,10 @@ absl::StatusOr<std::vector<GpuDevice>> GpuItem(const YAML::Node& item, uint32_t 
     }
     SCHED_ASSIGN_OR_RETURN(*field, Text(absl::StrCat("advertise_gpus.", key), kv.second));
   }
+  int unused = 0;
+  if (!absl::SimpleAtoi(count, &unused)) {
+    return WrongType("advertise_gpus.count", item["count"], "a whole number");
+  }
   return ParseAdvertisedGpuEntry(absl::StrCat(count, "x ", model, ":", memory), first_index);
 }
 
@@ -99,6 +104,7 @@ absl::StatusOr<std::vector<GpuDevice>> Gpus(const YAML::Node& node) {
   std::vector<GpuDevice> gpus;
   for (const YAML::Node& item : node) {
     absl::StatusOr<std::vector<GpuDevice>> more = GpuItem(item, static_cast<uint32_t>(gpus.size()));
+    if (!more.ok() && absl::StrContains(more.status().message(), "(line ")) return more.status();
     if (!more.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("line ", item.Mark().line + 1, ": ", more.status().message()));

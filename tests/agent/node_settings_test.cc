@@ -279,6 +279,12 @@ TEST(ParseAgentConfig, Errors) {
               StatusIs(kInvalid, HasSubstr("line 2: advertise_gpus: \"RTX 4090\" has no memory")));
   EXPECT_THAT(ParseAgentConfig("advertise_gpus:\n  - {count: 2, model: A100, vram: 80GB}\n"),
               StatusIs(kInvalid, HasSubstr("unknown key \"vram\" (count, model, memory)")));
+  EXPECT_THAT(
+      ParseAgentConfig("advertise_gpus:\n  - {count: two, model: A100, memory: 80GB}\n"),
+      StatusIs(kInvalid, HasSubstr("advertise_gpus.count (line 2): want a whole number, got "
+                                   "\"two\"")));
+  EXPECT_THAT(ParseAgentConfig("advertise_gpus:\n  - {count: 0, model: A100, memory: 80GB}\n"),
+              StatusIs(kInvalid, HasSubstr("count out of range (1 to 64)")));
   EXPECT_THAT(ParseAgentConfig("advertise_gpus: []\n"),
               StatusIs(kInvalid, HasSubstr("advertise_gpus (line 1): want a string or a list")));
 }
