@@ -22,7 +22,7 @@ const std::map<std::string, std::string>& UsageLines() {
   static const auto* lines = new std::map<std::string, std::string>{
       {"",
        "schedctl [--server ADDR] [--timeout DURATION] "
-       "submit|get|describe|logs|cancel|cordon|uncordon|drain ..."},
+       "submit|get|describe|logs|cancel|cordon|uncordon|drain|budget|cost ..."},
       {"submit", "schedctl submit -f FILE|- [--request-id ID]"},
       {"get",
        "schedctl get jobs|job [ID]|nodes|node [NAME] [-o wide|json|yaml] [-w] "
@@ -33,6 +33,12 @@ const std::map<std::string, std::string>& UsageLines() {
       {"cordon", "schedctl cordon NODE"},
       {"uncordon", "schedctl uncordon NODE"},
       {"drain", "schedctl drain NODE"},
+      {"budget",
+       "schedctl budget set PROJECT --monthly DOLLARS [--alerts 50,80,100] [--soft] | "
+       "budget get [PROJECT] [-o json|yaml]"},
+      {"cost",
+       "schedctl cost report [--by project|provider|job|node] [--since 7d|DATE] [--project P] "
+       "[-o json|yaml]"},
   };
   return *lines;
 }
@@ -120,6 +126,9 @@ struct RawArgs {
   LogsArgs logs;
   CancelArgs cancel;
   std::string node;
+  BudgetSetArgs budget_set;
+  std::string budget_get_project;
+  CostReportArgs cost_report;
 };
 
 absl::StatusOr<GetArgs> MakeGetArgs(const RawArgs& raw, bool has_limit) {
@@ -213,6 +222,32 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
     node_actions[sub] = action;
   }
 
+  CLI::App* budget = app.add_subcommand("budget", "Set or show project budgets");
+  budget->require_subcommand(1);
+  CLI::App* budget_set = budget->add_subcommand("set", "Set a project's monthly budget");
+  budget_set->add_option("project", raw.budget_set.project, "project name")->required();
+  budget_set->add_option("--monthly", raw.budget_set.monthly_limit, "dollars per calendar month")
+      ->required()
+      ->check(CLI::NonNegativeNumber);
+  budget_set->add_option("--alerts", raw.budget_set.alert_percents,
+                         "alert thresholds in percent, e.g. 50,80,100")
+      ->delimiter(',');
+  budget_set->add_flag("--soft", raw.budget_set.soft,
+                       "alert only; never hold work back (default: a hard cap)");
+  CLI::App* budget_get = budget->add_subcommand("get", "Show budgets and this month's spend");
+  budget_get->add_option("project", raw.budget_get_project, "project (default: all)");
+  budget_get->add_option("-o,--output", raw.output, "json or yaml");
+
+  CLI::App* cost = app.add_subcommand("cost", "What work cost");
+  cost->require_subcommand(1);
+  CLI::App* cost_report = cost->add_subcommand("report", "Spending grouped, since a time");
+  cost_report->add_option("--by", raw.cost_report.by, "project, provider, job or node")
+      ->capture_default_str();
+  cost_report->add_option("--since", raw.cost_report.since,
+                          "7d, 12h, 2026-11-01 or an RFC 3339 time (default: this month)");
+  cost_report->add_option("--project", raw.cost_report.project, "only this project");
+  cost_report->add_option("-o,--output", raw.output, "json or yaml");
+
   std::string command;
   try {
     app.parse(argc, argv);
@@ -254,6 +289,21 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
     inv.command = raw.logs;
   } else if (sub == cancel) {
     inv.command = raw.cancel;
+  } else if (sub == budget || sub == cost) {
+    absl::StatusOr<OutputFormat> output = ParseOutput(raw.output);
+    status = output.status();
+    if (output.ok() && *output == OutputFormat::kWide) {
+      status = absl::InvalidArgumentError("-o: expected json or yaml");
+    }
+    if (status.ok() && budget_set->parsed()) {
+      inv.command = raw.budget_set;
+    } else if (status.ok() && budget_get->parsed()) {
+      inv.command = BudgetGetArgs{raw.budget_get_project, *output};
+    } else if (status.ok()) {
+      CostReportArgs args = raw.cost_report;
+      args.output = *output;
+      inv.command = std::move(args);
+    }
   } else {
     inv.command = NodeActionArgs{node_actions.at(sub), raw.node};
   }

@@ -7,11 +7,13 @@
 
 #include "absl/time/time.h"
 #include "client/commands.h"
+#include "client/cost_commands.h"
 
 namespace sched::client {
 
 using CommandArgs =
-    std::variant<SubmitArgs, GetArgs, DescribeArgs, LogsArgs, CancelArgs, NodeActionArgs>;
+    std::variant<SubmitArgs, GetArgs, DescribeArgs, LogsArgs, CancelArgs, NodeActionArgs,
+                 BudgetSetArgs, BudgetGetArgs, CostReportArgs>;
 
 struct Invocation {
   std::optional<std::string> server;  // --server, when given

@@ -41,18 +41,6 @@ absl::StatusOr<std::string> ReadSpecFile(const std::string& path, std::istream& 
   return text.str();
 }
 
-// JSON or YAML; `document_start` puts "---" before YAML so that a stream of them parses.
-absl::Status PrintDocument(const google::protobuf::Message& message, OutputFormat format,
-                           bool document_start, std::ostream& out) {
-  if (format == OutputFormat::kJson) {
-    SCHED_ASSIGN_OR_RETURN(std::string json, ToJson(message));
-    out << json;
-  } else {
-    SCHED_ASSIGN_OR_RETURN(std::string yaml, ToYaml(message));
-    out << (document_start ? "---\n" : "") << yaml;
-  }
-  return absl::OkStatus();
-}
 
 bool IsTable(OutputFormat format) {
   return format == OutputFormat::kTable || format == OutputFormat::kWide;
@@ -118,6 +106,18 @@ absl::Status GetNodes(const GetArgs& args, CommandContext& ctx) {
 }
 
 }  // namespace
+
+absl::Status PrintDocument(const google::protobuf::Message& message, OutputFormat format,
+                           bool document_start, std::ostream& out) {
+  if (format == OutputFormat::kJson) {
+    SCHED_ASSIGN_OR_RETURN(std::string json, ToJson(message));
+    out << json;
+  } else {
+    SCHED_ASSIGN_OR_RETURN(std::string yaml, ToYaml(message));
+    out << (document_start ? "---\n" : "") << yaml;
+  }
+  return absl::OkStatus();
+}
 
 absl::Status RunSubmit(const SubmitArgs& args, CommandContext& ctx) {
   SCHED_ASSIGN_OR_RETURN(std::string text, ReadSpecFile(args.file, ctx.in));

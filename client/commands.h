@@ -10,6 +10,7 @@
 #include "absl/random/bit_gen_ref.h"
 #include "absl/status/status.h"
 #include "client/sched_client.h"
+#include "google/protobuf/message.h"
 #include "sched/v1/types.pb.h"
 #include "server/common/clock.h"
 
@@ -19,6 +20,10 @@ namespace sched::client {
 
 enum class OutputFormat { kTable, kWide, kJson, kYaml };
 enum class ResourceKind { kJob, kNode };
+
+// JSON or YAML; `document_start` puts "---" before YAML so that a stream of them parses.
+absl::Status PrintDocument(const google::protobuf::Message& message, OutputFormat format,
+                           bool document_start, std::ostream& out);
 
 struct CommandContext {
   SchedClient& client;

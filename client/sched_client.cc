@@ -19,7 +19,8 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
 SchedClient::SchedClient(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
     : options_(std::move(options)),
       jobs_(sched::v1::JobService::NewStub(channel)),
-      nodes_(sched::v1::NodeService::NewStub(channel)) {}
+      nodes_(sched::v1::NodeService::NewStub(channel)),
+      costs_(sched::v1::CostService::NewStub(channel)) {}
 
 template <typename Stub, typename Request, typename Response>
 absl::StatusOr<Response> SchedClient::Unary(Stub& stub,
@@ -117,6 +118,27 @@ absl::Status SchedClient::GetJobLogs(
   grpc::ClientContext context;
   auto reader = jobs_->GetJobLogs(&context, request);
   return ReadAll(*reader, on_chunk);
+}
+
+absl::StatusOr<sched::v1::Budget> SchedClient::SetBudget(
+    const sched::v1::SetBudgetRequest& request) {
+  return Unary(*costs_, &sched::v1::CostService::Stub::SetBudget, request);
+}
+
+absl::StatusOr<sched::v1::Budget> SchedClient::GetBudget(const std::string& project) {
+  sched::v1::GetBudgetRequest request;
+  request.set_project(project);
+  return Unary(*costs_, &sched::v1::CostService::Stub::GetBudget, request);
+}
+
+absl::StatusOr<sched::v1::ListBudgetsResponse> SchedClient::ListBudgets() {
+  return Unary(*costs_, &sched::v1::CostService::Stub::ListBudgets,
+               sched::v1::ListBudgetsRequest());
+}
+
+absl::StatusOr<sched::v1::CostReport> SchedClient::GetCostReport(
+    const sched::v1::GetCostReportRequest& request) {
+  return Unary(*costs_, &sched::v1::CostService::Stub::GetCostReport, request);
 }
 
 absl::StatusOr<sched::v1::ListNodesResponse> SchedClient::ListNodes() {

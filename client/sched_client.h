@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/support/status.h"
+#include "sched/v1/cost_service.grpc.pb.h"
 #include "sched/v1/job_service.grpc.pb.h"
 #include "sched/v1/node_service.grpc.pb.h"
 
@@ -61,6 +62,12 @@ class SchedClient {
   absl::StatusOr<sched::v1::Node> Cordon(const std::string& name, bool uncordon);
   absl::StatusOr<sched::v1::Node> Drain(const std::string& name);
 
+  absl::StatusOr<sched::v1::Budget> SetBudget(const sched::v1::SetBudgetRequest& request);
+  absl::StatusOr<sched::v1::Budget> GetBudget(const std::string& project);
+  absl::StatusOr<sched::v1::ListBudgetsResponse> ListBudgets();
+  absl::StatusOr<sched::v1::CostReport> GetCostReport(
+      const sched::v1::GetCostReportRequest& request);
+
  private:
   // One unary call with the configured deadline.
   template <typename Stub, typename Request, typename Response>
@@ -72,6 +79,7 @@ class SchedClient {
   ClientOptions options_;
   std::unique_ptr<sched::v1::JobService::Stub> jobs_;
   std::unique_ptr<sched::v1::NodeService::Stub> nodes_;
+  std::unique_ptr<sched::v1::CostService::Stub> costs_;
 };
 
 }  // namespace sched::client

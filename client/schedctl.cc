@@ -44,6 +44,9 @@ absl::Status Dispatch(const CommandArgs& command, CommandContext& ctx) {
         if constexpr (std::is_same_v<T, LogsArgs>) return RunLogs(args, ctx);
         if constexpr (std::is_same_v<T, CancelArgs>) return RunCancel(args, ctx);
         if constexpr (std::is_same_v<T, NodeActionArgs>) return RunNodeAction(args, ctx);
+        if constexpr (std::is_same_v<T, BudgetSetArgs>) return RunBudgetSet(args, ctx);
+        if constexpr (std::is_same_v<T, BudgetGetArgs>) return RunBudgetGet(args, ctx);
+        if constexpr (std::is_same_v<T, CostReportArgs>) return RunCostReport(args, ctx);
       },
       command);
 }

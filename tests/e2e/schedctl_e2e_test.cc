@@ -22,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "sched/v1/cost_service.pb.h"
 #include "sched/v1/job_service.pb.h"
 #include "sched/v1/node_service.pb.h"
 #include "sched/v1/types.pb.h"
@@ -564,6 +565,84 @@ TEST_F(SchedctlE2eTest, ServerFromEnvironmentAndFlagWins) {
   const std::string nobody = absl::StrCat("127.0.0.1:", PickFreePort());
   CliResult flag_wins = Ctl({"get", "nodes"}, WithEnv("SCHED_SERVER=" + nobody));
   EXPECT_EQ(flag_wins.exit_code, 0) << flag_wins;
+}
+
+// Money end to end: an agent priced at $36/h (a cent a second, so a short job costs enough to
+// see) runs a job; the ledger meters it, and budget and cost report show it.
+TEST(SchedctlCostE2eTest, BudgetAndCostReportShowWhatAJobCost) {
+  const std::string dir = MakeTempDir("sched_cost_e2e_");
+  const int port = PickFreePort();
+  const std::string address = absl::StrCat("127.0.0.1:", port);
+  Subprocess schedd({BinaryPath("schedd"), "--data_dir=" + dir + "/schedd", "--listen=" + address,
+                     "--metrics_listen="},
+                    dir + "/schedd.log");
+  ASSERT_TRUE(WaitForPort(port, 10'000));
+  Subprocess agent({BinaryPath("sched-agent"), "--server=" + address, "--name=rented",
+                    "--work_dir=" + dir + "/agent", "--metrics_listen=", "--gpu_detection=none",
+                    "--price_per_hour=36", "--provider=runpod"},
+                   dir + "/agent.log");
+  auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--server", address});
+    return Schedctl(std::move(args));
+  };
+  CliResult set = ctl({"budget", "set", "llm", "--monthly", "50", "--alerts", "50,90"});
+  ASSERT_EQ(set.exit_code, 0) << set;
+  EXPECT_EQ(set.out,
+            "budget/llm set: $50.00 a month, alerts at 50%, 90%, hard cap; spent this month "
+            "$0.00\n");
+  CliResult bad = ctl({"budget", "set", "llm", "--monthly", "50", "--alerts", "90,50"});
+  EXPECT_EQ(bad.exit_code, 1) << bad;
+  EXPECT_THAT(bad.err, HasSubstr("INVALID_ARGUMENT: alert_percents"));
+
+  const std::string spec = dir + "/job.yaml";
+  std::ofstream(spec) << "name: paid\nproject: llm\nrun: sleep 1\n";
+  CliResult submit = ctl({"submit", "-f", spec});
+  ASSERT_EQ(submit.exit_code, 0) << submit;
+  const std::string id = submit.out.substr(4, 16);
+  sched::v1::Job job;
+  for (int i = 0; i < 400; ++i) {
+    CliResult get = ctl({"get", "job", id, "-o", "json"});
+    if (get.exit_code == 0 && ParseJson(get.out, &job) &&
+        job.state() == sched::v1::JOB_STATE_SUCCEEDED) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_EQ(job.state(), sched::v1::JOB_STATE_SUCCEEDED) << job.DebugString();
+
+  // The lease lasted the job's second plus its start and report: a bit over a cent.
+  CliResult report = ctl({"cost", "report", "--by", "provider", "-o", "json"});
+  ASSERT_EQ(report.exit_code, 0) << report;
+  sched::v1::CostReport costs;
+  ASSERT_TRUE(ParseJson(report.out, &costs)) << report;
+  ASSERT_EQ(costs.lines_size(), 1) << report;
+  EXPECT_EQ(costs.lines(0).key(), "runpod");
+  EXPECT_EQ(costs.lines(0).leases(), 1u);
+  EXPECT_GT(costs.lines(0).dollars(), 0.0099);
+  EXPECT_LT(costs.lines(0).dollars(), 0.05);
+  EXPECT_DOUBLE_EQ(costs.total_dollars(), costs.lines(0).dollars());
+
+  CliResult table = ctl({"cost", "report", "--by", "job", "--since", "1d"});
+  ASSERT_EQ(table.exit_code, 0) << table;
+  EXPECT_THAT(table.out, StartsWith("Cost from "));
+  std::vector<std::string> row = TableRow(table.out, id);
+  ASSERT_EQ(row.size(), 4u) << table;
+  EXPECT_THAT(row[1], StartsWith("$0.0"));
+  EXPECT_EQ(row[3], "1");
+  EXPECT_EQ(TableRow(table.out, "TOTAL").size(), 2u) << table;
+
+  CliResult budgets = ctl({"budget", "get"});
+  ASSERT_EQ(budgets.exit_code, 0) << budgets;
+  row = TableRow(budgets.out, "llm");
+  ASSERT_EQ(row.size(), 6u) << budgets;
+  EXPECT_EQ(row[1], "$50.00");
+  EXPECT_THAT(row[2], StartsWith("$0.0"));
+  EXPECT_EQ(row[4], "50,90%");
+  EXPECT_EQ(row[5], "hard");
+  CliResult missing = ctl({"budget", "get", "nope"});
+  EXPECT_EQ(missing.exit_code, 1) << missing;
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(SchedctlNoServerTest, UnreachableServerIsUnavailable) {

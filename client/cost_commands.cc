@@ -1,0 +1,126 @@
+#include "client/cost_commands.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "client/table.h"
+#include "server/common/status_macros.h"
+
+namespace sched::client {
+namespace {
+
+std::string Dollars(double d) { return absl::StrFormat("$%.2f", d); }
+
+std::string Alerts(const google::protobuf::RepeatedField<int32_t>& percents) {
+  if (percents.empty()) return "<none>";
+  return absl::StrCat(absl::StrJoin(percents, ","), "%");
+}
+
+bool IsTableFormat(OutputFormat f) { return f == OutputFormat::kTable || f == OutputFormat::kWide; }
+
+absl::StatusOr<sched::v1::CostGroup> ParseGroup(const std::string& by) {
+  if (by == "project") return sched::v1::COST_GROUP_PROJECT;
+  if (by == "provider") return sched::v1::COST_GROUP_PROVIDER;
+  if (by == "job") return sched::v1::COST_GROUP_JOB;
+  if (by == "node") return sched::v1::COST_GROUP_NODE;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--by: unknown grouping \"", by, "\" (expected project, provider, job or node)"));
+}
+
+std::string FormatTime(const google::protobuf::Timestamp& ts) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(ts.seconds()),
+                          absl::UTCTimeZone());
+}
+
+}  // namespace
+
+absl::StatusOr<absl::Time> ParseSince(const std::string& text, absl::Time now) {
+  absl::string_view t = text;
+  int64_t days = 0;
+  if (absl::ConsumeSuffix(&t, "d") && absl::SimpleAtoi(t, &days) && days > 0) {
+    return now - absl::Hours(24 * days);
+  }
+  absl::Duration d;
+  if (absl::ParseDuration(text, &d) && d > absl::ZeroDuration()) return now - d;
+  absl::Time at;
+  std::string err;
+  if (absl::ParseTime("%Y-%m-%d", text, absl::UTCTimeZone(), &at, &err) ||
+      absl::ParseTime(absl::RFC3339_full, text, &at, &err)) {
+    return at;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--since: expected 7d, 12h, 2026-11-01 or an RFC 3339 time, got \"", text, "\""));
+}
+
+absl::Status RunBudgetSet(const BudgetSetArgs& args, CommandContext& ctx) {
+  sched::v1::SetBudgetRequest request;
+  request.set_project(args.project);
+  request.set_monthly_limit(args.monthly_limit);
+  for (int p : args.alert_percents) request.add_alert_percents(p);
+  request.set_soft(args.soft);
+  SCHED_ASSIGN_OR_RETURN(sched::v1::Budget b, ctx.client.SetBudget(request));
+  ctx.out << "budget/" << b.project() << " set: " << Dollars(b.monthly_limit()) << " a month";
+  if (!b.alert_percents().empty()) {
+    ctx.out << ", alerts at " << absl::StrJoin(b.alert_percents(), "%, ") << "%";
+  }
+  ctx.out << ", " << (b.hard_cap() ? "hard cap" : "soft (alerts only)") << "; spent this month "
+          << Dollars(b.spent_this_month()) << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunBudgetGet(const BudgetGetArgs& args, CommandContext& ctx) {
+  sched::v1::ListBudgetsResponse budgets;
+  if (args.project.empty()) {
+    SCHED_ASSIGN_OR_RETURN(budgets, ctx.client.ListBudgets());
+  } else {
+    SCHED_ASSIGN_OR_RETURN(*budgets.add_budgets(), ctx.client.GetBudget(args.project));
+    if (!IsTableFormat(args.output)) {
+      return PrintDocument(budgets.budgets(0), args.output, false, ctx.out);
+    }
+  }
+  if (!IsTableFormat(args.output)) return PrintDocument(budgets, args.output, false, ctx.out);
+  if (budgets.budgets().empty()) {
+    ctx.out << "No budgets. Set one with: schedctl budget set PROJECT --monthly DOLLARS\n";
+    return absl::OkStatus();
+  }
+  Table table({"PROJECT", "MONTHLY", "SPENT", "USED", "ALERTS", "CAP"});
+  for (const sched::v1::Budget& b : budgets.budgets()) {
+    const std::string used =
+        b.monthly_limit() > 0
+            ? absl::StrFormat("%.0f%%", 100 * b.spent_this_month() / b.monthly_limit())
+            : "-";
+    table.AddRow({b.project(), Dollars(b.monthly_limit()), Dollars(b.spent_this_month()), used,
+                  Alerts(b.alert_percents()), b.hard_cap() ? "hard" : "soft"});
+  }
+  table.Print(ctx.out);
+  return absl::OkStatus();
+}
+
+absl::Status RunCostReport(const CostReportArgs& args, CommandContext& ctx) {
+  sched::v1::GetCostReportRequest request;
+  SCHED_ASSIGN_OR_RETURN(sched::v1::CostGroup group, ParseGroup(args.by));
+  request.set_group_by(group);
+  request.set_project(args.project);
+  if (!args.since.empty()) {
+    SCHED_ASSIGN_OR_RETURN(absl::Time since, ParseSince(args.since, ctx.clock.Now()));
+    request.mutable_since()->set_seconds(absl::ToUnixSeconds(since));
+  }
+  SCHED_ASSIGN_OR_RETURN(sched::v1::CostReport report, ctx.client.GetCostReport(request));
+  if (!IsTableFormat(args.output)) return PrintDocument(report, args.output, false, ctx.out);
+  ctx.out << "Cost from " << FormatTime(report.since()) << " to " << FormatTime(report.until())
+          << (args.project.empty() ? "" : absl::StrCat(", project ", args.project)) << "\n";
+  std::string key = args.by;
+  for (char& c : key) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  Table table({key, "COST", "NODE-HOURS", "LEASES"});
+  for (const sched::v1::CostLine& line : report.lines()) {
+    table.AddRow({line.key(), Dollars(line.dollars()), absl::StrFormat("%.2f", line.hours()),
+                  absl::StrCat(line.leases())});
+  }
+  table.AddRow({"TOTAL", Dollars(report.total_dollars()), "", ""});
+  table.Print(ctx.out);
+  return absl::OkStatus();
+}
+
+}  // namespace sched::client
