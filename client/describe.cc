@@ -198,7 +198,12 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out) {
   w.Map("Labels", SortedLabels(spec.labels()));
   w.Section("Resources");
   w.Field("GPUs", absl::StrCat(r.gpus()), 1);
-  w.Field("GPU Memory", r.gpu_memory_bytes() > 0 ? FormatBytes(r.gpu_memory_bytes()) : "any", 1);
+  w.Field("GPU Memory",
+          r.gpu_memory_bytes() <= 0          ? "any"
+          : r.gpu_memory_estimated()         ? absl::StrCat(FormatBytes(r.gpu_memory_bytes()),
+                                                            " (estimated from the model)")
+                                             : FormatBytes(r.gpu_memory_bytes()),
+          1);
   w.Field("GPU Models", r.gpu_models().empty() ? "any" : absl::StrJoin(r.gpu_models(), ", "), 1);
   w.Field("CPUs", FormatCpus(r.cpus() > 0 ? r.cpus() : 1.0), 1);
   w.Field("Memory", r.memory_bytes() > 0 ? FormatBytes(r.memory_bytes()) : "<none>", 1);

@@ -99,6 +99,7 @@ void JobSpecToProto(const JobSpec& spec, v1::JobSpec* out) {
   v1::Resources* r = out->mutable_resources();
   r->set_gpus(spec.resources.gpus);
   r->set_gpu_memory_bytes(spec.resources.gpu_memory_bytes);
+  r->set_gpu_memory_estimated(spec.resources.gpu_memory_estimated);
   for (const std::string& m : spec.resources.gpu_models) r->add_gpu_models(m);
   r->set_cpus(spec.resources.cpu_millis / 1000.0);
   r->set_memory_bytes(spec.resources.memory_bytes);
@@ -135,6 +136,7 @@ absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& in) {
   const v1::Resources& r = in.resources();
   spec.resources.gpus = r.gpus();
   spec.resources.gpu_memory_bytes = r.gpu_memory_bytes();
+  spec.resources.gpu_memory_estimated = r.gpu_memory_estimated();
   spec.resources.gpu_models.assign(r.gpu_models().begin(), r.gpu_models().end());
   if (!std::isfinite(r.cpus()) || r.cpus() > 1e6) {
     return absl::InvalidArgumentError(

@@ -23,6 +23,8 @@ absl::string_view JobStateName(JobState s);
 struct Resources {
   uint32_t gpus = 0;
   int64_t gpu_memory_bytes = 0;
+  // gpu_memory_bytes was computed from the spec's model description, not given.
+  bool gpu_memory_estimated = false;
   std::vector<std::string> gpu_models;
   int64_t cpu_millis = 0;
   int64_t memory_bytes = 0;

@@ -8,6 +8,7 @@
 #include "absl/synchronization/notification.h"
 #include "server/common/failpoint.h"
 #include "server/common/status_macros.h"
+#include "server/core/gpu_memory.h"
 #include "server/core/job_spec_validation.h"
 
 namespace sched {
@@ -236,6 +237,7 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
     }
   }
   SCHED_RETURN_IF_ERROR(ValidateAndDefaultJobSpec(spec, clock_->Now()));
+  SCHED_RETURN_IF_ERROR(EstimateGpuMemory(spec));
   Job job;
   job.id = NewJobId();
   job.seq = ++last_seq_;

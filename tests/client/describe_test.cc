@@ -85,8 +85,11 @@ TEST(DescribeJob, ShowsTheCostFields) {
   m.set_batch_size(4);
   m.set_gradient_checkpointing(true);
   m.set_lora_rank(64);
+  job.mutable_spec()->mutable_resources()->set_gpu_memory_bytes(6'600'000'000);
+  job.mutable_spec()->mutable_resources()->set_gpu_memory_estimated(true);
   std::ostringstream out;
   DescribeJob(job, testing::kNow, out);
+  EXPECT_THAT(out.str(), HasSubstr("  GPU Memory:  6.6GB (estimated from the model)\n"));
   EXPECT_THAT(out.str(), HasSubstr("Cost:\n"
                                    "  Placement:   cheapest\n"
                                    "  Spot:        on-demand\n"

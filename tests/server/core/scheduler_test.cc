@@ -548,6 +548,53 @@ TEST(MonthStartTest, IsTheFirstOfTheMonthInUtc) {
             absl::FromCivil(absl::CivilMonth(2026, 11), absl::UTCTimeZone()));
 }
 
+// A job that asks GPUs and describes its model but gives no gpu_memory gets the estimate, and
+// placement uses it: a 7B QLoRA with gradient checkpointing fits a 10 GB card, a 7B full
+// fine-tune does not.
+TEST_F(SchedulerTest, GpuMemoryIsEstimatedFromTheModel) {
+  auto link = std::make_shared<FakeAgentLink>();
+  Connect("ws", Caps(8, 64 * kGiB, {{0, "GPU-0", "NVIDIA GeForce RTX 3080", 10 * kGiB}}), link);
+  JobSpec qlora = Spec("qlora");
+  qlora.resources.gpus = 1;
+  qlora.model.parameters = 7'000'000'000;
+  qlora.model.method = "qlora";
+  qlora.model.gradient_checkpointing = true;
+  auto small = Submit(qlora);
+  ASSERT_THAT(small, IsOk());
+  EXPECT_TRUE(small->job.spec.resources.gpu_memory_estimated);
+  EXPECT_GT(small->job.spec.resources.gpu_memory_bytes, 5'000'000'000);
+  EXPECT_LT(small->job.spec.resources.gpu_memory_bytes, 10'000'000'000);
+  EXPECT_EQ(Get(small->job.id).state, JobState::kAssigned);
+
+  JobSpec full = Spec("full");
+  full.resources.gpus = 1;
+  full.model.parameters = 7'000'000'000;
+  full.model.method = "full";
+  auto big = Submit(full);
+  ASSERT_THAT(big, IsOk());
+  EXPECT_GT(big->job.spec.resources.gpu_memory_bytes, 100'000'000'000);
+  EXPECT_EQ(Get(big->job.id).state, JobState::kPending);
+
+  // Given memory wins, and a job without GPUs gets no estimate.
+  JobSpec given = qlora;
+  given.resources.gpu_memory_bytes = 4 * kGiB;
+  given.resources.gpu_memory_estimated = true;  // output only: ignored
+  auto g = Submit(given);
+  ASSERT_THAT(g, IsOk());
+  EXPECT_EQ(g->job.spec.resources.gpu_memory_bytes, 4 * kGiB);
+  EXPECT_FALSE(g->job.spec.resources.gpu_memory_estimated);
+  JobSpec cpu = qlora;
+  cpu.resources.gpus = 0;
+  auto c = Submit(cpu);
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->job.spec.resources.gpu_memory_bytes, 0);
+
+  // A description that cannot run is refused, naming the model.
+  JobSpec bad = full;
+  bad.model.precision = "int4";
+  EXPECT_THAT(Submit(bad), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model: ")));
+}
+
 TEST_F(SchedulerTest, IdPrefixesResolveUniquelyOrSayWhy) {
   auto a = Submit(Spec("a"));
   ASSERT_THAT(a, IsOk());
