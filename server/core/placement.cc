@@ -86,13 +86,17 @@ std::optional<Placement> BestFitPlacer::Place(const JobSpec& spec,
 // ---------------------------------------------------------------------------------------------
 // PendingQueue
 
-PendingQueue::GroupKey PendingQueue::GroupKeyOf(const Resources& r) {
-  return {r.gpus, r.gpu_memory_bytes, r.gpu_models, r.cpu_millis, r.memory_bytes};
+PendingQueue::GroupKey PendingQueue::GroupKeyOf(const JobSpec& spec) {
+  const Resources& r = spec.resources;
+  return {r.gpus, r.gpu_memory_bytes, r.gpu_models, r.cpu_millis, r.memory_bytes, spec.project};
 }
 
 void PendingQueue::Add(Job* job, bool settled) {
-  Group& group = groups_[GroupKeyOf(job->spec.resources)];
-  if (group.jobs.empty()) group.resources = job->spec.resources;
+  Group& group = groups_[GroupKeyOf(job->spec)];
+  if (group.jobs.empty()) {
+    group.resources = job->spec.resources;
+    group.project = job->spec.project;
+  }
   const Key key = KeyOf(*job);
   if (group.jobs.emplace(key, job).second) size_++;
   if (group.first == nullptr || key < group.first_key) {
@@ -103,7 +107,7 @@ void PendingQueue::Add(Job* job, bool settled) {
 }
 
 void PendingQueue::Remove(const Job& job) {
-  auto it = groups_.find(GroupKeyOf(job.spec.resources));
+  auto it = groups_.find(GroupKeyOf(job.spec));
   if (it == groups_.end()) return;
   Group& group = it->second;
   const Key key = KeyOf(job);
@@ -116,7 +120,7 @@ void PendingQueue::Remove(const Job& job) {
 }
 
 const PendingQueue::Group* PendingQueue::GroupOf(const Job& job) const {
-  auto it = groups_.find(GroupKeyOf(job.spec.resources));
+  auto it = groups_.find(GroupKeyOf(job.spec));
   return it == groups_.end() || it->second.first == nullptr ? nullptr : &it->second;
 }
 
@@ -127,6 +131,12 @@ std::vector<const PendingQueue::Group*> PendingQueue::Groups() const {
     if (group.first != nullptr) out.push_back(&group);
   }
   return out;
+}
+
+void PendingQueue::Unsettle(const std::string& project) {
+  for (auto& [key, group] : groups_) {
+    if (project.empty() || group.project == project) group.settled = false;
+  }
 }
 
 void PendingQueue::SettleAll() {

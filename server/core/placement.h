@@ -75,8 +75,10 @@ class PendingQueue {
   using Key = std::pair<int64_t, uint64_t>;
   static Key KeyOf(const Job& job) { return {-static_cast<int64_t>(job.spec.priority), job.seq}; }
 
+  // Jobs of one project asking the same resources: they fare alike with nodes and budgets.
   struct Group {
     Resources resources;
+    std::string project;
     absl::btree_map<Key, Job*> jobs;
     // jobs.begin(), kept here so that a pass over the groups reads only the groups.
     Job* first = nullptr;  // null when empty
@@ -94,14 +96,17 @@ class PendingQueue {
   std::vector<const Group*> Groups() const;
   // Marks every group settled and forgets the empty ones.
   void SettleAll();
+  // Marks the groups of `project` (every group when empty) unsettled: tried on every node with
+  // room at the next pass, as when what the project may spend changed.
+  void Unsettle(const std::string& project);
 
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
 
  private:
   using GroupKey =
-      std::tuple<uint32_t, int64_t, std::vector<std::string>, int64_t, int64_t>;
-  static GroupKey GroupKeyOf(const Resources& r);
+      std::tuple<uint32_t, int64_t, std::vector<std::string>, int64_t, int64_t, std::string>;
+  static GroupKey GroupKeyOf(const JobSpec& spec);
 
   // Node-based: Group pointers stay valid while the group exists.
   absl::node_hash_map<GroupKey, Group> groups_;

@@ -638,7 +638,14 @@ void Scheduler::Tick() {
       stats_.lease_expiries_total++;
       EndLease(job, absl::StrCat("lease expired on node ", job.node), out);
     }
-    if (!expired.empty()) Schedule(out);
+    // A new month: what every project may spend starts again.
+    const absl::Time month = MonthStart(now);
+    const bool new_month = month != month_;
+    if (new_month) {
+      if (month_ != absl::InfinitePast()) pending_.Unsettle("");
+      month_ = month;
+    }
+    if (!expired.empty() || new_month) Schedule(out);
     Seal(out);
   }
   Deliver(std::move(out), [](absl::Status) {});
@@ -690,6 +697,7 @@ void Scheduler::MeterLease(Job& job, Outbox& out) {
     op.ledger = e;
     out.batch.push_back(std::move(op));
     ledger_[{e.job_id, e.epoch}] = std::move(e);
+    pending_.Unsettle(job.spec.project);  // what the project has committed just changed
   }
   job.lease_start = absl::InfinitePast();
   job.lease_price_per_hour = 0;
@@ -764,8 +772,83 @@ std::vector<const Node*> Scheduler::OpenNodes() {
   return open;
 }
 
+absl::Duration Scheduler::Reservation(const Job& job) const {
+  return job.spec.runtime > absl::ZeroDuration() ? job.spec.runtime : options_.budget_reservation;
+}
+
+double Scheduler::SpentAndCommitted(const std::string& project) const {
+  const absl::Time now = clock_->Now();
+  const absl::Time month = MonthStart(now);
+  double dollars = 0;
+  for (const auto& [key, entry] : ledger_) {
+    if (entry.project == project) dollars += entry.CostWithin(month, now);
+  }
+  for (const auto& [id, expiry] : lease_expiry_) {
+    const Job& job = jobs_.at(id);
+    if (job.spec.project != project || job.lease_price_per_hour <= 0 ||
+        job.lease_start == absl::InfinitePast()) {
+      continue;
+    }
+    dollars += OpenEntry(job, now).CostWithin(month, now);
+    const absl::Duration left = Reservation(job) - (now - job.lease_start);
+    if (left > absl::ZeroDuration()) {
+      dollars += job.lease_price_per_hour * absl::ToDoubleHours(left);
+    }
+  }
+  return dollars;
+}
+
+std::vector<const Node*> Scheduler::Affordable(const Job& job, const Budget* cap,
+                                               const std::vector<const Node*>& nodes,
+                                               std::string& why) {
+  const double hours = absl::ToDoubleHours(Reservation(job));
+  const double base = cap != nullptr ? SpentAndCommitted(job.spec.project) : 0;
+  std::vector<const Node*> ok;
+  ok.reserve(nodes.size());
+  for (const Node* node : nodes) {
+    const double price = node->record.caps.price_per_hour;
+    if (price <= 0) {  // free: a budget never holds back work that costs nothing
+      ok.push_back(node);
+      continue;
+    }
+    const double expected = price * hours;
+    if (job.spec.max_cost > 0 && expected > job.spec.max_cost + 1e-9) {
+      if (why.empty()) {
+        why = absl::StrFormat("waiting: on %s it would cost about $%.2f, over its max_cost $%.2f",
+                              node->record.name, expected, job.spec.max_cost);
+      }
+      continue;
+    }
+    if (cap != nullptr && base + expected > cap->monthly_limit + 1e-9) {
+      if (why.empty()) {
+        why = absl::StrFormat(
+            "waiting: project %s's budget of $%.2f a month would be passed: $%.2f spent and "
+            "committed, about $%.2f more on %s",
+            job.spec.project, cap->monthly_limit, base, expected, node->record.name);
+      }
+      continue;
+    }
+    ok.push_back(node);
+  }
+  return ok;
+}
+
+std::optional<Placement> Scheduler::PlaceWithin(Job& job, const std::vector<const Node*>& nodes,
+                                                Outbox& out) {
+  auto b = budgets_.find(job.spec.project);
+  const Budget* cap = b != budgets_.end() && b->second.hard_cap ? &b->second : nullptr;
+  if (cap == nullptr && job.spec.max_cost <= 0) return placer_->Place(job.spec, nodes);
+  std::string why;
+  std::optional<Placement> placement = placer_->Place(job.spec, Affordable(job, cap, nodes, why));
+  if (!placement && !why.empty() && job.message != why && placer_->Place(job.spec, nodes)) {
+    job.message = why;  // it fits; only money holds it back
+    PutJob(job, out);
+  }
+  return placement;
+}
+
 bool Scheduler::TryPlace(Job& job, const std::vector<const Node*>& nodes, Outbox& out) {
-  std::optional<Placement> placement = placer_->Place(job.spec, nodes);
+  std::optional<Placement> placement = PlaceWithin(job, nodes, out);
   if (!placement) return false;
   Assign(job, nodes_.at(placement->node->record.name), std::move(placement->gpu_indexes), out);
   return true;
@@ -813,7 +896,7 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
       const PendingQueue::Group* group = live[i];
       std::optional<Placement> p;
       if (group->first != nullptr) {
-        p = placer_->Place(group->first->spec, group->settled ? grown : open);
+        p = PlaceWithin(*group->first, group->settled ? grown : open, out);
       }
       if (!p) {
         live[i] = live.back();
@@ -884,6 +967,8 @@ void Scheduler::SetBudget(Budget budget, Done<Budget> done) {
         op.budget = budget;
         out.batch.push_back(std::move(op));
         budgets_[budget.project] = budget;
+        pending_.Unsettle(budget.project);  // held jobs may fit the new budget, or no longer
+        Schedule(out);
         return budget;
       },
       std::move(done));

@@ -43,6 +43,8 @@ struct SchedulerOptions {
   uint32_t max_attempts = 10;
   // Seeds job ids; 0 picks a random seed.
   uint64_t seed = 0;
+  // What a job that gives no runtime is expected to run, for budget caps and max_cost.
+  absl::Duration budget_reservation = absl::Hours(1);
 };
 
 template <typename T>
@@ -262,6 +264,19 @@ class Scheduler {
   void GainedRoom(NodeEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Schedulable nodes with free CPU; forgets the others until they gain room again.
   std::vector<const Node*> OpenNodes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The placer's choice among the nodes the job may use as far as money goes. When only money
+  // held it back, the job's message says so (and is stored when it changed).
+  std::optional<Placement> PlaceWithin(Job& job, const std::vector<const Node*>& nodes,
+                                       Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The nodes among `nodes` that keep the job within its project's hard-capped budget and its
+  // own max_cost; `why` names the first reason a node was left out.
+  std::vector<const Node*> Affordable(const Job& job, const Budget* cap,
+                                      const std::vector<const Node*>& nodes, std::string& why)
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // How long a job is expected to hold its node: its runtime, else options.budget_reservation.
+  absl::Duration Reservation(const Job& job) const;
+  // Spent this month by `project` plus what its open leases are still expected to cost.
+  double SpentAndCommitted(const std::string& project) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   bool TryPlace(Job& job, const std::vector<const Node*>& nodes, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewJobId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -284,6 +299,7 @@ class Scheduler {
   std::map<std::string, NodeEntry> nodes_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, uint64_t>, LedgerEntry> ledger_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Budget, std::less<>> budgets_ ABSL_GUARDED_BY(mu_);
+  absl::Time month_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // of the last Tick
   uint64_t last_seq_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t last_epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t last_session_ ABSL_GUARDED_BY(mu_) = 0;

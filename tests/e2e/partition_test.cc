@@ -358,8 +358,10 @@ class PartitionTest : public ::testing::Test {
         "%s of %s: job re-assigned to %s (attempt %u) after %.0f ms; lease %lld ms, "
         "heartbeat %lld ms, tick %lld ms\n",
         what, first.node().c_str(), other.c_str(), moved->job.attempt(),
-        absl::ToDoubleMilliseconds(took), absl::ToInt64Milliseconds(kLeaseTtl),
-        absl::ToInt64Milliseconds(kHeartbeat), absl::ToInt64Milliseconds(kTick));
+        absl::ToDoubleMilliseconds(took),
+        static_cast<long long>(absl::ToInt64Milliseconds(kLeaseTtl)),
+        static_cast<long long>(absl::ToInt64Milliseconds(kHeartbeat)),
+        static_cast<long long>(absl::ToInt64Milliseconds(kTick)));
     RecordProperty("reassign_ms", static_cast<int>(absl::ToInt64Milliseconds(took)));
     return took;
   }

@@ -1,8 +1,11 @@
 #include "server/core/scheduler.h"
 
 #include <cmath>
+#include <map>
 #include <memory>
+#include <random>
 
+#include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/store/memory_store.h"
@@ -593,6 +596,227 @@ TEST_F(SchedulerTest, GpuMemoryIsEstimatedFromTheModel) {
   JobSpec bad = full;
   bad.model.precision = "int4";
   EXPECT_THAT(Submit(bad), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model: ")));
+}
+
+class BudgetCapTest : public SchedulerTest {
+ protected:
+  absl::StatusOr<Budget> SetBudget(const std::string& project, double limit, bool hard = true) {
+    Budget b;
+    b.project = project;
+    b.monthly_limit = limit;
+    b.hard_cap = hard;
+    return Call<Budget>([&](auto done) { scheduler_->SetBudget(b, std::move(done)); });
+  }
+  JobSpec Paid(const std::string& name, const std::string& project, absl::Duration runtime) {
+    JobSpec s = Spec(name);
+    s.project = project;
+    s.runtime = runtime;
+    return s;
+  }
+};
+
+TEST_F(BudgetCapTest, CapBlocksACloudPlacementButNotAFreeLocalOne) {
+  auto local = std::make_shared<FakeAgentLink>();
+  auto cloud = std::make_shared<FakeAgentLink>();
+  Connect("ws", Caps(1, 8 * kGiB), local);
+  auto busy = Submit(Paid("busy", "other", absl::Hours(1)));  // fills the free node
+  ASSERT_THAT(busy, IsOk());
+  ASSERT_EQ(Get(busy->job.id).node, "ws");
+  Connect("rented", Priced(2.0, "runpod"), cloud);
+  ASSERT_THAT(SetBudget("llm", 1.0), IsOk());
+
+  // An hour on the $2/h node would pass the $1 budget: held, and says why.
+  auto a = Submit(Paid("a", "llm", absl::Hours(1)));
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(Get(a->job.id).state, JobState::kPending);
+  EXPECT_THAT(Get(a->job.id).message, HasSubstr("project llm's budget of $1.00 a month would be "
+                                                "passed: $0.00 spent and committed, about "
+                                                "$2.00 more on rented"));
+  // Another project's job takes the same node: budgets are per project.
+  auto other = Submit(Paid("o", "other", absl::Hours(1)));
+  ASSERT_THAT(other, IsOk());
+  EXPECT_EQ(Get(other->job.id).node, "rented");
+  // A larger budget lets the held job go as soon as there is room.
+  ASSERT_THAT(SetBudget("llm", 5.0), IsOk());
+  auto cloud2 = std::make_shared<FakeAgentLink>();
+  Connect("rented-2", Priced(2.0, "runpod"), cloud2);
+  EXPECT_EQ(Get(a->job.id).node, "rented-2");
+}
+
+TEST_F(BudgetCapTest, HeldJobRunsLocallyWhenTheFreeNodeFrees) {
+  auto local = std::make_shared<FakeAgentLink>();
+  auto cloud = std::make_shared<FakeAgentLink>();
+  uint64_t ls = Connect("ws", Caps(1, 8 * kGiB), local);
+  auto busy = Submit(Paid("busy", "llm", absl::Hours(1)));
+  ASSERT_THAT(busy, IsOk());
+  ASSERT_EQ(Get(busy->job.id).node, "ws");
+  NodeCapabilities two_cpus = Priced(2.0, "runpod");
+  two_cpus.cpu_millis = 2000;
+  Connect("rented", two_cpus, cloud);
+  ASSERT_THAT(SetBudget("llm", 3.0), IsOk());
+  auto a = Submit(Paid("a", "llm", absl::Hours(1)));  // $2 of $3: goes to the cloud
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(Get(a->job.id).node, "rented");
+  auto b = Submit(Paid("b", "llm", absl::Hours(1)));  // $2 committed + $2 > $3: held
+  ASSERT_THAT(b, IsOk());
+  EXPECT_EQ(Get(b->job.id).state, JobState::kPending);
+  EXPECT_THAT(Get(b->job.id).message, HasSubstr("$2.00 spent and committed"));
+  ASSERT_THAT(Report("ws", ls, busy->job.id, Get(busy->job.id).epoch, JobState::kSucceeded),
+              IsOk());
+  EXPECT_EQ(Get(b->job.id).node, "ws");
+}
+
+TEST_F(BudgetCapTest, SoftBudgetsAndOtherProjectsAreNotHeld) {
+  auto cloud = std::make_shared<FakeAgentLink>();
+  Connect("rented", Priced(2.0, "runpod"), cloud);
+  ASSERT_THAT(SetBudget("llm", 0.5, /*hard=*/false), IsOk());
+  auto a = Submit(Paid("a", "llm", absl::Hours(1)));
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(Get(a->job.id).node, "rented");
+}
+
+TEST_F(BudgetCapTest, MaxCostKeepsAJobOffDearNodes) {
+  auto dear = std::make_shared<FakeAgentLink>();
+  Connect("dear", Priced(2.0, "aws"), dear);
+  JobSpec spec = Paid("a", "llm", absl::Hours(2));
+  spec.max_cost = 1.5;
+  auto a = Submit(spec);
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(Get(a->job.id).state, JobState::kPending);
+  EXPECT_THAT(Get(a->job.id).message,
+              HasSubstr("on dear it would cost about $4.00, over its max_cost $1.50"));
+  // Without a runtime the job is reserved budget_reservation (1 h here): $0.50 on a $0.50/h node.
+  auto cheap = std::make_shared<FakeAgentLink>();
+  Connect("cheap", Priced(0.5, "vastai"), cheap);
+  EXPECT_EQ(Get(a->job.id).node, "cheap");
+}
+
+TEST_F(BudgetCapTest, ANewMonthLetsHeldWorkGo) {
+  // 2023-11-30T23:00Z: an hour before December.
+  clock_.Set(absl::FromCivil(absl::CivilSecond(2023, 11, 30, 23, 0, 0), absl::UTCTimeZone()));
+  scheduler_->Tick();
+  auto cloud = std::make_shared<FakeAgentLink>();
+  uint64_t cs = Connect("rented", Priced(1.0, "runpod"), cloud);
+  ASSERT_THAT(SetBudget("llm", 1.0), IsOk());
+  auto a = Submit(Paid("a", "llm", absl::Minutes(50)));
+  ASSERT_THAT(a, IsOk());
+  clock_.Advance(absl::Minutes(50));
+  ASSERT_THAT(Report("rented", cs, a->job.id, Get(a->job.id).epoch, JobState::kSucceeded),
+              IsOk());
+  auto b = Submit(Paid("b", "llm", absl::Minutes(30)));  // $0.83 spent + $0.50 > $1
+  ASSERT_THAT(b, IsOk());
+  EXPECT_EQ(Get(b->job.id).state, JobState::kPending);
+  clock_.Advance(absl::Minutes(11));  // December
+  ASSERT_THAT(scheduler_->Heartbeat("rented", cs, {}), IsOk());
+  scheduler_->Tick();
+  EXPECT_EQ(Get(b->job.id).node, "rented");
+}
+
+// Whatever the order of submits, completions, budget changes and time, a project's spend in the
+// month never passes its hard cap, as long as jobs keep to the runtime they declared.
+TEST_F(BudgetCapTest, NoSequenceOfPlacementsPassesACap) {
+  std::mt19937_64 rng(20261126);
+  auto uniform = [&](double lo, double hi) {
+    return std::uniform_real_distribution<double>(lo, hi)(rng);
+  };
+  const std::vector<std::string> projects = {"a", "b", "c"};
+  std::map<std::string, double> limit;
+  for (const std::string& p : projects) {
+    limit[p] = std::round(uniform(1, 20));
+    ASSERT_THAT(SetBudget(p, limit[p]), IsOk());
+  }
+  struct Agent {
+    std::string name;
+    std::shared_ptr<FakeAgentLink> link;
+    uint64_t session;
+  };
+  std::vector<Agent> agents;
+  for (int i = 0; i < 6; ++i) {
+    const double price = i == 0 ? 0.0 : std::round(uniform(0.2, 4.0) * 10) / 10;
+    Agent a{absl::StrCat("n", i), std::make_shared<FakeAgentLink>(), 0};
+    a.session = Connect(a.name, Priced(price, i == 0 ? "local" : "runpod"), a.link);
+    agents.push_back(a);
+  }
+  struct Running {
+    std::string agent;
+    uint64_t session;
+    uint64_t epoch;
+    absl::Time end;
+  };
+  std::map<std::string, Running> running;
+  std::map<std::string, absl::Duration> runtime;
+  const absl::Time month = MonthStart(clock_.Now());
+  int placed_on_priced = 0;
+  int held_by_budget = 0;  // steps that ended with a job held back by its budget
+  // New assignments start running; each will end within its declared runtime.
+  auto collect = [&] {
+    for (Agent& a : agents) {
+      for (const auto& cmd : a.link->Take()) {
+        if (cmd.kind != "assign") continue;
+        running[cmd.job_id] = {a.name, a.session, cmd.epoch,
+                               clock_.Now() + runtime[cmd.job_id] * uniform(0.3, 1.0)};
+        if (a.name != "n0") placed_on_priced++;
+      }
+    }
+  };
+  // Moves time to `until`, reporting each job's end at its own moment.
+  auto advance_to = [&](absl::Time until) {
+    while (true) {
+      auto next = running.end();
+      for (auto it = running.begin(); it != running.end(); ++it) {
+        if (it->second.end <= until && (next == running.end() || it->second.end < next->second.end)) {
+          next = it;
+        }
+      }
+      if (next == running.end()) break;
+      clock_.Set(std::max(clock_.Now(), next->second.end));
+      const Running run = next->second;
+      const std::string id = next->first;
+      running.erase(next);
+      ASSERT_THAT(Report(run.agent, run.session, id, run.epoch, JobState::kSucceeded), IsOk());
+      collect();
+    }
+    clock_.Set(std::max(clock_.Now(), until));
+  };
+  for (int step = 0; step < 400; ++step) {
+    const double r = uniform(0, 1);
+    if (r < 0.4) {
+      JobSpec spec = Spec(absl::StrCat("j", step));
+      spec.project = projects[step % projects.size()];
+      if (uniform(0, 1) < 0.8) spec.runtime = absl::Minutes(std::round(uniform(5, 180)));
+      auto s = Submit(spec);
+      ASSERT_THAT(s, IsOk());
+      runtime[s->job.id] = spec.runtime > absl::ZeroDuration() ? spec.runtime : absl::Hours(1);
+    } else if (r < 0.45) {
+      // Budgets only rise here: lowering one below what runs cannot undo what was committed.
+      const std::string& p = projects[step % projects.size()];
+      limit[p] += std::round(uniform(0, 5));
+      ASSERT_THAT(SetBudget(p, limit[p]), IsOk());
+    } else {
+      advance_to(clock_.Now() + absl::Minutes(std::round(uniform(1, 40))));
+    }
+    collect();
+    // Keep the leases of what runs alive, and let time-driven work happen.
+    std::map<std::string, std::vector<JobRef>> held;
+    for (const auto& [id, run] : running) held[run.agent].push_back({id, run.epoch});
+    for (Agent& a : agents) {
+      ASSERT_THAT(scheduler_->Heartbeat(a.name, a.session, held[a.name]), IsOk());
+    }
+    scheduler_->Tick();
+    collect();
+    for (const std::string& p : projects) {
+      ASSERT_LE(scheduler_->Spent(p, month, clock_.Now()), limit[p] + 1e-6)
+          << "project " << p << " at step " << step;
+    }
+    for (const Job& job : scheduler_->ListJobs({}).jobs) {
+      if (job.state == JobState::kPending && absl::StrContains(job.message, "budget")) {
+        held_by_budget++;
+        break;
+      }
+    }
+  }
+  EXPECT_GT(held_by_budget, 10);  // the caps were actually reached
+  EXPECT_GT(placed_on_priced, 20);  // the property was tested on real cloud placements
 }
 
 TEST_F(SchedulerTest, IdPrefixesResolveUniquelyOrSayWhy) {
