@@ -85,14 +85,18 @@ absl::Status RunBudgetGet(const BudgetGetArgs& args, CommandContext& ctx) {
     ctx.out << "No budgets. Set one with: schedctl budget set PROJECT --monthly DOLLARS\n";
     return absl::OkStatus();
   }
-  Table table({"PROJECT", "MONTHLY", "SPENT", "USED", "ALERTS", "CAP"});
+  Table table({"PROJECT", "MONTHLY", "SPENT", "USED", "ALERTS", "CROSSED", "CAP"});
   for (const sched::v1::Budget& b : budgets.budgets()) {
-    const std::string used =
-        b.monthly_limit() > 0
-            ? absl::StrFormat("%.0f%%", 100 * b.spent_this_month() / b.monthly_limit())
-            : "-";
-    table.AddRow({b.project(), Dollars(b.monthly_limit()), Dollars(b.spent_this_month()), used,
-                  Alerts(b.alert_percents()), b.hard_cap() ? "hard" : "soft"});
+    const double percent =
+        b.monthly_limit() > 0 ? 100 * b.spent_this_month() / b.monthly_limit() : 0;
+    // The highest alert threshold this month's spend has reached.
+    std::string crossed = "-";
+    for (int threshold : b.alert_percents()) {
+      if (b.monthly_limit() > 0 && percent >= threshold) crossed = absl::StrCat(threshold, "%");
+    }
+    table.AddRow({b.project(), Dollars(b.monthly_limit()), Dollars(b.spent_this_month()),
+                  b.monthly_limit() > 0 ? absl::StrFormat("%.0f%%", percent) : "-",
+                  Alerts(b.alert_percents()), crossed, b.hard_cap() ? "hard" : "soft"});
   }
   table.Print(ctx.out);
   return absl::OkStatus();

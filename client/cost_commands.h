@@ -25,7 +25,8 @@ struct BudgetGetArgs {
   std::string project;  // empty: every budget
   OutputFormat output = OutputFormat::kTable;
 };
-// A table: PROJECT, MONTHLY, SPENT (this month), USED, ALERTS, CAP.
+// A table: PROJECT, MONTHLY, SPENT (this month), USED, ALERTS, CROSSED (the highest alert
+// threshold reached), CAP.
 absl::Status RunBudgetGet(const BudgetGetArgs& args, CommandContext& ctx);
 
 struct CostReportArgs {

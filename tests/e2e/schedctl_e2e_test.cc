@@ -634,11 +634,19 @@ TEST(SchedctlCostE2eTest, BudgetAndCostReportShowWhatAJobCost) {
   CliResult budgets = ctl({"budget", "get"});
   ASSERT_EQ(budgets.exit_code, 0) << budgets;
   row = TableRow(budgets.out, "llm");
-  ASSERT_EQ(row.size(), 6u) << budgets;
+  ASSERT_EQ(row.size(), 7u) << budgets;
   EXPECT_EQ(row[1], "$50.00");
   EXPECT_THAT(row[2], StartsWith("$0.0"));
   EXPECT_EQ(row[4], "50,90%");
-  EXPECT_EQ(row[5], "hard");
+  EXPECT_EQ(row[5], "-");  // a cent of fifty dollars crosses no threshold
+  EXPECT_EQ(row[6], "hard");
+  // A budget the job's cost (a second or more at a cent a second) passes half of, and that would
+  // take fifteen seconds to pass ten times over: the 50% alert shows as crossed.
+  ASSERT_EQ(ctl({"budget", "set", "llm", "--monthly", "0.015", "--alerts", "50,1000"}).exit_code,
+            0);
+  row = TableRow(ctl({"budget", "get", "llm"}).out, "llm");
+  ASSERT_EQ(row.size(), 7u);
+  EXPECT_EQ(row[5], "50%");
   CliResult missing = ctl({"budget", "get", "nope"});
   EXPECT_EQ(missing.exit_code, 1) << missing;
   EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
