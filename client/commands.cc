@@ -143,7 +143,20 @@ absl::Status RunGet(const GetArgs& args, CommandContext& ctx) {
 absl::Status RunDescribe(const DescribeArgs& args, CommandContext& ctx) {
   if (args.kind == ResourceKind::kJob) {
     SCHED_ASSIGN_OR_RETURN(Job job, ctx.client.GetJob(args.name));
-    DescribeJob(job, ctx.clock.Now(), ctx.out);
+    // What it cost so far, from the ledger; left out when schedd cannot say.
+    sched::v1::GetCostReportRequest request;
+    *request.mutable_since() = job.create_time();
+    request.set_group_by(sched::v1::COST_GROUP_JOB);
+    request.set_project(job.spec().project());
+    std::optional<sched::v1::CostLine> spent;
+    if (absl::StatusOr<sched::v1::CostReport> report = ctx.client.GetCostReport(request);
+        report.ok()) {
+      spent.emplace();
+      for (const sched::v1::CostLine& line : report->lines()) {
+        if (line.key() == job.id()) spent = line;
+      }
+    }
+    DescribeJob(job, ctx.clock.Now(), ctx.out, spent);
   } else {
     SCHED_ASSIGN_OR_RETURN(sched::v1::Node node, ctx.client.GetNode(args.name));
     DescribeNode(node, ctx.clock.Now(), ctx.out);

@@ -173,7 +173,8 @@ void LocalPriceSection(DescribeWriter& w, const sched::v1::Capabilities::LocalPr
 
 }  // namespace
 
-void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out) {
+void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
+                 const std::optional<sched::v1::CostLine>& spent) {
   const sched::v1::JobSpec& spec = job.spec();
   const sched::v1::Resources& r = spec.resources();
   DescribeWriter w;
@@ -215,6 +216,15 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out) {
           1);
   w.Field("Runtime", RuntimeField(spec), 1);
   w.Field("Model", ModelField(spec), 1);
+  if (spent.has_value()) {
+    w.Field("Spent",
+            spent->leases() == 0
+                ? "$0.00"
+                : absl::StrFormat("$%.2f (%d lease%s, %.2f node-hours)", spent->dollars(),
+                                  spent->leases(), spent->leases() == 1 ? "" : "s",
+                                  spent->hours()),
+            1);
+  }
   if (spec.env().empty()) {
     w.Field("Env", "<none>");
   } else {

@@ -87,8 +87,14 @@ TEST(DescribeJob, ShowsTheCostFields) {
   m.set_lora_rank(64);
   job.mutable_spec()->mutable_resources()->set_gpu_memory_bytes(6'600'000'000);
   job.mutable_spec()->mutable_resources()->set_gpu_memory_estimated(true);
+  sched::v1::CostLine spent;
+  spent.set_key(job.id());
+  spent.set_dollars(1.25);
+  spent.set_hours(0.5);
+  spent.set_leases(2);
   std::ostringstream out;
-  DescribeJob(job, testing::kNow, out);
+  DescribeJob(job, testing::kNow, out, spent);
+  EXPECT_THAT(out.str(), HasSubstr("  Spent:       $1.25 (2 leases, 0.50 node-hours)\n"));
   EXPECT_THAT(out.str(), HasSubstr("  GPU Memory:  6.6GB (estimated from the model)\n"));
   EXPECT_THAT(out.str(), HasSubstr("Cost:\n"
                                    "  Placement:   cheapest\n"

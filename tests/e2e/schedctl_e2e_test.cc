@@ -631,6 +631,11 @@ TEST(SchedctlCostE2eTest, BudgetAndCostReportShowWhatAJobCost) {
   EXPECT_EQ(row[3], "1");
   EXPECT_EQ(TableRow(table.out, "TOTAL").size(), 2u) << table;
 
+  CliResult describe = ctl({"describe", "job", id});
+  ASSERT_EQ(describe.exit_code, 0) << describe;
+  EXPECT_THAT(describe.out, HasSubstr("  Spent:       $0.0"));
+  EXPECT_THAT(describe.out, HasSubstr("(1 lease, 0.00 node-hours)"));
+
   CliResult budgets = ctl({"budget", "get"});
   ASSERT_EQ(budgets.exit_code, 0) << budgets;
   row = TableRow(budgets.out, "llm");
