@@ -4,6 +4,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
 #include <random>
 #include <thread>
 
@@ -31,6 +34,30 @@ ABSL_FLAG(std::string, failpoints, "",
           "Test harnesses only: crash on purpose at named points, e.g. "
           "store.after_sync_before_reply=crash@0.01. Empty: $SCHED_FAILPOINTS, else none.");
 ABSL_FLAG(uint64_t, failpoint_seed, 0, "Seed for probabilistic failpoints; 0 picks one.");
+ABSL_FLAG(std::string, catalog, "",
+          "GPU/provider catalog YAML. Empty: $SCHED_CATALOG, else deploy/catalog/catalog.yaml "
+          "beside the build, else /usr/share/sched/catalog.yaml, else none.");
+ABSL_FLAG(std::vector<std::string>, catalog_override, {},
+          "Catalog files merged over the catalog, in order (comma-separated).");
+
+namespace {
+
+// The catalog schedd uses when --catalog is not given; empty when there is none.
+std::string FindCatalog(const char* argv0) {
+  if (const char* env = std::getenv("SCHED_CATALOG"); env != nullptr && *env != '\0') return env;
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::canonical("/proc/self/exe", ec);
+  std::vector<std::filesystem::path> candidates;
+  if (!ec) candidates.push_back(exe.parent_path() / "../../deploy/catalog/catalog.yaml");
+  candidates.push_back("/usr/share/sched/catalog.yaml");
+  for (const auto& path : candidates) {
+    if (std::filesystem::exists(path, ec)) return std::filesystem::weakly_canonical(path, ec);
+  }
+  (void)argv0;
+  return "";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("schedd: the sched daemon. schedd --data_dir=DIR [--listen=ADDR]");
@@ -68,6 +95,14 @@ int main(int argc, char** argv) {
   options.restart_grace_ms = absl::GetFlag(FLAGS_restart_grace_ms);
   options.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   options.sync = !absl::GetFlag(FLAGS_unsafe_no_sync);
+  options.catalog_path = absl::GetFlag(FLAGS_catalog);
+  if (options.catalog_path.empty()) options.catalog_path = FindCatalog(argv[0]);
+  options.catalog_overrides = absl::GetFlag(FLAGS_catalog_override);
+  if (options.catalog_path.empty()) {
+    std::fprintf(stderr, "schedd: no GPU catalog found; runtimes are not scaled by GPU speed\n");
+  } else {
+    std::fprintf(stderr, "schedd: catalog %s\n", options.catalog_path.c_str());
+  }
 
   absl::StatusOr<std::unique_ptr<sched::Daemon>> daemon = sched::Daemon::Start(options);
   if (!daemon.ok()) {

@@ -10,6 +10,7 @@
 #include "server/common/status_macros.h"
 #include "server/core/gpu_memory.h"
 #include "server/core/job_spec_validation.h"
+#include "server/cost/runtime_estimate.h"
 
 namespace sched {
 namespace {
@@ -772,8 +773,25 @@ std::vector<const Node*> Scheduler::OpenNodes() {
   return open;
 }
 
-absl::Duration Scheduler::Reservation(const Job& job) const {
-  return job.spec.runtime > absl::ZeroDuration() ? job.spec.runtime : options_.budget_reservation;
+absl::Duration Scheduler::Reservation(const Job& job, const Node* node) const {
+  if (job.spec.runtime <= absl::ZeroDuration()) return options_.budget_reservation;
+  if (node == nullptr) {
+    auto it = nodes_.find(job.node);
+    if (it != nodes_.end()) node = &it->second.node;
+  }
+  const cost::Catalog* catalog = options_.catalog.get();
+  const uint32_t gpus = job.spec.resources.gpus;
+  if (catalog == nullptr || node == nullptr || gpus == 0 || node->record.caps.gpus.empty()) {
+    return job.spec.runtime;
+  }
+  const cost::GpuAllocation from{job.spec.runtime_gpu_model.empty()
+                                     ? catalog->reference_gpu().key
+                                     : job.spec.runtime_gpu_model,
+                                 static_cast<int32_t>(gpus)};
+  const cost::GpuAllocation to{node->record.caps.gpus.front().model, static_cast<int32_t>(gpus)};
+  absl::StatusOr<absl::Duration> scaled =
+      cost::ScaleRuntime(*catalog, job.spec.runtime, from, to);
+  return scaled.ok() ? *scaled : job.spec.runtime;  // a GPU the catalog does not know: as given
 }
 
 double Scheduler::SpentAndCommitted(const std::string& project) const {
@@ -790,7 +808,7 @@ double Scheduler::SpentAndCommitted(const std::string& project) const {
       continue;
     }
     dollars += OpenEntry(job, now).CostWithin(month, now);
-    const absl::Duration left = Reservation(job) - (now - job.lease_start);
+    const absl::Duration left = Reservation(job, nullptr) - (now - job.lease_start);
     if (left > absl::ZeroDuration()) {
       dollars += job.lease_price_per_hour * absl::ToDoubleHours(left);
     }
@@ -801,7 +819,6 @@ double Scheduler::SpentAndCommitted(const std::string& project) const {
 std::vector<const Node*> Scheduler::Affordable(const Job& job, const Budget* cap,
                                                const std::vector<const Node*>& nodes,
                                                std::string& why) {
-  const double hours = absl::ToDoubleHours(Reservation(job));
   const double base = cap != nullptr ? SpentAndCommitted(job.spec.project) : 0;
   std::vector<const Node*> ok;
   ok.reserve(nodes.size());
@@ -811,7 +828,7 @@ std::vector<const Node*> Scheduler::Affordable(const Job& job, const Budget* cap
       ok.push_back(node);
       continue;
     }
-    const double expected = price * hours;
+    const double expected = price * absl::ToDoubleHours(Reservation(job, node));
     if (job.spec.max_cost > 0 && expected > job.spec.max_cost + 1e-9) {
       if (why.empty()) {
         why = absl::StrFormat("waiting: on %s it would cost about $%.2f, over its max_cost $%.2f",

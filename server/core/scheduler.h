@@ -29,6 +29,7 @@
 #include "server/core/node.h"
 #include "server/core/placement.h"
 #include "server/core/store.h"
+#include "server/cost/catalog.h"
 
 namespace sched {
 
@@ -45,6 +46,9 @@ struct SchedulerOptions {
   uint64_t seed = 0;
   // What a job that gives no runtime is expected to run, for budget caps and max_cost.
   absl::Duration budget_reservation = absl::Hours(1);
+  // GPU models and their relative speed: a runtime given for one GPU is scaled to the node's
+  // (a job expected to run 1 h on an A100 holds an RTX 3080 about 3.3 h). Null: not scaled.
+  std::shared_ptr<const cost::Catalog> catalog;
 };
 
 template <typename T>
@@ -273,8 +277,10 @@ class Scheduler {
   std::vector<const Node*> Affordable(const Job& job, const Budget* cap,
                                       const std::vector<const Node*>& nodes, std::string& why)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // How long a job is expected to hold its node: its runtime, else options.budget_reservation.
-  absl::Duration Reservation(const Job& job) const;
+  // How long a job is expected to hold `node` (null: the node it holds): its runtime scaled
+  // to the node's GPUs by the catalog, else options.budget_reservation.
+  absl::Duration Reservation(const Job& job, const Node* node) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Spent this month by `project` plus what its open leases are still expected to cost.
   double SpentAndCommitted(const std::string& project) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   bool TryPlace(Job& job, const std::vector<const Node*>& nodes, Outbox& out)

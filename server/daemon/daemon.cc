@@ -11,6 +11,7 @@
 #include "prometheus/exposer.h"
 #include "server/common/status_macros.h"
 #include "server/metrics/metrics.h"
+#include "server/cost/catalog_yaml.h"
 #include "server/service/agent_service.h"
 #include "server/service/cost_service.h"
 #include "server/service/job_service.h"
@@ -51,6 +52,15 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   so.heartbeat_interval = absl::Milliseconds(options_.heartbeat_interval_ms);
   so.restart_grace = absl::Milliseconds(options_.restart_grace_ms);
   so.max_attempts = options_.max_attempts;
+  if (!options_.catalog_path.empty()) {
+    absl::StatusOr<cost::Catalog> catalog =
+        cost::LoadCatalog(options_.catalog_path, options_.catalog_overrides);
+    if (!catalog.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("catalog: ", catalog.status().message()));
+    }
+    so.catalog = std::make_shared<const cost::Catalog>(*std::move(catalog));
+  }
   SCHED_ASSIGN_OR_RETURN(scheduler_, Scheduler::Create(so, store, clock));
 
   std::vector<ServerMetrics::ExtraCounter> extra;

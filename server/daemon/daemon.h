@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
@@ -42,6 +43,10 @@ struct DaemonOptions {
   int64_t max_message_bytes = 16 << 20;
   // Sync the store's WAL before acknowledging. Off only for benchmarks that say so.
   bool sync = true;
+  // The GPU/provider catalog (deploy/catalog/catalog.yaml) and files merged over it; empty:
+  // none, and runtimes are not scaled by GPU speed. A catalog that does not load stops schedd.
+  std::string catalog_path;
+  std::vector<std::string> catalog_overrides;
 };
 
 // schedd in one object: store, scheduler, gRPC services (with health and reflection), metrics

@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/store/memory_store.h"
+#include "tests/server/cost/test_catalog.h"
 #include "tests/testing/fake_agent_link.h"
 #include "tests/testing/status_matchers.h"
 
@@ -63,6 +64,7 @@ class SchedulerTest : public ::testing::Test {
     o.restart_grace = absl::Seconds(5);
     o.max_attempts = 3;
     o.seed = 42;
+    o.catalog = catalog_;
     auto s = Scheduler::Create(o, &store_, &clock_);
     ASSERT_THAT(s, IsOk());
     scheduler_ = std::move(*s);
@@ -100,6 +102,7 @@ class SchedulerTest : public ::testing::Test {
 
   FakeClock clock_;
   MemoryStore store_;
+  std::shared_ptr<const cost::Catalog> catalog_;
   std::unique_ptr<Scheduler> scheduler_;
 };
 
@@ -714,6 +717,31 @@ TEST_F(BudgetCapTest, ANewMonthLetsHeldWorkGo) {
 
 // Whatever the order of submits, completions, budget changes and time, a project's spend in the
 // month never passes its hard cap, as long as jobs keep to the runtime they declared.
+// With a catalog, a runtime given for one GPU is scaled to each node's: an hour on the
+// reference A100 is 3.3 h on an RTX 3080 (throughput 0.3) and half an hour on an H100 (2.0).
+TEST_F(BudgetCapTest, RuntimeIsScaledToEachNodesGpuByTheCatalog) {
+  auto catalog = cost::Catalog::Create(cost::testing::SmallCatalogData());
+  ASSERT_THAT(catalog, IsOk());
+  catalog_ = std::make_shared<const cost::Catalog>(*std::move(catalog));
+  Restart();
+  NodeCapabilities slow = Priced(1.0, "vastai");
+  slow.gpus = {{0, "GPU-s", "NVIDIA GeForce RTX 3080", 10 * kGiB}};
+  auto slow_link = std::make_shared<FakeAgentLink>();
+  Connect("slow", slow, slow_link);
+  ASSERT_THAT(SetBudget("llm", 2.0), IsOk());
+  JobSpec spec = Paid("train", "llm", absl::Hours(1));
+  spec.resources.gpus = 1;
+  auto job = Submit(spec);
+  ASSERT_THAT(job, IsOk());
+  EXPECT_EQ(Get(job->job.id).state, JobState::kPending);
+  EXPECT_THAT(Get(job->job.id).message, HasSubstr("about $3.33 more on slow"));
+  NodeCapabilities fast = Priced(1.0, "runpod");
+  fast.gpus = {{0, "GPU-f", "NVIDIA H100 80GB HBM3", 80 * kGiB}};
+  auto fast_link = std::make_shared<FakeAgentLink>();
+  Connect("fast", fast, fast_link);
+  EXPECT_EQ(Get(job->job.id).node, "fast");
+}
+
 TEST_F(BudgetCapTest, NoSequenceOfPlacementsPassesACap) {
   std::mt19937_64 rng(20261126);
   auto uniform = [&](double lo, double hi) {

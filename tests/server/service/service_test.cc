@@ -509,6 +509,24 @@ std::string Scrape(int port) {
   return resp;
 }
 
+TEST(DaemonCatalogTest, LoadsTheShippedCatalogAndRefusesABadOne) {
+  FakeClock clock;
+  MemoryStore store;
+  DaemonOptions o;
+  o.listen = "127.0.0.1:0";
+  o.metrics_listen = "";
+  o.catalog_path = SCHED_SOURCE_DIR "/deploy/catalog/catalog.yaml";
+  auto good = Daemon::Start(o, &store, &clock);
+  EXPECT_TRUE(good.ok()) << good.status();
+  good->reset();
+  o.catalog_path = "/nonexistent/catalog.yaml";
+  auto bad = Daemon::Start(o, &store, &clock);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("catalog: /nonexistent/catalog.yaml: cannot open the catalog file"));
+}
+
 TEST(MetricsTest, SchedulerAndRpcSeriesAreExported) {
   FakeClock clock;
   MemoryStore store;
