@@ -113,9 +113,28 @@ absl::Status ValidateProvider(const Provider& p) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateUpgrades(const UpgradeData& u) {
+  SCHED_RETURN_IF_ERROR(CheckNotNegative("ram_usd_per_gib", u.ram_usd_per_gib));
+  if (!u.ram_kit_bytes.empty() && u.ram_usd_per_gib == 0) {
+    return Invalid("ram_usd_per_gib", "must be more than 0 when ram_kits are listed");
+  }
+  for (size_t i = 0; i < u.ram_kit_bytes.size(); ++i) {
+    const std::string path = absl::StrCat("ram_kits[", i, "]");
+    SCHED_RETURN_IF_ERROR(CheckPositive(path, static_cast<double>(u.ram_kit_bytes[i])));
+    if (i > 0 && u.ram_kit_bytes[i] <= u.ram_kit_bytes[i - 1]) {
+      return Invalid(path, "must be larger than the kit before it (list kits ascending)");
+    }
+  }
+  if (u.max_gpus < 1 || u.max_gpus > 16) {
+    return Invalid("max_gpus", absl::StrFormat("must be between 1 and 16, got %d", u.max_gpus));
+  }
+  return absl::OkStatus();
+}
+
 CatalogData MergeCatalogData(CatalogData base, const CatalogData& over) {
   if (!over.as_of.empty()) base.as_of = over.as_of;
   if (!over.reference_gpu.empty()) base.reference_gpu = over.reference_gpu;
+  if (over.upgrades.has_value()) base.upgrades = over.upgrades;
   MergeByKey(&base.gpus, over.gpus, [](const GpuModel& g) { return g.key; });
   MergeByKey(&base.providers, over.providers, [](const Provider& p) { return p.name; });
   return base;
@@ -169,6 +188,11 @@ absl::StatusOr<Catalog> Catalog::Create(CatalogData data) {
                                    ref->key, ref->relative_throughput));
   }
   c.reference_index_ = static_cast<size_t>(ref - c.data_.gpus.data());
+  if (c.data_.upgrades.has_value()) {
+    absl::Status s = ValidateUpgrades(*c.data_.upgrades);
+    if (!s.ok()) return Invalid("upgrades", s.message());
+    c.upgrades_ = *c.data_.upgrades;
+  }
   return c;
 }
 

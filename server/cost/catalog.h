@@ -68,37 +68,54 @@ struct Provider {
   std::vector<GpuPrice> prices;
 };
 
+// What a user can buy for their own workstation besides GPU cards (whose prices are
+// GpuModel::street_price_usd), for upgrade advice.
+struct UpgradeData {
+  // Desktop memory, dollars per GiB of a kit.
+  double ram_usd_per_gib = 0;
+  // Sizes of the memory kits people buy (e.g. 2x16, 2x32, 4x32 GiB), ascending. A kit replaces
+  // the machine's memory: after the upgrade the machine has the kit's size.
+  std::vector<int64_t> ram_kit_bytes;
+  // GPUs a workstation takes (board slots, power supply, cooling).
+  int32_t max_gpus = 1;
+};
+
 // The catalog as written: what a loader fills and an override merges into.
 struct CatalogData {
   std::string as_of;          // "2026-11": when the figures were gathered
   std::string reference_gpu;  // the GPU whose relative_throughput is 1.0
   std::vector<GpuModel> gpus;
   std::vector<Provider> providers;
+  // Absent: no RAM or added-GPU upgrades are known (a catalog without the section).
+  std::optional<UpgradeData> upgrades;
 };
 
 // Field checks of one entry. The message starts with the field's path inside the entry
 // ("memory: must be more than 0, got -1"), so a loader can put the entry's own path in front.
 absl::Status ValidateGpuModel(const GpuModel& gpu);
 absl::Status ValidateProvider(const Provider& provider);
+absl::Status ValidateUpgrades(const UpgradeData& upgrades);
 
 // `over` merged over `base`: a GPU with the same key or a provider with the same name replaces
 // the base's whole entry (in its place); new ones are added at the end; a non-empty as_of or
-// reference_gpu replaces the base's.
+// reference_gpu, and an upgrades section, replace the base's.
 CatalogData MergeCatalogData(CatalogData base, const CatalogData& over);
 
 // A validated catalog with lookups. Immutable once made; copies are independent.
 class Catalog {
  public:
-  // Checks every entry (ValidateGpuModel, ValidateProvider) and what ties them together: each
-  // GPU key, NVML name and alias names one model only; each provider name is unique; every price
-  // names a known GPU; the reference GPU is known and has throughput 1.0. INVALID_ARGUMENT with
-  // the entry and the reason otherwise.
+  // Checks every entry (ValidateGpuModel, ValidateProvider, ValidateUpgrades) and what ties them
+  // together: each GPU key, NVML name and alias names one model only; each provider name is
+  // unique; every price names a known GPU; the reference GPU is known and has throughput 1.0.
+  // INVALID_ARGUMENT with the entry and the reason otherwise.
   static absl::StatusOr<Catalog> Create(CatalogData data);
 
   const std::string& as_of() const { return data_.as_of; }
   const GpuModel& reference_gpu() const { return data_.gpus[reference_index_]; }
   const std::vector<GpuModel>& gpus() const { return data_.gpus; }
   const std::vector<Provider>& providers() const { return data_.providers; }
+  // The catalog's upgrades section; without one, no RAM kits and one GPU at most.
+  const UpgradeData& upgrades() const { return upgrades_; }
 
   // The GPU model with this key, NVML name or alias, ignoring case and surrounding spaces;
   // nullptr when none. Pointers stay valid as long as the Catalog.
@@ -115,6 +132,7 @@ class Catalog {
 
   CatalogData data_;
   size_t reference_index_ = 0;
+  UpgradeData upgrades_;
   absl::flat_hash_map<std::string, size_t> gpu_index_;       // lower-case name -> gpus index
   absl::flat_hash_map<std::string, size_t> provider_index_;  // lower-case name -> index
 };

@@ -225,16 +225,47 @@ absl::StatusOr<Provider> ParseProvider(const YAML::Node& node, absl::string_view
   return p;
 }
 
+absl::StatusOr<std::vector<int64_t>> SizeList(const YAML::Node& node, absl::string_view path) {
+  if (!node.IsSequence()) return Expected(path, "a list of sizes", node);
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < node.size(); ++i) {
+    SCHED_ASSIGN_OR_RETURN(int64_t size, Size(node[i], absl::StrCat(path, "[", i, "]")));
+    out.push_back(size);
+  }
+  return out;
+}
+
+absl::StatusOr<int32_t> Count(const YAML::Node& node, absl::string_view path) {
+  SCHED_ASSIGN_OR_RETURN(double v, Number(node, path));
+  if (v != std::floor(v) || std::abs(v) > 1e6) return Expected(path, "a whole number", node);
+  return static_cast<int32_t>(v);
+}
+
+absl::StatusOr<UpgradeData> ParseUpgrades(const YAML::Node& node, absl::string_view path) {
+  SCHED_RETURN_IF_ERROR(CheckKeys(node, path, {"ram_usd_per_gib", "ram_kits", "max_gpus"}));
+  UpgradeData u;
+  SCHED_RETURN_IF_ERROR(Field(node, path, "ram_usd_per_gib", false, Number, &u.ram_usd_per_gib));
+  SCHED_RETURN_IF_ERROR(Field(node, path, "ram_kits", false, SizeList, &u.ram_kit_bytes));
+  SCHED_RETURN_IF_ERROR(Field(node, path, "max_gpus", false, Count, &u.max_gpus));
+  SCHED_RETURN_IF_ERROR(Within(path, ValidateUpgrades(u)));
+  return u;
+}
+
 absl::StatusOr<CatalogData> ParseDocument(const YAML::Node& root) {
   // An override that is all comments changes nothing; an empty base fails Catalog::Create.
   if (!root.IsDefined() || root.IsNull()) return CatalogData{};
   if (!root.IsMap()) return Expected("document", "a mapping", root);
-  SCHED_RETURN_IF_ERROR(CheckKeys(root, "", {"as_of", "reference_gpu", "gpus", "providers"}));
+  SCHED_RETURN_IF_ERROR(
+      CheckKeys(root, "", {"as_of", "reference_gpu", "gpus", "providers", "upgrades"}));
   CatalogData data;
   SCHED_RETURN_IF_ERROR(Field(root, "", "as_of", false, String, &data.as_of));
   SCHED_RETURN_IF_ERROR(Field(root, "", "reference_gpu", false, String, &data.reference_gpu));
   SCHED_RETURN_IF_ERROR(List(root, "gpus", ParseGpu, &data.gpus));
   SCHED_RETURN_IF_ERROR(List(root, "providers", ParseProvider, &data.providers));
+  const YAML::Node upgrades = root["upgrades"];
+  if (upgrades.IsDefined() && !upgrades.IsNull()) {
+    SCHED_ASSIGN_OR_RETURN(data.upgrades, ParseUpgrades(upgrades, "upgrades"));
+  }
   return data;
 }
 

@@ -14,10 +14,10 @@ namespace sched::cost {
 // source, the key path and the reason:
 //   catalog.yaml: gpus[3].memory: expected a size like "24GiB", got "lots"
 
-// Parses one catalog document; each entry passes ValidateGpuModel / ValidateProvider. An
-// override file may leave out as_of, reference_gpu and either list; an empty document (only
-// comments) gives an empty CatalogData. `source` names the text in
-// errors.
+// Parses one catalog document; each entry passes ValidateGpuModel / ValidateProvider, the
+// upgrades section ValidateUpgrades. An override file may leave out as_of, reference_gpu, either
+// list and the upgrades section; an empty document (only comments) gives an empty CatalogData.
+// `source` names the text in errors.
 absl::StatusOr<CatalogData> ParseCatalogYaml(absl::string_view text, absl::string_view source);
 
 // ParseCatalogYaml of a file's contents, the path as the source.

@@ -103,6 +103,35 @@ TEST(CatalogTest, MergeReplacesByKeyAndAddsNew) {
   EXPECT_EQ(c->FindGpu("4090")->key, "rtx4090");
 }
 
+TEST(CatalogTest, UpgradesSectionAndItsDefault) {
+  Catalog c = Small();
+  EXPECT_EQ(c.upgrades().ram_usd_per_gib, 4.0);
+  EXPECT_EQ(c.upgrades().ram_kit_bytes, (std::vector<int64_t>{64LL << 30, 128LL << 30}));
+  EXPECT_EQ(c.upgrades().max_gpus, 2);
+
+  CatalogData none = SmallCatalogData();
+  none.upgrades.reset();
+  Catalog without = Catalog::Create(none).value();
+  EXPECT_EQ(without.upgrades().ram_usd_per_gib, 0);
+  EXPECT_TRUE(without.upgrades().ram_kit_bytes.empty());
+  EXPECT_EQ(without.upgrades().max_gpus, 1);
+}
+
+TEST(CatalogTest, MergeReplacesTheWholeUpgradesSectionOrKeepsIt) {
+  CatalogData over;
+  over.upgrades = UpgradeData{};
+  over.upgrades->max_gpus = 4;
+  CatalogData merged = MergeCatalogData(SmallCatalogData(), over);
+  ASSERT_TRUE(merged.upgrades.has_value());
+  EXPECT_EQ(merged.upgrades->max_gpus, 4);
+  EXPECT_TRUE(merged.upgrades->ram_kit_bytes.empty());  // not kept: the section is replaced
+  EXPECT_EQ(merged.upgrades->ram_usd_per_gib, 0);
+
+  CatalogData kept = MergeCatalogData(SmallCatalogData(), CatalogData{});
+  ASSERT_TRUE(kept.upgrades.has_value());
+  EXPECT_EQ(kept.upgrades->ram_usd_per_gib, 4.0);
+}
+
 TEST(CatalogTest, CopyOutlivesTheOriginal) {
   std::optional<Catalog> a = Small();
   Catalog b = *a;
@@ -180,6 +209,19 @@ INSTANTIATE_TEST_SUITE_P(
                    "electricity"},
         CreateCase{"LocalSpot", [](CatalogData* d) { d->providers[0].offers_spot = true; },
                    "provider local: spot: a local provider has no spot market"},
+        CreateCase{"NegativeRamPrice", [](CatalogData* d) { d->upgrades->ram_usd_per_gib = -1; },
+                   "upgrades: ram_usd_per_gib: must not be negative, got -1"},
+        CreateCase{"KitsWithoutRamPrice",
+                   [](CatalogData* d) { d->upgrades->ram_usd_per_gib = 0; },
+                   "upgrades: ram_usd_per_gib: must be more than 0 when ram_kits are listed"},
+        CreateCase{"ZeroKit", [](CatalogData* d) { d->upgrades->ram_kit_bytes[0] = 0; },
+                   "upgrades: ram_kits[0]: must be more than 0, got 0"},
+        CreateCase{"KitsNotAscending",
+                   [](CatalogData* d) { d->upgrades->ram_kit_bytes = {128LL << 30, 64LL << 30}; },
+                   "upgrades: ram_kits[1]: must be larger than the kit before it (list kits "
+                   "ascending)"},
+        CreateCase{"NoGpuSlot", [](CatalogData* d) { d->upgrades->max_gpus = 0; },
+                   "upgrades: max_gpus: must be between 1 and 16, got 0"},
         CreateCase{"NoReference", [](CatalogData* d) { d->reference_gpu.clear(); },
                    "reference_gpu: missing"},
         CreateCase{"UnknownReference", [](CatalogData* d) { d->reference_gpu = "v100"; },

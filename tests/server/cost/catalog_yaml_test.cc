@@ -48,6 +48,10 @@ providers:
     prices:
       - {gpu: a100, on_demand: [3.5, 6.0]}
       - {gpu: rtx3080, on_demand: 1.0, spot: [0.2, 0.3]}
+upgrades:
+  ram_usd_per_gib: 3.5
+  ram_kits: [32GiB, 64GiB]
+  max_gpus: 2
 )";
 
 std::string WriteTemp(const std::string& name, const std::string& text) {
@@ -83,6 +87,17 @@ TEST(CatalogYamlTest, ShippedCatalogLoadsWithEveryRequiredGpuAndProvider) {
   EXPECT_EQ(c->FindProvider("runpod")->preemption_notice, absl::Seconds(5));
   EXPECT_EQ(c->FindProvider("vastai")->preemption_action, PreemptionAction::kPause);
   EXPECT_FALSE(c->FindProvider("thundercompute")->offers_spot);
+  // Upgrades: RAM kits people buy, priced; two cards in a workstation.
+  EXPECT_GT(c->upgrades().ram_usd_per_gib, 1.0);
+  EXPECT_LT(c->upgrades().ram_usd_per_gib, 10.0);
+  EXPECT_EQ(c->upgrades().ram_kit_bytes,
+            (std::vector<int64_t>{32LL << 30, 64LL << 30, 128LL << 30, 256LL << 30}));
+  EXPECT_EQ(c->upgrades().max_gpus, 2);
+  // The cards advice proposes are sold; the AWS-only A10G is not.
+  for (const char* gpu : {"rtx3090", "rtx4090", "rtx5090"}) {
+    EXPECT_GT(c->FindGpu(gpu)->street_price_usd, 0) << gpu;
+  }
+  EXPECT_EQ(c->FindGpu("a10g")->street_price_usd, 0);
 }
 
 TEST(CatalogYamlTest, ShippedThroughputAndMemoryAreOrderedSensibly) {
@@ -124,6 +139,34 @@ TEST(CatalogYamlTest, ParsesEveryField) {
   ASSERT_TRUE(aws.prices[1].spot.has_value());
   EXPECT_EQ(aws.prices[1].spot->max_usd_per_hour, 0.3);
   EXPECT_FALSE(aws.prices[0].spot.has_value());
+  ASSERT_TRUE(d->upgrades.has_value());
+  EXPECT_EQ(d->upgrades->ram_usd_per_gib, 3.5);
+  EXPECT_EQ(d->upgrades->ram_kit_bytes, (std::vector<int64_t>{32LL << 30, 64LL << 30}));
+  EXPECT_EQ(d->upgrades->max_gpus, 2);
+}
+
+TEST(CatalogYamlTest, UpgradesSectionIsOptionalAndItsFieldsToo) {
+  absl::StatusOr<CatalogData> d = ParseCatalogYaml("upgrades: {max_gpus: 4}\n", "over.yaml");
+  ASSERT_THAT(d, IsOk());
+  ASSERT_TRUE(d->upgrades.has_value());
+  EXPECT_EQ(d->upgrades->max_gpus, 4);
+  EXPECT_TRUE(d->upgrades->ram_kit_bytes.empty());
+  d = ParseCatalogYaml("as_of: 2026-12\n", "over.yaml");
+  ASSERT_THAT(d, IsOk());
+  EXPECT_FALSE(d->upgrades.has_value());
+}
+
+TEST(CatalogYamlTest, OverrideReplacesTheUpgradesSection) {
+  const std::string over = WriteTemp("ram.yaml", R"(
+upgrades:
+  ram_usd_per_gib: 2.0
+  ram_kits: [96GiB, 192GiB]
+)");
+  absl::StatusOr<Catalog> c = LoadCatalog(kShipped, {over});
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->upgrades().ram_usd_per_gib, 2.0);
+  EXPECT_EQ(c->upgrades().ram_kit_bytes, (std::vector<int64_t>{96LL << 30, 192LL << 30}));
+  EXPECT_EQ(c->upgrades().max_gpus, 1);  // left out of the replacing section: the default
 }
 
 TEST(CatalogYamlTest, OverrideFileReplacesAndAdds) {
@@ -234,7 +277,22 @@ INSTANTIATE_TEST_SUITE_P(
     All, CatalogYamlErrorTest,
     ::testing::Values(
         YamlCase{"UnknownTopKey", "as_of:", "asof:",
-                 "asof: unknown key (known: as_of, reference_gpu, gpus, providers)"},
+                 "asof: unknown key (known: as_of, reference_gpu, gpus, providers, upgrades)"},
+        YamlCase{"TypoInUpgrades", "max_gpus: 2", "max_gpu: 2",
+                 "upgrades.max_gpu: unknown key (known: ram_usd_per_gib, ram_kits, max_gpus)"},
+        YamlCase{"KitNotSize", "ram_kits: [32GiB, 64GiB]", "ram_kits: [32GiB, big]",
+                 "upgrades.ram_kits[1]: expected a size like \"24GiB\", got \"big\""},
+        YamlCase{"KitsNotList", "ram_kits: [32GiB, 64GiB]", "ram_kits: 64GiB",
+                 "upgrades.ram_kits: expected a list of sizes, got \"64GiB\""},
+        YamlCase{"KitsDescending", "ram_kits: [32GiB, 64GiB]", "ram_kits: [64GiB, 32GiB]",
+                 "upgrades.ram_kits[1]: must be larger than the kit before it (list kits "
+                 "ascending)"},
+        YamlCase{"FractionalGpus", "max_gpus: 2", "max_gpus: 1.5",
+                 "upgrades.max_gpus: expected a whole number, got \"1.5\""},
+        YamlCase{"NoGpus", "max_gpus: 2", "max_gpus: 0",
+                 "upgrades.max_gpus: must be between 1 and 16, got 0"},
+        YamlCase{"KitsWithoutPrice", "ram_usd_per_gib: 3.5", "ram_usd_per_gib: 0",
+                 "upgrades.ram_usd_per_gib: must be more than 0 when ram_kits are listed"},
         YamlCase{"BadSize", "memory: 10240MiB", "memory: lots",
                  "gpus[1].memory: expected a size like \"24GiB\", got \"lots\""},
         YamlCase{"NegativeSize", "memory: 10240MiB", "memory: -1GB",

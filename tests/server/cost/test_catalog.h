@@ -4,7 +4,8 @@
 
 namespace sched::cost::testing {
 
-// A small catalog for tests: three GPUs (reference a100-80gb) and two providers.
+// A small catalog for tests: three GPUs (reference a100-80gb), two providers, and upgrades
+// (RAM at $4/GiB in 64 and 128 GiB kits, two GPUs at most).
 inline CatalogData SmallCatalogData() {
   CatalogData d;
   d.as_of = "2026-11";
@@ -29,6 +30,7 @@ inline CatalogData SmallCatalogData() {
   runpod.prices = {{"a100-80gb", {1.19, 1.89}, std::nullopt},
                    {"h100", {1.99, 2.99}, PriceRange{1.5, 1.5}}};
   d.providers = {local, runpod};
+  d.upgrades = UpgradeData{4.0, {64LL << 30, 128LL << 30}, 2};
   return d;
 }
 
