@@ -1,5 +1,6 @@
 #include "server/convert/convert.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -237,6 +238,17 @@ void CapabilitiesToProto(const NodeCapabilities& caps, v1::Capabilities* out) {
     lp->set_energy_dollars_per_hour(p.energy_dollars_per_hour);
     lp->set_amortization_dollars_per_hour(p.amortization_dollars_per_hour);
   }
+  const cost::PriceSchedule& schedule = caps.price_schedule;
+  if (!schedule.empty() || schedule.utc_offset_minutes != 0) {
+    v1::PriceSchedule* ps = out->mutable_price_schedule();
+    for (const cost::PriceWindow& w : schedule.windows) {
+      v1::PriceWindow* pw = ps->add_windows();
+      pw->set_start_minute(static_cast<uint32_t>(w.start_minute));
+      pw->set_end_minute(static_cast<uint32_t>(w.end_minute));
+      pw->set_dollars_per_hour(w.usd_per_hour);
+    }
+    ps->set_utc_offset_minutes(schedule.utc_offset_minutes);
+  }
   for (const std::string& field : caps.advertised) out->add_advertised(field);
   for (const auto& [k, v] : caps.labels) (*out->mutable_labels())[k] = v;
   out->set_hostname(caps.hostname);
@@ -285,6 +297,16 @@ absl::StatusOr<NodeCapabilities> CapabilitiesFromProto(const v1::Capabilities& i
                                   p.amortize_months(),
                                   p.energy_dollars_per_hour(),
                                   p.amortization_dollars_per_hour()};
+  }
+  // Minutes past a day stay past it (and are refused below) rather than wrap to negative.
+  const auto minute = [](uint32_t m) { return static_cast<int32_t>(std::min(m, 1u << 20)); };
+  for (const v1::PriceWindow& w : in.price_schedule().windows()) {
+    caps.price_schedule.windows.push_back(
+        {minute(w.start_minute()), minute(w.end_minute()), w.dollars_per_hour()});
+  }
+  caps.price_schedule.utc_offset_minutes = in.price_schedule().utc_offset_minutes();
+  if (absl::Status s = cost::ValidatePriceSchedule(caps.price_schedule); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("capabilities.price_schedule: ", s.message()));
   }
   caps.advertised.assign(in.advertised().begin(), in.advertised().end());
   caps.labels.insert(in.labels().begin(), in.labels().end());

@@ -9,6 +9,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/cost/price_schedule.h"
 
 namespace sched {
 
@@ -42,6 +43,8 @@ struct NodeCapabilities {
   std::string instance_type;
   // Set when price_per_hour was computed from these parts rather than given.
   std::optional<LocalPrice> local_price;
+  // Prices by time of day: price_per_hour applies outside its windows (all day when empty).
+  cost::PriceSchedule price_schedule;
   // Fields the operator gave in place of detected values ("gpus", "provider").
   std::vector<std::string> advertised;
   std::map<std::string, std::string> labels;

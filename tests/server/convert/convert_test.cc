@@ -77,6 +77,47 @@ TEST(CapabilitiesConvert, LocalPriceRoundTrips) {
   EXPECT_DOUBLE_EQ(back->local_price->amortization_dollars_per_hour, 2000 / (24 * 730.0));
 }
 
+TEST(CapabilitiesConvert, PriceScheduleRoundTrips) {
+  NodeCapabilities caps = AdvertisedSpotNode();
+  caps.price_schedule = {{{1320, 360, 0.08}, {1020, 1260, 0.45}}, -330};
+  v1::Capabilities proto;
+  CapabilitiesToProto(caps, &proto);
+  ASSERT_EQ(proto.price_schedule().windows_size(), 2);
+  EXPECT_EQ(proto.price_schedule().windows(0).start_minute(), 1320u);
+  EXPECT_EQ(proto.price_schedule().windows(0).end_minute(), 360u);
+  EXPECT_DOUBLE_EQ(proto.price_schedule().windows(1).dollars_per_hour(), 0.45);
+  EXPECT_EQ(proto.price_schedule().utc_offset_minutes(), -330);
+  absl::StatusOr<NodeCapabilities> back = CapabilitiesFromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->price_schedule, caps.price_schedule);
+  // No schedule: nothing on the wire, an empty one back.
+  proto.Clear();
+  CapabilitiesToProto(AdvertisedSpotNode(), &proto);
+  EXPECT_FALSE(proto.has_price_schedule());
+  back = CapabilitiesFromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(back->price_schedule.empty());
+}
+
+TEST(CapabilitiesConvert, BadPriceScheduleIsRefused) {
+  v1::Capabilities proto;
+  v1::PriceWindow* w = proto.mutable_price_schedule()->add_windows();
+  w->set_start_minute(60);
+  w->set_end_minute(4'000'000'000u);
+  w->set_dollars_per_hour(0.1);
+  EXPECT_THAT(CapabilitiesFromProto(proto),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("capabilities.price_schedule: window 1 (60-1048576 min): "
+                                 "end_minute must be in [0, 1440]")));
+  w->set_end_minute(120);
+  v1::PriceWindow* overlapping = proto.mutable_price_schedule()->add_windows();
+  overlapping->set_start_minute(90);
+  overlapping->set_end_minute(100);
+  EXPECT_THAT(CapabilitiesFromProto(proto),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("windows 01:00-02:00 and 01:30-01:40 overlap")));
+}
+
 TEST(CapabilitiesConvert, NegativeLocalPricePartIsRefused) {
   v1::Capabilities proto;
   proto.mutable_local_price()->set_power_watts(-1);
