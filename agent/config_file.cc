@@ -114,6 +114,20 @@ absl::StatusOr<std::vector<GpuDevice>> Gpus(const YAML::Node& node) {
   return gpus;
 }
 
+// A price schedule: its text, or a list of its windows ("00:00-07:00=0.12").
+absl::StatusOr<std::string> Schedule(absl::string_view key, const YAML::Node& node) {
+  if (node.IsScalar()) return node.Scalar();
+  if (!node.IsSequence() || node.size() == 0) {
+    return WrongType(key, node, "a string or a list of windows like 00:00-07:00=0.12");
+  }
+  std::vector<std::string> items;
+  for (const YAML::Node& item : node) {
+    SCHED_ASSIGN_OR_RETURN(std::string text, Text(key, item));
+    items.push_back(std::move(text));
+  }
+  return absl::StrJoin(items, ", ");
+}
+
 using Setter = std::function<absl::Status(const YAML::Node&, NodeSettings&)>;
 
 template <typename T>
@@ -148,6 +162,7 @@ const std::map<std::string, Setter>& Setters() {
        Set(&NodeSettings::electricity_per_kwh, Number, "electricity_per_kwh")},
       {"hardware_cost", Set(&NodeSettings::hardware_cost, Number, "hardware_cost")},
       {"amortize_months", Set(&NodeSettings::amortize_months, Number, "amortize_months")},
+      {"price_schedule", Set(&NodeSettings::price_schedule, Schedule, "price_schedule")},
   };
   return *setters;
 }

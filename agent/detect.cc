@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -135,6 +136,13 @@ std::string Hostname() {
   return name;
 }
 
+int32_t LocalUtcOffsetMinutes(absl::Time now) {
+  const time_t t = absl::ToTimeT(now);
+  struct tm local = {};
+  if (localtime_r(&t, &local) == nullptr) return 0;
+  return static_cast<int32_t>(local.tm_gmtoff / 60);
+}
+
 absl::StatusOr<Detected> DetectCapabilities(const DetectOptions& options) {
   Detected detected;
   v1::Capabilities& caps = detected.capabilities;
@@ -160,7 +168,7 @@ absl::StatusOr<Detected> DetectCapabilities(const DetectOptions& options) {
   }
   caps.set_gpu_detection(gpus.method);
   caps.set_provider(DetectProvider(ProcessEnv()));
-  SCHED_RETURN_IF_ERROR(ApplyNodeSettings(options.settings, &caps));
+  SCHED_RETURN_IF_ERROR(ApplyNodeSettings(options.settings, options.utc_offset_minutes, &caps));
   caps.set_hostname(Hostname());
   caps.set_agent_version(kAgentVersion);
   detected.gpus = std::move(gpus.gpus);

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "agent/gpu.h"
 #include "agent/node_settings.h"
 #include "sched/v1/types.pb.h"
@@ -42,12 +43,17 @@ absl::StatusOr<int64_t> DetectMemoryBytes();
 // parent.
 absl::StatusOr<int64_t> DetectDiskBytes(const std::string& path);
 std::string Hostname();
+// The machine's local time zone's offset from UTC at `now`, in minutes (tm_gmtoff): +60 in
+// Paris in winter. What a price schedule that names no offset is taken to be in.
+int32_t LocalUtcOffsetMinutes(absl::Time now);
 
 struct DetectOptions {
   std::string work_dir = "./sched-agent-work";
   GpuDetection gpu_detection = GpuDetection::kAuto;
   // What the operator gave; settings.advertise_gpus, when set, replaces GPU detection.
   NodeSettings settings;
+  // The machine's UTC offset (LocalUtcOffsetMinutes), for a price schedule that names none.
+  int32_t utc_offset_minutes = 0;
 };
 
 struct Detected {

@@ -9,6 +9,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "agent/agent_main.h"
 #include "agent/config_file.h"
 #include "agent/detect.h"
@@ -60,6 +61,11 @@ ABSL_FLAG(std::optional<double>, hardware_cost, std::nullopt,
           "Local price: what the hardware cost in dollars, amortized over --amortize_months.");
 ABSL_FLAG(std::optional<double>, amortize_months, std::nullopt,
           "Local price: months (of 730 hours) over which --hardware_cost is spread.");
+ABSL_FLAG(std::optional<std::string>, price_schedule, std::nullopt,
+          "Prices by time of day; the price per hour applies outside them: "
+          "\"00:00-07:00=0.12, 17:00-21:00=0.45\" in dollars per hour, or \"22:00-06:00=0.08/kwh\" "
+          "as a tariff (with --power_watts). In this machine's time zone unless it starts "
+          "\"UTC+HH:MM;\".");
 ABSL_FLAG(std::string, advertise_gpus, "",
           "GPUs to report instead of detecting them, given to jobs like real ones: "
           "\"[COUNTx ]MODEL:MEMORY[,...]\", e.g. \"2x NVIDIA GeForce RTX 4090:24GB\".");
@@ -86,12 +92,14 @@ absl::StatusOr<agent::NodeSettings> SettingsFromFlags() {
   s.electricity_per_kwh = absl::GetFlag(FLAGS_electricity_per_kwh);
   s.hardware_cost = absl::GetFlag(FLAGS_hardware_cost);
   s.amortize_months = absl::GetFlag(FLAGS_amortize_months);
+  s.price_schedule = absl::GetFlag(FLAGS_price_schedule);
   SCHED_RETURN_IF_ERROR(agent::ValidateNodeSettings(s));
   return s;
 }
 
-// The config file's settings with the flags' over them, checked together.
-absl::StatusOr<agent::NodeSettings> Settings() {
+// The config file's settings with the flags' over them, checked together; a price schedule
+// that names no UTC offset is in `utc_offset_minutes`.
+absl::StatusOr<agent::NodeSettings> Settings(int32_t utc_offset_minutes) {
   agent::NodeSettings settings;
   if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
     absl::StatusOr<agent::NodeSettings> file = agent::LoadAgentConfig(path);
@@ -105,7 +113,7 @@ absl::StatusOr<agent::NodeSettings> Settings() {
     return absl::Status(flags.status().code(), absl::StrCat("--", flags.status().message()));
   }
   settings = agent::Overlay(std::move(settings), *flags);
-  SCHED_RETURN_IF_ERROR(agent::ResolvePrice(settings).status());
+  SCHED_RETURN_IF_ERROR(agent::ResolvePrice(settings, utc_offset_minutes).status());
   return settings;
 }
 
@@ -128,12 +136,15 @@ int main(int argc, char** argv) {
     agent::Log("--%s", gpu_detection.status().message());
     return 2;
   }
-  absl::StatusOr<agent::NodeSettings> settings = Settings();
+  // The time zone's offset as the agent starts: a daylight-saving change needs a restart.
+  const int32_t utc_offset_minutes = agent::LocalUtcOffsetMinutes(absl::Now());
+  absl::StatusOr<agent::NodeSettings> settings = Settings(utc_offset_minutes);
   if (!settings.ok()) {
     agent::Log("%s", settings.status().message());
     return 2;
   }
   options.detect.gpu_detection = *gpu_detection;
   options.detect.settings = *std::move(settings);
+  options.detect.utc_offset_minutes = utc_offset_minutes;
   return agent::RunAgentMain(std::move(options));
 }

@@ -88,6 +88,7 @@ NodeSettings Overlay(NodeSettings base, const NodeSettings& over) {
   Take(base.electricity_per_kwh, over.electricity_per_kwh);
   Take(base.hardware_cost, over.hardware_cost);
   Take(base.amortize_months, over.amortize_months);
+  Take(base.price_schedule, over.price_schedule);
   Take(base.advertise_gpus, over.advertise_gpus);
   return base;
 }
@@ -193,7 +194,10 @@ absl::StatusOr<std::vector<GpuDevice>> ParseAdvertisedGpus(absl::string_view tex
   return gpus;
 }
 
-absl::StatusOr<Price> ResolvePrice(const NodeSettings& s) {
+namespace {
+
+// ResolvePrice without the schedule.
+absl::StatusOr<Price> ResolveHourlyPrice(const NodeSettings& s) {
   SCHED_RETURN_IF_ERROR(CheckPair("power_watts", s.power_watts, "electricity_per_kwh",
                                   s.electricity_per_kwh,
                                   "the energy price is power_watts / 1000 * electricity_per_kwh"));
@@ -228,13 +232,42 @@ absl::StatusOr<Price> ResolvePrice(const NodeSettings& s) {
   return price;
 }
 
-absl::Status ApplyNodeSettings(const NodeSettings& s, v1::Capabilities* caps) {
-  SCHED_ASSIGN_OR_RETURN(Price price, ResolvePrice(s));
+}  // namespace
+
+absl::StatusOr<Price> ResolvePrice(const NodeSettings& s, int32_t local_utc_offset_minutes) {
+  SCHED_ASSIGN_OR_RETURN(Price price, ResolveHourlyPrice(s));
+  if (!s.price_schedule) return price;
+  cost::ScheduleUnits units;
+  units.power_watts = s.power_watts.value_or(0);
+  if (price.local_price) {
+    units.amortization_usd_per_hour = price.local_price->amortization_dollars_per_hour();
+  }
+  units.default_utc_offset_minutes = local_utc_offset_minutes;
+  absl::StatusOr<cost::PriceSchedule> schedule = cost::ParsePriceSchedule(*s.price_schedule, units);
+  if (!schedule.ok()) return Bad("price_schedule", schedule.status().message());
+  price.schedule = *std::move(schedule);
+  return price;
+}
+
+absl::Status ApplyNodeSettings(const NodeSettings& s, int32_t local_utc_offset_minutes,
+                               v1::Capabilities* caps) {
+  SCHED_ASSIGN_OR_RETURN(Price price, ResolvePrice(s, local_utc_offset_minutes));
   caps->set_price_per_hour(price.per_hour);
   if (price.local_price) {
     *caps->mutable_local_price() = *price.local_price;
   } else {
     caps->clear_local_price();
+  }
+  caps->clear_price_schedule();
+  if (!price.schedule.empty()) {
+    v1::PriceSchedule* schedule = caps->mutable_price_schedule();
+    schedule->set_utc_offset_minutes(price.schedule.utc_offset_minutes);
+    for (const cost::PriceWindow& w : price.schedule.windows) {
+      v1::PriceWindow* window = schedule->add_windows();
+      window->set_start_minute(static_cast<uint32_t>(w.start_minute));
+      window->set_end_minute(static_cast<uint32_t>(w.end_minute));
+      window->set_dollars_per_hour(w.usd_per_hour);
+    }
   }
   if (s.provider && *s.provider != caps->provider()) {
     caps->set_provider(*s.provider);

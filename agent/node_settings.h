@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "agent/gpu.h"
 #include "sched/v1/types.pb.h"
+#include "server/cost/price_schedule.h"
 
 namespace sched::agent {
 
@@ -32,6 +33,11 @@ struct NodeSettings {
   std::optional<double> electricity_per_kwh;  // dollars
   std::optional<double> hardware_cost;        // dollars
   std::optional<double> amortize_months;
+  // Prices by time of day, in cost::ParsePriceSchedule's form: "00:00-07:00=0.12,
+  // 17:00-21:00=0.45", optionally "UTC+01:00;" first (else the machine's own offset), prices
+  // per hour or per kWh ("=0.08/kwh", with power_watts and the amortization). Read by
+  // ResolvePrice, once the flags are over the file.
+  std::optional<std::string> price_schedule;
   // Replaces GPU detection: these GPUs are reported, numbered from 0, and given to jobs.
   std::optional<std::vector<GpuDevice>> advertise_gpus;
 };
@@ -63,17 +69,23 @@ absl::StatusOr<std::vector<GpuDevice>> ParseAdvertisedGpuEntry(absl::string_view
 absl::StatusOr<int64_t> ParseGpuMemory(absl::string_view text);
 
 // The node's price from the settings: price_per_hour when given; else the local price computed
-// from its parts (returned in `local_price` too); else 0. INVALID_ARGUMENT when a part comes
-// without its pair, or price_per_hour comes with parts.
+// from its parts (returned in `local_price` too); else 0. And its price schedule, where
+// `local_utc_offset_minutes` (the machine's, LocalUtcOffsetMinutes) applies when the text names
+// no offset. INVALID_ARGUMENT when a part comes without its pair, price_per_hour comes with
+// parts, or the schedule does not parse ("price_schedule: ...").
 struct Price {
   double per_hour = 0;
   std::optional<v1::Capabilities::LocalPrice> local_price;
+  cost::PriceSchedule schedule;  // empty: per_hour all day
 };
-absl::StatusOr<Price> ResolvePrice(const NodeSettings& settings);
+absl::StatusOr<Price> ResolvePrice(const NodeSettings& settings,
+                                   int32_t local_utc_offset_minutes = 0);
 
 // Puts the settings into detected capabilities: provider (listed in `advertised` when it differs
-// from the detected one), price and its parts, spot, region, instance type and labels. GPUs are
-// not touched: advertised GPUs replace detection before it runs (DetectCapabilities).
-absl::Status ApplyNodeSettings(const NodeSettings& settings, v1::Capabilities* caps);
+// from the detected one), price, its parts and schedule, spot, region, instance type and labels.
+// GPUs are not touched: advertised GPUs replace detection before it runs (DetectCapabilities).
+// `local_utc_offset_minutes` as for ResolvePrice.
+absl::Status ApplyNodeSettings(const NodeSettings& settings, int32_t local_utc_offset_minutes,
+                               v1::Capabilities* caps);
 
 }  // namespace sched::agent

@@ -107,6 +107,33 @@ TEST(SchedAgentBinary, ConfigFileWithFlagsOverIt) {
   std::remove(config.c_str());
 }
 
+TEST(SchedAgentBinary, PriceScheduleInTheMachinesTimeZone) {
+  int status = -1;
+  // POSIX TZ: "IST-05:30" is 5 h 30 min east of UTC.
+  std::string json =
+      RunCommand(absl::StrCat("env TZ=IST-05:30 ", AgentBinary(),
+                              " --detect_only --gpu_detection=none --price_per_hour=0.3"
+                              " --price_schedule='00:00-07:00=0.12, 17:00-21:00=0.45'"
+                              " --work_dir=/tmp/sched-agent-binary-test"),
+                 &status);
+  ASSERT_EQ(status, 0) << json;
+  v1::Capabilities caps;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &caps).ok()) << json;
+  ASSERT_EQ(caps.price_schedule().windows_size(), 2);
+  EXPECT_EQ(caps.price_schedule().windows(1).start_minute(), 17u * 60);
+  EXPECT_EQ(caps.price_schedule().windows(1).dollars_per_hour(), 0.45);
+  EXPECT_EQ(caps.price_schedule().utc_offset_minutes(), 330);
+  // An offset in the text wins.
+  json = RunCommand(absl::StrCat("env TZ=IST-05:30 ", AgentBinary(),
+                                 " --detect_only --gpu_detection=none --price_per_hour=0.3"
+                                 " --price_schedule='UTC-02:00; 00:00-07:00=0.12'"
+                                 " --work_dir=/tmp/sched-agent-binary-test"),
+                    &status);
+  ASSERT_EQ(status, 0) << json;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &caps).ok()) << json;
+  EXPECT_EQ(caps.price_schedule().utc_offset_minutes(), -120);
+}
+
 TEST(SchedAgentBinary, BadCostFlagsNameTheFlagAndExitBeforeConnecting) {
   struct Case {
     std::string flags;
@@ -118,6 +145,8 @@ TEST(SchedAgentBinary, BadCostFlagsNameTheFlagAndExitBeforeConnecting) {
            {"--power_watts=300", "power_watts: given without electricity_per_kwh"},
            {"--provider='Vast AI'", "--provider: want 1 to 63 of a-z"},
            {"--config=/nonexistent/agent.yaml", "--config=/nonexistent/agent.yaml: cannot open"},
+           {"--price_per_hour=0.3 --price_schedule=24:00-06:00=0.1",
+            "price_schedule: \"24:00-06:00=0.1\": 24:00 is allowed only as an end"},
        }) {
     int status = -1;
     // No --detect_only: the agent would dial schedd if it got past its flags.

@@ -3,6 +3,7 @@
 
 #include "agent/node_settings.h"
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -20,6 +21,7 @@ using ::sched::testing::IsOk;
 using ::sched::testing::IsOkAndHolds;
 using ::sched::testing::StatusIs;
 using ::testing::ElementsAre;
+using ::testing::Eq;
 using ::testing::HasSubstr;
 using ::testing::Optional;
 using ::testing::Pair;
@@ -94,13 +96,18 @@ TEST(ResolvePrice, NothingGivenIsFree) {
   EXPECT_FALSE(price->local_price.has_value());
 }
 
-TEST(ResolvePrice, LocalPowerAndAmortization) {
+// 350 W at $0.30/kWh, and $2190 of hardware over 36 months.
+NodeSettings LocalBox() {
   NodeSettings s;
   s.power_watts = 350;
   s.electricity_per_kwh = 0.30;
   s.hardware_cost = 2190;
   s.amortize_months = 36;
-  absl::StatusOr<Price> price = ResolvePrice(s);
+  return s;
+}
+
+TEST(ResolvePrice, LocalPowerAndAmortization) {
+  absl::StatusOr<Price> price = ResolvePrice(LocalBox());
   ASSERT_TRUE(price.ok()) << price.status();
   // 0.35 kW * $0.30 = $0.105/h; $2190 / (36 * 730 h) = $0.0833/h.
   ASSERT_TRUE(price->local_price.has_value());
@@ -142,6 +149,74 @@ TEST(ResolvePrice, Errors) {
               StatusIs(kInvalid, HasSubstr("price_per_hour: given with local price parts")));
 }
 
+MATCHER_P3(Window, start_minute, end_minute, usd_per_hour, "") {
+  return arg.start_minute == start_minute && arg.end_minute == end_minute &&
+         std::abs(arg.usd_per_hour - usd_per_hour) < 1e-12;
+}
+
+TEST(ResolvePrice, PriceScheduleInTheMachinesTimeZone) {
+  NodeSettings s;
+  s.price_per_hour = 0.30;
+  s.price_schedule = "00:00-07:00=0.12, 17:00-21:00=0.45";
+  absl::StatusOr<Price> price = ResolvePrice(s, /*local_utc_offset_minutes=*/60);
+  ASSERT_TRUE(price.ok()) << price.status();
+  EXPECT_DOUBLE_EQ(price->per_hour, 0.30);
+  EXPECT_THAT(price->schedule.windows, ElementsAre(Window(0, 420, 0.12), Window(1020, 1260, 0.45)));
+  EXPECT_EQ(price->schedule.utc_offset_minutes, 60);
+  // An offset in the text wins over the machine's.
+  s.price_schedule = "UTC-05:00; 22:00-06:00=0.1";
+  price = ResolvePrice(s, 60);
+  ASSERT_TRUE(price.ok()) << price.status();
+  EXPECT_EQ(price->schedule.utc_offset_minutes, -300);
+  // None given: no windows.
+  s.price_schedule.reset();
+  price = ResolvePrice(s, 60);
+  ASSERT_TRUE(price.ok()) << price.status();
+  EXPECT_TRUE(price->schedule.empty());
+}
+
+TEST(ResolvePrice, PriceSchedulePerKwhUsesPowerAndAmortization) {
+  NodeSettings s = LocalBox();
+  s.price_schedule = "22:00-06:00=0.08/kwh";
+  absl::StatusOr<Price> price = ResolvePrice(s);
+  ASSERT_TRUE(price.ok()) << price.status();
+  // 0.35 kW * $0.08 + $2190 / (36 * 730 h).
+  EXPECT_THAT(price->schedule.windows,
+              ElementsAre(Window(1320, 360, 0.35 * 0.08 + 2190.0 / (36 * 730))));
+}
+
+TEST(ResolvePrice, BadPriceScheduleNamesTheSetting) {
+  NodeSettings s;
+  s.price_per_hour = 0.30;
+  s.price_schedule = "00:00-07:00=0.1, 25:00-07:00=0.12";
+  EXPECT_THAT(ResolvePrice(s),
+              StatusIs(kInvalid, Eq("price_schedule: \"25:00-07:00=0.12\": bad start time "
+                                    "\"25:00\": want HH:MM, 00:00 to 23:59")));
+  s.price_schedule = "00:00-07:00=0.1, 06:00-08:00=0.2";
+  EXPECT_THAT(ResolvePrice(s), StatusIs(kInvalid, HasSubstr("price_schedule: windows")));
+  // A tariff needs the machine's power: a given price per hour does not have it.
+  s.price_schedule = "00:00-07:00=0.08/kwh";
+  EXPECT_THAT(ResolvePrice(s),
+              StatusIs(kInvalid, HasSubstr("price_schedule: \"00:00-07:00=0.08/kwh\": a price "
+                                           "per kWh needs the machine's power draw")));
+}
+
+TEST(ApplyNodeSettings, PriceScheduleReachesCapabilities) {
+  NodeSettings s;
+  s.price_per_hour = 0.30;
+  s.price_schedule = "22:00-06:00=0.10";
+  v1::Capabilities caps;
+  ASSERT_THAT(ApplyNodeSettings(s, -300, &caps), IsOk());
+  ASSERT_EQ(caps.price_schedule().windows_size(), 1);
+  EXPECT_EQ(caps.price_schedule().windows(0).start_minute(), 1320u);
+  EXPECT_EQ(caps.price_schedule().windows(0).end_minute(), 360u);
+  EXPECT_DOUBLE_EQ(caps.price_schedule().windows(0).dollars_per_hour(), 0.10);
+  EXPECT_EQ(caps.price_schedule().utc_offset_minutes(), -300);
+  s.price_schedule.reset();
+  ASSERT_THAT(ApplyNodeSettings(s, -300, &caps), IsOk());
+  EXPECT_FALSE(caps.has_price_schedule());
+}
+
 TEST(ValidateNodeSettings, EveryBadValueNamesItsSetting) {
   const auto check = [](void (*set)(NodeSettings&), const std::string& message) {
     NodeSettings s;
@@ -175,7 +250,7 @@ TEST(ApplyNodeSettings, ProviderIsAdvertisedOnlyWhenItReplacesTheDetectedOne) {
   s.instance_type = "2x RTX 4090";
   v1::Capabilities local;
   local.set_provider("local");
-  ASSERT_TRUE(ApplyNodeSettings(s, &local).ok());
+  ASSERT_TRUE(ApplyNodeSettings(s, 0, &local).ok());
   EXPECT_EQ(local.provider(), "vastai");
   EXPECT_THAT(local.advertised(), ElementsAre("provider"));
   EXPECT_DOUBLE_EQ(local.price_per_hour(), 0.40);
@@ -186,7 +261,7 @@ TEST(ApplyNodeSettings, ProviderIsAdvertisedOnlyWhenItReplacesTheDetectedOne) {
 
   v1::Capabilities vast;
   vast.set_provider("vastai");
-  ASSERT_TRUE(ApplyNodeSettings(s, &vast).ok());
+  ASSERT_TRUE(ApplyNodeSettings(s, 0, &vast).ok());
   EXPECT_THAT(vast.advertised(), ::testing::IsEmpty());
 }
 
@@ -203,6 +278,10 @@ TEST(Overlay, FlagsWinOverTheFile) {
   EXPECT_THAT(merged.spot, Optional(false));
   EXPECT_THAT(merged.region, Optional(std::string("eu")));
   EXPECT_FALSE(merged.provider.has_value());
+  file.price_schedule = "00:00-07:00=0.1";
+  EXPECT_THAT(Overlay(file, flags).price_schedule, Optional(std::string("00:00-07:00=0.1")));
+  flags.price_schedule = "01:00-02:00=0.2";
+  EXPECT_THAT(Overlay(file, flags).price_schedule, Optional(std::string("01:00-02:00=0.2")));
 }
 
 TEST(ParseAgentConfig, EveryKey) {
@@ -250,6 +329,24 @@ labels: "zone=home"
   EXPECT_THAT(ResolvePrice(*s), IsOk());
 }
 
+TEST(ParseAgentConfig, PriceScheduleAsTextOrList) {
+  absl::StatusOr<NodeSettings> s =
+      ParseAgentConfig("price_schedule: UTC+01:00; 00:00-07:00=0.12, 17:00-21:00=0.45\n");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_THAT(s->price_schedule,
+              Optional(std::string("UTC+01:00; 00:00-07:00=0.12, 17:00-21:00=0.45")));
+  s = ParseAgentConfig(R"(price_per_hour: 0.30
+price_schedule:
+  - 00:00-07:00=0.12
+  - "17:00-21:00=0.45"
+)");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_THAT(s->price_schedule, Optional(std::string("00:00-07:00=0.12, 17:00-21:00=0.45")));
+  absl::StatusOr<Price> price = ResolvePrice(*s);
+  ASSERT_TRUE(price.ok()) << price.status();
+  EXPECT_EQ(price->schedule.windows.size(), 2u);
+}
+
 TEST(ParseAgentConfig, EmptyFileSetsNothing) {
   absl::StatusOr<NodeSettings> s = ParseAgentConfig("# nothing yet\n");
   ASSERT_TRUE(s.ok()) << s.status();
@@ -287,6 +384,11 @@ TEST(ParseAgentConfig, Errors) {
               StatusIs(kInvalid, HasSubstr("count out of range (1 to 64)")));
   EXPECT_THAT(ParseAgentConfig("advertise_gpus: []\n"),
               StatusIs(kInvalid, HasSubstr("advertise_gpus (line 1): want a string or a list")));
+  EXPECT_THAT(ParseAgentConfig("price_schedule: {night: 0.1}\n"),
+              StatusIs(kInvalid, HasSubstr("price_schedule (line 1): want a string or a list of "
+                                           "windows like 00:00-07:00=0.12, got a mapping")));
+  EXPECT_THAT(ParseAgentConfig("price_schedule:\n  - [00:00, 07:00]\n"),
+              StatusIs(kInvalid, HasSubstr("price_schedule (line 2): want a string, got a list")));
 }
 
 TEST(LoadAgentConfig, ErrorsNameTheFile) {
