@@ -14,6 +14,7 @@
 #include "client/resource_view.h"
 #include "client/table.h"
 #include "client/units.h"
+#include "server/cost/price_schedule.h"
 
 namespace sched::client {
 namespace {
@@ -171,6 +172,17 @@ void LocalPriceSection(DescribeWriter& w, const sched::v1::Capabilities::LocalPr
           1);
 }
 
+// "00:00-07:00 $0.12/h, 17:00-21:00 $0.45/h (UTC+01:00); $0.30/h otherwise".
+std::string PriceScheduleField(const sched::v1::Capabilities& caps) {
+  sched::cost::PriceSchedule schedule;
+  schedule.utc_offset_minutes = caps.price_schedule().utc_offset_minutes();
+  for (const sched::v1::PriceWindow& w : caps.price_schedule().windows()) {
+    schedule.windows.push_back({static_cast<int32_t>(w.start_minute()),
+                                static_cast<int32_t>(w.end_minute()), w.dollars_per_hour()});
+  }
+  return sched::cost::DescribePriceSchedule(schedule, caps.price_per_hour());
+}
+
 }  // namespace
 
 void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
@@ -248,6 +260,9 @@ void DescribeNode(const sched::v1::Node& node, absl::Time now, std::ostream& out
   w.Field("Instance Type", OrNone(caps.instance_type()));
   w.Field("Spot", caps.spot() ? "yes" : "no");
   w.Field("Price/h", FormatPrice(caps.price_per_hour()));
+  if (caps.price_schedule().windows_size() > 0) {
+    w.Field("Price Schedule", PriceScheduleField(caps));
+  }
   if (caps.has_local_price()) LocalPriceSection(w, caps.local_price());
   w.Field("Agent Version", OrNone(caps.agent_version()));
   w.Field("GPU Detection", OrNone(caps.gpu_detection()));

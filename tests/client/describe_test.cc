@@ -175,6 +175,32 @@ TEST(DescribeNode, LocalPriceParts) {
                                    "  Hardware:      $0.0833/h ($2190 over 36 months of 730 h)\n"));
 }
 
+TEST(DescribeNode, PriceSchedule) {
+  sched::v1::Node node = testing::LocalNode();
+  sched::v1::Capabilities& caps = *node.mutable_capabilities();
+  caps.set_price_per_hour(0.30);
+  sched::v1::PriceSchedule& schedule = *caps.mutable_price_schedule();
+  schedule.set_utc_offset_minutes(60);
+  sched::v1::PriceWindow& peak = *schedule.add_windows();
+  peak.set_start_minute(17 * 60);
+  peak.set_end_minute(21 * 60);
+  peak.set_dollars_per_hour(0.45);
+  sched::v1::PriceWindow& night = *schedule.add_windows();
+  night.set_start_minute(0);
+  night.set_end_minute(7 * 60);
+  night.set_dollars_per_hour(0.12);
+  std::ostringstream out;
+  DescribeNode(node, testing::kNow, out);
+  EXPECT_THAT(out.str(), HasSubstr("Price/h:         $0.30\n"
+                                   "Price Schedule:  00:00-07:00 $0.12/h, 17:00-21:00 $0.45/h "
+                                   "(UTC+01:00); $0.30/h otherwise\n"));
+  // No windows: no line.
+  caps.clear_price_schedule();
+  std::ostringstream plain;
+  DescribeNode(node, testing::kNow, plain);
+  EXPECT_THAT(plain.str(), Not(HasSubstr("Price Schedule")));
+}
+
 TEST(DescribeNode, NodeWithoutGpus) {
   sched::v1::Node node = testing::LocalNode();
   node.mutable_capabilities()->clear_gpus();
