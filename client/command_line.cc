@@ -38,7 +38,7 @@ const std::map<std::string, std::string>& UsageLines() {
        "budget get [PROJECT] [-o json|yaml]"},
       {"cost",
        "schedctl cost report [--by project|provider|job|node] [--since 7d|DATE] [--project P] "
-       "[-o json|yaml]"},
+       "[-o json|yaml] | cost advise [--days N] [--node NAME] [--all] [-o json|yaml]"},
   };
   return *lines;
 }
@@ -129,6 +129,7 @@ struct RawArgs {
   BudgetSetArgs budget_set;
   std::string budget_get_project;
   CostReportArgs cost_report;
+  CostAdviceArgs cost_advise;
 };
 
 absl::StatusOr<GetArgs> MakeGetArgs(const RawArgs& raw, bool has_limit) {
@@ -247,6 +248,16 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
                           "7d, 12h, 2026-11-01 or an RFC 3339 time (default: this month)");
   cost_report->add_option("--project", raw.cost_report.project, "only this project");
   cost_report->add_option("-o,--output", raw.output, "json or yaml");
+  CLI::App* cost_advise = cost->add_subcommand(
+      "advise", "What upgrading a local machine would have saved in cloud spend");
+  cost_advise->add_option("--days", raw.cost_advise.days, "the window: the last N days")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3650));
+  cost_advise->add_option("--node", raw.cost_advise.node,
+                          "the local machine (default: the one with the most GPU memory)");
+  cost_advise->add_flag("--all", raw.cost_advise.all,
+                        "also upgrades another one beats (same jobs or more, cheaper, sooner)");
+  cost_advise->add_option("-o,--output", raw.output, "json or yaml");
 
   std::string command;
   try {
@@ -299,6 +310,10 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
       inv.command = raw.budget_set;
     } else if (status.ok() && budget_get->parsed()) {
       inv.command = BudgetGetArgs{raw.budget_get_project, *output};
+    } else if (status.ok() && cost_advise->parsed()) {
+      CostAdviceArgs args = raw.cost_advise;
+      args.output = *output;
+      inv.command = std::move(args);
     } else if (status.ok()) {
       CostReportArgs args = raw.cost_report;
       args.output = *output;

@@ -13,7 +13,7 @@ namespace sched::client {
 
 using CommandArgs =
     std::variant<SubmitArgs, GetArgs, DescribeArgs, LogsArgs, CancelArgs, NodeActionArgs,
-                 BudgetSetArgs, BudgetGetArgs, CostReportArgs>;
+                 BudgetSetArgs, BudgetGetArgs, CostReportArgs, CostAdviceArgs>;
 
 struct Invocation {
   std::optional<std::string> server;  // --server, when given

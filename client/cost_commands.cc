@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "client/table.h"
+#include "client/units.h"
 #include "server/common/status_macros.h"
 
 namespace sched::client {
@@ -34,7 +35,79 @@ std::string FormatTime(const google::protobuf::Timestamp& ts) {
                           absl::UTCTimeZone());
 }
 
+std::string Runs(uint32_t runs) { return runs == 1 ? "1 run" : absl::StrCat(runs, " runs"); }
+
+std::string Payback(const sched::v1::UpgradeAdvice& u) {
+  if (!u.pays_back()) return "never";
+  const double months = u.payback_months();
+  if (months < 24) return absl::StrFormat("%.1f months", months);
+  if (months < 1200) return absl::StrFormat("%.1f years", months / 12);
+  return "over 100 years";
+}
+
+std::string JobsBroughtHome(const sched::v1::UpgradeAdvice& u) {
+  const int jobs = u.job_ids_size();
+  if (static_cast<uint32_t>(jobs) == u.runs()) return absl::StrCat(jobs);
+  return absl::StrCat(jobs, " (", Runs(u.runs()), ")");
+}
+
+std::string Machine(const sched::v1::CostAdvice& a) {
+  std::string gpus = "no GPU";
+  if (a.gpus() > 0) {
+    gpus = absl::StrCat(a.gpus(), "x ", a.gpu_model(), " (", FormatGpuMemory(a.gpu_memory_bytes()),
+                        ")");
+  }
+  return absl::StrCat(a.node(), ": ", gpus, ", ", FormatBytes(a.memory_bytes()), " RAM");
+}
+
 }  // namespace
+
+void PrintCostAdvice(const sched::v1::CostAdvice& a, std::ostream& out) {
+  const double percent =
+      a.cloud_dollars() > 0 ? 100 * a.too_small_dollars() / a.cloud_dollars() : 0;
+  out << "Last " << a.days() << " days (" << FormatTime(a.since()) << " to "
+      << FormatTime(a.until()) << "): cloud spend " << Dollars(a.cloud_dollars()) << ", "
+      << Dollars(a.too_small_dollars()) << absl::StrFormat(" (%.0f%%)", percent)
+      << " of it because no local machine was big enough (" << Runs(a.too_small_runs())
+      << ")\n";
+  out << "Upgrading " << Machine(a) << "; prices as of " << a.catalog_as_of() << "\n";
+  if (a.too_small_runs() == 0) {
+    out << "Nothing to bring home: no job went to the cloud for want of a bigger local "
+           "machine.\n";
+    return;
+  }
+  if (a.upgrades().empty()) {
+    out << "No upgrade in the catalog would have brought any of those runs home.\n";
+  } else {
+    Table table(
+        {"UPGRADE", "PRICE", "JOBS BROUGHT HOME", "CLOUD SPEND", "SAVED/MONTH", "PAYBACK"});
+    for (const sched::v1::UpgradeAdvice& u : a.upgrades()) {
+      const double saved = u.saved_per_month();
+      table.AddRow({u.description(), absl::StrFormat("$%.0f", u.price()), JobsBroughtHome(u),
+                    Dollars(u.cloud_dollars()),
+                    saved < 0 ? absl::StrCat("-", Dollars(-saved)) : Dollars(saved),
+                    Payback(u)});
+    }
+    table.Print(out);
+  }
+  if (a.fits_now_runs() > 0) {
+    out << Dollars(a.fits_now_dollars()) << " (" << Runs(a.fits_now_runs()) << ") would fit "
+        << a.node() << " as it is now.\n";
+  }
+  if (a.no_upgrade_runs() > 0) {
+    out << Dollars(a.no_upgrade_dollars()) << " (" << Runs(a.no_upgrade_runs())
+        << ") no upgrade brings home: more GPUs, GPU memory, RAM or CPUs than a workstation "
+           "takes.\n";
+  }
+  if (a.upgrades_not_shown() > 0) {
+    out << a.upgrades_not_shown()
+        << " more upgrades are beaten by one above: no more jobs brought home, no cheaper, no "
+           "sooner payback (--all shows them).\n";
+  }
+  out << "SAVED/MONTH: cloud spend less electricity at home, over " << a.days()
+      << " days scaled to 30; runtimes scaled by catalog throughput. Estimates: "
+         "docs/cost-model.md.\n";
+}
 
 absl::StatusOr<absl::Time> ParseSince(const std::string& text, absl::Time now) {
   absl::string_view t = text;
@@ -124,6 +197,18 @@ absl::Status RunCostReport(const CostReportArgs& args, CommandContext& ctx) {
   }
   table.AddRow({"TOTAL", Dollars(report.total_dollars()), "", ""});
   table.Print(ctx.out);
+  return absl::OkStatus();
+}
+
+
+absl::Status RunCostAdvice(const CostAdviceArgs& args, CommandContext& ctx) {
+  sched::v1::GetCostAdviceRequest request;
+  request.set_days(args.days);
+  request.set_node(args.node);
+  request.set_all(args.all);
+  SCHED_ASSIGN_OR_RETURN(sched::v1::CostAdvice advice, ctx.client.GetCostAdvice(request));
+  if (!IsTableFormat(args.output)) return PrintDocument(advice, args.output, false, ctx.out);
+  PrintCostAdvice(advice, ctx.out);
   return absl::OkStatus();
 }
 

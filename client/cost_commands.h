@@ -38,6 +38,21 @@ struct CostReportArgs {
 // The window, a table of the groups (most expensive first) and the total.
 absl::Status RunCostReport(const CostReportArgs& args, CommandContext& ctx);
 
+struct CostAdviceArgs {
+  uint32_t days = 30;
+  std::string node;  // empty: the server picks the local node with the most GPU memory
+  bool all = false;  // also upgrades another one beats
+  OutputFormat output = OutputFormat::kTable;
+};
+// A header with the window's cloud spend and the part of it that went to the cloud because no
+// local machine could hold the job, then PrintCostAdvice's table.
+absl::Status RunCostAdvice(const CostAdviceArgs& args, CommandContext& ctx);
+
+// `cost advise` for people: the machine and window, the spend lines, a table (UPGRADE, PRICE,
+// JOBS BROUGHT HOME, CLOUD SPEND, SAVED/MONTH, PAYBACK) in the server's order, and notes on what
+// the table leaves out.
+void PrintCostAdvice(const sched::v1::CostAdvice& advice, std::ostream& out);
+
 // "7d", "36h", "90m" before `now`, "2026-11-01" (UTC midnight) or an RFC 3339 time.
 absl::StatusOr<absl::Time> ParseSince(const std::string& text, absl::Time now);
 

@@ -141,6 +141,11 @@ absl::StatusOr<sched::v1::CostReport> SchedClient::GetCostReport(
   return Unary(*costs_, &sched::v1::CostService::Stub::GetCostReport, request);
 }
 
+absl::StatusOr<sched::v1::CostAdvice> SchedClient::GetCostAdvice(
+    const sched::v1::GetCostAdviceRequest& request) {
+  return Unary(*costs_, &sched::v1::CostService::Stub::GetCostAdvice, request);
+}
+
 absl::StatusOr<sched::v1::ListNodesResponse> SchedClient::ListNodes() {
   return Unary(*nodes_, &sched::v1::NodeService::Stub::ListNodes, sched::v1::ListNodesRequest());
 }

@@ -67,6 +67,8 @@ class SchedClient {
   absl::StatusOr<sched::v1::ListBudgetsResponse> ListBudgets();
   absl::StatusOr<sched::v1::CostReport> GetCostReport(
       const sched::v1::GetCostReportRequest& request);
+  absl::StatusOr<sched::v1::CostAdvice> GetCostAdvice(
+      const sched::v1::GetCostAdviceRequest& request);
 
  private:
   // One unary call with the configured deadline.

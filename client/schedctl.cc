@@ -47,6 +47,7 @@ absl::Status Dispatch(const CommandArgs& command, CommandContext& ctx) {
         if constexpr (std::is_same_v<T, BudgetSetArgs>) return RunBudgetSet(args, ctx);
         if constexpr (std::is_same_v<T, BudgetGetArgs>) return RunBudgetGet(args, ctx);
         if constexpr (std::is_same_v<T, CostReportArgs>) return RunCostReport(args, ctx);
+        if constexpr (std::is_same_v<T, CostAdviceArgs>) return RunCostAdvice(args, ctx);
       },
       command);
 }

@@ -99,6 +99,24 @@ TEST(ParseCommandLine, OtherCommands) {
   EXPECT_EQ(std::get<DescribeArgs>(describe.result.invocation->command).name, "ab");
 }
 
+TEST(ParseCommandLine, CostAdvise) {
+  Parsed p = Parse({"cost", "advise", "--days", "90", "--node", "ws1", "--all", "-o", "json"});
+  ASSERT_TRUE(p.result.invocation) << p.err;
+  const CostAdviceArgs& args = std::get<CostAdviceArgs>(p.result.invocation->command);
+  EXPECT_EQ(args.days, 90u);
+  EXPECT_EQ(args.node, "ws1");
+  EXPECT_TRUE(args.all);
+  EXPECT_EQ(args.output, OutputFormat::kJson);
+
+  Parsed defaults = Parse({"cost", "advise"});
+  ASSERT_TRUE(defaults.result.invocation) << defaults.err;
+  const CostAdviceArgs& d = std::get<CostAdviceArgs>(defaults.result.invocation->command);
+  EXPECT_EQ(d.days, 30u);
+  EXPECT_EQ(d.node, "");
+  EXPECT_FALSE(d.all);
+  EXPECT_EQ(d.output, OutputFormat::kTable);
+}
+
 struct UsageCase {
   std::vector<std::string> args;
   const char* error;
@@ -138,7 +156,9 @@ INSTANTIATE_TEST_SUITE_P(
         UsageCase{{"submit"}, "--filename is required", "submit -f FILE"},
         UsageCase{{"describe", "node"}, "a node NAME is required", "describe job ID"},
         UsageCase{{"logs"}, "id is required", "logs [-f] ID"},
-        UsageCase{{"cordon"}, "node is required", "cordon NODE"}));
+        UsageCase{{"cordon"}, "node is required", "cordon NODE"},
+        UsageCase{{"cost", "advise", "--days", "0"}, "--days: Value 0 not in range", "cost "},
+        UsageCase{{"cost", "advise", "-o", "wide"}, "-o: expected json or yaml", "cost "}));
 
 TEST(ParseCommandLine, HelpGoesToOutAndExitsZero) {
   Parsed p = Parse({"get", "--help"});
