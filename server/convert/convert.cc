@@ -174,6 +174,76 @@ absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& in) {
   return spec;
 }
 
+void DecisionToProto(const Decision& d, v1::Decision* out) {
+  TimeToProto(d.time, out->mutable_decide_time());
+  out->set_placed(d.placed);
+  out->set_summary(d.summary);
+  for (const DecisionOption& o : d.options) {
+    v1::DecisionOption* p = out->add_options();
+    p->set_node(o.node);
+    p->set_provider(o.provider);
+    p->set_local(o.local);
+    p->set_spot(o.spot);
+    p->set_fits_now(o.fits_now);
+    TimeToProto(o.start, p->mutable_start_time());
+    TimeToProto(o.finish, p->mutable_finish_time());
+    if (o.runtime < absl::InfiniteDuration()) p->set_runtime_seconds(absl::ToDoubleSeconds(o.runtime));
+    p->set_price_per_hour(o.price_per_hour);
+    if (std::isfinite(o.cost)) p->set_cost(o.cost);
+    p->set_verdict(std::string(OptionVerdictName(o.verdict)));
+    p->set_reason(o.reason);
+  }
+  out->set_nodes_considered(d.nodes_considered);
+  out->set_nodes_not_shown(d.nodes_not_shown);
+  out->set_local_blocker(std::string(LocalBlockerName(d.local_blocker)));
+}
+
+absl::StatusOr<Decision> DecisionFromProto(const v1::Decision& in) {
+  Decision d;
+  d.time = TimeFromProto(in.decide_time());
+  d.placed = in.placed();
+  d.summary = in.summary();
+  for (const v1::DecisionOption& p : in.options()) {
+    DecisionOption& o = d.options.emplace_back();
+    o.node = p.node();
+    o.provider = p.provider();
+    o.local = p.local();
+    o.spot = p.spot();
+    o.fits_now = p.fits_now();
+    o.start = p.has_start_time() ? TimeFromProto(p.start_time()) : absl::InfiniteFuture();
+    o.finish = p.has_finish_time() ? TimeFromProto(p.finish_time()) : absl::InfiniteFuture();
+    o.runtime = absl::Seconds(p.runtime_seconds());
+    o.price_per_hour = p.price_per_hour();
+    o.cost = p.cost();
+    bool known = false;
+    for (int v = 0; v <= static_cast<int>(OptionVerdict::kLater) && !known; ++v) {
+      if (OptionVerdictName(static_cast<OptionVerdict>(v)) == p.verdict()) {
+        o.verdict = static_cast<OptionVerdict>(v);
+        known = true;
+      }
+    }
+    if (!known) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("decision.options.verdict: unknown \"", p.verdict(), "\""));
+    }
+    o.reason = p.reason();
+  }
+  d.nodes_considered = in.nodes_considered();
+  d.nodes_not_shown = in.nodes_not_shown();
+  bool known = in.local_blocker().empty();
+  for (int b = 0; b <= static_cast<int>(LocalBlocker::kDeadline) && !known; ++b) {
+    if (LocalBlockerName(static_cast<LocalBlocker>(b)) == in.local_blocker()) {
+      d.local_blocker = static_cast<LocalBlocker>(b);
+      known = true;
+    }
+  }
+  if (!known) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("decision.local_blocker: unknown \"", in.local_blocker(), "\""));
+  }
+  return d;
+}
+
 void JobToProto(const Job& job, v1::Job* out) {
   out->set_id(job.id);
   JobSpecToProto(job.spec, out->mutable_spec());
@@ -190,6 +260,7 @@ void JobToProto(const Job& job, v1::Job* out) {
   out->set_message(job.message);
   out->set_cancel_requested(job.cancel_requested);
   out->set_request_id(job.request_id);
+  if (job.decision.time != absl::InfinitePast()) DecisionToProto(job.decision, out->mutable_decision());
 }
 
 absl::StatusOr<Job> JobFromProto(const v1::Job& in) {
@@ -209,6 +280,9 @@ absl::StatusOr<Job> JobFromProto(const v1::Job& in) {
   job.message = in.message();
   job.cancel_requested = in.cancel_requested();
   job.request_id = in.request_id();
+  if (in.has_decision()) {
+    SCHED_ASSIGN_OR_RETURN(job.decision, DecisionFromProto(in.decision()));
+  }
   return job;
 }
 

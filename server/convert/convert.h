@@ -30,6 +30,9 @@ void JobSpecToProto(const JobSpec& spec, v1::JobSpec* out);
 // the rules live in ValidateAndDefaultJobSpec.
 absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& spec);
 
+void DecisionToProto(const Decision& d, v1::Decision* out);
+// INVALID_ARGUMENT for a verdict or blocker name this version does not know.
+absl::StatusOr<Decision> DecisionFromProto(const v1::Decision& d);
 void JobToProto(const Job& job, v1::Job* out);
 absl::StatusOr<Job> JobFromProto(const v1::Job& job);
 

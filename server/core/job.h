@@ -67,6 +67,60 @@ struct JobSpec {
   SpotPolicy spot = SpotPolicy::kAuto;
 };
 
+// How one node fared when the scheduler decided where a job goes.
+enum class OptionVerdict {
+  kChosen,         // the job went there (or waits for it)
+  kTooSmall,       // the machine can never hold the job (GPU memory, count, model, RAM, CPU)
+  kPolicy,         // the job's placement or spot policy rules it out
+  kBusy,           // no room now, and rented capacity is not waited for
+  kOverMaxCost,    // expected cost above the job's max_cost
+  kOverBudget,     // would take the project past its hard-capped budget
+  kMissesDeadline, // expected finish after the deadline
+  kDearer,         // meets everything, but another option is cheaper
+  kLater,          // as cheap or cheaper, but another option finishes sooner or is local
+};
+absl::string_view OptionVerdictName(OptionVerdict v);  // "chosen", "too-small", ...
+
+struct DecisionOption {
+  std::string node;
+  std::string provider;
+  bool local = false;  // a machine the user owns
+  bool spot = false;
+  bool fits_now = false;
+  absl::Time start = absl::InfinitePast();   // expected
+  absl::Time finish = absl::InfinitePast();  // expected, preemption losses included
+  // Expected time on the node: the runtime scaled to its GPUs plus, on spot, the expected work
+  // redone after preemptions.
+  absl::Duration runtime = absl::ZeroDuration();
+  double price_per_hour = 0;
+  double cost = 0;  // expected dollars for `runtime`
+  OptionVerdict verdict = OptionVerdict::kChosen;
+  std::string reason;  // for people: "needs 40 GiB of GPU memory, has 24 GiB"
+};
+
+// What kept the job off the user's own machines, when it went elsewhere.
+enum class LocalBlocker {
+  kNone,      // it runs locally, or there is no local machine
+  kTooSmall,  // no local machine can ever hold it
+  kBusy,      // local machines were busy and waiting for them would cost more
+  kDeadline,  // no local machine could finish by the deadline (busy, or too slow)
+  kPolicy,    // the job asked for cloud-only
+  kCost,      // a local machine was free but the policy (cheapest) found the cloud cheaper
+};
+absl::string_view LocalBlockerName(LocalBlocker b);  // "none", "too-small", ...
+
+// Why a job went where it went (or waits), with the figures of the options weighed.
+struct Decision {
+  absl::Time time = absl::InfinitePast();  // InfinitePast: never decided
+  bool placed = false;                     // false: the job waits
+  std::string summary;                     // one line for people
+  // The chosen option first (when there is one), then the best of the others, ranked.
+  std::vector<DecisionOption> options;
+  uint32_t nodes_considered = 0;
+  uint32_t nodes_not_shown = 0;  // considered but left out of `options` for brevity
+  LocalBlocker local_blocker = LocalBlocker::kNone;
+};
+
 // A job as the scheduler keeps it. Plain data: the Scheduler owns the rules.
 struct Job {
   std::string id;
@@ -93,6 +147,8 @@ struct Job {
   absl::Time lease_start = absl::InfinitePast();
   double lease_price_per_hour = 0;
   std::string lease_provider;
+  // The last placement decision: set when the job is assigned, and while it waits by choice.
+  Decision decision;
 };
 
 }  // namespace sched

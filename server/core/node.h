@@ -74,6 +74,11 @@ struct Node {
   int64_t alloc_memory_bytes = 0;
   std::set<uint32_t> busy_gpus;
   uint32_t running_jobs = 0;
+  // What the cost model derives from the capabilities (Scheduler, on connect):
+  bool local = false;               // a machine the user owns: provider "local" or unset, or
+                                    // priced from power and hardware
+  double gpu_throughput = 0;        // one GPU's relative throughput in the catalog; 0: unknown
+  double preemptions_per_hour = 0;  // spot nodes: how often the provider takes one back
 
   NodeState state() const {
     if (!connected) return NodeState::kDown;

@@ -64,31 +64,25 @@ MostRoom MostRoom::Of(const std::vector<const Node*>& nodes) {
   return room;
 }
 
-std::optional<Placement> BestFitPlacer::Place(const JobSpec& spec,
-                                              const std::vector<const Node*>& nodes) const {
-  std::optional<Placement> best;
-  std::pair<size_t, int64_t> best_left;
-  std::vector<uint32_t> gpus;
-  for (const Node* node : nodes) {
-    if (!node->Schedulable() || !Fits(spec.resources, *node, &gpus)) continue;
-    const std::pair<size_t, int64_t> left = {
-        node->record.caps.gpus.size() - node->busy_gpus.size() - gpus.size(),
-        node->FreeCpuMillis() - spec.resources.cpu_millis};
-    if (!best || left < best_left ||
-        (left == best_left && node->record.name < best->node->record.name)) {
-      best = Placement{node, gpus};
-      best_left = left;
-    }
-  }
-  return best;
-}
-
 // ---------------------------------------------------------------------------------------------
 // PendingQueue
 
 PendingQueue::GroupKey PendingQueue::GroupKeyOf(const JobSpec& spec) {
   const Resources& r = spec.resources;
-  return {r.gpus, r.gpu_memory_bytes, r.gpu_models, r.cpu_millis, r.memory_bytes, spec.project};
+  // Without a runtime of its own, a job's runtime is learned from the runs of its name.
+  return {r.gpus,
+          r.gpu_memory_bytes,
+          r.gpu_models,
+          r.cpu_millis,
+          r.memory_bytes,
+          spec.project,
+          static_cast<int>(spec.placement),
+          static_cast<int>(spec.spot),
+          spec.deadline,
+          spec.max_cost,
+          spec.runtime,
+          spec.runtime_gpu_model,
+          spec.runtime > absl::ZeroDuration() ? std::string() : spec.name};
 }
 
 void PendingQueue::Add(Job* job, bool settled) {
@@ -137,6 +131,11 @@ void PendingQueue::Unsettle(const std::string& project) {
   for (auto& [key, group] : groups_) {
     if (project.empty() || group.project == project) group.settled = false;
   }
+}
+
+void PendingQueue::UnsettleGroupOf(const Job& job) {
+  auto it = groups_.find(GroupKeyOf(job.spec));
+  if (it != groups_.end()) it->second.settled = false;
 }
 
 void PendingQueue::SettleAll() {

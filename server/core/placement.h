@@ -9,6 +9,7 @@
 
 #include "absl/container/btree_map.h"
 #include "absl/container/node_hash_map.h"
+#include "absl/time/time.h"
 #include "server/core/job.h"
 #include "server/core/node.h"
 
@@ -17,21 +18,6 @@ namespace sched {
 struct Placement {
   const Node* node = nullptr;
   std::vector<uint32_t> gpu_indexes;
-};
-
-// Chooses a node for a job. The cost model grows behind this interface.
-//
-// The Scheduler asks again about a job only when a node gained room (a job ended, an agent
-// connected, a node was uncordoned) or the job came back to the queue, and it asks once for all
-// pending jobs with the same Resources. So a decision must depend only on the job's resources
-// and the nodes given, and must pick a node whenever one of them fits.
-class Placer {
- public:
-  virtual ~Placer() = default;
-  // A node among `nodes` with room for `spec` now, or nullopt. Only schedulable nodes may be
-  // chosen. Deterministic for the same inputs.
-  virtual std::optional<Placement> Place(const JobSpec& spec,
-                                         const std::vector<const Node*>& nodes) const = 0;
 };
 
 // True when `node`'s free resources cover `r`; fills `gpus` with the GPUs to give.
@@ -53,16 +39,9 @@ struct MostRoom {
   }
 };
 
-// Resource fit; among the nodes that fit, the one left with the fewest free GPUs, then the
-// fewest free CPUs (best fit keeps big holes for big jobs), then by name.
-class BestFitPlacer final : public Placer {
- public:
-  std::optional<Placement> Place(const JobSpec& spec,
-                                 const std::vector<const Node*>& nodes) const override;
-};
-
-// The pending jobs, grouped by the resources they ask for: jobs that ask the same fit the same
-// nodes, so placement asks once per group instead of once per job. Within a group, jobs are in
+// The pending jobs, grouped by what their placement depends on (resources, project, policies,
+// deadline, max_cost, runtime): jobs alike in these fare alike, so placement decides once per
+// group instead of once per job. Within a group, jobs are in
 // queue order: highest priority first, then oldest.
 //
 // A group is *settled* when none of its jobs fits any node that had room when it was last
@@ -99,13 +78,16 @@ class PendingQueue {
   // Marks the groups of `project` (every group when empty) unsettled: tried on every node with
   // room at the next pass, as when what the project may spend changed.
   void Unsettle(const std::string& project);
+  // Marks the group of `job` unsettled, as when time changed what is best for it.
+  void UnsettleGroupOf(const Job& job);
 
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
 
  private:
-  using GroupKey =
-      std::tuple<uint32_t, int64_t, std::vector<std::string>, int64_t, int64_t, std::string>;
+  using GroupKey = std::tuple<uint32_t, int64_t, std::vector<std::string>, int64_t, int64_t,
+                              std::string, int, int, absl::Time, double, absl::Duration,
+                              std::string, std::string>;
   static GroupKey GroupKeyOf(const JobSpec& spec);
 
   // Node-based: Group pointers stay valid while the group exists.

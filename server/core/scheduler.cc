@@ -54,22 +54,19 @@ absl::string_view NodeStateName(NodeState s) {
   return "UNKNOWN";
 }
 
-Scheduler::Scheduler(SchedulerOptions options, Store* store, const Clock* clock,
-                     std::unique_ptr<Placer> placer)
+Scheduler::Scheduler(SchedulerOptions options, Store* store, const Clock* clock)
     : options_(std::move(options)),
       store_(store),
       clock_(clock),
-      placer_(placer ? std::move(placer) : std::make_unique<BestFitPlacer>()),
       rng_(options_.seed != 0 ? options_.seed : std::random_device{}()) {}
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SchedulerOptions options, Store* store,
-                                                             const Clock* clock,
-                                                             std::unique_ptr<Placer> placer) {
+                                                             const Clock* clock) {
   if (options.lease_ttl <= absl::ZeroDuration() ||
       options.heartbeat_interval >= options.lease_ttl) {
     return absl::InvalidArgumentError("heartbeat_interval must be positive and below lease_ttl");
   }
-  std::unique_ptr<Scheduler> s(new Scheduler(std::move(options), store, clock, std::move(placer)));
+  std::unique_ptr<Scheduler> s(new Scheduler(std::move(options), store, clock));
   SCHED_RETURN_IF_ERROR(s->LoadState());
   return s;
 }
@@ -93,7 +90,9 @@ absl::Status Scheduler::LoadState() {
   const absl::Time lease_end = clock_->Now() + options_.lease_ttl + options_.restart_grace;
   for (NodeRecord& record : state.nodes) {
     std::string name = record.name;
-    nodes_[name].node.record = std::move(record);
+    NodeEntry& entry = nodes_[name];
+    entry.node.record = std::move(record);
+    RefreshNodeFacts(entry);
   }
   for (LedgerEntry& entry : state.ledger) {
     auto key = std::make_pair(entry.job_id, entry.epoch);
@@ -120,6 +119,9 @@ absl::Status Scheduler::LoadState() {
       if (entry.node.record.name.empty()) entry.node.record.name = job.node;
       Allocate(entry, job);
     }
+  }
+  for (const auto& [seq, job] : by_seq_) {
+    if (job->state == JobState::kSucceeded) RecordRun(*job);
   }
   stats_.nodes_total = nodes_.size();
   return absl::OkStatus();
@@ -334,6 +336,7 @@ absl::StatusOr<Job> Scheduler::CancelLocked(absl::string_view id_or_prefix, std:
   if (reason.empty()) reason = "cancelled by user";
   if (job.state == JobState::kPending) {
     pending_.Remove(job);
+    ClearWaiting(job);
     SetState(job, JobState::kCancelled);
     job.finish_time = job.update_time;
     job.cancel_requested = true;
@@ -439,6 +442,7 @@ absl::StatusOr<uint64_t> Scheduler::ConnectLocked(const std::string& name, NodeC
     record.register_time = now;
   }
   record.caps = std::move(caps);
+  RefreshNodeFacts(entry);
   PutNode(record, out);
   stats_.nodes_total = nodes_.size();
   if (!entry.node.connected) stats_.agents_connected++;
@@ -586,6 +590,7 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
   job.message = std::move(message);
   job.finished_by_agent = true;
   PutJob(job, out);
+  if (final_state == JobState::kSucceeded) RecordRun(job);
   Schedule(out);
   return job;
 }
@@ -646,7 +651,19 @@ void Scheduler::Tick() {
       if (month_ != absl::InfinitePast()) pending_.Unsettle("");
       month_ = month;
     }
-    if (!expired.empty() || new_month) Schedule(out);
+    // Jobs that wait by choice are decided again when their time comes (a deadline closing in).
+    bool revisit = false;
+    while (!revisits_.empty() && revisits_.begin()->first <= now) {
+      const std::string id = revisits_.begin()->second;
+      revisits_.erase(revisits_.begin());
+      revisit_of_.erase(id);
+      auto it = jobs_.find(id);
+      if (it != jobs_.end() && it->second.state == JobState::kPending) {
+        pending_.UnsettleGroupOf(it->second);
+        revisit = true;
+      }
+    }
+    if (!expired.empty() || new_month || revisit) Schedule(out);
     Seal(out);
   }
   Deliver(std::move(out), [](absl::Status) {});
@@ -705,8 +722,11 @@ void Scheduler::MeterLease(Job& job, Outbox& out) {
   job.lease_provider.clear();
 }
 
-void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus, Outbox& out) {
+void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus,
+                       Decision decision, Outbox& out) {
   pending_.Remove(job);
+  ClearWaiting(job);
+  job.decision = std::move(decision);
   SetState(job, JobState::kAssigned);
   job.epoch = ++last_epoch_;
   job.node = entry.node.record.name;
@@ -773,25 +793,109 @@ std::vector<const Node*> Scheduler::OpenNodes() {
   return open;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The cost brain's inputs: what a job is, what each node would make of it
+
+void Scheduler::RefreshNodeFacts(NodeEntry& entry) {
+  Node& node = entry.node;
+  const NodeCapabilities& caps = node.record.caps;
+  const cost::Catalog* catalog = options_.catalog.get();
+  const cost::Provider* provider =
+      catalog != nullptr && !caps.provider.empty() ? catalog->FindProvider(caps.provider) : nullptr;
+  node.local = caps.local_price.has_value() || caps.provider.empty() || caps.provider == "local" ||
+               (provider != nullptr && provider->local);
+  node.gpu_throughput = 0;
+  if (catalog != nullptr && !caps.gpus.empty()) {
+    const cost::GpuModel* gpu = catalog->FindGpu(caps.gpus.front().model);
+    if (gpu != nullptr) node.gpu_throughput = gpu->relative_throughput;
+  }
+  node.preemptions_per_hour = 0;
+  if (caps.spot) {
+    node.preemptions_per_hour = provider != nullptr && provider->spot_preemptions_per_hour > 0
+                                    ? provider->spot_preemptions_per_hour
+                                    : options_.default_spot_preemptions_per_hour;
+  }
+  if (node.local) {
+    local_nodes_.insert(&entry);
+  } else {
+    local_nodes_.erase(&entry);
+  }
+}
+
+namespace {
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+}  // namespace
+
+void Scheduler::RecordRun(const Job& job) {
+  if (job.start_time == absl::InfinitePast() || job.finish_time <= job.start_time) return;
+  const double hours = absl::ToDoubleHours(job.finish_time - job.start_time);
+  double gpu_work = 0;
+  auto node = nodes_.find(job.node);
+  if (node != nodes_.end() && !job.gpu_indexes.empty() && node->second.node.gpu_throughput > 0) {
+    gpu_work = hours * cost::ScaledThroughput(node->second.node.gpu_throughput,
+                                              static_cast<int32_t>(job.gpu_indexes.size()));
+  }
+  RunHistory& h = history_[{job.spec.project, job.spec.name}];
+  h.runs.emplace_back(gpu_work, hours);
+  if (h.runs.size() > options_.history_runs) h.runs.erase(h.runs.begin());
+}
+
+Scheduler::Work Scheduler::WorkOf(const Job& job) const {
+  Work w;
+  const uint32_t gpus = job.spec.resources.gpus;
+  const cost::Catalog* catalog = options_.catalog.get();
+  if (job.spec.runtime > absl::ZeroDuration()) {
+    w.known = true;
+    w.plain = job.spec.runtime;
+    if (gpus > 0 && catalog != nullptr) {
+      const cost::GpuAllocation on{job.spec.runtime_gpu_model.empty()
+                                       ? catalog->reference_gpu().key
+                                       : job.spec.runtime_gpu_model,
+                                   static_cast<int32_t>(gpus)};
+      absl::StatusOr<double> speed = cost::AllocationThroughput(*catalog, on);
+      if (speed.ok()) w.gpu_work_hours = absl::ToDoubleHours(job.spec.runtime) * *speed;
+    }
+    return w;
+  }
+  auto it = history_.find({job.spec.project, job.spec.name});
+  if (it != history_.end() && !it->second.runs.empty()) {
+    std::vector<double> work, hours;
+    for (const auto& [gpu_work, wall] : it->second.runs) {
+      hours.push_back(wall);
+      if (gpu_work > 0) work.push_back(gpu_work);
+    }
+    w.known = true;
+    w.from_history = true;
+    w.plain = absl::Hours(Median(hours));
+    if (gpus > 0 && !work.empty()) w.gpu_work_hours = Median(work);
+    return w;
+  }
+  w.plain = options_.budget_reservation;
+  return w;
+}
+
+absl::Duration Scheduler::RuntimeOn(const Work& work, const Job& job, const Node& node) const {
+  const uint32_t gpus = job.spec.resources.gpus;
+  if (work.gpu_work_hours > 0 && gpus > 0 && node.gpu_throughput > 0) {
+    return absl::Hours(work.gpu_work_hours /
+                       cost::ScaledThroughput(node.gpu_throughput, static_cast<int32_t>(gpus)));
+  }
+  return work.plain;  // not scalable: as given or learned
+}
+
 absl::Duration Scheduler::Reservation(const Job& job, const Node* node) const {
-  if (job.spec.runtime <= absl::ZeroDuration()) return options_.budget_reservation;
   if (node == nullptr) {
     auto it = nodes_.find(job.node);
-    if (it != nodes_.end()) node = &it->second.node;
+    if (it == nodes_.end()) return WorkOf(job).plain;
+    node = &it->second.node;
   }
-  const cost::Catalog* catalog = options_.catalog.get();
-  const uint32_t gpus = job.spec.resources.gpus;
-  if (catalog == nullptr || node == nullptr || gpus == 0 || node->record.caps.gpus.empty()) {
-    return job.spec.runtime;
-  }
-  const cost::GpuAllocation from{job.spec.runtime_gpu_model.empty()
-                                     ? catalog->reference_gpu().key
-                                     : job.spec.runtime_gpu_model,
-                                 static_cast<int32_t>(gpus)};
-  const cost::GpuAllocation to{node->record.caps.gpus.front().model, static_cast<int32_t>(gpus)};
-  absl::StatusOr<absl::Duration> scaled =
-      cost::ScaleRuntime(*catalog, job.spec.runtime, from, to);
-  return scaled.ok() ? *scaled : job.spec.runtime;  // a GPU the catalog does not know: as given
+  return RuntimeOn(WorkOf(job), job, *node);
 }
 
 double Scheduler::SpentAndCommitted(const std::string& project) const {
@@ -816,59 +920,274 @@ double Scheduler::SpentAndCommitted(const std::string& project) const {
   return dollars;
 }
 
-std::vector<const Node*> Scheduler::Affordable(const Job& job, const Budget* cap,
-                                               const std::vector<const Node*>& nodes,
-                                               std::string& why) {
-  const double base = cap != nullptr ? SpentAndCommitted(job.spec.project) : 0;
-  std::vector<const Node*> ok;
-  ok.reserve(nodes.size());
-  for (const Node* node : nodes) {
-    const double price = node->record.caps.price_per_hour;
-    if (price <= 0) {  // free: a budget never holds back work that costs nothing
-      ok.push_back(node);
-      continue;
-    }
-    const double expected = price * absl::ToDoubleHours(Reservation(job, node));
-    if (job.spec.max_cost > 0 && expected > job.spec.max_cost + 1e-9) {
-      if (why.empty()) {
-        why = absl::StrFormat("waiting: on %s it would cost about $%.2f, over its max_cost $%.2f",
-                              node->record.name, expected, job.spec.max_cost);
-      }
-      continue;
-    }
-    if (cap != nullptr && base + expected > cap->monthly_limit + 1e-9) {
-      if (why.empty()) {
-        why = absl::StrFormat(
-            "waiting: project %s's budget of $%.2f a month would be passed: $%.2f spent and "
-            "committed, about $%.2f more on %s",
-            job.spec.project, cap->monthly_limit, base, expected, node->record.name);
-      }
-      continue;
-    }
-    ok.push_back(node);
+absl::Duration Scheduler::ExpectedWait(const Job& job, const Work& work, const NodeEntry& entry,
+                                       absl::Time now) const {
+  Node sim = entry.node;
+  struct Holder {
+    absl::Time end;
+    int64_t cpu = 0, memory = 0;
+    std::vector<uint32_t> gpus;
+  };
+  auto later = [](const Holder& a, const Holder& b) { return a.end > b.end; };
+  std::vector<Holder> ends;  // a min-heap on end
+  for (const std::string& id : entry.jobs) {
+    const Job& j = jobs_.at(id);
+    const absl::Duration r = Reservation(j, &entry.node);
+    const absl::Time began = j.lease_start != absl::InfinitePast() ? j.lease_start : now;
+    absl::Time end = began + r;
+    // Past its expected end: assume a tenth more (at least a minute) is left.
+    if (end <= now) end = now + std::max(r / 10, absl::Minutes(1));
+    ends.push_back({end, j.spec.resources.cpu_millis, j.spec.resources.memory_bytes,
+                    j.gpu_indexes});
   }
-  return ok;
+  std::make_heap(ends.begin(), ends.end(), later);
+  absl::Time t = now;
+  std::vector<uint32_t> gpus;
+  // Advances t until `r` fits the simulated node; false when it never does.
+  auto room_for = [&](const Resources& r) {
+    while (!Fits(r, sim, &gpus)) {
+      if (ends.empty()) return false;
+      std::pop_heap(ends.begin(), ends.end(), later);
+      Holder h = std::move(ends.back());
+      ends.pop_back();
+      t = std::max(t, h.end);
+      sim.alloc_cpu_millis -= h.cpu;
+      sim.alloc_memory_bytes -= h.memory;
+      for (uint32_t g : h.gpus) sim.busy_gpus.erase(g);
+    }
+    return true;
+  };
+  const PendingQueue::Key mine = PendingQueue::KeyOf(job);
+  for (const auto& [key, other] : entry.waiting) {
+    if (!(key < mine)) break;
+    const Resources& r = other->spec.resources;
+    if (!room_for(r)) continue;  // can never start here: holds nothing
+    sim.alloc_cpu_millis += r.cpu_millis;
+    sim.alloc_memory_bytes += r.memory_bytes;
+    for (uint32_t g : gpus) sim.busy_gpus.insert(g);
+    ends.push_back({t + Reservation(*other, &entry.node), r.cpu_millis, r.memory_bytes, gpus});
+    std::push_heap(ends.begin(), ends.end(), later);
+  }
+  (void)work;
+  if (!room_for(job.spec.resources)) return absl::InfiniteDuration();
+  return t - now;
+}
+
+void Scheduler::Gather(const Job& job, const Work& work, const std::vector<const Node*>& nodes,
+                       bool everything, absl::Time now, std::vector<Candidate>& cs) const {
+  const Resources& r = job.spec.resources;
+  std::vector<uint32_t> gpus;
+  auto add = [&](const Node& node, bool fits_now) -> Candidate& {
+    Candidate& c = cs.emplace_back();
+    c.node = &node;
+    c.local = node.local;
+    c.spot = node.record.caps.spot;
+    c.fits_now = fits_now;
+    c.runtime = RuntimeOn(work, job, node);
+    c.price_per_hour = node.record.caps.price_per_hour;
+    c.preemptions_per_hour = node.preemptions_per_hour;
+    if (fits_now) {
+      c.wait = absl::ZeroDuration();
+      c.gpus_left = node.record.caps.gpus.size() - node.busy_gpus.size() - gpus.size();
+      c.cpu_left = node.FreeCpuMillis() - r.cpu_millis;
+    }
+    return c;
+  };
+  // A node that can never hold the job, or one with no room that is waited for (the user's
+  // own) or shown (estimates).
+  auto add_busy = [&](const NodeEntry& entry) {
+    const Node& node = entry.node;
+    Node empty;
+    empty.record.caps = node.record.caps;
+    Candidate& c = add(node, false);
+    if (!Fits(r, empty, &gpus)) {
+      c.too_small = true;
+    } else {
+      c.wait = ExpectedWait(job, work, entry, now);
+    }
+  };
+  size_t local_fits = 0;
+  if (!everything) {
+    for (const Node* node : nodes) {
+      if (!node->Schedulable() || !Fits(r, *node, &gpus)) continue;
+      add(*node, true);
+      if (node->local) local_fits++;
+    }
+    for (const NodeEntry* entry : local_nodes_) {
+      const Node& node = entry->node;
+      if (!node.Schedulable()) continue;
+      if (local_fits > 0 && std::any_of(cs.begin(), cs.end(), [&](const Candidate& c) {
+            return c.node == &node;
+          })) {
+        continue;
+      }
+      if (Fits(r, node, &gpus)) {
+        add(node, true);
+      } else {
+        add_busy(*entry);
+      }
+    }
+    return;
+  }
+  for (const auto& [name, entry] : nodes_) {
+    const Node& node = entry.node;
+    if (!node.Schedulable()) continue;
+    if (Fits(r, node, &gpus)) {
+      add(node, true);
+    } else {
+      add_busy(entry);
+    }
+  }
+}
+
+DecisionRules Scheduler::RulesOf(const Job& job) const {
+  DecisionRules rules;
+  rules.placement = job.spec.placement;
+  rules.spot = job.spec.spot;
+  rules.deadline = job.spec.deadline;
+  rules.max_cost = job.spec.max_cost;
+  auto b = budgets_.find(job.spec.project);
+  if (b != budgets_.end() && b->second.hard_cap) {
+    rules.budget_room = std::max(0.0, b->second.monthly_limit - SpentAndCommitted(job.spec.project));
+  }
+  return rules;
+}
+
+void Scheduler::SetWaiting(Job& job, NodeEntry* entry, absl::Time revisit) {
+  ClearWaiting(job);
+  if (entry != nullptr) {
+    entry->waiting[PendingQueue::KeyOf(job)] = &job;
+    waiting_for_[job.id] = entry;
+  }
+  if (revisit < absl::InfiniteFuture()) {
+    revisits_.insert({revisit, job.id});
+    revisit_of_[job.id] = revisit;
+  }
+}
+
+void Scheduler::ClearWaiting(const Job& job) {
+  auto w = waiting_for_.find(job.id);
+  if (w != waiting_for_.end()) {
+    w->second->waiting.erase(PendingQueue::KeyOf(job));
+    waiting_for_.erase(w);
+  }
+  auto r = revisit_of_.find(job.id);
+  if (r != revisit_of_.end()) {
+    revisits_.erase({r->second, job.id});
+    revisit_of_.erase(r);
+  }
+}
+
+void Scheduler::NoteWait(Job& job, const DecisionRules& rules, absl::Time now,
+                         const Choice& choice, absl::Span<const Candidate> cs, Outbox& out) {
+  // What money holds back, with the figures: the first node with room over a limit.
+  std::string money;
+  for (const Candidate& c : cs) {
+    if (!c.fits_now) continue;
+    if (c.verdict == OptionVerdict::kOverMaxCost) {
+      money = absl::StrFormat("on %s it would cost about $%.2f, over its max_cost $%.2f",
+                              c.node->record.name, c.cost, rules.max_cost);
+    } else if (c.verdict == OptionVerdict::kOverBudget) {
+      const Budget& cap = budgets_.at(job.spec.project);
+      money = absl::StrFormat(
+          "project %s's budget of $%.2f a month would be passed: $%.2f spent and committed, "
+          "about $%.2f more on %s",
+          job.spec.project, cap.monthly_limit, cap.monthly_limit - rules.budget_room, c.cost,
+          c.node->record.name);
+    } else {
+      continue;
+    }
+    break;
+  }
+  std::string message;
+  if (choice.chosen >= 0) {  // waits for a local node by choice
+    const Candidate& chosen = cs[choice.chosen];
+    // Decide again when the node should have room, or when the last node with room now that
+    // meets the deadline would stop meeting it, whichever comes first.
+    absl::Time revisit = chosen.start;
+    for (const Candidate& c : cs) {
+      if (!c.fits_now || rules.deadline == absl::InfiniteFuture()) continue;
+      if (c.verdict != OptionVerdict::kDearer && c.verdict != OptionVerdict::kLater) continue;
+      const absl::Time latest = rules.deadline - c.expected_runtime;
+      if (latest > now) revisit = std::min(revisit, latest);
+    }
+    revisit = std::max(revisit, now + absl::Seconds(1));
+    auto entry = nodes_.find(chosen.node->record.name);
+    SetWaiting(job, entry != nodes_.end() ? &entry->second : nullptr, revisit);
+    message = Summary(rules, now, choice, cs);  // "waiting for ws (local): ..."
+    if (!money.empty()) absl::StrAppend(&message, "; ", money);
+  } else {
+    ClearWaiting(job);
+    if (money.empty()) return;  // nothing has room: nothing to explain
+    message = absl::StrCat("waiting: ", money);
+  }
+  if (job.message == message) return;
+  job.message = std::move(message);
+  job.decision =
+      RecordDecision(rules, now, choice, cs, job.spec.resources, options_.decision_options);
+  PutJob(job, out);
 }
 
 std::optional<Placement> Scheduler::PlaceWithin(Job& job, const std::vector<const Node*>& nodes,
-                                                Outbox& out) {
-  auto b = budgets_.find(job.spec.project);
-  const Budget* cap = b != budgets_.end() && b->second.hard_cap ? &b->second : nullptr;
-  if (cap == nullptr && job.spec.max_cost <= 0) return placer_->Place(job.spec, nodes);
-  std::string why;
-  std::optional<Placement> placement = placer_->Place(job.spec, Affordable(job, cap, nodes, why));
-  if (!placement && !why.empty() && job.message != why && placer_->Place(job.spec, nodes)) {
-    job.message = why;  // it fits; only money holds it back
-    PutJob(job, out);
+                                                Outbox& out, Decision* record) {
+  const absl::Time now = clock_->Now();
+  const Work work = WorkOf(job);
+  const DecisionRules rules = RulesOf(job);
+  std::vector<Candidate>& cs = scratch_;
+  cs.clear();
+  Gather(job, work, nodes, /*everything=*/false, now, cs);
+  if (cs.empty()) return std::nullopt;
+  const Choice choice = Decide(rules, now, absl::MakeSpan(cs));
+  if (choice.chosen < 0 || choice.wait) {
+    NoteWait(job, rules, now, choice, cs, out);
+    return std::nullopt;
   }
-  return placement;
+  Placement p;
+  p.node = cs[choice.chosen].node;
+  Fits(job.spec.resources, *p.node, &p.gpu_indexes);
+  if (record != nullptr) {
+    *record = RecordDecision(rules, now, choice, cs, job.spec.resources, options_.decision_options);
+    if (!work.known) {
+      absl::StrAppend(&record->summary, "; no runtime given or learned: ",
+                      absl::FormatDuration(work.plain), " assumed");
+    } else if (work.from_history) {
+      absl::StrAppend(&record->summary, "; runtime learned from earlier runs");
+    }
+  }
+  return p;
 }
 
 bool Scheduler::TryPlace(Job& job, const std::vector<const Node*>& nodes, Outbox& out) {
-  std::optional<Placement> placement = PlaceWithin(job, nodes, out);
+  Decision record;
+  std::optional<Placement> placement = PlaceWithin(job, nodes, out, &record);
   if (!placement) return false;
-  Assign(job, nodes_.at(placement->node->record.name), std::move(placement->gpu_indexes), out);
+  Assign(job, nodes_.at(placement->node->record.name), std::move(placement->gpu_indexes),
+         std::move(record), out);
   return true;
+}
+
+absl::StatusOr<Decision> Scheduler::Estimate(JobSpec spec) const {
+  const absl::Time now = clock_->Now();
+  SCHED_RETURN_IF_ERROR(ValidateAndDefaultJobSpec(spec, now));
+  SCHED_RETURN_IF_ERROR(EstimateGpuMemory(spec));
+  absl::ReaderMutexLock lock(&mu_);
+  Job job;
+  job.spec = std::move(spec);
+  job.seq = last_seq_ + 1;  // behind everything queued
+  job.create_time = now;
+  const Work work = WorkOf(job);
+  std::vector<Candidate> cs;
+  Gather(job, work, {}, /*everything=*/true, now, cs);
+  const DecisionRules rules = RulesOf(job);
+  const Choice choice = Decide(rules, now, absl::MakeSpan(cs));
+  Decision d = RecordDecision(rules, now, choice, cs, job.spec.resources, cs.size());
+  if (!work.known) {
+    absl::StrAppend(&d.summary, "; no runtime given or learned: ",
+                    absl::FormatDuration(work.plain), " assumed");
+  } else if (work.from_history) {
+    absl::StrAppend(&d.summary, "; runtime learned from earlier runs");
+  }
+  return d;
 }
 
 void Scheduler::Schedule(Outbox& out, Job* only) {
@@ -928,8 +1247,10 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
     }
     if (best == nullptr) break;
     Job& job = *best->first;
+    Decision record;  // the same decision again, written out for the job's record
+    best_placement = PlaceWithin(job, best->settled ? grown : open, out, &record);
     Assign(job, nodes_.at(best_placement->node->record.name),
-           std::move(best_placement->gpu_indexes), out);
+           std::move(best_placement->gpu_indexes), std::move(record), out);
   }
   pending_.SettleAll();
 }

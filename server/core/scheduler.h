@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "server/common/clock.h"
 #include "server/core/agent_link.h"
+#include "server/core/decision.h"
 #include "server/core/job.h"
 #include "server/core/ledger.h"
 #include "server/core/node.h"
@@ -49,6 +50,12 @@ struct SchedulerOptions {
   // GPU models and their relative speed: a runtime given for one GPU is scaled to the node's
   // (a job expected to run 1 h on an A100 holds an RTX 3080 about 3.3 h). Null: not scaled.
   std::shared_ptr<const cost::Catalog> catalog;
+  // How often a spot node is taken back, an hour, when the catalog does not say for its provider.
+  double default_spot_preemptions_per_hour = 0.05;
+  // Successful runs kept per (project, job name) to learn a runtime for jobs that give none.
+  size_t history_runs = 20;
+  // Options besides the chosen one that a job's decision record keeps.
+  size_t decision_options = 5;
 };
 
 template <typename T>
@@ -107,9 +114,8 @@ struct SchedulerStats {
 // The Store must outlive the Scheduler.
 class Scheduler {
  public:
-  static absl::StatusOr<std::unique_ptr<Scheduler>> Create(
-      SchedulerOptions options, Store* store, const Clock* clock,
-      std::unique_ptr<Placer> placer = nullptr);
+  static absl::StatusOr<std::unique_ptr<Scheduler>> Create(SchedulerOptions options,
+                                                           Store* store, const Clock* clock);
   ~Scheduler();
 
   Scheduler(const Scheduler&) = delete;
@@ -124,6 +130,9 @@ class Scheduler {
   void Cancel(absl::string_view id_or_prefix, std::string reason, Done<Job> done);
   // Full id for an id or unique prefix.
   absl::StatusOr<std::string> ResolveJobId(absl::string_view id_or_prefix) const;
+  // Where `spec` would go if it were submitted now, and every node's figures, ranked; changes
+  // nothing. The errors of Submit for a bad spec.
+  absl::StatusOr<Decision> Estimate(JobSpec spec) const;
 
   // ---- Operators ----
   std::vector<Node> ListNodes() const;
@@ -193,6 +202,22 @@ class Scheduler {
     std::shared_ptr<AgentLink> link;
     uint64_t session = 0;
     std::set<std::string> jobs;  // leased to this node
+    // Pending jobs that decided to wait for this node, in queue order.
+    absl::btree_map<PendingQueue::Key, Job*> waiting;
+  };
+
+  // How much work a job is, for the runtime on any node: learned or given once, scaled per node.
+  struct Work {
+    bool known = false;         // given in the spec or learned from history
+    bool from_history = false;
+    double gpu_work_hours = 0;  // hours on one reference GPU; 0: cannot be scaled
+    absl::Duration plain;       // as given or learned, unscaled
+  };
+
+  // Successful runs of one (project, name), newest last: hours on one reference GPU (0 when the
+  // GPU was unknown or there was none) and wall-clock hours.
+  struct RunHistory {
+    std::vector<std::pair<double, double>> runs;
   };
 
   // The effects of one call, applied after its store batch is durable.
@@ -204,8 +229,7 @@ class Scheduler {
     std::vector<Job> events;
   };
 
-  Scheduler(SchedulerOptions options, Store* store, const Clock* clock,
-            std::unique_ptr<Placer> placer);
+  Scheduler(SchedulerOptions options, Store* store, const Clock* clock);
   absl::Status LoadState() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Appends the outbox's batch to the store; called with the lock held, so that store order is
@@ -251,8 +275,8 @@ class Scheduler {
   void SetState(Job& job, JobState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PutJob(const Job& job, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PutNode(const NodeRecord& record, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus, Decision decision,
+              Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Allocate(NodeEntry& entry, const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Release(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes the ledger entry of `job`'s lease, if it held a priced node, and clears the lease.
@@ -268,17 +292,36 @@ class Scheduler {
   void GainedRoom(NodeEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Schedulable nodes with free CPU; forgets the others until they gain room again.
   std::vector<const Node*> OpenNodes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The placer's choice among the nodes the job may use as far as money goes. When only money
-  // held it back, the job's message says so (and is stored when it changed).
+  // The cost brain's choice for `job` among `nodes` (those with room) and the user's own
+  // machines (decision.h). A job that waits by choice, or that only money holds back, gets the
+  // reason in its message (stored when it changed). `record`, when given, receives the decision
+  // of a placement.
   std::optional<Placement> PlaceWithin(Job& job, const std::vector<const Node*>& nodes,
-                                       Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The nodes among `nodes` that keep the job within its project's hard-capped budget and its
-  // own max_cost; `why` names the first reason a node was left out.
-  std::vector<const Node*> Affordable(const Job& job, const Budget* cap,
-                                      const std::vector<const Node*>& nodes, std::string& why)
+                                       Outbox& out, Decision* record = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Candidates for `job` into `cs`: each of `nodes` with room for it, then every local node;
+  // with `everything`, every schedulable node whatever its room (for Estimate).
+  void Gather(const Job& job, const Work& work, const std::vector<const Node*>& nodes,
+              bool everything, absl::Time now, std::vector<Candidate>& cs) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // How long a job is expected to hold `node` (null: the node it holds): its runtime scaled
-  // to the node's GPUs by the catalog, else options.budget_reservation.
+  DecisionRules RulesOf(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The job waits (for a local node, or for money); notes why, and when to decide again.
+  void NoteWait(Job& job, const DecisionRules& rules, absl::Time now, const Choice& choice,
+                absl::Span<const Candidate> cs, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetWaiting(Job& job, NodeEntry* entry, absl::Time revisit)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ClearWaiting(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How long until `entry` would have room for `job`, if the jobs it runs end when expected and
+  // the jobs waiting for it ahead of `job` start in queue order; InfiniteDuration if never.
+  absl::Duration ExpectedWait(const Job& job, const Work& work, const NodeEntry& entry,
+                              absl::Time now) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void RefreshNodeFacts(NodeEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Work WorkOf(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Duration RuntimeOn(const Work& work, const Job& job, const Node& node) const;
+  // Remembers a successful run for runtime learning.
+  void RecordRun(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How long a job is expected to hold `node` (null: the node it holds): its runtime (given or
+  // learned) scaled to the node's GPUs by the catalog, else options.budget_reservation.
   absl::Duration Reservation(const Job& job, const Node* node) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Spent this month by `project` plus what its open leases are still expected to cost.
@@ -290,7 +333,6 @@ class Scheduler {
   const SchedulerOptions options_;
   Store* const store_;
   const Clock* const clock_;
-  const std::unique_ptr<Placer> placer_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);  // node-based: pointers stay valid
@@ -303,6 +345,13 @@ class Scheduler {
   absl::flat_hash_set<NodeEntry*> grown_nodes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, absl::Time> lease_expiry_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, NodeEntry> nodes_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<NodeEntry*> local_nodes_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, NodeEntry*> waiting_for_ ABSL_GUARDED_BY(mu_);  // job id ->
+  // When to decide again about jobs that wait by choice: (time, job id).
+  absl::btree_set<std::pair<absl::Time, std::string>> revisits_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, absl::Time> revisit_of_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, RunHistory> history_ ABSL_GUARDED_BY(mu_);
+  std::vector<Candidate> scratch_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, uint64_t>, LedgerEntry> ledger_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Budget, std::less<>> budgets_ ABSL_GUARDED_BY(mu_);
   absl::Time month_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // of the last Tick

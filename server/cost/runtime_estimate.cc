@@ -23,6 +23,11 @@ double Median(std::vector<double> values) {
 
 }  // namespace
 
+double ScaledThroughput(double per_gpu, int32_t count, const RuntimeOptions& options) {
+  const double n = count;
+  return per_gpu * n * std::pow(options.multi_gpu_efficiency, std::log2(n));
+}
+
 absl::StatusOr<double> AllocationThroughput(const Catalog& catalog, const GpuAllocation& gpus,
                                             const RuntimeOptions& options) {
   if (!(options.multi_gpu_efficiency > 0 && options.multi_gpu_efficiency <= 1)) {
@@ -38,8 +43,7 @@ absl::StatusOr<double> AllocationThroughput(const Catalog& catalog, const GpuAll
   if (model == nullptr) {
     return absl::NotFoundError(absl::StrCat("GPU \"", gpus.model, "\" is not in the catalog"));
   }
-  const double n = gpus.count;
-  return model->relative_throughput * n * std::pow(options.multi_gpu_efficiency, std::log2(n));
+  return ScaledThroughput(model->relative_throughput, gpus.count, options);
 }
 
 absl::StatusOr<absl::Duration> ScaleRuntime(const Catalog& catalog, absl::Duration runtime,

@@ -31,6 +31,10 @@ struct RuntimeOptions {
   double multi_gpu_efficiency = 0.9;
 };
 
+// Throughput of `count` GPUs that each do `per_gpu`, with the data-parallel efficiency of
+// `options`: per_gpu * count * efficiency^log2(count).
+double ScaledThroughput(double per_gpu, int32_t count, const RuntimeOptions& options = {});
+
 // Throughput of `gpus` relative to one reference GPU. INVALID_ARGUMENT for CPU only, a count
 // below 1 or a bad efficiency; NOT_FOUND for a model the catalog does not know.
 absl::StatusOr<double> AllocationThroughput(const Catalog& catalog, const GpuAllocation& gpus,

@@ -111,32 +111,9 @@ TEST(PendingQueueTest, RemoveAndSettle) {
   EXPECT_THAT(queue.Groups(), IsEmpty());
 }
 
-// ---- BestFitPlacer
+// ---- Fits
 
-TEST(BestFitPlacerTest, FewestFreeGpusThenFewestFreeCpusThenName) {
-  Node gpu = MakeNode("gpu", 4, 16 * kGiB, {{0, "u0", "NVIDIA L4", 24 * kGiB}});
-  Node big = MakeNode("big", 16, 16 * kGiB);
-  Node small_b = MakeNode("small-b", 4, 16 * kGiB);
-  Node small_a = MakeNode("small-a", 4, 16 * kGiB);
-  BestFitPlacer placer;
-  JobSpec spec;
-  spec.resources.cpu_millis = 2000;
-  auto p = placer.Place(spec, {&gpu, &big, &small_b, &small_a});
-  ASSERT_TRUE(p.has_value());
-  EXPECT_EQ(p->node->record.name, "small-a");
-
-  spec.resources.cpu_millis = 8000;
-  EXPECT_EQ(placer.Place(spec, {&gpu, &big, &small_b})->node->record.name, "big");
-
-  spec.resources.cpu_millis = 1000;
-  spec.resources.gpus = 1;
-  p = placer.Place(spec, {&gpu, &big, &small_b});
-  ASSERT_TRUE(p.has_value());
-  EXPECT_EQ(p->node->record.name, "gpu");
-  EXPECT_THAT(p->gpu_indexes, ElementsAre(0u));
-}
-
-TEST(BestFitPlacerTest, GpuModelIgnoresCaseAndGpuMemoryIsAMinimum) {
+TEST(FitsTest, GpuModelIgnoresCaseAndGpuMemoryIsAMinimum) {
   Node node = MakeNode("n", 8, 64 * kGiB,
                        {{0, "u0", "NVIDIA GeForce RTX 3080", 10 * kGiB},
                         {1, "u1", "NVIDIA A100-SXM4-80GB", 80 * kGiB},

@@ -610,10 +610,13 @@ class BudgetCapTest : public SchedulerTest {
     b.hard_cap = hard;
     return Call<Budget>([&](auto done) { scheduler_->SetBudget(b, std::move(done)); });
   }
+  // A job whose deadline (half an hour past its runtime) rules out waiting an hour for a busy
+  // local node: budgets, not the wait for local, decide where it goes.
   JobSpec Paid(const std::string& name, const std::string& project, absl::Duration runtime) {
     JobSpec s = Spec(name);
     s.project = project;
     s.runtime = runtime;
+    s.deadline = clock_.Now() + runtime + absl::Minutes(30);
     return s;
   }
 };
@@ -812,6 +815,12 @@ TEST_F(BudgetCapTest, NoSequenceOfPlacementsPassesACap) {
       JobSpec spec = Spec(absl::StrCat("j", step));
       spec.project = projects[step % projects.size()];
       if (uniform(0, 1) < 0.8) spec.runtime = absl::Minutes(std::round(uniform(5, 180)));
+      // Every policy, with and without a deadline.
+      spec.placement = static_cast<PlacementPolicy>(static_cast<int>(uniform(0, 4)));
+      if (uniform(0, 1) < 0.7) {
+        const absl::Duration r = spec.runtime > absl::ZeroDuration() ? spec.runtime : absl::Hours(1);
+        spec.deadline = clock_.Now() + r * uniform(1.05, 3);
+      }
       auto s = Submit(spec);
       ASSERT_THAT(s, IsOk());
       runtime[s->job.id] = spec.runtime > absl::ZeroDuration() ? spec.runtime : absl::Hours(1);
