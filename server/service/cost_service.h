@@ -20,9 +20,13 @@ class CostServiceImpl final : public v1::CostService::CallbackService {
   grpc::ServerUnaryReactor* GetCostReport(grpc::CallbackServerContext* ctx,
                                           const v1::GetCostReportRequest* req,
                                           v1::CostReport* resp) override;
+  grpc::ServerUnaryReactor* GetCostAdvice(grpc::CallbackServerContext* ctx,
+                                          const v1::GetCostAdviceRequest* req,
+                                          v1::CostAdvice* resp) override;
 
  private:
   void BudgetToProto(const Budget& budget, v1::Budget* out) const;
+  absl::Status CostAdvice(const v1::GetCostAdviceRequest& req, v1::CostAdvice* resp) const;
 
   Scheduler* const scheduler_;
 };

@@ -578,5 +578,115 @@ TEST(MetricsTest, SchedulerAndRpcSeriesAreExported) {
   EXPECT_THAT(money, HasSubstr("sched_project_budget_used_ratio{project=\"default\"} 0.1\n"));
 }
 
+v1::AgentMessage RegisterWithGpu(const std::string& name, const std::string& provider,
+                                 double price_per_hour, const std::string& gpu,
+                                 int64_t gpu_memory_bytes) {
+  v1::AgentMessage m;
+  m.mutable_register_()->set_node_name(name);
+  v1::Capabilities* caps = m.mutable_register_()->mutable_capabilities();
+  caps->set_cpus(8);
+  caps->set_memory_bytes(int64_t{32} << 30);
+  caps->set_provider(provider);
+  caps->set_price_per_hour(price_per_hour);
+  v1::GpuInfo* g = caps->add_gpus();
+  g->set_model(gpu);
+  g->set_memory_bytes(gpu_memory_bytes);
+  return m;
+}
+
+TEST(CostAdviceTest, NeedsACatalogAndALocalMachine) {
+  FakeClock clock;
+  MemoryStore store;
+  DaemonOptions o;
+  o.listen = "127.0.0.1:0";
+  o.metrics_listen = "";
+  auto plain = Daemon::Start(o, &store, &clock);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  auto advice_from = [](const Daemon& d, const std::string& node, v1::CostAdvice* out) {
+    auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(d.port()),
+                                       grpc::InsecureChannelCredentials());
+    grpc::ClientContext ctx;
+    v1::GetCostAdviceRequest req;
+    req.set_node(node);
+    return v1::CostService::NewStub(channel)->GetCostAdvice(&ctx, req, out);
+  };
+  v1::CostAdvice advice;
+  grpc::Status s = advice_from(**plain, "", &advice);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("no catalog loaded"));
+  plain->reset();
+
+  o.catalog_path = SCHED_SOURCE_DIR "/deploy/catalog/catalog.yaml";
+  auto d = Daemon::Start(o, &store, &clock);
+  ASSERT_TRUE(d.ok()) << d.status();
+  s = advice_from(**d, "", &advice);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("no local machine"));
+  s = advice_from(**d, "nope", &advice);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// A job asking 20 GB of GPU memory cannot run on the user's RTX 3080 and runs on a rented A100
+// for 20 minutes at $3/h; the advice counts that dollar as too small locally and proposes cards
+// with room for it.
+TEST(CostAdviceTest, TheCloudRunOfAJobTooBigForHomeIsWeighedAgainstUpgrades) {
+  FakeClock clock;
+  MemoryStore store;
+  DaemonOptions o;
+  o.listen = "127.0.0.1:0";
+  o.metrics_listen = "";
+  o.catalog_path = SCHED_SOURCE_DIR "/deploy/catalog/catalog.yaml";
+  auto d = Daemon::Start(o, &store, &clock);
+  ASSERT_TRUE(d.ok()) << d.status();
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*d)->port()),
+                                     grpc::InsecureChannelCredentials());
+  RawAgent home(channel);
+  ASSERT_TRUE(home.Send(RegisterWithGpu("ws", "", 0, "NVIDIA GeForce RTX 3080", 10240LL << 20)));
+  ASSERT_TRUE(home.Next().has_value());
+  RawAgent rented(channel);
+  ASSERT_TRUE(rented.Send(
+      RegisterWithGpu("rented", "runpod", 3.0, "NVIDIA A100-SXM4-80GB", int64_t{80} << 30)));
+  ASSERT_TRUE(rented.Next().has_value());
+
+  grpc::ClientContext submit_ctx;
+  v1::SubmitJobRequest submit;
+  submit.mutable_spec()->set_name("finetune");
+  submit.mutable_spec()->set_run("train");
+  submit.mutable_spec()->mutable_resources()->set_gpus(1);
+  submit.mutable_spec()->mutable_resources()->set_gpu_memory_bytes(int64_t{20} << 30);
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(v1::JobService::NewStub(channel)->SubmitJob(&submit_ctx, submit, &submitted).ok());
+  auto assign = rented.Next();
+  ASSERT_TRUE(assign && assign->has_assignment());
+  clock.Advance(absl::Minutes(20));
+  ASSERT_TRUE(rented.Update(submitted.job().id(), assign->assignment().epoch(),
+                            v1::JOB_STATE_SUCCEEDED));
+  ASSERT_TRUE(rented.Next().has_value());  // the update ack
+
+  grpc::ClientContext ctx;
+  v1::GetCostAdviceRequest req;
+  req.set_days(7);
+  v1::CostAdvice advice;
+  grpc::Status s = v1::CostService::NewStub(channel)->GetCostAdvice(&ctx, req, &advice);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(advice.node(), "ws");
+  EXPECT_EQ(advice.days(), 7u);
+  EXPECT_EQ(advice.until().seconds() - advice.since().seconds(), 7 * 24 * 3600);
+  EXPECT_EQ(advice.gpus(), 1u);
+  EXPECT_EQ(advice.catalog_as_of(), "2026-11");
+  EXPECT_DOUBLE_EQ(advice.cloud_dollars(), 1.0);
+  EXPECT_DOUBLE_EQ(advice.too_small_dollars(), 1.0);
+  EXPECT_EQ(advice.too_small_runs(), 1u);
+  ASSERT_GT(advice.upgrades_size(), 0);
+  for (const v1::UpgradeAdvice& u : advice.upgrades()) {
+    EXPECT_THAT(u.job_ids(), ::testing::ElementsAre(submitted.job().id())) << u.description();
+    EXPECT_GE(u.gpu_memory_bytes(), int64_t{20} << 30) << u.description();
+  }
+  // The cheapest card with room for 20 GiB: a used RTX 3090 (24 GiB, $800).
+  EXPECT_EQ(advice.upgrades(0).description(), "RTX 3090 in place of RTX 3080");
+  EXPECT_DOUBLE_EQ(advice.upgrades(0).price(), 800);
+  EXPECT_TRUE(advice.upgrades(0).pays_back());
+}
+
 }  // namespace
 }  // namespace sched
