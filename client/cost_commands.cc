@@ -104,9 +104,8 @@ void PrintCostAdvice(const sched::v1::CostAdvice& a, std::ostream& out) {
         << " more upgrades are beaten by one above: no more jobs brought home, no cheaper, no "
            "sooner payback (--all shows them).\n";
   }
-  out << "SAVED/MONTH: cloud spend less electricity at home, over " << a.days()
-      << " days scaled to 30; runtimes scaled by catalog throughput. Estimates: "
-         "docs/cost-model.md.\n";
+  out << "SAVED/MONTH: cloud spend less electricity at home, per 30 days; runtimes scaled by "
+         "catalog throughput. Estimates: docs/cost-model.md.\n";
 }
 
 absl::StatusOr<absl::Time> ParseSince(const std::string& text, absl::Time now) {

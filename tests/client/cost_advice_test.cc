@@ -76,8 +76,8 @@ TEST(PrintCostAdvice, HeaderTableAndNotes) {
             "workstation takes.\n"
             "4 more upgrades are beaten by one above: no more jobs brought home, no cheaper, no "
             "sooner payback (--all shows them).\n"
-            "SAVED/MONTH: cloud spend less electricity at home, over 15 days scaled to 30; "
-            "runtimes scaled by catalog throughput. Estimates: docs/cost-model.md.\n");
+            "SAVED/MONTH: cloud spend less electricity at home, per 30 days; runtimes scaled by "
+            "catalog throughput. Estimates: docs/cost-model.md.\n");
 }
 
 TEST(PrintCostAdvice, PaybackInMonthsUnderTwoYearsAndCappedAtACentury) {

@@ -594,13 +594,19 @@ v1::AgentMessage RegisterWithGpu(const std::string& name, const std::string& pro
   return m;
 }
 
-TEST(CostAdviceTest, NeedsACatalogAndALocalMachine) {
-  FakeClock clock;
-  MemoryStore store;
+// schedd on a loopback port, with the shipped catalog or none.
+DaemonOptions LoopbackOptions(bool catalog) {
   DaemonOptions o;
   o.listen = "127.0.0.1:0";
   o.metrics_listen = "";
-  auto plain = Daemon::Start(o, &store, &clock);
+  if (catalog) o.catalog_path = SCHED_SOURCE_DIR "/deploy/catalog/catalog.yaml";
+  return o;
+}
+
+TEST(CostAdviceTest, NeedsACatalogAndALocalMachine) {
+  FakeClock clock;
+  MemoryStore store;
+  auto plain = Daemon::Start(LoopbackOptions(false), &store, &clock);
   ASSERT_TRUE(plain.ok()) << plain.status();
   auto advice_from = [](const Daemon& d, const std::string& node, v1::CostAdvice* out) {
     auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(d.port()),
@@ -616,8 +622,7 @@ TEST(CostAdviceTest, NeedsACatalogAndALocalMachine) {
   EXPECT_THAT(s.error_message(), HasSubstr("no catalog loaded"));
   plain->reset();
 
-  o.catalog_path = SCHED_SOURCE_DIR "/deploy/catalog/catalog.yaml";
-  auto d = Daemon::Start(o, &store, &clock);
+  auto d = Daemon::Start(LoopbackOptions(true), &store, &clock);
   ASSERT_TRUE(d.ok()) << d.status();
   s = advice_from(**d, "", &advice);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
@@ -632,11 +637,7 @@ TEST(CostAdviceTest, NeedsACatalogAndALocalMachine) {
 TEST(CostAdviceTest, TheCloudRunOfAJobTooBigForHomeIsWeighedAgainstUpgrades) {
   FakeClock clock;
   MemoryStore store;
-  DaemonOptions o;
-  o.listen = "127.0.0.1:0";
-  o.metrics_listen = "";
-  o.catalog_path = SCHED_SOURCE_DIR "/deploy/catalog/catalog.yaml";
-  auto d = Daemon::Start(o, &store, &clock);
+  auto d = Daemon::Start(LoopbackOptions(true), &store, &clock);
   ASSERT_TRUE(d.ok()) << d.status();
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*d)->port()),
                                      grpc::InsecureChannelCredentials());
