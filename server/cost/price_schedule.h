@@ -129,8 +129,8 @@ struct StartChoice {
 // every day), so a minimum at s is one at s - 1 day as well: the earliest one lies in the first
 // day of the range. The candidates are therefore earliest, latest_start and, within
 // [earliest, min(latest_start, earliest + 1 day)], each boundary and each boundary minus
-// runtime: at most 4 * kMaxPriceWindows + 2 of them whatever the range, each costed in
-// O(log windows). No scanning by the minute.
+// runtime (midnight counts as a boundary): at most 4 * windows + 4 of them whatever the range,
+// each costed in O(log windows). No scanning by the minute.
 StartChoice CheapestStart(const PriceSchedule& schedule, double base_usd_per_hour,
                           absl::Time earliest, absl::Time latest_start, absl::Duration runtime);
 
