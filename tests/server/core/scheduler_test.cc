@@ -984,5 +984,182 @@ TEST_F(SchedulerTest, BadAgentRegistrationIsRefused) {
   EXPECT_TRUE(scheduler_->ListNodes().empty());
 }
 
+// ---- The cost brain, through the Scheduler
+
+class DecisionTest : public BudgetCapTest {
+ protected:
+  void UseCatalog() {
+    auto catalog = cost::Catalog::Create(cost::testing::SmallCatalogData());
+    ASSERT_THAT(catalog, IsOk());
+    catalog_ = std::make_shared<const cost::Catalog>(*std::move(catalog));
+    Restart();
+  }
+  static NodeCapabilities WithGpu(NodeCapabilities caps, const std::string& model, int64_t gib) {
+    caps.gpus = {{0, "GPU-" + model, model, gib * kGiB}};
+    return caps;
+  }
+  // Keeps the leases of `running` (node -> jobs) alive while the clock moves, as agents would,
+  // until `d` has passed or job `until` left the queue.
+  void Pass(absl::Duration d,
+            const std::map<std::string, std::pair<uint64_t, std::vector<JobRef>>>& running,
+            const std::string& until) {
+    for (absl::Duration t; t < d && Get(until).state == JobState::kPending;
+         t += absl::Minutes(1)) {
+      clock_.Advance(absl::Minutes(1));
+      for (const auto& [node, held] : running) {
+        ASSERT_THAT(scheduler_->Heartbeat(node, held.first, held.second), IsOk());
+      }
+      scheduler_->Tick();
+    }
+  }
+};
+
+TEST_F(DecisionTest, WaitsForTheBusyWorkstationThenBurstsWhenTheDeadlineClosesIn) {
+  auto ws_link = std::make_shared<FakeAgentLink>();
+  auto cloud_link = std::make_shared<FakeAgentLink>();
+  const uint64_t ws = Connect("ws", Caps(1, 8 * kGiB), ws_link);
+  JobSpec long_job = Spec("long");
+  long_job.runtime = absl::Hours(2);
+  auto busy = Submit(long_job);
+  ASSERT_THAT(busy, IsOk());
+  ASSERT_EQ(Get(busy->job.id).node, "ws");
+  const uint64_t cloud = Connect("cloud", Priced(2.0, "runpod"), cloud_link);
+
+  // 2 h of wait + 1 h of work meets a 3.5 h deadline, and costs nothing: it waits for ws.
+  JobSpec spec = Spec("next");
+  spec.runtime = absl::Hours(1);
+  spec.deadline = clock_.Now() + absl::Minutes(210);
+  auto job = Submit(spec);
+  ASSERT_THAT(job, IsOk());
+  Job waiting = Get(job->job.id);
+  EXPECT_EQ(waiting.state, JobState::kPending);
+  EXPECT_THAT(waiting.message, HasSubstr("waiting for ws (local): room expected in 2h"));
+  EXPECT_THAT(waiting.message, HasSubstr("cloud has room now for $2.00"));
+  ASSERT_THAT(waiting.decision.options, SizeIs(2));
+  EXPECT_EQ(waiting.decision.options[0].node, "ws");
+  EXPECT_EQ(waiting.decision.options[1].verdict, OptionVerdict::kDearer);
+  EXPECT_FALSE(waiting.decision.placed);
+
+  // The long job overruns its 2 h. Each minute past its end it is expected to need a tenth of
+  // its runtime more (12 min); once that pushes the finish past the deadline, the job bursts.
+  const std::map<std::string, std::pair<uint64_t, std::vector<JobRef>>> held = {
+      {"ws", {ws, {{busy->job.id, Get(busy->job.id).epoch}}}}, {"cloud", {cloud, {}}}};
+  const absl::Time t0 = clock_.Now();
+  Pass(absl::Minutes(150), held, job->job.id);
+  Job moved = Get(job->job.id);
+  ASSERT_EQ(moved.state, JobState::kAssigned);
+  EXPECT_EQ(moved.node, "cloud");
+  EXPECT_TRUE(moved.decision.placed);
+  EXPECT_EQ(moved.decision.local_blocker, LocalBlocker::kDeadline);
+  // It moved after the long job's expected end, still in time for the cloud node's hour.
+  EXPECT_GT(moved.decision.time, t0 + absl::Hours(2));
+  EXPECT_LE(moved.decision.time, spec.deadline - absl::Hours(1));
+  ASSERT_THAT(moved.decision.options, SizeIs(2));
+  EXPECT_EQ(moved.decision.options[0].node, "cloud");
+  EXPECT_EQ(moved.decision.options[1].node, "ws");
+  EXPECT_EQ(moved.decision.options[1].verdict, OptionVerdict::kMissesDeadline);
+  EXPECT_THAT(moved.decision.summary, HasSubstr("no local machine can finish by the deadline"));
+}
+
+TEST_F(DecisionTest, TheDecisionIsKeptWithTheJobAcrossRestarts) {
+  UseCatalog();
+  auto ws_link = std::make_shared<FakeAgentLink>();
+  auto cloud_link = std::make_shared<FakeAgentLink>();
+  Connect("ws", WithGpu(Caps(8, 32 * kGiB), "NVIDIA GeForce RTX 3080", 10), ws_link);
+  Connect("cloud", WithGpu(Priced(1.5, "runpod"), "NVIDIA H100 80GB HBM3", 80), cloud_link);
+  JobSpec spec = Spec("finetune");
+  spec.resources.gpus = 1;
+  spec.resources.gpu_memory_bytes = 40 * kGiB;
+  spec.runtime = absl::Hours(2);  // on the reference A100: 1 h on the H100 (throughput 2.0)
+  auto job = Submit(spec);
+  ASSERT_THAT(job, IsOk());
+  ASSERT_EQ(Get(job->job.id).node, "cloud");
+  Restart();
+  const Job j = Get(job->job.id);
+  EXPECT_TRUE(j.decision.placed);
+  EXPECT_EQ(j.decision.local_blocker, LocalBlocker::kTooSmall);
+  ASSERT_THAT(j.decision.options, SizeIs(2));
+  EXPECT_EQ(j.decision.options[0].node, "cloud");
+  EXPECT_EQ(j.decision.options[0].runtime, absl::Hours(1));
+  EXPECT_NEAR(j.decision.options[0].cost, 1.5, 1e-9);
+  EXPECT_EQ(j.decision.options[1].node, "ws");
+  EXPECT_EQ(j.decision.options[1].verdict, OptionVerdict::kTooSmall);
+  EXPECT_EQ(j.decision.options[1].reason,
+            "needs 40 GiB of GPU memory, the largest GPU has 10 GiB");
+  EXPECT_THAT(j.decision.summary, HasSubstr("on cloud (runpod): expected to finish"));
+  EXPECT_THAT(j.decision.summary, HasSubstr("no local machine can hold it"));
+}
+
+TEST_F(DecisionTest, RuntimesAreLearnedFromEarlierRunsAndScaledToEachGpu) {
+  UseCatalog();
+  auto ws_link = std::make_shared<FakeAgentLink>();
+  const uint64_t ws =
+      Connect("ws", WithGpu(Caps(8, 32 * kGiB), "NVIDIA GeForce RTX 3080", 10), ws_link);
+  JobSpec spec = Spec("nightly");
+  spec.resources.gpus = 1;
+  auto first = Submit(spec);
+  ASSERT_THAT(first, IsOk());
+  ASSERT_EQ(Get(first->job.id).node, "ws");
+  EXPECT_THAT(Get(first->job.id).decision.summary,
+              HasSubstr("no runtime given or learned: 1h assumed"));
+  const uint64_t epoch = Get(first->job.id).epoch;
+  ASSERT_THAT(Report("ws", ws, first->job.id, epoch, JobState::kRunning), IsOk());
+  clock_.Advance(absl::Hours(3));
+  ASSERT_THAT(scheduler_->Heartbeat("ws", ws, {{first->job.id, epoch}}), IsOk());
+  ASSERT_THAT(Report("ws", ws, first->job.id, epoch, JobState::kSucceeded), IsOk());
+  auto cloud_link = std::make_shared<FakeAgentLink>();
+  Connect("cloud", WithGpu(Priced(1.5, "runpod"), "NVIDIA H100 80GB HBM3", 80), cloud_link);
+
+  // 3 h on an RTX 3080 (0.3) is 0.9 h of reference work: 27 min on an H100 (2.0).
+  auto estimate = scheduler_->Estimate(spec);
+  ASSERT_THAT(estimate, IsOk());
+  EXPECT_THAT(estimate->summary, HasSubstr("runtime learned from earlier runs"));
+  std::map<std::string, absl::Duration> runtime;
+  for (const DecisionOption& o : estimate->options) runtime[o.node] = o.runtime;
+  EXPECT_EQ(runtime["ws"], absl::Hours(3));
+  EXPECT_EQ(runtime["cloud"], absl::Minutes(27));
+  // Learned runtimes survive a restart (they are rebuilt from the stored jobs).
+  Restart();
+  Connect("ws", WithGpu(Caps(8, 32 * kGiB), "NVIDIA GeForce RTX 3080", 10), ws_link);
+  estimate = scheduler_->Estimate(spec);
+  ASSERT_THAT(estimate, IsOk());
+  ASSERT_THAT(estimate->options, SizeIs(1));
+  EXPECT_EQ(estimate->options[0].runtime, absl::Hours(3));
+}
+
+TEST_F(DecisionTest, EstimateRanksEveryNodeAndChangesNothing) {
+  UseCatalog();
+  auto a = std::make_shared<FakeAgentLink>();
+  auto b = std::make_shared<FakeAgentLink>();
+  auto c = std::make_shared<FakeAgentLink>();
+  Connect("ws", WithGpu(Caps(8, 32 * kGiB), "NVIDIA GeForce RTX 3080", 10), a);
+  NodeCapabilities spot = WithGpu(Priced(1.0, "runpod"), "NVIDIA H100 80GB HBM3", 80);
+  spot.spot = true;
+  Connect("spot", spot, b);
+  Connect("od", WithGpu(Priced(3.0, "runpod"), "NVIDIA H100 80GB HBM3", 80), c);
+  JobSpec spec = Spec("eval");
+  spec.resources.gpus = 1;
+  spec.resources.gpu_memory_bytes = 20 * kGiB;
+  spec.runtime = absl::Hours(4);  // 2 h on an H100
+  spec.placement = PlacementPolicy::kCloudOnly;
+  const size_t jobs_before = scheduler_->ListJobs({}).jobs.size();
+  auto d = scheduler_->Estimate(spec);
+  ASSERT_THAT(d, IsOk());
+  EXPECT_EQ(scheduler_->ListJobs({}).jobs.size(), jobs_before);
+  EXPECT_TRUE(d->placed);
+  ASSERT_THAT(d->options, SizeIs(3));
+  EXPECT_EQ(d->options[0].node, "spot");  // runpod's catalog rate: 0.05 an hour
+  const double hours = std::expm1(0.05 * 2) / 0.05;
+  EXPECT_NEAR(absl::ToDoubleHours(d->options[0].runtime), hours, 1e-6);
+  EXPECT_NEAR(d->options[0].cost, hours * 1.0, 1e-6);
+  EXPECT_EQ(d->options[1].node, "od");
+  EXPECT_EQ(d->options[1].verdict, OptionVerdict::kDearer);
+  EXPECT_EQ(d->options[2].node, "ws");
+  EXPECT_EQ(d->options[2].verdict, OptionVerdict::kTooSmall);
+  // A bad spec is refused as Submit refuses it.
+  spec.run.clear();
+  EXPECT_THAT(scheduler_->Estimate(spec), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 }  // namespace
 }  // namespace sched
