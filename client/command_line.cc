@@ -22,8 +22,9 @@ const std::map<std::string, std::string>& UsageLines() {
   static const auto* lines = new std::map<std::string, std::string>{
       {"",
        "schedctl [--server ADDR] [--timeout DURATION] "
-       "submit|get|describe|logs|cancel|cordon|uncordon|drain|budget|cost ..."},
+       "submit|estimate|get|describe|logs|cancel|cordon|uncordon|drain|budget|cost ..."},
       {"submit", "schedctl submit -f FILE|- [--request-id ID]"},
+      {"estimate", "schedctl estimate -f FILE|- [-o json|yaml]"},
       {"get",
        "schedctl get jobs|job [ID]|nodes|node [NAME] [-o wide|json|yaml] [-w] "
        "[--state STATE]... [--project P] [--limit N]"},
@@ -130,6 +131,7 @@ struct RawArgs {
   std::string budget_get_project;
   CostReportArgs cost_report;
   CostAdviceArgs cost_advise;
+  EstimateArgs estimate;
 };
 
 absl::StatusOr<GetArgs> MakeGetArgs(const RawArgs& raw, bool has_limit) {
@@ -186,6 +188,11 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
   submit->add_option("--request-id", raw.submit.request_id,
                      "idempotency key; a retry with the same key makes no second job "
                      "(default: a random UUID)");
+
+  CLI::App* estimate = app.add_subcommand(
+      "estimate", "Where a job would go now, when it would start and finish, what it would cost");
+  estimate->add_option("-f,--filename", raw.estimate.file, "job.yaml, or - for stdin")->required();
+  estimate->add_option("-o,--output", raw.output, "json or yaml");
 
   CLI::App* get = app.add_subcommand("get", "List jobs or nodes, or show one");
   get->add_option("resource", raw.resource, "jobs|job|nodes|node")->required();
@@ -288,6 +295,13 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
   absl::Status status;
   if (sub == submit) {
     inv.command = raw.submit;
+  } else if (sub == estimate) {
+    absl::StatusOr<OutputFormat> output = ParseOutput(raw.output);
+    status = output.status();
+    if (output.ok() && *output == OutputFormat::kWide) {
+      status = absl::InvalidArgumentError("-o: expected json or yaml");
+    }
+    if (status.ok()) inv.command = EstimateArgs{raw.estimate.file, *output};
   } else if (sub == get) {
     absl::StatusOr<GetArgs> args = MakeGetArgs(raw, limit->count() > 0);
     status = args.status();

@@ -12,7 +12,7 @@
 namespace sched::client {
 
 using CommandArgs =
-    std::variant<SubmitArgs, GetArgs, DescribeArgs, LogsArgs, CancelArgs, NodeActionArgs,
+    std::variant<SubmitArgs, EstimateArgs, GetArgs, DescribeArgs, LogsArgs, CancelArgs, NodeActionArgs,
                  BudgetSetArgs, BudgetGetArgs, CostReportArgs, CostAdviceArgs>;
 
 struct Invocation {

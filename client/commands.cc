@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "client/decision_view.h"
 #include "client/describe.h"
 #include "client/job_spec_yaml.h"
 #include "client/resource_view.h"
@@ -119,18 +120,36 @@ absl::Status PrintDocument(const google::protobuf::Message& message, OutputForma
   return absl::OkStatus();
 }
 
-absl::Status RunSubmit(const SubmitArgs& args, CommandContext& ctx) {
-  SCHED_ASSIGN_OR_RETURN(std::string text, ReadSpecFile(args.file, ctx.in));
+namespace {
+
+// The job spec in `file` ("-": stdin); a parse error names the file.
+absl::StatusOr<sched::v1::JobSpec> ReadSpec(const std::string& file, CommandContext& ctx) {
+  SCHED_ASSIGN_OR_RETURN(std::string text, ReadSpecFile(file, ctx.in));
   absl::StatusOr<sched::v1::JobSpec> spec = ParseJobSpecYaml(text);
   if (!spec.ok()) {
-    return absl::Status(spec.status().code(), absl::StrCat(args.file == "-" ? "<stdin>" : args.file,
-                                                           ": ", spec.status().message()));
+    return absl::Status(spec.status().code(), absl::StrCat(file == "-" ? "<stdin>" : file, ": ",
+                                                           spec.status().message()));
   }
+  return spec;
+}
+
+}  // namespace
+
+absl::Status RunSubmit(const SubmitArgs& args, CommandContext& ctx) {
+  SCHED_ASSIGN_OR_RETURN(sched::v1::JobSpec spec, ReadSpec(args.file, ctx));
   const std::string request_id = args.request_id.empty() ? NewUuidV4(ctx.random) : args.request_id;
   SCHED_ASSIGN_OR_RETURN(sched::v1::SubmitJobResponse response,
-                         ctx.client.SubmitJob(*spec, request_id));
+                         ctx.client.SubmitJob(spec, request_id));
   ctx.out << "job/" << response.job().id() << " submitted"
           << (response.existing() ? " (existing)" : "") << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunEstimate(const EstimateArgs& args, CommandContext& ctx) {
+  SCHED_ASSIGN_OR_RETURN(sched::v1::JobSpec spec, ReadSpec(args.file, ctx));
+  SCHED_ASSIGN_OR_RETURN(sched::v1::EstimateJobResponse response, ctx.client.EstimateJob(spec));
+  if (!IsTable(args.output)) return PrintDocument(response, args.output, false, ctx.out);
+  PrintEstimate(response.decision(), ctx.out);
   return absl::OkStatus();
 }
 

@@ -40,6 +40,13 @@ struct SubmitArgs {
 // Prints "job/<id> submitted", with " (existing)" when the request id matched an earlier submit.
 absl::Status RunSubmit(const SubmitArgs& args, CommandContext& ctx);
 
+struct EstimateArgs {
+  std::string file;  // "-": read `in`
+  OutputFormat output = OutputFormat::kTable;
+};
+// Where the job in `file` would go now, ranked with every node's figures; submits nothing.
+absl::Status RunEstimate(const EstimateArgs& args, CommandContext& ctx);
+
 struct GetArgs {
   ResourceKind kind = ResourceKind::kJob;
   std::string name;  // empty: list

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "client/decision_view.h"
 #include "client/resource_view.h"
 #include "client/table.h"
 #include "client/units.h"
@@ -236,6 +237,26 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
                                   spent->leases(), spent->leases() == 1 ? "" : "s",
                                   spent->hours()),
             1);
+  }
+  if (job.has_decision()) {
+    const sched::v1::Decision& d = job.decision();
+    w.Section("Decision");
+    w.Field("Decided", TimeField(d.decide_time(), now), 1);
+    w.Field("Outcome", d.placed() ? "placed" : "waiting", 1);
+    w.Field("Why", d.summary(), 1);
+    w.Field("Weighed",
+            d.nodes_not_shown() > 0
+                ? absl::StrCat(d.nodes_considered(), " (", d.nodes_not_shown(), " not shown)")
+                : absl::StrCat(d.nodes_considered()),
+            1);
+    if (!d.options().empty()) {
+      std::ostringstream table;
+      PrintDecisionTable(d, 0, table);
+      std::string text = table.str();
+      text.pop_back();  // the last newline
+      w.Section("Options", 1);
+      w.Text(text, 2);
+    }
   }
   if (spec.env().empty()) {
     w.Field("Env", "<none>");

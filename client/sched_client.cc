@@ -54,6 +54,13 @@ absl::StatusOr<sched::v1::SubmitJobResponse> SchedClient::SubmitJob(const sched:
   }
 }
 
+absl::StatusOr<sched::v1::EstimateJobResponse> SchedClient::EstimateJob(
+    const sched::v1::JobSpec& spec) {
+  sched::v1::EstimateJobRequest request;
+  *request.mutable_spec() = spec;
+  return Unary(*jobs_, &sched::v1::JobService::Stub::EstimateJob, request);
+}
+
 absl::StatusOr<Job> SchedClient::GetJob(const std::string& job_id) {
   sched::v1::GetJobRequest request;
   request.set_job_id(job_id);

@@ -39,6 +39,7 @@ absl::Status Dispatch(const CommandArgs& command, CommandContext& ctx) {
       [&](const auto& args) -> absl::Status {
         using T = std::decay_t<decltype(args)>;
         if constexpr (std::is_same_v<T, SubmitArgs>) return RunSubmit(args, ctx);
+        if constexpr (std::is_same_v<T, EstimateArgs>) return RunEstimate(args, ctx);
         if constexpr (std::is_same_v<T, GetArgs>) return RunGet(args, ctx);
         if constexpr (std::is_same_v<T, DescribeArgs>) return RunDescribe(args, ctx);
         if constexpr (std::is_same_v<T, LogsArgs>) return RunLogs(args, ctx);

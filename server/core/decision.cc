@@ -59,6 +59,12 @@ int BestWhere(absl::Span<const Candidate> cs, Pred pred, Less less) {
   return best;
 }
 
+// A duration for people: whole minutes, or whole seconds under a minute.
+std::string Span(absl::Duration d) {
+  return absl::FormatDuration(
+      absl::Trunc(d, d < absl::Minutes(1) ? absl::Seconds(1) : absl::Minutes(1)));
+}
+
 std::string Dollars(double d) { return absl::StrFormat("$%.2f", d); }
 
 std::string When(absl::Time t) {
@@ -98,7 +104,7 @@ std::string Reason(const DecisionRules& rules, absl::Time now, const Choice& cho
         return absl::StrCat("room now; expected to finish ", When(c.finish), " for about ",
                             Dollars(c.cost));
       }
-      return absl::StrCat("busy; expected room in ", absl::FormatDuration(c.start - now),
+      return absl::StrCat("busy; expected room in ", Span(c.start - now),
                           ", finish ", When(c.finish), ", about ", Dollars(c.cost));
     case OptionVerdict::kTooSmall:
       return WhyNeverFits(r, c.node->record.caps);
@@ -171,7 +177,7 @@ std::string Summary(const DecisionRules& rules, absl::Time now, const Choice& ch
   std::string s;
   if (choice.wait) {
     s = absl::StrCat("waiting for ", Where(c), ": room expected in ",
-                     absl::FormatDuration(c.start - now), ", finish ", When(c.finish),
+                     Span(c.start - now), ", finish ", When(c.finish),
                      ", about ", Dollars(c.cost));
     const int now_best = BestWhere(cs, [](const Candidate& o) {
       return o.fits_now && (o.verdict == OptionVerdict::kDearer || o.verdict == OptionVerdict::kLater ||

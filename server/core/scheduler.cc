@@ -824,6 +824,16 @@ void Scheduler::RefreshNodeFacts(NodeEntry& entry) {
 
 namespace {
 
+// Says in a decision's summary where the runtime came from, when it was not given.
+void NoteRuntimeBasis(const Scheduler::Work& work, std::string& summary) {
+  if (!work.known) {
+    absl::StrAppend(&summary, "; no runtime given or learned: ", absl::FormatDuration(work.plain),
+                    " assumed");
+  } else if (work.from_history) {
+    absl::StrAppend(&summary, "; runtime learned from earlier runs");
+  }
+}
+
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -1147,12 +1157,7 @@ std::optional<Placement> Scheduler::PlaceWithin(Job& job, const std::vector<cons
   Fits(job.spec.resources, *p.node, &p.gpu_indexes);
   if (record != nullptr) {
     *record = RecordDecision(rules, now, choice, cs, job.spec.resources, options_.decision_options);
-    if (!work.known) {
-      absl::StrAppend(&record->summary, "; no runtime given or learned: ",
-                      absl::FormatDuration(work.plain), " assumed");
-    } else if (work.from_history) {
-      absl::StrAppend(&record->summary, "; runtime learned from earlier runs");
-    }
+    NoteRuntimeBasis(work, record->summary);
   }
   return p;
 }
@@ -1181,12 +1186,7 @@ absl::StatusOr<Decision> Scheduler::Estimate(JobSpec spec) const {
   const DecisionRules rules = RulesOf(job);
   const Choice choice = Decide(rules, now, absl::MakeSpan(cs));
   Decision d = RecordDecision(rules, now, choice, cs, job.spec.resources, cs.size());
-  if (!work.known) {
-    absl::StrAppend(&d.summary, "; no runtime given or learned: ",
-                    absl::FormatDuration(work.plain), " assumed");
-  } else if (work.from_history) {
-    absl::StrAppend(&d.summary, "; runtime learned from earlier runs");
-  }
+  NoteRuntimeBasis(work, d.summary);
   return d;
 }
 

@@ -196,6 +196,14 @@ class Scheduler {
   SchedulerStats Stats() const;
   const SchedulerOptions& options() const { return options_; }
 
+  // How much work a job is, for the runtime on any node: learned or given once, scaled per node.
+  struct Work {
+    bool known = false;         // given in the spec or learned from history
+    bool from_history = false;
+    double gpu_work_hours = 0;  // hours on one reference GPU; 0: cannot be scaled
+    absl::Duration plain;       // as given or learned, unscaled
+  };
+
  private:
   struct NodeEntry {
     Node node;
@@ -206,13 +214,6 @@ class Scheduler {
     absl::btree_map<PendingQueue::Key, Job*> waiting;
   };
 
-  // How much work a job is, for the runtime on any node: learned or given once, scaled per node.
-  struct Work {
-    bool known = false;         // given in the spec or learned from history
-    bool from_history = false;
-    double gpu_work_hours = 0;  // hours on one reference GPU; 0: cannot be scaled
-    absl::Duration plain;       // as given or learned, unscaled
-  };
 
   // Successful runs of one (project, name), newest last: hours on one reference GPU (0 when the
   // GPU was unknown or there was none) and wall-clock hours.

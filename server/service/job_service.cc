@@ -297,6 +297,18 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
   return reactor;
 }
 
+grpc::ServerUnaryReactor* JobServiceImpl::EstimateJob(grpc::CallbackServerContext* ctx,
+                                                      const v1::EstimateJobRequest* req,
+                                                      v1::EstimateJobResponse* resp) {
+  absl::Status status = [&]() -> absl::Status {
+    SCHED_ASSIGN_OR_RETURN(JobSpec spec, JobSpecFromProto(req->spec()));
+    SCHED_ASSIGN_OR_RETURN(Decision decision, scheduler_->Estimate(std::move(spec)));
+    DecisionToProto(decision, resp->mutable_decision());
+    return absl::OkStatus();
+  }();
+  return Reply<v1::EstimateJobResponse>(ctx, status);
+}
+
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
                                                  const v1::GetJobRequest* req, v1::Job* resp) {
   absl::StatusOr<Job> job = scheduler_->GetJob(req->job_id());

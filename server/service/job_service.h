@@ -24,6 +24,9 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::WatchJobsRequest* req) override;
   grpc::ServerWriteReactor<v1::LogChunk>* GetJobLogs(grpc::CallbackServerContext* ctx,
                                                      const v1::GetJobLogsRequest* req) override;
+  grpc::ServerUnaryReactor* EstimateJob(grpc::CallbackServerContext* ctx,
+                                        const v1::EstimateJobRequest* req,
+                                        v1::EstimateJobResponse* resp) override;
 
  private:
   Scheduler* const scheduler_;
