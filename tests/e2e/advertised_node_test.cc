@@ -1,8 +1,6 @@
 // The real binaries: a sched-agent on this GPU-less machine advertises two RTX 4090s as a
 // Vast.ai spot node at $0.40/h; schedctl shows them marked, a job that fits gets an advertised
 // GPU through CUDA_VISIBLE_DEVICES, and a job asking more memory per GPU than they have waits.
-#include <sys/wait.h>
-
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -23,6 +21,8 @@ namespace {
 using ::sched::testing::BinaryPath;
 using ::sched::testing::MakeTempDir;
 using ::sched::testing::PickFreePort;
+using ::sched::testing::RunShell;
+using ::sched::testing::ShellOutput;
 using ::sched::testing::Subprocess;
 using ::sched::testing::WaitForPort;
 using ::testing::ElementsAre;
@@ -30,23 +30,6 @@ using ::testing::HasSubstr;
 
 constexpr char kNode[] = "demo-4090";
 
-struct Output {
-  int exit_code = -1;
-  std::string text;  // stdout and stderr
-};
-
-// Runs a shell command line to its end.
-Output Shell(const std::string& command) {
-  Output out;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) out.text.append(buf, n);
-  const int status = pclose(pipe);
-  if (WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
-  return out;
-}
 
 class AdvertisedNodeTest : public ::testing::Test {
  protected:
@@ -68,7 +51,7 @@ class AdvertisedNodeTest : public ::testing::Test {
         dir_ + "/agent.log");
     for (int i = 0; i < 200; ++i) {
       v1::Node node;
-      const Output r = Ctl(absl::StrCat("get node ", kNode, " -o json"));
+      const ShellOutput r = Ctl(absl::StrCat("get node ", kNode, " -o json"));
       if (r.exit_code == 0 && google::protobuf::util::JsonStringToMessage(r.text, &node).ok() &&
           node.state() == v1::NODE_STATE_READY) {
         return;
@@ -81,17 +64,17 @@ class AdvertisedNodeTest : public ::testing::Test {
   void TearDown() override {
     agent_.reset();
     schedd_.reset();
-    if (!HasFailure()) Shell("rm -rf " + dir_);
+    if (!HasFailure()) RunShell("rm -rf " + dir_);
   }
 
-  Output Ctl(const std::string& args) {
-    return Shell(absl::StrCat(BinaryPath("schedctl"), " --server ", address_, " ", args));
+  ShellOutput Ctl(const std::string& args) {
+    return RunShell(absl::StrCat(BinaryPath("schedctl"), " --server ", address_, " ", args));
   }
 
   std::string Submit(const std::string& name, const std::string& yaml) {
     const std::string path = dir_ + "/" + name + ".yaml";
     std::ofstream(path) << yaml;
-    const Output r = Ctl("submit -f " + path);
+    const ShellOutput r = Ctl("submit -f " + path);
     EXPECT_EQ(r.exit_code, 0) << r.text;
     const std::string prefix = "job/";
     if (!absl::StartsWith(r.text, prefix) || r.text.size() < prefix.size() + 16) return "";
@@ -100,7 +83,7 @@ class AdvertisedNodeTest : public ::testing::Test {
 
   v1::Job GetJob(const std::string& id) {
     v1::Job job;
-    const Output r = Ctl("get job " + id + " -o json");
+    const ShellOutput r = Ctl("get job " + id + " -o json");
     EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.text, &job).ok()) << r.text;
     return job;
   }
@@ -122,7 +105,7 @@ class AdvertisedNodeTest : public ::testing::Test {
 };
 
 TEST_F(AdvertisedNodeTest, ListedMarkedAndGivenToAJobThatFits) {
-  const Output wide = Ctl("get nodes -o wide");
+  const ShellOutput wide = Ctl("get nodes -o wide");
   ASSERT_EQ(wide.exit_code, 0) << wide.text;
   // NAME STATE CPUS MEMORY GPUS PROVIDER PRICE/H JOBS AGE SPOT ...
   EXPECT_THAT(wide.text, HasSubstr("   2xRTX4090 24GB*   vastai*    $0.40     0      "))
@@ -131,12 +114,12 @@ TEST_F(AdvertisedNodeTest, ListedMarkedAndGivenToAJobThatFits) {
   EXPECT_THAT(wide.text, HasSubstr("   yes    -        -               ")) << wide.text;
   EXPECT_THAT(wide.text, HasSubstr("\n* advertised: given to the agent")) << wide.text;
 
-  const Output describe = Ctl(absl::StrCat("describe node ", kNode));
+  const ShellOutput describe = Ctl(absl::StrCat("describe node ", kNode));
   EXPECT_THAT(describe.text, HasSubstr("Provider:        vastai (advertised)\n")) << describe.text;
   EXPECT_THAT(describe.text, HasSubstr("GPUs (advertised):\n")) << describe.text;
 
   v1::Node node;
-  const Output json = Ctl(absl::StrCat("get node ", kNode, " -o json"));
+  const ShellOutput json = Ctl(absl::StrCat("get node ", kNode, " -o json"));
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.text, &node).ok()) << json.text;
   EXPECT_TRUE(node.capabilities().spot());
   EXPECT_EQ(node.capabilities().gpu_detection(), "advertised");
@@ -157,7 +140,7 @@ resources: {gpus: 1, gpu_memory: 20GB, cpus: 0.1}
   EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString();
   EXPECT_EQ(done.node(), kNode);
   ASSERT_EQ(done.gpu_indexes_size(), 1);
-  const Output logs = Ctl("logs " + fits);
+  const ShellOutput logs = Ctl("logs " + fits);
   EXPECT_EQ(logs.text, absl::StrCat("gpus=[", done.gpu_indexes(0), "]\n"));
 
   const v1::Job waiting = GetJob(too_big);

@@ -4,8 +4,6 @@
 // them, a job too big for home goes to the cheapest cloud node and describe says why, a job
 // without a deadline waits for the busy workstation while one with a deadline bursts, and
 // cost advise weighs upgrades against what the too-big job cost.
-#include <sys/wait.h>
-
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -30,27 +28,13 @@ namespace {
 using ::sched::testing::BinaryPath;
 using ::sched::testing::MakeTempDir;
 using ::sched::testing::PickFreePort;
+using ::sched::testing::RunShell;
+using ::sched::testing::ShellOutput;
 using ::sched::testing::Subprocess;
 using ::sched::testing::WaitForPort;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-struct Output {
-  int exit_code = -1;
-  std::string text;  // stdout and stderr
-};
-
-Output Shell(const std::string& command) {
-  Output out;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) out.text.append(buf, n);
-  const int status = pclose(pipe);
-  if (WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
-  return out;
-}
 
 // 13B parameters, LoRA in bf16: about 41 GiB of GPU memory, more than the RTX 4090's 24.
 constexpr char kBigJob[] = R"(name: finetune-13b
@@ -81,7 +65,7 @@ class CostBrainTest : public ::testing::Test {
     Agent("vast-h100", {"--advertise_gpus=NVIDIA H100 80GB HBM3:80GB", "--provider=vastai",
                         "--price_per_hour=1.80", "--spot=true"});
     for (int i = 0; i < 200; ++i) {
-      const Output r = Ctl("get nodes");
+      const ShellOutput r = Ctl("get nodes");
       if (r.exit_code == 0 && Count(r.text, "READY") == 3) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
@@ -90,7 +74,7 @@ class CostBrainTest : public ::testing::Test {
 
   void TearDown() override {
     while (!procs_.empty()) procs_.pop_back();  // agents first, schedd last
-    if (!HasFailure()) Shell("rm -rf " + dir_);
+    if (!HasFailure()) RunShell("rm -rf " + dir_);
   }
 
   void Agent(const std::string& name, std::vector<std::string> flags) {
@@ -107,8 +91,8 @@ class CostBrainTest : public ::testing::Test {
     return n;
   }
 
-  Output Ctl(const std::string& args) {
-    return Shell(absl::StrCat(BinaryPath("schedctl"), " --server ", address_, " ", args));
+  ShellOutput Ctl(const std::string& args) {
+    return RunShell(absl::StrCat(BinaryPath("schedctl"), " --server ", address_, " ", args));
   }
 
   std::string File(const std::string& name, const std::string& yaml) {
@@ -118,7 +102,7 @@ class CostBrainTest : public ::testing::Test {
   }
 
   std::string Submit(const std::string& name, const std::string& yaml) {
-    const Output r = Ctl("submit -f " + File(name, yaml));
+    const ShellOutput r = Ctl("submit -f " + File(name, yaml));
     EXPECT_EQ(r.exit_code, 0) << r.text;
     if (!absl::StartsWith(r.text, "job/") || r.text.size() < 20) return "";
     return r.text.substr(4, 16);
@@ -126,7 +110,7 @@ class CostBrainTest : public ::testing::Test {
 
   v1::Job GetJob(const std::string& id) {
     v1::Job job;
-    const Output r = Ctl("get job " + id + " -o json");
+    const ShellOutput r = Ctl("get job " + id + " -o json");
     EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.text, &job).ok()) << r.text;
     return job;
   }
@@ -149,7 +133,7 @@ class CostBrainTest : public ::testing::Test {
 };
 
 TEST_F(CostBrainTest, EstimateRanksEveryNodeWithItsFigures) {
-  const Output table = Ctl("estimate -f " + File("big", kBigJob));
+  const ShellOutput table = Ctl("estimate -f " + File("big", kBigJob));
   ASSERT_EQ(table.exit_code, 0) << table.text;
   // 6 h on an A100 is 3 h on an H100 (throughput 2.0); Vast.ai spot loses (e^0.24 - 1)/0.08 =
   // 3.39 h to expected preemptions: $6.10 against the A100's 6 h x $1.59 = $9.54.
@@ -167,7 +151,7 @@ TEST_F(CostBrainTest, EstimateRanksEveryNodeWithItsFigures) {
   EXPECT_THAT(lines[5], HasSubstr("too-small   needs 41 GiB of GPU memory, the largest GPU has "
                                   "24 GiB"));
   v1::EstimateJobResponse json;
-  const Output j = Ctl("estimate -o json -f " + File("big", kBigJob));
+  const ShellOutput j = Ctl("estimate -o json -f " + File("big", kBigJob));
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(j.text, &json).ok()) << j.text;
   EXPECT_TRUE(json.decision().placed());
   EXPECT_EQ(json.decision().local_blocker(), "too-small");
@@ -176,7 +160,7 @@ TEST_F(CostBrainTest, EstimateRanksEveryNodeWithItsFigures) {
   // Nothing was queued.
   EXPECT_EQ(Ctl("get jobs").text, "ID   NAME   PROJECT   STATE   NODE   ATTEMPT   AGE\n");
   // A spec the server refuses is refused here too.
-  const Output bad = Ctl("estimate -f " + File("bad", "name: x\nrun: x\ndeadline: -1h\n"));
+  const ShellOutput bad = Ctl("estimate -f " + File("bad", "name: x\nrun: x\ndeadline: -1h\n"));
   EXPECT_NE(bad.exit_code, 0);
 }
 
@@ -187,7 +171,7 @@ TEST_F(CostBrainTest, TooBigForHomeGoesToTheCheapestCloudNodeAndSaysWhy) {
       WaitFor(id, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_SUCCEEDED; });
   ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.DebugString();
   EXPECT_EQ(done.node(), "vast-h100");
-  const Output describe = Ctl("describe job " + id);
+  const ShellOutput describe = Ctl("describe job " + id);
   EXPECT_THAT(describe.text, HasSubstr("Decision:\n  Decided:"));
   EXPECT_THAT(describe.text, HasSubstr("  Outcome:     placed\n"));
   EXPECT_THAT(describe.text, HasSubstr("  Why:         on vast-h100 (vastai, spot): expected"));
@@ -195,7 +179,7 @@ TEST_F(CostBrainTest, TooBigForHomeGoesToTheCheapestCloudNodeAndSaysWhy) {
   EXPECT_THAT(describe.text, HasSubstr("too-small   needs 41 GiB of GPU memory"));
 
   // The upgrade advice sees the cloud run the workstation was too small for.
-  const Output advise = Ctl("cost advise --days 7");
+  const ShellOutput advise = Ctl("cost advise --days 7");
   ASSERT_EQ(advise.exit_code, 0) << advise.text;
   EXPECT_THAT(advise.text, HasSubstr("of it because no local machine was big enough (1 run)"))
       << advise.text;

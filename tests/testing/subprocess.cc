@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <thread>
@@ -115,6 +116,18 @@ std::string MakeTempDir(const std::string& prefix) {
   char* made = mkdtemp(templ.data());
   if (made == nullptr) throw std::runtime_error("mkdtemp failed");
   return made;
+}
+
+ShellOutput RunShell(const std::string& command) {
+  ShellOutput out;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) out.text.append(buf, n);
+  const int status = pclose(pipe);
+  if (WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
+  return out;
 }
 
 }  // namespace sched::testing

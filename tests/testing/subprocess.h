@@ -35,4 +35,11 @@ std::string BinaryPath(const std::string& name);
 // A fresh empty folder under /tmp.
 std::string MakeTempDir(const std::string& prefix);
 
+struct ShellOutput {
+  int exit_code = -1;  // -1: did not exit normally
+  std::string text;    // stdout and stderr together
+};
+// Runs `command` with /bin/sh to its end.
+ShellOutput RunShell(const std::string& command);
+
 }  // namespace sched::testing
