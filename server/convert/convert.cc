@@ -190,6 +190,8 @@ void DecisionToProto(const Decision& d, v1::Decision* out) {
     if (o.runtime < absl::InfiniteDuration()) p->set_runtime_seconds(absl::ToDoubleSeconds(o.runtime));
     p->set_price_per_hour(o.price_per_hour);
     if (std::isfinite(o.cost)) p->set_cost(o.cost);
+    p->set_deferred(o.deferred);
+    p->set_cost_if_started_at_once(o.cost_at_earliest);
     p->set_verdict(std::string(OptionVerdictName(o.verdict)));
     p->set_reason(o.reason);
   }
@@ -215,6 +217,8 @@ absl::StatusOr<Decision> DecisionFromProto(const v1::Decision& in) {
     o.runtime = absl::Seconds(p.runtime_seconds());
     o.price_per_hour = p.price_per_hour();
     o.cost = p.cost();
+    o.deferred = p.deferred();
+    o.cost_at_earliest = p.cost_if_started_at_once();
     bool known = false;
     for (int v = 0; v <= static_cast<int>(OptionVerdict::kLater) && !known; ++v) {
       if (OptionVerdictName(static_cast<OptionVerdict>(v)) == p.verdict()) {
@@ -286,6 +290,29 @@ absl::StatusOr<Job> JobFromProto(const v1::Job& in) {
   return job;
 }
 
+void PriceScheduleToProto(const cost::PriceSchedule& schedule, v1::PriceSchedule* out) {
+  for (const cost::PriceWindow& w : schedule.windows) {
+    v1::PriceWindow* pw = out->add_windows();
+    pw->set_start_minute(static_cast<uint32_t>(w.start_minute));
+    pw->set_end_minute(static_cast<uint32_t>(w.end_minute));
+    pw->set_dollars_per_hour(w.usd_per_hour);
+  }
+  out->set_utc_offset_minutes(schedule.utc_offset_minutes);
+}
+
+absl::StatusOr<cost::PriceSchedule> PriceScheduleFromProto(const v1::PriceSchedule& in) {
+  cost::PriceSchedule schedule;
+  // Minutes past a day stay past it (and are refused below) rather than wrap to negative.
+  const auto minute = [](uint32_t m) { return static_cast<int32_t>(std::min(m, 1u << 20)); };
+  for (const v1::PriceWindow& w : in.windows()) {
+    schedule.windows.push_back(
+        {minute(w.start_minute()), minute(w.end_minute()), w.dollars_per_hour()});
+  }
+  schedule.utc_offset_minutes = in.utc_offset_minutes();
+  SCHED_RETURN_IF_ERROR(cost::ValidatePriceSchedule(schedule));
+  return schedule;
+}
+
 void CapabilitiesToProto(const NodeCapabilities& caps, v1::Capabilities* out) {
   out->set_cpus(caps.cpu_millis / 1000.0);
   out->set_memory_bytes(caps.memory_bytes);
@@ -312,16 +339,8 @@ void CapabilitiesToProto(const NodeCapabilities& caps, v1::Capabilities* out) {
     lp->set_energy_dollars_per_hour(p.energy_dollars_per_hour);
     lp->set_amortization_dollars_per_hour(p.amortization_dollars_per_hour);
   }
-  const cost::PriceSchedule& schedule = caps.price_schedule;
-  if (!schedule.empty() || schedule.utc_offset_minutes != 0) {
-    v1::PriceSchedule* ps = out->mutable_price_schedule();
-    for (const cost::PriceWindow& w : schedule.windows) {
-      v1::PriceWindow* pw = ps->add_windows();
-      pw->set_start_minute(static_cast<uint32_t>(w.start_minute));
-      pw->set_end_minute(static_cast<uint32_t>(w.end_minute));
-      pw->set_dollars_per_hour(w.usd_per_hour);
-    }
-    ps->set_utc_offset_minutes(schedule.utc_offset_minutes);
+  if (!caps.price_schedule.empty() || caps.price_schedule.utc_offset_minutes != 0) {
+    PriceScheduleToProto(caps.price_schedule, out->mutable_price_schedule());
   }
   for (const std::string& field : caps.advertised) out->add_advertised(field);
   for (const auto& [k, v] : caps.labels) (*out->mutable_labels())[k] = v;
@@ -372,16 +391,12 @@ absl::StatusOr<NodeCapabilities> CapabilitiesFromProto(const v1::Capabilities& i
                                   p.energy_dollars_per_hour(),
                                   p.amortization_dollars_per_hour()};
   }
-  // Minutes past a day stay past it (and are refused below) rather than wrap to negative.
-  const auto minute = [](uint32_t m) { return static_cast<int32_t>(std::min(m, 1u << 20)); };
-  for (const v1::PriceWindow& w : in.price_schedule().windows()) {
-    caps.price_schedule.windows.push_back(
-        {minute(w.start_minute()), minute(w.end_minute()), w.dollars_per_hour()});
+  absl::StatusOr<cost::PriceSchedule> schedule = PriceScheduleFromProto(in.price_schedule());
+  if (!schedule.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("capabilities.price_schedule: ", schedule.status().message()));
   }
-  caps.price_schedule.utc_offset_minutes = in.price_schedule().utc_offset_minutes();
-  if (absl::Status s = cost::ValidatePriceSchedule(caps.price_schedule); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("capabilities.price_schedule: ", s.message()));
-  }
+  caps.price_schedule = *std::move(schedule);
   caps.advertised.assign(in.advertised().begin(), in.advertised().end());
   caps.labels.insert(in.labels().begin(), in.labels().end());
   caps.hostname = in.hostname();

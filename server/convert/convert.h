@@ -36,6 +36,9 @@ absl::StatusOr<Decision> DecisionFromProto(const v1::Decision& d);
 void JobToProto(const Job& job, v1::Job* out);
 absl::StatusOr<Job> JobFromProto(const v1::Job& job);
 
+void PriceScheduleToProto(const cost::PriceSchedule& schedule, v1::PriceSchedule* out);
+// INVALID_ARGUMENT for a schedule cost::ValidatePriceSchedule refuses.
+absl::StatusOr<cost::PriceSchedule> PriceScheduleFromProto(const v1::PriceSchedule& in);
 void CapabilitiesToProto(const NodeCapabilities& caps, v1::Capabilities* out);
 absl::StatusOr<NodeCapabilities> CapabilitiesFromProto(const v1::Capabilities& caps);
 void NodeToProto(const Node& node, v1::Node* out);

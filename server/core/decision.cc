@@ -100,6 +100,11 @@ std::string Reason(const DecisionRules& rules, absl::Time now, const Choice& cho
   const Candidate* chosen = choice.chosen >= 0 ? &cs[choice.chosen] : nullptr;
   switch (c.verdict) {
     case OptionVerdict::kChosen:
+      if (c.deferred) {
+        return absl::StrCat("cheaper window: start ", When(c.start), ", finish ", When(c.finish),
+                            ", about ", Dollars(c.cost), " (", Dollars(c.cost_at_earliest),
+                            " if started at once)");
+      }
       if (c.fits_now) {
         return absl::StrCat("room now; expected to finish ", When(c.finish), " for about ",
                             Dollars(c.cost));
@@ -175,7 +180,11 @@ std::string Summary(const DecisionRules& rules, absl::Time now, const Choice& ch
   }
   const Candidate& c = cs[choice.chosen];
   std::string s;
-  if (choice.wait) {
+  if (choice.wait && c.deferred) {
+    s = absl::StrCat("waiting for the cheaper window on ", Where(c), ": start ", When(c.start),
+                     ", finish ", When(c.finish), ", about ", Dollars(c.cost), ", saving ",
+                     Dollars(c.cost_at_earliest - c.cost), " against starting at once");
+  } else if (choice.wait) {
     s = absl::StrCat("waiting for ", Where(c), ": room expected in ",
                      Span(c.start - now), ", finish ", When(c.finish),
                      ", about ", Dollars(c.cost));
@@ -253,9 +262,26 @@ Choice Decide(const DecisionRules& rules, absl::Time now, absl::Span<Candidate> 
     c.expected_runtime =
         c.spot ? ExpectedWithPreemption(c.runtime, c.preemptions_per_hour) : c.runtime;
     c.finish = c.start == absl::InfiniteFuture() ? absl::InfiniteFuture() : c.start + c.expected_runtime;
-    c.cost = c.expected_runtime == absl::InfiniteDuration()
-                 ? (c.price_per_hour > 0 ? HUGE_VAL : 0)
-                 : c.price_per_hour * absl::ToDoubleHours(c.expected_runtime);
+    c.deferred = false;
+    if (c.expected_runtime == absl::InfiniteDuration()) {
+      c.cost = c.price_per_hour > 0 ? HUGE_VAL : 0;
+    } else if (c.schedule == nullptr || c.schedule->empty() || c.start == absl::InfiniteFuture()) {
+      c.cost = c.price_per_hour * absl::ToDoubleHours(c.expected_runtime);
+    } else {
+      c.cost = cost::CostOver(*c.schedule, c.price_per_hour, c.start, c.expected_runtime);
+      if (rules.deadline != absl::InfiniteFuture()) {
+        const cost::StartChoice later =
+            cost::CheapestStart(*c.schedule, c.price_per_hour, c.start,
+                                rules.deadline - c.expected_runtime, c.expected_runtime);
+        if (later.start > c.start && later.cost < c.cost - kEps) {
+          c.deferred = true;
+          c.cost_at_earliest = c.cost;
+          c.start = later.start;
+          c.finish = later.start + c.expected_runtime;
+          c.cost = later.cost;
+        }
+      }
+    }
     if (c.local) {
       any_local = true;
       if (!c.too_small) all_local_too_small = false;
@@ -307,7 +333,7 @@ Choice Decide(const DecisionRules& rules, absl::Time now, absl::Span<Candidate> 
     return choice;
   }
   Candidate& chosen = cs[choice.chosen];
-  choice.wait = !chosen.fits_now;
+  choice.wait = !chosen.fits_now || chosen.deferred;
   for (Candidate& c : cs) {
     if (&c == &chosen || !eligible(c)) continue;
     if (choice.meets_deadline && !Meets(rules, c)) {
@@ -407,6 +433,8 @@ Decision RecordDecision(const DecisionRules& rules, absl::Time now, const Choice
     o.runtime = c.expected_runtime;
     o.price_per_hour = c.price_per_hour;
     o.cost = c.cost;
+    o.deferred = c.deferred;
+    o.cost_at_earliest = c.cost_at_earliest;
     o.verdict = c.verdict;
     o.reason = Reason(rules, now, choice, cs, c, resources);
     d.options.push_back(std::move(o));

@@ -9,6 +9,7 @@
 #include "server/core/job.h"
 #include "server/core/node.h"
 #include "server/core/placement.h"
+#include "server/cost/price_schedule.h"
 
 namespace sched {
 
@@ -31,6 +32,9 @@ struct Candidate {
   absl::Duration runtime = absl::ZeroDuration();
   double price_per_hour = 0;
   double preemptions_per_hour = 0;  // spot only
+  // Prices by time of day (null or empty: price_per_hour all day). With a deadline that leaves
+  // room, the start may be put off to a cheaper window.
+  const cost::PriceSchedule* schedule = nullptr;
   // Best fit, for ties: GPUs and CPU millis left free on the node if the job went there now.
   size_t gpus_left = 0;
   int64_t cpu_left = 0;
@@ -40,6 +44,10 @@ struct Candidate {
   absl::Time finish = absl::InfinitePast();
   absl::Duration expected_runtime = absl::ZeroDuration();  // preemption losses included
   double cost = 0;
+  // The start was put off to a cheaper window; cost_at_earliest is what starting as soon as
+  // possible would cost.
+  bool deferred = false;
+  double cost_at_earliest = 0;
   OptionVerdict verdict = OptionVerdict::kChosen;
 };
 
@@ -54,7 +62,8 @@ struct DecisionRules {
 
 struct Choice {
   int chosen = -1;    // index into the candidates; -1: no option at all
-  bool wait = false;  // the chosen node has no room now: the job waits for it
+  // The job waits for the chosen node: it has no room now, or a cheaper window comes later.
+  bool wait = false;
   bool meets_deadline = true;
   LocalBlocker local_blocker = LocalBlocker::kNone;
 };
@@ -73,6 +82,8 @@ absl::Duration ExpectedWithPreemption(absl::Duration runtime, double rate_per_ho
 //    node with room; else the cheapest. cheapest, local-only and cloud-only take the cheapest
 //    (ties: the earlier finish, then the local node, then best fit, then the name);
 //  - when none meets the deadline, the earliest finish.
+// A node with a price schedule costs the integral of its prices over the run; with a deadline,
+// its start is put off to the cheapest start that still meets it (cost::CheapestStart).
 Choice Decide(const DecisionRules& rules, absl::Time now, absl::Span<Candidate> candidates);
 
 // One line for people: what was decided and why, with the figures.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "server/cost/price_schedule.h"
 
 namespace sched {
 
@@ -94,6 +95,10 @@ struct DecisionOption {
   absl::Duration runtime = absl::ZeroDuration();
   double price_per_hour = 0;
   double cost = 0;  // expected dollars for `runtime`
+  // Put off to a cheaper time-of-day window: `start` is the window's, and starting as soon as
+  // possible would cost cost_at_earliest.
+  bool deferred = false;
+  double cost_at_earliest = 0;
   OptionVerdict verdict = OptionVerdict::kChosen;
   std::string reason;  // for people: "needs 40 GiB of GPU memory, has 24 GiB"
 };
@@ -146,6 +151,7 @@ struct Job {
   // the lease ends and its ledger entry is written.
   absl::Time lease_start = absl::InfinitePast();
   double lease_price_per_hour = 0;
+  cost::PriceSchedule lease_price_schedule;
   std::string lease_provider;
   // The last placement decision: set when the job is assigned, and while it waits by choice.
   Decision decision;

@@ -16,6 +16,7 @@ double LedgerEntry::CostWithin(absl::Time from, absl::Time to) const {
   const absl::Time a = std::max(start, from);
   const absl::Time b = std::min(end, to);
   if (b <= a) return 0;
+  if (!price_schedule.empty()) return cost::CostOver(price_schedule, price_per_hour, a, b - a);
   return price_per_hour * absl::ToDoubleHours(b - a);
 }
 

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "server/cost/price_schedule.h"
 
 namespace sched {
 
@@ -23,6 +24,8 @@ struct LedgerEntry {
   std::string node;
   std::string provider;
   double price_per_hour = 0;  // dollars, as the node advertised it when the job was assigned
+  // The node's prices by time of day then (empty: price_per_hour all day).
+  cost::PriceSchedule price_schedule;
   absl::Time start = absl::InfinitePast();
   absl::Time end = absl::InfinitePast();
 

@@ -702,6 +702,7 @@ LedgerEntry Scheduler::OpenEntry(const Job& job, absl::Time now) const {
   e.node = job.node;
   e.provider = job.lease_provider;
   e.price_per_hour = job.lease_price_per_hour;
+  e.price_schedule = job.lease_price_schedule;
   e.start = job.lease_start;
   e.end = std::max(now, job.lease_start);
   return e;
@@ -719,6 +720,7 @@ void Scheduler::MeterLease(Job& job, Outbox& out) {
   }
   job.lease_start = absl::InfinitePast();
   job.lease_price_per_hour = 0;
+  job.lease_price_schedule = {};
   job.lease_provider.clear();
 }
 
@@ -735,6 +737,7 @@ void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus,
   job.finished_by_agent = false;
   job.lease_start = clock_->Now();
   job.lease_price_per_hour = entry.node.record.caps.price_per_hour;
+  job.lease_price_schedule = entry.node.record.caps.price_schedule;
   job.lease_provider = entry.node.record.caps.provider;
   lease_expiry_[job.id] = clock_->Now() + options_.lease_ttl;
   Allocate(entry, job);
@@ -924,7 +927,9 @@ double Scheduler::SpentAndCommitted(const std::string& project) const {
     dollars += OpenEntry(job, now).CostWithin(month, now);
     const absl::Duration left = Reservation(job, nullptr) - (now - job.lease_start);
     if (left > absl::ZeroDuration()) {
-      dollars += job.lease_price_per_hour * absl::ToDoubleHours(left);
+      dollars += job.lease_price_schedule.empty()
+                     ? job.lease_price_per_hour * absl::ToDoubleHours(left)
+                     : cost::CostOver(job.lease_price_schedule, job.lease_price_per_hour, now, left);
     }
   }
   return dollars;
@@ -996,6 +1001,7 @@ void Scheduler::Gather(const Job& job, const Work& work, const std::vector<const
     c.runtime = RuntimeOn(work, job, node);
     c.price_per_hour = node.record.caps.price_per_hour;
     c.preemptions_per_hour = node.preemptions_per_hour;
+    if (!node.record.caps.price_schedule.empty()) c.schedule = &node.record.caps.price_schedule;
     if (fits_now) {
       c.wait = absl::ZeroDuration();
       c.gpus_left = node.record.caps.gpus.size() - node.busy_gpus.size() - gpus.size();

@@ -51,6 +51,9 @@ void Encode(const StoreOp& op, rocksdb::WriteBatch& wb) {
       stored.set_lease_start_unix_ms(MillisOrZero(op.job.lease_start));
       stored.set_lease_price_per_hour(op.job.lease_price_per_hour);
       stored.set_lease_provider(op.job.lease_provider);
+      if (!op.job.lease_price_schedule.empty()) {
+        PriceScheduleToProto(op.job.lease_price_schedule, stored.mutable_lease_price_schedule());
+      }
       stored.SerializeToString(&value);
       wb.Put(absl::StrCat(kJobPrefix, op.job.id), value);
       break;
@@ -78,6 +81,9 @@ void Encode(const StoreOp& op, rocksdb::WriteBatch& wb) {
       stored.set_price_per_hour(e.price_per_hour);
       stored.set_start_unix_ms(MillisOrZero(e.start));
       stored.set_end_unix_ms(MillisOrZero(e.end));
+      if (!e.price_schedule.empty()) {
+        PriceScheduleToProto(e.price_schedule, stored.mutable_price_schedule());
+      }
       stored.SerializeToString(&value);
       wb.Put(absl::StrFormat("%s%s/%016x", kLedgerPrefix, e.job_id, e.epoch), value);
       break;
@@ -158,6 +164,8 @@ absl::StatusOr<LoadedState> RocksDbStore::Load() {
         job.lease_start = TimeOrPast(stored.lease_start_unix_ms());
         job.lease_price_per_hour = stored.lease_price_per_hour();
         job.lease_provider = stored.lease_provider();
+        SCHED_ASSIGN_OR_RETURN(job.lease_price_schedule,
+                               PriceScheduleFromProto(stored.lease_price_schedule()));
         state.jobs.push_back(std::move(job));
         return absl::OkStatus();
       }));
@@ -173,7 +181,7 @@ absl::StatusOr<LoadedState> RocksDbStore::Load() {
         return absl::OkStatus();
       }));
   SCHED_RETURN_IF_ERROR(ForEachRecord<v1::StoredLedgerEntry>(
-      *db_, kLedgerPrefix, "ledger", [&](const v1::StoredLedgerEntry& stored) {
+      *db_, kLedgerPrefix, "ledger", [&](const v1::StoredLedgerEntry& stored) -> absl::Status {
         LedgerEntry e;
         e.job_id = stored.job_id();
         e.epoch = stored.epoch();
@@ -184,6 +192,7 @@ absl::StatusOr<LoadedState> RocksDbStore::Load() {
         e.price_per_hour = stored.price_per_hour();
         e.start = TimeOrPast(stored.start_unix_ms());
         e.end = TimeOrPast(stored.end_unix_ms());
+        SCHED_ASSIGN_OR_RETURN(e.price_schedule, PriceScheduleFromProto(stored.price_schedule()));
         state.ledger.push_back(std::move(e));
         return absl::OkStatus();
       }));

@@ -290,6 +290,64 @@ TEST(DecideTest, FiguresOfAnOption) {
   EXPECT_NEAR(absl::ToDoubleHours(cs[0].finish - kNow), hours, 1e-6);
 }
 
+// Cheap windows: the workstation costs $0.30/h, $0.05/h from midnight to 06:00 UTC; now is
+// noon. A 2 h job whose deadline leaves room starts at midnight.
+TEST(DecideTest, ADeadlineThatLeavesRoomWaitsForTheCheapWindow) {
+  const cost::PriceSchedule night{{{0, 6 * 60, 0.05}}, 0};
+  std::deque<Node> nodes;
+  auto decide = [&](absl::Duration deadline_in, std::vector<Candidate>& cs) {
+    nodes.clear();
+    cs.assign(2, Candidate());
+    const char* names[] = {"ws", "cloud"};
+    for (int i = 0; i < 2; ++i) {
+      Node& n = nodes.emplace_back();
+      n.record.name = names[i];
+      cs[i].node = &n;
+      cs[i].fits_now = true;
+      cs[i].wait = absl::ZeroDuration();
+      cs[i].runtime = absl::Hours(2);
+    }
+    cs[0].local = true;
+    cs[0].price_per_hour = 0.30;
+    cs[0].schedule = &night;
+    cs[1].price_per_hour = 1.0;
+    return Decide(Rules(PlacementPolicy::kPreferLocal, deadline_in), kNow, absl::MakeSpan(cs));
+  };
+  std::vector<Candidate> cs;
+  Choice choice = decide(absl::Hours(20), cs);
+  ASSERT_EQ(choice.chosen, 0);
+  EXPECT_TRUE(choice.wait);
+  EXPECT_TRUE(cs[0].deferred);
+  EXPECT_EQ(cs[0].start, kNow + absl::Hours(12));
+  EXPECT_NEAR(cs[0].cost, 0.10, 1e-9);
+  EXPECT_NEAR(cs[0].cost_at_earliest, 0.60, 1e-9);
+  const Decision d = RecordDecision(Rules(PlacementPolicy::kPreferLocal, absl::Hours(20)), kNow,
+                                    choice, cs, Resources(), 5);
+  EXPECT_FALSE(d.placed);
+  EXPECT_EQ(d.summary,
+            "waiting for the cheaper window on ws (local): start 2026-11-27 00:00 UTC, finish "
+            "2026-11-27 02:00 UTC, about $0.10, saving $0.50 against starting at once");
+  EXPECT_TRUE(d.options[0].deferred);
+  EXPECT_NEAR(d.options[0].cost_at_earliest, 0.60, 1e-9);
+
+  // A deadline at 01:00 leaves room for the first hour of the window only: start 23:00 for
+  // $0.30 + $0.05, cheaper than $0.60 now.
+  choice = decide(absl::Hours(13), cs);
+  ASSERT_EQ(choice.chosen, 0);
+  EXPECT_TRUE(choice.wait);
+  EXPECT_EQ(cs[0].start, kNow + absl::Hours(11));
+  EXPECT_NEAR(cs[0].cost, 0.35, 1e-9);
+  // A tight deadline, or none: at once, at the day price.
+  for (absl::Duration deadline : {absl::Hours(3), kNever}) {
+    choice = decide(deadline, cs);
+    ASSERT_EQ(choice.chosen, 0);
+    EXPECT_FALSE(choice.wait);
+    EXPECT_FALSE(cs[0].deferred);
+    EXPECT_EQ(cs[0].start, kNow);
+    EXPECT_NEAR(cs[0].cost, 0.60, 1e-9);
+  }
+}
+
 TEST(ExpectedWithPreemptionTest, RestartsFromScratchOnEachPreemption) {
   EXPECT_EQ(ExpectedWithPreemption(absl::Hours(3), 0), absl::Hours(3));
   // Rare preemptions barely matter: (e^0.001 - 1)/0.001 h is 1.0005 h.

@@ -999,11 +999,12 @@ class DecisionTest : public BudgetCapTest {
     return caps;
   }
   // Keeps the leases of `running` (node -> jobs) alive while the clock moves, as agents would,
-  // until `d` has passed or job `until` left the queue.
+  // until `d` has passed or job `until` (if any) left the queue.
   void Pass(absl::Duration d,
             const std::map<std::string, std::pair<uint64_t, std::vector<JobRef>>>& running,
             const std::string& until) {
-    for (absl::Duration t; t < d && Get(until).state == JobState::kPending;
+    for (absl::Duration t;
+         t < d && (until.empty() || Get(until).state == JobState::kPending);
          t += absl::Minutes(1)) {
       clock_.Advance(absl::Minutes(1));
       for (const auto& [node, held] : running) {
@@ -1125,6 +1126,39 @@ TEST_F(DecisionTest, RuntimesAreLearnedFromEarlierRunsAndScaledToEachGpu) {
   ASSERT_THAT(estimate, IsOk());
   ASSERT_THAT(estimate->options, SizeIs(1));
   EXPECT_EQ(estimate->options[0].runtime, absl::Hours(3));
+}
+
+TEST_F(DecisionTest, ACheapWindowDefersTheJobAndTheLedgerChargesTheWindowsPrice) {
+  clock_.Set(absl::FromCivil(absl::CivilSecond(2026, 11, 26, 12, 0, 0), absl::UTCTimeZone()));
+  NodeCapabilities caps = Priced(0.30, "local");
+  caps.price_schedule = {{{0, 6 * 60, 0.05}}, 0};  // $0.05/h from midnight to 06:00 UTC
+  auto link = std::make_shared<FakeAgentLink>();
+  const uint64_t ws = Connect("ws", caps, link);
+  JobSpec spec = Spec("nightly");
+  spec.runtime = absl::Hours(2);
+  spec.deadline = clock_.Now() + absl::Hours(20);
+  auto estimate = scheduler_->Estimate(spec);
+  ASSERT_THAT(estimate, IsOk());
+  EXPECT_THAT(estimate->summary, HasSubstr("saving $0.50 against starting at once"));
+  auto job = Submit(spec);
+  ASSERT_THAT(job, IsOk());
+  EXPECT_EQ(Get(job->job.id).state, JobState::kPending);
+  EXPECT_THAT(Get(job->job.id).message,
+              HasSubstr("waiting for the cheaper window on ws (local): start 2026-11-27 00:00"));
+  Pass(absl::Hours(13), {{"ws", {ws, {}}}}, job->job.id);
+  Job started = Get(job->job.id);
+  ASSERT_EQ(started.state, JobState::kAssigned);
+  EXPECT_EQ(started.decision.time,
+            absl::FromCivil(absl::CivilSecond(2026, 11, 27, 0, 0, 0), absl::UTCTimeZone()));
+  ASSERT_THAT(Report("ws", ws, job->job.id, started.epoch, JobState::kRunning), IsOk());
+  Pass(absl::Hours(2), {{"ws", {ws, {{job->job.id, started.epoch}}}}}, "");
+  ASSERT_THAT(Report("ws", ws, job->job.id, started.epoch, JobState::kSucceeded), IsOk());
+  const std::vector<LedgerEntry> ledger = scheduler_->Ledger(absl::InfinitePast());
+  ASSERT_THAT(ledger, SizeIs(1));
+  EXPECT_NEAR(ledger[0].Cost(), 2 * 0.05, 1e-9);
+  // The ledger keeps the schedule: a restart charges the same.
+  Restart();
+  EXPECT_NEAR(scheduler_->Ledger(absl::InfinitePast())[0].Cost(), 0.10, 1e-9);
 }
 
 TEST_F(DecisionTest, EstimateRanksEveryNodeAndChangesNothing) {

@@ -98,6 +98,7 @@ Job SampleJob(std::string id, uint64_t seq) {
   j.lease_start = absl::FromUnixMillis(1'700'000'050'000);
   j.lease_price_per_hour = 1.89;
   j.lease_provider = "runpod";
+  j.lease_price_schedule = {{{0, 420, 0.9}}, 60};
   return j;
 }
 
@@ -150,6 +151,7 @@ TEST_P(StoreContractTest, JobsAndNodesRoundTrip) {
   EXPECT_EQ(j.lease_start, absl::FromUnixMillis(1'700'000'050'000));
   EXPECT_DOUBLE_EQ(j.lease_price_per_hour, 1.89);
   EXPECT_EQ(j.lease_provider, "runpod");
+  EXPECT_EQ(j.lease_price_schedule, (cost::PriceSchedule{{{0, 420, 0.9}}, 60}));
   EXPECT_EQ(j.spec.labels.at("team"), "ml");
   EXPECT_EQ(j.state, JobState::kRunning);
   EXPECT_EQ(j.attempt, 3u);
@@ -182,6 +184,10 @@ TEST_P(StoreContractTest, LedgerAndBudgetsRoundTripAndLaterPutWins) {
   LedgerEntry other = e;
   other.epoch = 3;
   other.end = e.start + absl::Minutes(1);
+  // 22:13:20-23:13:20 UTC: 46m40s at the $0.40 base price, then 13m20s in the $0.10 night
+  // window, 00:00-07:00 at UTC+1.
+  other.price_schedule = {{{0, 7 * 60, 0.1}}, 60};
+  other.end = e.end;
   Budget b;
   b.project = "llm";
   b.monthly_limit = 50;
@@ -207,6 +213,8 @@ TEST_P(StoreContractTest, LedgerAndBudgetsRoundTripAndLaterPutWins) {
   ASSERT_THAT(loaded->ledger, SizeIs(2));
   // In (job id, epoch) order.
   EXPECT_EQ(loaded->ledger[0].epoch, 3u);
+  EXPECT_EQ(loaded->ledger[0].price_schedule, other.price_schedule);
+  EXPECT_NEAR(loaded->ledger[0].Cost(), 0.4 * (2800.0 / 3600) + 0.1 * (800.0 / 3600), 1e-9);
   const LedgerEntry& l = loaded->ledger[1];
   EXPECT_EQ(l.job_id, e.job_id);
   EXPECT_EQ(l.epoch, 12u);
