@@ -153,6 +153,9 @@ struct Job {
   double lease_price_per_hour = 0;
   cost::PriceSchedule lease_price_schedule;
   std::string lease_provider;
+  // How long the lease is expected to last, as reckoned when it began (not stored: reckoned
+  // again at start-up).
+  absl::Duration lease_reserved = absl::ZeroDuration();
   // The last placement decision: set when the job is assigned, and while it waits by choice.
   Decision decision;
 };

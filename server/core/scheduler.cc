@@ -123,6 +123,9 @@ absl::Status Scheduler::LoadState() {
   for (const auto& [seq, job] : by_seq_) {
     if (job->state == JobState::kSucceeded) RecordRun(*job);
   }
+  spend_month_ = MonthStart(clock_->Now());
+  for (const auto& [id, expiry] : lease_expiry_) IndexLeaseStart(jobs_.at(id), nullptr);
+  RebuildSpendIndex(spend_month_);
   stats_.nodes_total = nodes_.size();
   return absl::OkStatus();
 }
@@ -650,6 +653,7 @@ void Scheduler::Tick() {
     if (new_month) {
       if (month_ != absl::InfinitePast()) pending_.Unsettle("");
       month_ = month;
+      if (month != spend_month_) RebuildSpendIndex(month);
     }
     // Jobs that wait by choice are decided again when their time comes (a deadline closing in).
     bool revisit = false;
@@ -711,6 +715,7 @@ LedgerEntry Scheduler::OpenEntry(const Job& job, absl::Time now) const {
 void Scheduler::MeterLease(Job& job, Outbox& out) {
   if (job.lease_start != absl::InfinitePast() && job.lease_price_per_hour > 0) {
     LedgerEntry e = OpenEntry(job, clock_->Now());
+    IndexLeaseEnd(job, e);
     StoreOp op;
     op.kind = StoreOp::Kind::kPutLedger;
     op.ledger = e;
@@ -722,6 +727,7 @@ void Scheduler::MeterLease(Job& job, Outbox& out) {
   job.lease_price_per_hour = 0;
   job.lease_price_schedule = {};
   job.lease_provider.clear();
+  job.lease_reserved = absl::ZeroDuration();
 }
 
 void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus,
@@ -739,6 +745,7 @@ void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus,
   job.lease_price_per_hour = entry.node.record.caps.price_per_hour;
   job.lease_price_schedule = entry.node.record.caps.price_schedule;
   job.lease_provider = entry.node.record.caps.provider;
+  IndexLeaseStart(job, &entry.node);
   lease_expiry_[job.id] = clock_->Now() + options_.lease_ttl;
   Allocate(entry, job);
   stats_.assignments_total++;
@@ -911,26 +918,64 @@ absl::Duration Scheduler::Reservation(const Job& job, const Node* node) const {
   return RuntimeOn(WorkOf(job), job, *node);
 }
 
-double Scheduler::SpentAndCommitted(const std::string& project) const {
-  const absl::Time now = clock_->Now();
-  const absl::Time month = MonthStart(now);
-  double dollars = 0;
+double Scheduler::LeaseCommitment(const Job& job, absl::Time from) {
+  const absl::Time start = std::max(job.lease_start, from);
+  const absl::Time end = job.lease_start + job.lease_reserved;
+  if (end <= start) return 0;
+  if (job.lease_price_schedule.empty()) {
+    return job.lease_price_per_hour * absl::ToDoubleHours(end - start);
+  }
+  return cost::CostOver(job.lease_price_schedule, job.lease_price_per_hour, start, end - start);
+}
+
+void Scheduler::IndexLeaseStart(Job& job, const Node* node) {
+  if (job.lease_price_per_hour <= 0 || job.lease_start == absl::InfinitePast()) return;
+  job.lease_reserved = Reservation(job, node);
+  ProjectSpend& p = spend_[job.spec.project];
+  p.committed += LeaseCommitment(job, spend_month_);
+  p.open_by_end.insert({job.lease_start + job.lease_reserved, job.id});
+}
+
+void Scheduler::IndexLeaseEnd(const Job& job, const LedgerEntry& entry) {
+  ProjectSpend& p = spend_[job.spec.project];
+  p.committed -= LeaseCommitment(job, spend_month_);
+  p.open_by_end.erase({job.lease_start + job.lease_reserved, job.id});
+  p.closed += entry.CostWithin(spend_month_, absl::InfiniteFuture());
+}
+
+void Scheduler::RebuildSpendIndex(absl::Time month) {
+  spend_month_ = month;
+  for (auto& [project, p] : spend_) {
+    p.closed = 0;
+    p.committed = 0;
+  }
   for (const auto& [key, entry] : ledger_) {
-    if (entry.project == project) dollars += entry.CostWithin(month, now);
+    spend_[entry.project].closed += entry.CostWithin(month, absl::InfiniteFuture());
   }
   for (const auto& [id, expiry] : lease_expiry_) {
     const Job& job = jobs_.at(id);
-    if (job.spec.project != project || job.lease_price_per_hour <= 0 ||
-        job.lease_start == absl::InfinitePast()) {
-      continue;
+    if (job.lease_price_per_hour > 0 && job.lease_start != absl::InfinitePast()) {
+      spend_[job.spec.project].committed += LeaseCommitment(job, month);
     }
-    dollars += OpenEntry(job, now).CostWithin(month, now);
-    const absl::Duration left = Reservation(job, nullptr) - (now - job.lease_start);
-    if (left > absl::ZeroDuration()) {
-      dollars += job.lease_price_schedule.empty()
-                     ? job.lease_price_per_hour * absl::ToDoubleHours(left)
-                     : cost::CostOver(job.lease_price_schedule, job.lease_price_per_hour, now, left);
-    }
+  }
+}
+
+double Scheduler::SpentAndCommitted(const std::string& project) const {
+  auto it = spend_.find(project);
+  if (it == spend_.end()) return 0;
+  const ProjectSpend& p = it->second;
+  const absl::Time now = clock_->Now();
+  double dollars = p.closed + p.committed;
+  // Leases running past their expected end cost what they ran beyond it.
+  for (const auto& [end, id] : p.open_by_end) {
+    if (end >= now) break;
+    const Job& job = jobs_.at(id);
+    const absl::Time from = std::max(end, spend_month_);
+    if (now <= from) continue;
+    dollars += job.lease_price_schedule.empty()
+                   ? job.lease_price_per_hour * absl::ToDoubleHours(now - from)
+                   : cost::CostOver(job.lease_price_schedule, job.lease_price_per_hour, from,
+                                    now - from);
   }
   return dollars;
 }
@@ -947,7 +992,8 @@ absl::Duration Scheduler::ExpectedWait(const Job& job, const Work& work, const N
   std::vector<Holder> ends;  // a min-heap on end
   for (const std::string& id : entry.jobs) {
     const Job& j = jobs_.at(id);
-    const absl::Duration r = Reservation(j, &entry.node);
+    const absl::Duration r =
+        j.lease_reserved > absl::ZeroDuration() ? j.lease_reserved : Reservation(j, &entry.node);
     const absl::Time began = j.lease_start != absl::InfinitePast() ? j.lease_start : now;
     absl::Time end = began + r;
     // Past its expected end: assume a tenth more (at least a minute) is left.

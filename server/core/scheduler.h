@@ -325,8 +325,16 @@ class Scheduler {
   // learned) scaled to the node's GPUs by the catalog, else options.budget_reservation.
   absl::Duration Reservation(const Job& job, const Node* node) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Spent this month by `project` plus what its open leases are still expected to cost.
+  // Spent this month by `project` plus what its open leases are still expected to cost. From
+  // the spend index: closed leases and open ones are summed as they change, so only open leases
+  // past their expected end are visited.
   double SpentAndCommitted(const std::string& project) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The index: a priced lease began or ended; the month turned (rebuilds it).
+  void IndexLeaseStart(Job& job, const Node* node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void IndexLeaseEnd(const Job& job, const LedgerEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RebuildSpendIndex(absl::Time month) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What an open lease is expected to cost in [from, its expected end).
+  static double LeaseCommitment(const Job& job, absl::Time from);
   bool TryPlace(Job& job, const std::vector<const Node*>& nodes, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewJobId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -356,6 +364,15 @@ class Scheduler {
   std::map<std::pair<std::string, uint64_t>, LedgerEntry> ledger_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Budget, std::less<>> budgets_ ABSL_GUARDED_BY(mu_);
   absl::Time month_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // of the last Tick
+  // The spend index, for the month starting spend_month_ (turned over by Tick).
+  struct ProjectSpend {
+    double closed = 0;      // ledger entries, inside the month
+    double committed = 0;   // open leases: LeaseCommitment from the month's start
+    // Open priced leases by expected end: those past it cost more as they run.
+    absl::btree_set<std::pair<absl::Time, std::string>> open_by_end;
+  };
+  absl::flat_hash_map<std::string, ProjectSpend> spend_ ABSL_GUARDED_BY(mu_);
+  absl::Time spend_month_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t last_seq_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t last_epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t last_session_ ABSL_GUARDED_BY(mu_) = 0;
