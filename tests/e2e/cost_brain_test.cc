@@ -3,7 +3,8 @@
 // GPU-less machine (a RunPod A100 on demand, a Vast.ai H100 on spot). schedctl estimate ranks
 // them, a job too big for home goes to the cheapest cloud node and describe says why, a job
 // without a deadline waits for the busy workstation while one with a deadline bursts, and
-// cost advise weighs upgrades against what the too-big job cost.
+// cost advise weighs upgrades against what the too-big job cost; a job whose deadline leaves
+// room waits for a workstation's cheap window.
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -14,6 +15,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
@@ -213,6 +218,40 @@ deadline: 2h
   EXPECT_THAT(waiting.message(), StartsWith("waiting for ws (local): room expected in 1h59m"));
   EXPECT_EQ(Ctl("cancel " + patient).exit_code, 0);
   EXPECT_EQ(Ctl("cancel " + busy).exit_code, 0);
+}
+
+TEST_F(CostBrainTest, ADeadlineThatLeavesRoomWaitsForTheCheapWindow) {
+  // A second workstation whose power is nearly free from 3 h from now, for 3 h.
+  const absl::CivilHour from = absl::ToCivilHour(absl::Now(), absl::UTCTimeZone()) + 3;
+  const std::string window = absl::StrFormat("UTC+00:00; %02d:00-%02d:00=0.01", from.hour(),
+                                             (from + 3).hour());
+  Agent("ws-night", {"--advertise_gpus=NVIDIA GeForce RTX 4090:24GB", "--provider=local",
+                     "--power_watts=550", "--electricity_per_kwh=0.30",
+                     "--price_schedule=" + window});
+  for (int i = 0; i < 200 && Count(Ctl("get nodes").text, "READY") < 4; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const std::string job = File("nightly", R"(name: nightly
+run: sleep 1
+resources: {gpus: 1, gpu_memory: 16GB, cpus: 0.1}
+runtime: {duration: 1h, gpu_model: rtx4090}
+deadline: 8h
+)");
+  const ShellOutput table = Ctl("estimate -f " + job);
+  ASSERT_EQ(table.exit_code, 0) << table.text;
+  // 1 h now at $0.165/h on either workstation, or $0.01 in the window.
+  EXPECT_THAT(table.text, StartsWith("Would wait for the cheaper window on ws-night (local): start "))
+      << table.text;
+  EXPECT_THAT(table.text, HasSubstr("about $0.01, saving $0.15 against starting at once"))
+      << table.text;
+  EXPECT_THAT(table.text, HasSubstr("ws-night    local         +")) << table.text;
+  // Without a deadline there is nothing to wait for: it starts at once.
+  const ShellOutput now_table = Ctl("estimate -f " + File("nightly-now", R"(name: nightly
+run: sleep 1
+resources: {gpus: 1, gpu_memory: 16GB, cpus: 0.1}
+runtime: {duration: 1h, gpu_model: rtx4090}
+)"));
+  EXPECT_THAT(now_table.text, StartsWith("Would start now on ws")) << now_table.text;
 }
 
 }  // namespace
