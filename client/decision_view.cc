@@ -45,8 +45,8 @@ void PrintDecisionTable(const sched::v1::Decision& decision, int indent, std::os
                "WHY"});
   for (const sched::v1::DecisionOption& o : decision.options()) {
     const bool figures = o.verdict() != "too-small" && o.verdict() != "policy";
-    table.AddRow({o.node(), Where(o), Offset(o.start_time(), decided),
-                  Offset(o.finish_time(), decided), figures ? Runtime(o) : "-",
+    table.AddRow({o.node(), Where(o), figures ? Offset(o.start_time(), decided) : "-",
+                  figures ? Offset(o.finish_time(), decided) : "-", figures ? Runtime(o) : "-",
                   FormatPrice(o.price_per_hour()),
                   figures && o.has_start_time() ? absl::StrFormat("$%.2f", o.cost()) : "-",
                   o.verdict(), o.reason()});

@@ -185,8 +185,12 @@ void DecisionToProto(const Decision& d, v1::Decision* out) {
     p->set_local(o.local);
     p->set_spot(o.spot);
     p->set_fits_now(o.fits_now);
-    TimeToProto(o.start, p->mutable_start_time());
-    TimeToProto(o.finish, p->mutable_finish_time());
+    if (o.start != absl::InfiniteFuture() && o.start != absl::InfinitePast()) {
+      TimeToProto(o.start, p->mutable_start_time());
+    }
+    if (o.finish != absl::InfiniteFuture() && o.finish != absl::InfinitePast()) {
+      TimeToProto(o.finish, p->mutable_finish_time());
+    }
     if (o.runtime < absl::InfiniteDuration()) p->set_runtime_seconds(absl::ToDoubleSeconds(o.runtime));
     p->set_price_per_hour(o.price_per_hour);
     if (std::isfinite(o.cost)) p->set_cost(o.cost);
@@ -220,7 +224,7 @@ absl::StatusOr<Decision> DecisionFromProto(const v1::Decision& in) {
     o.deferred = p.deferred();
     o.cost_at_earliest = p.cost_if_started_at_once();
     bool known = false;
-    for (int v = 0; v <= static_cast<int>(OptionVerdict::kLater) && !known; ++v) {
+    for (int v = 0; v <= static_cast<int>(kLastOptionVerdict) && !known; ++v) {
       if (OptionVerdictName(static_cast<OptionVerdict>(v)) == p.verdict()) {
         o.verdict = static_cast<OptionVerdict>(v);
         known = true;
@@ -235,7 +239,7 @@ absl::StatusOr<Decision> DecisionFromProto(const v1::Decision& in) {
   d.nodes_considered = in.nodes_considered();
   d.nodes_not_shown = in.nodes_not_shown();
   bool known = in.local_blocker().empty();
-  for (int b = 0; b <= static_cast<int>(LocalBlocker::kDeadline) && !known; ++b) {
+  for (int b = 0; b <= static_cast<int>(kLastLocalBlocker) && !known; ++b) {
     if (LocalBlockerName(static_cast<LocalBlocker>(b)) == in.local_blocker()) {
       d.local_blocker = static_cast<LocalBlocker>(b);
       known = true;

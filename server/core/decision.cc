@@ -202,7 +202,7 @@ std::string Summary(const DecisionRules& rules, absl::Time now, const Choice& ch
     switch (choice.local_blocker) {
       case LocalBlocker::kTooSmall: absl::StrAppend(&s, "; no local machine can hold it"); break;
       case LocalBlocker::kBusy:
-        absl::StrAppend(&s, "; local machines are busy and cost more to wait for");
+        absl::StrAppend(&s, "; no local machine can take it now for less");
         break;
       case LocalBlocker::kDeadline:
         absl::StrAppend(&s, "; no local machine can finish by the deadline");

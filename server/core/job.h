@@ -79,7 +79,9 @@ enum class OptionVerdict {
   kMissesDeadline, // expected finish after the deadline
   kDearer,         // meets everything, but another option is cheaper
   kLater,          // as cheap or cheaper, but another option finishes sooner or is local
+  // New values go last, and kLastOptionVerdict follows: stored decisions are read by name.
 };
+inline constexpr OptionVerdict kLastOptionVerdict = OptionVerdict::kLater;
 absl::string_view OptionVerdictName(OptionVerdict v);  // "chosen", "too-small", ...
 
 struct DecisionOption {
@@ -111,7 +113,9 @@ enum class LocalBlocker {
   kDeadline,  // no local machine could finish by the deadline (busy, or too slow)
   kPolicy,    // the job asked for cloud-only
   kCost,      // a local machine was free but the policy (cheapest) found the cloud cheaper
+  // New values go last, and kLastLocalBlocker follows: stored decisions are read by name.
 };
+inline constexpr LocalBlocker kLastLocalBlocker = LocalBlocker::kCost;
 absl::string_view LocalBlockerName(LocalBlocker b);  // "none", "too-small", ...
 
 // Why a job went where it went (or waits), with the figures of the options weighed.

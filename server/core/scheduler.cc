@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "server/common/failpoint.h"
 #include "server/common/status_macros.h"
@@ -120,9 +121,14 @@ absl::Status Scheduler::LoadState() {
       Allocate(entry, job);
     }
   }
+  std::vector<const Job*> succeeded;  // in the order they finished, as they were recorded live
   for (const auto& [seq, job] : by_seq_) {
-    if (job->state == JobState::kSucceeded) RecordRun(*job);
+    if (job->state == JobState::kSucceeded) succeeded.push_back(job);
   }
+  std::stable_sort(succeeded.begin(), succeeded.end(), [](const Job* a, const Job* b) {
+    return a->finish_time < b->finish_time;
+  });
+  for (const Job* job : succeeded) RecordRun(*job);
   spend_month_ = MonthStart(clock_->Now());
   for (const auto& [id, expiry] : lease_expiry_) IndexLeaseStart(jobs_.at(id), nullptr);
   RebuildSpendIndex(spend_month_);
@@ -244,6 +250,7 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   }
   SCHED_RETURN_IF_ERROR(ValidateAndDefaultJobSpec(spec, clock_->Now()));
   SCHED_RETURN_IF_ERROR(EstimateGpuMemory(spec));
+  SCHED_RETURN_IF_ERROR(CheckRuntimeGpu(spec));
   Job job;
   job.id = NewJobId();
   job.seq = ++last_seq_;
@@ -774,6 +781,7 @@ void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out) {
     job.node.clear();
     job.gpu_indexes.clear();
     job.message = reason;
+    job.decision = Decision();  // where it went no longer holds; the next decision says why
     pending_.Add(&job, /*settled=*/false);
   }
   PutJob(job, out);
@@ -821,7 +829,7 @@ void Scheduler::RefreshNodeFacts(NodeEntry& entry) {
   }
   node.preemptions_per_hour = 0;
   if (caps.spot) {
-    node.preemptions_per_hour = provider != nullptr && provider->spot_preemptions_per_hour > 0
+    node.preemptions_per_hour = provider != nullptr && provider->offers_spot
                                     ? provider->spot_preemptions_per_hour
                                     : options_.default_spot_preemptions_per_hour;
   }
@@ -852,7 +860,22 @@ double Median(std::vector<double> v) {
 
 }  // namespace
 
+absl::Status Scheduler::CheckRuntimeGpu(const JobSpec& spec) const {
+  const cost::Catalog* catalog = options_.catalog.get();
+  if (catalog == nullptr || spec.runtime_gpu_model.empty() ||
+      catalog->FindGpu(spec.runtime_gpu_model) != nullptr) {
+    return absl::OkStatus();
+  }
+  std::vector<std::string> keys;
+  for (const cost::GpuModel& gpu : catalog->gpus()) keys.push_back(gpu.key);
+  return absl::InvalidArgumentError(
+      absl::StrCat("runtime.gpu_model: \"", spec.runtime_gpu_model,
+                   "\" is not in the GPU catalog; known: ", absl::StrJoin(keys, ", "),
+                   " (or their NVML names and aliases)"));
+}
+
 void Scheduler::RecordRun(const Job& job) {
+  if (job.spec.name.empty()) return;  // nameless jobs have nothing in common
   if (job.start_time == absl::InfinitePast() || job.finish_time <= job.start_time) return;
   const double hours = absl::ToDoubleHours(job.finish_time - job.start_time);
   double gpu_work = 0;
@@ -883,7 +906,8 @@ Scheduler::Work Scheduler::WorkOf(const Job& job) const {
     }
     return w;
   }
-  auto it = history_.find({job.spec.project, job.spec.name});
+  auto it = job.spec.name.empty() ? history_.end()
+                                   : history_.find({job.spec.project, job.spec.name});
   if (it != history_.end() && !it->second.runs.empty()) {
     std::vector<double> work, hours;
     for (const auto& [gpu_work, wall] : it->second.runs) {
@@ -930,7 +954,15 @@ double Scheduler::LeaseCommitment(const Job& job, absl::Time from) {
 
 void Scheduler::IndexLeaseStart(Job& job, const Node* node) {
   if (job.lease_price_per_hour <= 0 || job.lease_start == absl::InfinitePast()) return;
+  if (node == nullptr) {
+    auto it = nodes_.find(job.node);
+    if (it != nodes_.end()) node = &it->second.node;
+  }
+  // As the decision reckoned it: on spot, with the work expected to be redone.
   job.lease_reserved = Reservation(job, node);
+  if (node != nullptr && node->record.caps.spot) {
+    job.lease_reserved = ExpectedWithPreemption(job.lease_reserved, node->preemptions_per_hour);
+  }
   ProjectSpend& p = spend_[job.spec.project];
   p.committed += LeaseCommitment(job, spend_month_);
   p.open_by_end.insert({job.lease_start + job.lease_reserved, job.id});
@@ -980,8 +1012,29 @@ double Scheduler::SpentAndCommitted(const std::string& project) const {
   return dollars;
 }
 
-absl::Duration Scheduler::ExpectedWait(const Job& job, const Work& work, const NodeEntry& entry,
+absl::Duration Scheduler::ExpectedWait(const Job& job, const NodeEntry& entry,
                                        absl::Time now) const {
+  // The jobs waiting for this node ahead of `job`: each waiting group's first job stands for
+  // the members of its group queued ahead of `job` too.
+  constexpr size_t kMaxAhead = 256;  // more than this: too far back to say
+  const PendingQueue::Key mine = PendingQueue::KeyOf(job);
+  std::vector<std::pair<PendingQueue::Key, std::pair<const Job*, absl::Duration>>> ahead;
+  for (const auto& [key, other] : entry.waiting) {
+    if (!(key < mine)) break;
+    const absl::Duration r = Reservation(*other, &entry.node);
+    const PendingQueue::Group* group = pending_.GroupOf(*other);
+    if (group == nullptr) {
+      ahead.push_back({key, {other, r}});
+      continue;
+    }
+    for (const auto& [k, member] : group->jobs) {
+      if (!(k < mine)) break;
+      if (ahead.size() >= kMaxAhead) return absl::InfiniteDuration();
+      ahead.push_back({k, {member, r}});
+    }
+  }
+  std::sort(ahead.begin(), ahead.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   Node sim = entry.node;
   struct Holder {
     absl::Time end;
@@ -1018,18 +1071,15 @@ absl::Duration Scheduler::ExpectedWait(const Job& job, const Work& work, const N
     }
     return true;
   };
-  const PendingQueue::Key mine = PendingQueue::KeyOf(job);
-  for (const auto& [key, other] : entry.waiting) {
-    if (!(key < mine)) break;
-    const Resources& r = other->spec.resources;
+  for (const auto& [key, waiting] : ahead) {
+    const Resources& r = waiting.first->spec.resources;
     if (!room_for(r)) continue;  // can never start here: holds nothing
     sim.alloc_cpu_millis += r.cpu_millis;
     sim.alloc_memory_bytes += r.memory_bytes;
     for (uint32_t g : gpus) sim.busy_gpus.insert(g);
-    ends.push_back({t + Reservation(*other, &entry.node), r.cpu_millis, r.memory_bytes, gpus});
+    ends.push_back({t + waiting.second, r.cpu_millis, r.memory_bytes, gpus});
     std::push_heap(ends.begin(), ends.end(), later);
   }
-  (void)work;
   if (!room_for(job.spec.resources)) return absl::InfiniteDuration();
   return t - now;
 }
@@ -1065,7 +1115,7 @@ void Scheduler::Gather(const Job& job, const Work& work, const std::vector<const
     if (!Fits(r, empty, &gpus)) {
       c.too_small = true;
     } else {
-      c.wait = ExpectedWait(job, work, entry, now);
+      c.wait = ExpectedWait(job, entry, now);
     }
   };
   size_t local_fits = 0;
@@ -1140,7 +1190,7 @@ void Scheduler::ClearWaiting(const Job& job) {
   }
 }
 
-void Scheduler::NoteWait(Job& job, const DecisionRules& rules, absl::Time now,
+void Scheduler::NoteWait(Job& job, const Work& work, const DecisionRules& rules, absl::Time now,
                          const Choice& choice, absl::Span<const Candidate> cs, Outbox& out) {
   // What money holds back, with the figures: the first node with room over a limit.
   std::string money;
@@ -1164,8 +1214,8 @@ void Scheduler::NoteWait(Job& job, const DecisionRules& rules, absl::Time now,
   std::string message;
   if (choice.chosen >= 0) {  // waits for a local node by choice
     const Candidate& chosen = cs[choice.chosen];
-    // Decide again when the node should have room, or when the last node with room now that
-    // meets the deadline would stop meeting it, whichever comes first.
+    // Decide again when the node should have room (or its cheap window opens), or when the
+    // first of the nodes with room now that meet the deadline would stop meeting it.
     absl::Time revisit = chosen.start;
     for (const Candidate& c : cs) {
       if (!c.fits_now || rules.deadline == absl::InfiniteFuture()) continue;
@@ -1180,13 +1230,15 @@ void Scheduler::NoteWait(Job& job, const DecisionRules& rules, absl::Time now,
     if (!money.empty()) absl::StrAppend(&message, "; ", money);
   } else {
     ClearWaiting(job);
-    if (money.empty()) return;  // nothing has room: nothing to explain
-    message = absl::StrCat("waiting: ", money);
+    // Only money holds it back, or nothing can take it: "no node can take the job now: ...".
+    message = absl::StrCat("waiting: ", money.empty() ? Summary(rules, now, choice, cs) : money);
   }
+  NoteRuntimeBasis(work, message);
   if (job.message == message) return;
   job.message = std::move(message);
   job.decision =
       RecordDecision(rules, now, choice, cs, job.spec.resources, options_.decision_options);
+  NoteRuntimeBasis(work, job.decision.summary);
   PutJob(job, out);
 }
 
@@ -1201,7 +1253,7 @@ std::optional<Placement> Scheduler::PlaceWithin(Job& job, const std::vector<cons
   if (cs.empty()) return std::nullopt;
   const Choice choice = Decide(rules, now, absl::MakeSpan(cs));
   if (choice.chosen < 0 || choice.wait) {
-    NoteWait(job, rules, now, choice, cs, out);
+    NoteWait(job, work, rules, now, choice, cs, out);
     return std::nullopt;
   }
   Placement p;
@@ -1227,6 +1279,7 @@ absl::StatusOr<Decision> Scheduler::Estimate(JobSpec spec) const {
   const absl::Time now = clock_->Now();
   SCHED_RETURN_IF_ERROR(ValidateAndDefaultJobSpec(spec, now));
   SCHED_RETURN_IF_ERROR(EstimateGpuMemory(spec));
+  SCHED_RETURN_IF_ERROR(CheckRuntimeGpu(spec));
   absl::ReaderMutexLock lock(&mu_);
   Job job;
   job.spec = std::move(spec);

@@ -307,18 +307,22 @@ class Scheduler {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   DecisionRules RulesOf(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // The job waits (for a local node, or for money); notes why, and when to decide again.
-  void NoteWait(Job& job, const DecisionRules& rules, absl::Time now, const Choice& choice,
-                absl::Span<const Candidate> cs, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NoteWait(Job& job, const Work& work, const DecisionRules& rules, absl::Time now,
+                const Choice& choice, absl::Span<const Candidate> cs, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetWaiting(Job& job, NodeEntry* entry, absl::Time revisit)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ClearWaiting(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // How long until `entry` would have room for `job`, if the jobs it runs end when expected and
-  // the jobs waiting for it ahead of `job` start in queue order; InfiniteDuration if never.
-  absl::Duration ExpectedWait(const Job& job, const Work& work, const NodeEntry& entry,
-                              absl::Time now) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // the jobs waiting for it ahead of `job` start in queue order; InfiniteDuration if never, or
+  // when too many wait ahead to say.
+  absl::Duration ExpectedWait(const Job& job, const NodeEntry& entry, absl::Time now) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void RefreshNodeFacts(NodeEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Work WorkOf(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Duration RuntimeOn(const Work& work, const Job& job, const Node& node) const;
+  // INVALID_ARGUMENT when the spec's runtime names a GPU the catalog does not know.
+  absl::Status CheckRuntimeGpu(const JobSpec& spec) const;
   // Remembers a successful run for runtime learning.
   void RecordRun(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // How long a job is expected to hold `node` (null: the node it holds): its runtime (given or

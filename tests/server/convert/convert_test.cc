@@ -1,7 +1,8 @@
-// Node capabilities survive core -> proto -> core, and bad values from an agent are refused.
+// Node capabilities and decisions survive core -> proto -> core, and bad values are refused.
 
 #include "server/convert/convert.h"
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -124,6 +125,54 @@ TEST(CapabilitiesConvert, NegativeLocalPricePartIsRefused) {
   EXPECT_THAT(CapabilitiesFromProto(proto),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("capabilities.local_price: every part must be >= 0, got -1")));
+}
+
+// Every verdict and every blocker survives the round trip (a stored job is read back by name),
+// and an option's unknown times stay unset.
+TEST(DecisionConvert, EveryVerdictAndBlockerRoundTrips) {
+  for (int b = 0; b <= static_cast<int>(kLastLocalBlocker); ++b) {
+    Decision d;
+    d.time = absl::FromUnixSeconds(1'700'000'000);
+    d.placed = true;
+    d.summary = "on ws";
+    d.local_blocker = static_cast<LocalBlocker>(b);
+    for (int v = 0; v <= static_cast<int>(kLastOptionVerdict); ++v) {
+      DecisionOption& o = d.options.emplace_back();
+      o.node = absl::StrCat("n", v);
+      o.verdict = static_cast<OptionVerdict>(v);
+      o.start = v % 2 == 0 ? absl::InfiniteFuture() : d.time;
+      o.finish = v % 2 == 0 ? absl::InfiniteFuture() : d.time + absl::Hours(1);
+      o.runtime = absl::Hours(1);
+      o.cost = 1.5;
+      o.deferred = v == 1;
+      o.cost_at_earliest = v == 1 ? 2.5 : 0;
+    }
+    v1::Decision proto;
+    DecisionToProto(d, &proto);
+    EXPECT_FALSE(proto.options(0).has_start_time());
+    EXPECT_FALSE(proto.options(0).has_finish_time());
+    auto back = DecisionFromProto(proto);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(back->local_blocker, d.local_blocker);
+    EXPECT_EQ(back->time, d.time);
+    ASSERT_EQ(back->options.size(), d.options.size());
+    for (size_t i = 0; i < d.options.size(); ++i) {
+      EXPECT_EQ(back->options[i].verdict, d.options[i].verdict);
+      EXPECT_EQ(back->options[i].start, d.options[i].start);
+      EXPECT_EQ(back->options[i].finish, d.options[i].finish);
+      EXPECT_EQ(back->options[i].deferred, d.options[i].deferred);
+      EXPECT_DOUBLE_EQ(back->options[i].cost_at_earliest, d.options[i].cost_at_earliest);
+    }
+  }
+  v1::Decision bad;
+  bad.set_local_blocker("lunch");
+  EXPECT_THAT(DecisionFromProto(bad),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("decision.local_blocker: unknown \"lunch\"")));
+  bad.set_local_blocker("");
+  bad.add_options()->set_verdict("maybe");
+  EXPECT_THAT(DecisionFromProto(bad), StatusIs(absl::StatusCode::kInvalidArgument,
+                                               HasSubstr("decision.options.verdict")));
 }
 
 }  // namespace

@@ -1161,6 +1161,66 @@ TEST_F(DecisionTest, ACheapWindowDefersTheJobAndTheLedgerChargesTheWindowsPrice)
   EXPECT_NEAR(scheduler_->Ledger(absl::InfinitePast())[0].Cost(), 0.10, 1e-9);
 }
 
+// A sweep waiting for the workstation holds it for all its runs, not only its first: a job
+// behind them that would miss its deadline waiting bursts instead.
+TEST_F(DecisionTest, AWaitingSweepCountsInTheWaitOfTheJobsBehindIt) {
+  auto ws_link = std::make_shared<FakeAgentLink>();
+  auto cloud_link = std::make_shared<FakeAgentLink>();
+  Connect("ws", Caps(1, 8 * kGiB), ws_link);
+  JobSpec busy = Spec("busy");
+  busy.runtime = absl::Hours(1);
+  ASSERT_THAT(Submit(busy), IsOk());
+  Connect("cloud", Priced(2.0, "runpod"), cloud_link);
+  std::vector<std::string> sweep;
+  for (int i = 0; i < 3; ++i) {
+    JobSpec run = Spec("sweep");
+    run.runtime = absl::Hours(1);
+    auto r = Submit(run);
+    ASSERT_THAT(r, IsOk());
+    sweep.push_back(r->job.id);
+  }
+  for (const std::string& id : sweep) EXPECT_EQ(Get(id).state, JobState::kPending);
+  EXPECT_THAT(Get(sweep[0]).message, HasSubstr("waiting for ws (local): room expected in 1h"));
+  // Behind them: 1 h for the busy job and 3 h for the sweep, then 1 h of its own: 5 h, past
+  // its 3.5 h deadline, so it goes to the cloud (counting only the sweep's first run, it would
+  // have waited).
+  JobSpec late = Spec("late");
+  late.runtime = absl::Hours(1);
+  late.deadline = clock_.Now() + absl::Minutes(210);
+  auto r = Submit(late);
+  ASSERT_THAT(r, IsOk());
+  const Job placed = Get(r->job.id);
+  EXPECT_EQ(placed.node, "cloud");
+  ASSERT_THAT(placed.decision.options, SizeIs(2));
+  EXPECT_EQ(placed.decision.options[1].node, "ws");
+  EXPECT_EQ(placed.decision.options[1].verdict, OptionVerdict::kMissesDeadline);
+  EXPECT_EQ(placed.decision.options[1].start, clock_.Now() + absl::Hours(4));
+}
+
+TEST_F(DecisionTest, WhatNoNodeCanTakeIsSaidAndAnUnknownRuntimeGpuIsRefused) {
+  UseCatalog();
+  auto ws_link = std::make_shared<FakeAgentLink>();
+  Connect("ws", WithGpu(Caps(8, 32 * kGiB), "NVIDIA GeForce RTX 3080", 10), ws_link);
+  JobSpec big = Spec("big");
+  big.resources.gpus = 1;
+  big.resources.gpu_memory_bytes = 40 * kGiB;
+  auto r = Submit(big);
+  ASSERT_THAT(r, IsOk());
+  const Job waiting = Get(r->job.id);
+  EXPECT_EQ(waiting.state, JobState::kPending);
+  EXPECT_THAT(waiting.message, HasSubstr("waiting: no node can take the job now: 1 too small"));
+  ASSERT_THAT(waiting.decision.options, SizeIs(1));
+  EXPECT_EQ(waiting.decision.local_blocker, LocalBlocker::kTooSmall);
+
+  JobSpec typo = Spec("typo");
+  typo.runtime = absl::Hours(1);
+  typo.runtime_gpu_model = "a1000";
+  EXPECT_THAT(Submit(typo), StatusIs(absl::StatusCode::kInvalidArgument,
+                                     HasSubstr("runtime.gpu_model: \"a1000\" is not in the GPU "
+                                               "catalog; known: rtx3080, a100-80gb, h100-80gb")));
+  EXPECT_THAT(scheduler_->Estimate(typo), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST_F(DecisionTest, EstimateRanksEveryNodeAndChangesNothing) {
   UseCatalog();
   auto a = std::make_shared<FakeAgentLink>();
