@@ -138,6 +138,21 @@ void PendingQueue::UnsettleGroupOf(const Job& job) {
   if (it != groups_.end()) it->second.settled = false;
 }
 
+void PendingQueue::NoteBudgetNeed(const Job& job, double dollars) {
+  auto it = groups_.find(GroupKeyOf(job.spec));
+  if (it != groups_.end()) it->second.budget_needed = dollars;
+}
+
+void PendingQueue::UnsettleHeldByBudget(const std::string& project, double room) {
+  for (auto& [key, group] : groups_) {
+    if (group.project != project || group.budget_needed < 0) continue;
+    if (group.budget_needed <= room + 1e-9) {
+      group.settled = false;
+      group.budget_needed = -1;
+    }
+  }
+}
+
 void PendingQueue::SettleAll() {
   for (auto it = groups_.begin(); it != groups_.end();) {
     if (it->second.first == nullptr) {

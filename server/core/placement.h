@@ -63,6 +63,9 @@ class PendingQueue {
     Job* first = nullptr;  // null when empty
     Key first_key;
     bool settled = true;
+    // Held back by the project's budget cap: the least it needs left under the cap to go on a
+    // node that had room; negative when not held by the budget.
+    double budget_needed = -1;
   };
 
   void Add(Job* job, bool settled);
@@ -80,6 +83,10 @@ class PendingQueue {
   void Unsettle(const std::string& project);
   // Marks the group of `job` unsettled, as when time changed what is best for it.
   void UnsettleGroupOf(const Job& job);
+  // The group of `job` is held back by its project's budget until `dollars` are left under it.
+  void NoteBudgetNeed(const Job& job, double dollars);
+  // Marks unsettled the groups of `project` held back by the budget that `room` dollars let go.
+  void UnsettleHeldByBudget(const std::string& project, double room);
 
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }

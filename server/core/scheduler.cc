@@ -728,7 +728,12 @@ void Scheduler::MeterLease(Job& job, Outbox& out) {
     op.ledger = e;
     out.batch.push_back(std::move(op));
     ledger_[{e.job_id, e.epoch}] = std::move(e);
-    pending_.Unsettle(job.spec.project);  // what the project has committed just changed
+    // What the project has committed just changed: jobs its budget held may go now.
+    auto b = budgets_.find(job.spec.project);
+    if (b != budgets_.end() && b->second.hard_cap) {
+      pending_.UnsettleHeldByBudget(job.spec.project,
+                                    b->second.monthly_limit - SpentAndCommitted(job.spec.project));
+    }
   }
   job.lease_start = absl::InfinitePast();
   job.lease_price_per_hour = 0;
@@ -1194,6 +1199,14 @@ void Scheduler::NoteWait(Job& job, const Work& work, const DecisionRules& rules,
                          const Choice& choice, absl::Span<const Candidate> cs, Outbox& out) {
   // What money holds back, with the figures: the first node with room over a limit.
   std::string money;
+  double budget_needed = -1;  // the cheapest option with room that the budget holds back
+  for (const Candidate& c : cs) {
+    if (c.fits_now && c.verdict == OptionVerdict::kOverBudget &&
+        (budget_needed < 0 || c.cost < budget_needed)) {
+      budget_needed = c.cost;
+    }
+  }
+  if (budget_needed >= 0) pending_.NoteBudgetNeed(job, budget_needed);
   for (const Candidate& c : cs) {
     if (!c.fits_now) continue;
     if (c.verdict == OptionVerdict::kOverMaxCost) {
