@@ -113,7 +113,10 @@ absl::Status Scheduler::LoadState() {
     last_seq_ = std::max(last_seq_, job.seq);
     last_epoch_ = std::max(last_epoch_, job.epoch);
     stats_.jobs_by_state[static_cast<int>(job.state)]++;
-    if (job.state == JobState::kPending) pending_.Add(&job, /*settled=*/false);
+    if (job.state == JobState::kPending) {
+      pending_.Add(&job, /*settled=*/false);
+      queue_version_++;
+    }
     if (IsLeased(job.state)) {
       lease_expiry_[job.id] = lease_end;
       NodeEntry& entry = nodes_[job.node];
@@ -264,6 +267,7 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   by_seq_[stored.seq] = &stored;
   if (!stored.request_id.empty()) by_request_id_[stored.request_id] = &stored;
   pending_.Add(&stored, /*settled=*/true);  // Schedule() tries it on every node below
+  queue_version_++;
   stats_.jobs_by_state[static_cast<int>(JobState::kPending)]++;
   stats_.submits_total++;
   PutJob(stored, out);
@@ -346,6 +350,7 @@ absl::StatusOr<Job> Scheduler::CancelLocked(absl::string_view id_or_prefix, std:
   if (reason.empty()) reason = "cancelled by user";
   if (job.state == JobState::kPending) {
     pending_.Remove(job);
+    queue_version_++;
     ClearWaiting(job);
     SetState(job, JobState::kCancelled);
     job.finish_time = job.update_time;
@@ -674,6 +679,7 @@ void Scheduler::Tick() {
         revisit = true;
       }
     }
+    MoveOverruns(now);
     if (!expired.empty() || new_month || revisit) Schedule(out);
     Seal(out);
   }
@@ -690,6 +696,7 @@ void Scheduler::Allocate(NodeEntry& entry, const Job& job) {
   for (uint32_t gpu : job.gpu_indexes) node.busy_gpus.insert(gpu);
   node.running_jobs++;
   entry.jobs.insert(job.id);
+  entry.version++;
 }
 
 void Scheduler::Release(Job& job) {
@@ -701,6 +708,7 @@ void Scheduler::Release(Job& job) {
   node.alloc_memory_bytes -= job.spec.resources.memory_bytes;
   for (uint32_t gpu : job.gpu_indexes) node.busy_gpus.erase(gpu);
   node.running_jobs--;
+  it->second.version++;
   GainedRoom(it->second);
 }
 
@@ -745,6 +753,7 @@ void Scheduler::MeterLease(Job& job, Outbox& out) {
 void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus,
                        Decision decision, Outbox& out) {
   pending_.Remove(job);
+  queue_version_++;
   ClearWaiting(job);
   job.decision = std::move(decision);
   SetState(job, JobState::kAssigned);
@@ -788,6 +797,7 @@ void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out) {
     job.message = reason;
     job.decision = Decision();  // where it went no longer holds; the next decision says why
     pending_.Add(&job, /*settled=*/false);
+    queue_version_++;
   }
   PutJob(job, out);
   auto it = nodes_.find(node);
@@ -958,7 +968,7 @@ double Scheduler::LeaseCommitment(const Job& job, absl::Time from) {
 }
 
 void Scheduler::IndexLeaseStart(Job& job, const Node* node) {
-  if (job.lease_price_per_hour <= 0 || job.lease_start == absl::InfinitePast()) return;
+  if (job.lease_start == absl::InfinitePast()) return;
   if (node == nullptr) {
     auto it = nodes_.find(job.node);
     if (it != nodes_.end()) node = &it->second.node;
@@ -968,15 +978,47 @@ void Scheduler::IndexLeaseStart(Job& job, const Node* node) {
   if (node != nullptr && node->record.caps.spot) {
     job.lease_reserved = ExpectedWithPreemption(job.lease_reserved, node->preemptions_per_hour);
   }
+  if (job.lease_price_per_hour <= 0) return;  // free: nothing to commit
   ProjectSpend& p = spend_[job.spec.project];
   p.committed += LeaseCommitment(job, spend_month_);
-  p.open_by_end.insert({job.lease_start + job.lease_reserved, job.id});
+  p.open_by_end.insert({job.lease_start + job.lease_reserved, &job});
+}
+
+void Scheduler::SumOverrun(ProjectSpend& p, const Job& job, absl::Time from, int sign) {
+  if (!job.lease_price_schedule.empty()) {  // costed one by one
+    if (sign > 0) {
+      p.overrun_scheduled[&job] = from;
+    } else {
+      p.overrun_scheduled.erase(&job);
+    }
+    return;
+  }
+  p.overrun_rate += sign * job.lease_price_per_hour;
+  p.overrun_base += sign * job.lease_price_per_hour * absl::ToDoubleHours(from - absl::UnixEpoch());
+}
+
+void Scheduler::MoveOverruns(absl::Time now) {
+  for (auto& [project, p] : spend_) {
+    while (!p.open_by_end.empty() && p.open_by_end.begin()->first < now) {
+      const auto [end, job] = *p.open_by_end.begin();
+      p.open_by_end.erase(p.open_by_end.begin());
+      const absl::Time from = std::max(end, spend_month_);
+      p.overrun[job] = from;
+      SumOverrun(p, *job, from, +1);
+    }
+  }
 }
 
 void Scheduler::IndexLeaseEnd(const Job& job, const LedgerEntry& entry) {
   ProjectSpend& p = spend_[job.spec.project];
   p.committed -= LeaseCommitment(job, spend_month_);
-  p.open_by_end.erase({job.lease_start + job.lease_reserved, job.id});
+  if (!p.open_by_end.erase({job.lease_start + job.lease_reserved, &job})) {
+    auto o = p.overrun.find(&job);
+    if (o != p.overrun.end()) {
+      SumOverrun(p, job, o->second, -1);
+      p.overrun.erase(o);
+    }
+  }
   p.closed += entry.CostWithin(spend_month_, absl::InfiniteFuture());
 }
 
@@ -985,6 +1027,12 @@ void Scheduler::RebuildSpendIndex(absl::Time month) {
   for (auto& [project, p] : spend_) {
     p.closed = 0;
     p.committed = 0;
+    p.overrun_rate = 0;
+    p.overrun_base = 0;
+    for (auto& [job, from] : p.overrun) {
+      from = std::max(job->lease_start + job->lease_reserved, month);
+      SumOverrun(p, *job, from, +1);
+    }
   }
   for (const auto& [key, entry] : ledger_) {
     spend_[entry.project].closed += entry.CostWithin(month, absl::InfiniteFuture());
@@ -1003,10 +1051,16 @@ double Scheduler::SpentAndCommitted(const std::string& project) const {
   const ProjectSpend& p = it->second;
   const absl::Time now = clock_->Now();
   double dollars = p.closed + p.committed;
-  // Leases running past their expected end cost what they ran beyond it.
-  for (const auto& [end, id] : p.open_by_end) {
+  // Leases running past their expected end cost what they ran beyond it: summed for those
+  // Tick moved, one by one for those with a schedule and those not moved yet.
+  dollars += p.overrun_rate * absl::ToDoubleHours(now - absl::UnixEpoch()) - p.overrun_base;
+  for (const auto& [job, from] : p.overrun_scheduled) {
+    if (now <= from) continue;
+    dollars += cost::CostOver(job->lease_price_schedule, job->lease_price_per_hour, from, now - from);
+  }
+  for (const auto& [end, job_ptr] : p.open_by_end) {
     if (end >= now) break;
-    const Job& job = jobs_.at(id);
+    const Job& job = *job_ptr;
     const absl::Time from = std::max(end, spend_month_);
     if (now <= from) continue;
     dollars += job.lease_price_schedule.empty()
@@ -1017,37 +1071,36 @@ double Scheduler::SpentAndCommitted(const std::string& project) const {
   return dollars;
 }
 
-absl::Duration Scheduler::ExpectedWait(const Job& job, const NodeEntry& entry,
-                                       absl::Time now) const {
-  // The jobs waiting for this node ahead of `job`: each waiting group's first job stands for
-  // the members of its group queued ahead of `job` too.
-  constexpr size_t kMaxAhead = 256;  // more than this: too far back to say
-  const PendingQueue::Key mine = PendingQueue::KeyOf(job);
-  std::vector<std::pair<PendingQueue::Key, std::pair<const Job*, absl::Duration>>> ahead;
-  for (const auto& [key, other] : entry.waiting) {
-    if (!(key < mine)) break;
-    const absl::Duration r = Reservation(*other, &entry.node);
-    const PendingQueue::Group* group = pending_.GroupOf(*other);
+void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeline& tl) const {
+  tl.node_version = entry.version;
+  tl.queue_version = queue_version_;
+  tl.built_at = now;
+  tl.items.clear();
+  tl.saved.clear();
+  tl.truncated = false;
+  // The jobs waiting for the node: each waiting group's first job stands for its whole group.
+  for (const auto& [key, first] : entry.waiting) {
+    const absl::Duration runtime = Reservation(*first, &entry.node);
+    const PendingQueue::Group* group = pending_.GroupOf(*first);
     if (group == nullptr) {
-      ahead.push_back({key, {other, r}});
+      tl.items.push_back({key, &first->spec.resources, runtime});
       continue;
     }
     for (const auto& [k, member] : group->jobs) {
-      if (!(k < mine)) break;
-      if (ahead.size() >= kMaxAhead) return absl::InfiniteDuration();
-      ahead.push_back({k, {member, r}});
+      if (tl.items.size() >= kMaxWaitingAhead) {
+        tl.truncated = true;
+        break;
+      }
+      tl.items.push_back({k, &member->spec.resources, runtime});
     }
   }
-  std::sort(ahead.begin(), ahead.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  Node sim = entry.node;
-  struct Holder {
-    absl::Time end;
-    int64_t cpu = 0, memory = 0;
-    std::vector<uint32_t> gpus;
-  };
-  auto later = [](const Holder& a, const Holder& b) { return a.end > b.end; };
-  std::vector<Holder> ends;  // a min-heap on end
+  std::sort(tl.items.begin(), tl.items.end(),
+            [](const WaitTimeline::Item& a, const WaitTimeline::Item& b) { return a.key < b.key; });
+  WaitTimeline::State st;
+  st.t = now;
+  st.alloc_cpu = entry.node.alloc_cpu_millis;
+  st.alloc_memory = entry.node.alloc_memory_bytes;
+  st.busy_gpus = entry.node.busy_gpus;
   for (const std::string& id : entry.jobs) {
     const Job& j = jobs_.at(id);
     const absl::Duration r =
@@ -1056,41 +1109,106 @@ absl::Duration Scheduler::ExpectedWait(const Job& job, const NodeEntry& entry,
     absl::Time end = began + r;
     // Past its expected end: assume a tenth more (at least a minute) is left.
     if (end <= now) end = now + std::max(r / 10, absl::Minutes(1));
-    ends.push_back({end, j.spec.resources.cpu_millis, j.spec.resources.memory_bytes,
-                    j.gpu_indexes});
+    st.ends.push_back({end, j.spec.resources.cpu_millis, j.spec.resources.memory_bytes,
+                       j.gpu_indexes});
   }
-  std::make_heap(ends.begin(), ends.end(), later);
-  absl::Time t = now;
+  auto later = [](const Holder& a, const Holder& b) { return a.end > b.end; };
+  std::make_heap(st.ends.begin(), st.ends.end(), later);
+  Node sim = entry.node;
   std::vector<uint32_t> gpus;
-  // Advances t until `r` fits the simulated node; false when it never does.
+  for (size_t i = 0; i < tl.items.size(); ++i) {
+    if (i % kSaveEvery == 0) tl.saved.push_back(st);
+    const Resources& r = *tl.items[i].resources;
+    sim.alloc_cpu_millis = st.alloc_cpu;
+    sim.alloc_memory_bytes = st.alloc_memory;
+    sim.busy_gpus = st.busy_gpus;
+    bool fits = true;
+    while (!Fits(r, sim, &gpus)) {
+      if (st.ends.empty()) {
+        fits = false;  // can never start here: holds nothing
+        break;
+      }
+      std::pop_heap(st.ends.begin(), st.ends.end(), later);
+      Holder h = std::move(st.ends.back());
+      st.ends.pop_back();
+      st.t = std::max(st.t, h.end);
+      sim.alloc_cpu_millis -= h.cpu;
+      sim.alloc_memory_bytes -= h.memory;
+      for (uint32_t g : h.gpus) sim.busy_gpus.erase(g);
+    }
+    st.alloc_cpu = sim.alloc_cpu_millis;
+    st.alloc_memory = sim.alloc_memory_bytes;
+    st.busy_gpus = sim.busy_gpus;
+    if (!fits) continue;
+    st.alloc_cpu += r.cpu_millis;
+    st.alloc_memory += r.memory_bytes;
+    for (uint32_t g : gpus) st.busy_gpus.insert(g);
+    st.ends.push_back({st.t + tl.items[i].runtime, r.cpu_millis, r.memory_bytes, gpus});
+    std::push_heap(st.ends.begin(), st.ends.end(), later);
+  }
+  if (tl.items.size() % kSaveEvery == 0) tl.saved.push_back(std::move(st));
+}
+
+absl::Duration Scheduler::ExpectedWait(const Job& job, const NodeEntry& entry, absl::Time now,
+                                       bool cached) const {
+  WaitTimeline apart;
+  WaitTimeline* tl = &apart;
+  if (cached) {
+    tl = &entry.timeline;
+    if (tl->node_version != entry.version || tl->queue_version != queue_version_ ||
+        tl->built_at != now) {
+      BuildTimeline(entry, now, *tl);
+    }
+  } else {
+    BuildTimeline(entry, now, apart);
+  }
+  // The jobs ahead of `job`: those before it in queue order.
+  const PendingQueue::Key mine = PendingQueue::KeyOf(job);
+  const size_t ahead =
+      std::lower_bound(tl->items.begin(), tl->items.end(), mine,
+                       [](const WaitTimeline::Item& item, const PendingQueue::Key& k) {
+                         return item.key < k;
+                       }) -
+      tl->items.begin();
+  if (tl->truncated && ahead == tl->items.size()) return absl::InfiniteDuration();  // too far back
+  // From the last saved state before them, start the rest, then find room for `job`.
+  const size_t from = ahead / kSaveEvery;
+  WaitTimeline::State st = tl->saved[from];
+  auto later = [](const Holder& a, const Holder& b) { return a.end > b.end; };
+  Node sim = entry.node;
+  sim.alloc_cpu_millis = st.alloc_cpu;
+  sim.alloc_memory_bytes = st.alloc_memory;
+  sim.busy_gpus = std::move(st.busy_gpus);
+  std::vector<uint32_t> gpus;
   auto room_for = [&](const Resources& r) {
     while (!Fits(r, sim, &gpus)) {
-      if (ends.empty()) return false;
-      std::pop_heap(ends.begin(), ends.end(), later);
-      Holder h = std::move(ends.back());
-      ends.pop_back();
-      t = std::max(t, h.end);
+      if (st.ends.empty()) return false;
+      std::pop_heap(st.ends.begin(), st.ends.end(), later);
+      Holder h = std::move(st.ends.back());
+      st.ends.pop_back();
+      st.t = std::max(st.t, h.end);
       sim.alloc_cpu_millis -= h.cpu;
       sim.alloc_memory_bytes -= h.memory;
       for (uint32_t g : h.gpus) sim.busy_gpus.erase(g);
     }
     return true;
   };
-  for (const auto& [key, waiting] : ahead) {
-    const Resources& r = waiting.first->spec.resources;
-    if (!room_for(r)) continue;  // can never start here: holds nothing
+  for (size_t i = from * kSaveEvery; i < ahead; ++i) {
+    const Resources& r = *tl->items[i].resources;
+    if (!room_for(r)) continue;
     sim.alloc_cpu_millis += r.cpu_millis;
     sim.alloc_memory_bytes += r.memory_bytes;
     for (uint32_t g : gpus) sim.busy_gpus.insert(g);
-    ends.push_back({t + waiting.second, r.cpu_millis, r.memory_bytes, gpus});
-    std::push_heap(ends.begin(), ends.end(), later);
+    st.ends.push_back({st.t + tl->items[i].runtime, r.cpu_millis, r.memory_bytes, gpus});
+    std::push_heap(st.ends.begin(), st.ends.end(), later);
   }
   if (!room_for(job.spec.resources)) return absl::InfiniteDuration();
-  return t - now;
+  return st.t - now;
 }
 
 void Scheduler::Gather(const Job& job, const Work& work, const std::vector<const Node*>& nodes,
-                       bool everything, absl::Time now, std::vector<Candidate>& cs) const {
+                       bool everything, bool cached, absl::Time now,
+                       std::vector<Candidate>& cs) const {
   const Resources& r = job.spec.resources;
   std::vector<uint32_t> gpus;
   auto add = [&](const Node& node, bool fits_now) -> Candidate& {
@@ -1120,7 +1238,7 @@ void Scheduler::Gather(const Job& job, const Work& work, const std::vector<const
     if (!Fits(r, empty, &gpus)) {
       c.too_small = true;
     } else {
-      c.wait = ExpectedWait(job, entry, now);
+      c.wait = ExpectedWait(job, entry, now, cached);
     }
   };
   size_t local_fits = 0;
@@ -1171,9 +1289,20 @@ DecisionRules Scheduler::RulesOf(const Job& job) const {
 }
 
 void Scheduler::SetWaiting(Job& job, NodeEntry* entry, absl::Time revisit) {
-  ClearWaiting(job);
-  if (entry != nullptr) {
+  auto w = waiting_for_.find(job.id);
+  const bool same = entry != nullptr && w != waiting_for_.end() && w->second == entry;
+  if (same) {  // waits for the same node: only when to look again changes
+    auto r = revisit_of_.find(job.id);
+    if (r != revisit_of_.end()) {
+      revisits_.erase({r->second, job.id});
+      revisit_of_.erase(r);
+    }
+  } else {
+    ClearWaiting(job);
+  }
+  if (entry != nullptr && !same) {
     entry->waiting[PendingQueue::KeyOf(job)] = &job;
+    entry->version++;
     waiting_for_[job.id] = entry;
   }
   if (revisit < absl::InfiniteFuture()) {
@@ -1186,6 +1315,7 @@ void Scheduler::ClearWaiting(const Job& job) {
   auto w = waiting_for_.find(job.id);
   if (w != waiting_for_.end()) {
     w->second->waiting.erase(PendingQueue::KeyOf(job));
+    w->second->version++;
     waiting_for_.erase(w);
   }
   auto r = revisit_of_.find(job.id);
@@ -1262,7 +1392,7 @@ std::optional<Placement> Scheduler::PlaceWithin(Job& job, const std::vector<cons
   const DecisionRules rules = RulesOf(job);
   std::vector<Candidate>& cs = scratch_;
   cs.clear();
-  Gather(job, work, nodes, /*everything=*/false, now, cs);
+  Gather(job, work, nodes, /*everything=*/false, /*cached=*/true, now, cs);
   if (cs.empty()) return std::nullopt;
   const Choice choice = Decide(rules, now, absl::MakeSpan(cs));
   if (choice.chosen < 0 || choice.wait) {
@@ -1300,7 +1430,7 @@ absl::StatusOr<Decision> Scheduler::Estimate(JobSpec spec) const {
   job.create_time = now;
   const Work work = WorkOf(job);
   std::vector<Candidate> cs;
-  Gather(job, work, {}, /*everything=*/true, now, cs);
+  Gather(job, work, {}, /*everything=*/true, /*cached=*/false, now, cs);
   const DecisionRules rules = RulesOf(job);
   const Choice choice = Decide(rules, now, absl::MakeSpan(cs));
   Decision d = RecordDecision(rules, now, choice, cs, job.spec.resources, cs.size());

@@ -205,6 +205,52 @@ class Scheduler {
   };
 
  private:
+  // A job holding part of a node until `end`, in the expected-wait timeline.
+  struct Holder {
+    absl::Time end;
+    int64_t cpu = 0, memory = 0;
+    std::vector<uint32_t> gpus;
+  };
+  // A node's expected-wait timeline: its running jobs' expected ends, then the jobs waiting for
+  // it started in queue order, with the state saved every few jobs so that the wait of a job
+  // behind any of them is found without starting over. Built on demand; valid while nothing it
+  // depends on changed (the node's version, the queue's version, the time).
+  struct WaitTimeline {
+    uint64_t node_version = ~uint64_t{0};
+    uint64_t queue_version = ~uint64_t{0};
+    absl::Time built_at = absl::InfinitePast();
+    struct Item {
+      PendingQueue::Key key;
+      const Resources* resources = nullptr;
+      absl::Duration runtime;
+    };
+    std::vector<Item> items;  // in queue order
+    bool truncated = false;   // more jobs wait than items holds
+    struct State {
+      absl::Time t;
+      int64_t alloc_cpu = 0, alloc_memory = 0;
+      std::set<uint32_t> busy_gpus;
+      std::vector<Holder> ends;  // a min-heap on end
+    };
+    std::vector<State> saved;  // saved[i]: before items[i * kSaveEvery]
+  };
+  static constexpr size_t kSaveEvery = 16;
+  static constexpr size_t kMaxWaitingAhead = 256;
+
+  // The spend index of one project, for the month starting spend_month_ (turned over by Tick).
+  struct ProjectSpend {
+    double closed = 0;      // ledger entries, inside the month
+    double committed = 0;   // open leases: LeaseCommitment from the month's start
+    // Open priced leases by expected end: those past it cost more as they run.
+    absl::btree_set<std::pair<absl::Time, const Job*>> open_by_end;
+    // Leases past their expected end, moved here by Tick with the time their overrun counts
+    // from; those without a price schedule are also summed, so their cost is
+    // overrun_rate * now - overrun_base (in hours since the Unix epoch).
+    absl::flat_hash_map<const Job*, absl::Time> overrun;
+    absl::flat_hash_map<const Job*, absl::Time> overrun_scheduled;  // those with a schedule
+    double overrun_rate = 0;
+    double overrun_base = 0;
+  };
   struct NodeEntry {
     Node node;
     std::shared_ptr<AgentLink> link;
@@ -212,6 +258,8 @@ class Scheduler {
     std::set<std::string> jobs;  // leased to this node
     // Pending jobs that decided to wait for this node, in queue order.
     absl::btree_map<PendingQueue::Key, Job*> waiting;
+    uint64_t version = 0;  // raised when its jobs or its waiting jobs change
+    mutable WaitTimeline timeline;  // written only under the exclusive lock
   };
 
 
@@ -303,7 +351,7 @@ class Scheduler {
   // Candidates for `job` into `cs`: each of `nodes` with room for it, then every local node;
   // with `everything`, every schedulable node whatever its room (for Estimate).
   void Gather(const Job& job, const Work& work, const std::vector<const Node*>& nodes,
-              bool everything, absl::Time now, std::vector<Candidate>& cs) const
+              bool everything, bool cached, absl::Time now, std::vector<Candidate>& cs) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   DecisionRules RulesOf(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // The job waits (for a local node, or for money); notes why, and when to decide again.
@@ -316,7 +364,10 @@ class Scheduler {
   // How long until `entry` would have room for `job`, if the jobs it runs end when expected and
   // the jobs waiting for it ahead of `job` start in queue order; InfiniteDuration if never, or
   // when too many wait ahead to say.
-  absl::Duration ExpectedWait(const Job& job, const NodeEntry& entry, absl::Time now) const
+  // `cached`: use and refresh the node's timeline (exclusive lock held); else build one apart.
+  absl::Duration ExpectedWait(const Job& job, const NodeEntry& entry, absl::Time now,
+                              bool cached) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeline& tl) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void RefreshNodeFacts(NodeEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Work WorkOf(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
@@ -337,6 +388,9 @@ class Scheduler {
   void IndexLeaseStart(Job& job, const Node* node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void IndexLeaseEnd(const Job& job, const LedgerEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RebuildSpendIndex(absl::Time month) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MoveOverruns(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An overrun lease enters (sign +1) or leaves (-1) a project's sums.
+  static void SumOverrun(ProjectSpend& p, const Job& job, absl::Time from, int sign);
   // What an open lease is expected to cost in [from, its expected end).
   static double LeaseCommitment(const Job& job, absl::Time from);
   bool TryPlace(Job& job, const std::vector<const Node*>& nodes, Outbox& out)
@@ -365,16 +419,10 @@ class Scheduler {
   absl::flat_hash_map<std::string, absl::Time> revisit_of_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, RunHistory> history_ ABSL_GUARDED_BY(mu_);
   std::vector<Candidate> scratch_ ABSL_GUARDED_BY(mu_);
+  uint64_t queue_version_ ABSL_GUARDED_BY(mu_) = 0;  // raised when the pending queue changes
   std::map<std::pair<std::string, uint64_t>, LedgerEntry> ledger_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Budget, std::less<>> budgets_ ABSL_GUARDED_BY(mu_);
   absl::Time month_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // of the last Tick
-  // The spend index, for the month starting spend_month_ (turned over by Tick).
-  struct ProjectSpend {
-    double closed = 0;      // ledger entries, inside the month
-    double committed = 0;   // open leases: LeaseCommitment from the month's start
-    // Open priced leases by expected end: those past it cost more as they run.
-    absl::btree_set<std::pair<absl::Time, std::string>> open_by_end;
-  };
   absl::flat_hash_map<std::string, ProjectSpend> spend_ ABSL_GUARDED_BY(mu_);
   absl::Time spend_month_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t last_seq_ ABSL_GUARDED_BY(mu_) = 0;
