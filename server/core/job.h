@@ -160,6 +160,8 @@ struct Job {
   // How long the lease is expected to last, as reckoned when it began (not stored: reckoned
   // again at start-up).
   absl::Duration lease_reserved = absl::ZeroDuration();
+  // The figures behind the last wait message (not stored): the same figures, the same message.
+  uint64_t wait_fingerprint = 0;
   // The last placement decision: set when the job is assigned, and while it waits by choice.
   Decision decision;
 };

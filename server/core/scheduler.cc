@@ -1,7 +1,9 @@
 #include "server/core/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -1327,16 +1329,43 @@ void Scheduler::ClearWaiting(const Job& job) {
 
 void Scheduler::NoteWait(Job& job, const Work& work, const DecisionRules& rules, absl::Time now,
                          const Choice& choice, absl::Span<const Candidate> cs, Outbox& out) {
-  // What money holds back, with the figures: the first node with room over a limit.
-  std::string money;
   double budget_needed = -1;  // the cheapest option with room that the budget holds back
+  int verdicts[static_cast<int>(kLastOptionVerdict) + 1] = {};
+  const Candidate* money_node = nullptr;
   for (const Candidate& c : cs) {
-    if (c.fits_now && c.verdict == OptionVerdict::kOverBudget &&
+    verdicts[static_cast<int>(c.verdict)]++;
+    if (!c.fits_now) continue;
+    if (c.verdict == OptionVerdict::kOverBudget &&
         (budget_needed < 0 || c.cost < budget_needed)) {
       budget_needed = c.cost;
     }
+    if (money_node == nullptr &&
+        (c.verdict == OptionVerdict::kOverBudget || c.verdict == OptionVerdict::kOverMaxCost)) {
+      money_node = &c;
+    }
   }
   if (budget_needed >= 0) pending_.NoteBudgetNeed(job, budget_needed);
+  // Messages are made of these figures (times to the minute, dollars to the cent): when they
+  // are as last time, only the revisit may change, and the strings are not made again.
+  const Candidate* chosen = choice.chosen >= 0 ? &cs[choice.chosen] : nullptr;
+  auto minutes = [](absl::Time t) {
+    return t == absl::InfiniteFuture() ? -1 : absl::ToUnixSeconds(t) / 60;
+  };
+  auto cents = [](double d) { return std::isfinite(d) ? std::llround(d * 100) : -1; };
+  uint64_t fingerprint = absl::Hash<std::tuple<const void*, bool, bool, int64_t, int64_t,
+                                               long long, const void*, long long, long long,
+                                               std::string_view, bool>>{}(
+      {chosen != nullptr ? chosen->node : nullptr, choice.wait, choice.meets_deadline,
+       chosen ? minutes(chosen->start) : 0, chosen ? minutes(chosen->finish) : 0,
+       chosen ? cents(chosen->cost) : 0, money_node ? money_node->node : nullptr,
+       money_node ? cents(money_node->cost) : 0, cents(rules.budget_room),
+       std::string_view(reinterpret_cast<const char*>(verdicts), sizeof(verdicts)),
+       chosen != nullptr && chosen->deferred});
+  fingerprint |= 1;  // never 0, the value of "no wait noted"
+  const bool same = fingerprint == job.wait_fingerprint && !job.message.empty();
+  if (same && chosen == nullptr) return;
+  // What money holds back, with the figures: the first node with room over a limit.
+  std::string money;
   for (const Candidate& c : cs) {
     if (!c.fits_now) continue;
     if (c.verdict == OptionVerdict::kOverMaxCost) {
@@ -1356,10 +1385,9 @@ void Scheduler::NoteWait(Job& job, const Work& work, const DecisionRules& rules,
   }
   std::string message;
   if (choice.chosen >= 0) {  // waits for a local node by choice
-    const Candidate& chosen = cs[choice.chosen];
     // Decide again when the node should have room (or its cheap window opens), or when the
     // first of the nodes with room now that meet the deadline would stop meeting it.
-    absl::Time revisit = chosen.start;
+    absl::Time revisit = chosen->start;
     for (const Candidate& c : cs) {
       if (!c.fits_now || rules.deadline == absl::InfiniteFuture()) continue;
       if (c.verdict != OptionVerdict::kDearer && c.verdict != OptionVerdict::kLater) continue;
@@ -1367,8 +1395,9 @@ void Scheduler::NoteWait(Job& job, const Work& work, const DecisionRules& rules,
       if (latest > now) revisit = std::min(revisit, latest);
     }
     revisit = std::max(revisit, now + absl::Seconds(1));
-    auto entry = nodes_.find(chosen.node->record.name);
+    auto entry = nodes_.find(chosen->node->record.name);
     SetWaiting(job, entry != nodes_.end() ? &entry->second : nullptr, revisit);
+    if (same) return;
     message = Summary(rules, now, choice, cs);  // "waiting for ws (local): ..."
     if (!money.empty()) absl::StrAppend(&message, "; ", money);
   } else {
@@ -1377,6 +1406,7 @@ void Scheduler::NoteWait(Job& job, const Work& work, const DecisionRules& rules,
     message = absl::StrCat("waiting: ", money.empty() ? Summary(rules, now, choice, cs) : money);
   }
   NoteRuntimeBasis(work, message);
+  job.wait_fingerprint = fingerprint;
   if (job.message == message) return;
   job.message = std::move(message);
   job.decision =
