@@ -9,7 +9,8 @@
 #   JOBS=10000          jobs sched drains on one node
 #   SLURM_JOBS=200      jobs each Slurm profile drains (Slurm starts ~1-2 jobs/s here, so 10,000
 #                       would take hours; the table projects its 10,000 from this rate)
-#   NODES=10000 PENDING=100000 COMPLETIONS=100000   the in-process placement benchmark
+#   NODES=10000 PENDING=100000 COMPLETIONS=100000   the in-process placement benchmark, plain fit
+#   COST_COMPLETIONS=1000  completions timed with the cost model on (each costs far more there)
 #   SECONDS_EACH=5 START_JOBS=200 CLI_JOBS=300 REST_THREADS=16
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,6 +26,7 @@ SLURM_JOBS=${SLURM_JOBS:-200}
 NODES=${NODES:-10000}
 PENDING=${PENDING:-100000}
 COMPLETIONS=${COMPLETIONS:-100000}
+COST_COMPLETIONS=${COST_COMPLETIONS:-1000}
 REST_THREADS=${REST_THREADS:-16}
 CHART=${CHART-docs/benchmarks.png}
 # slurmrestd makes its socket after it has switched to the unprivileged user
@@ -97,11 +99,15 @@ start_agent
 drain=$("$BIN/sched-bench" --server="$SCHED_SERVER" --mode=drain --jobs="$JOBS")
 stop_sched
 
-# ---- sched: placement in the core, simulated cluster
-placement=$("$BIN/sched-placement-bench" --nodes="$NODES" --pending="$PENDING" --completions="$COMPLETIONS")
-# the same with 1,000 distinct requests in the queue instead of 64: a pass grows with them
-placement_wide=$("$BIN/sched-placement-bench" --nodes="$NODES" --pending="$PENDING" \
-  --completions="$COMPLETIONS" --shapes=1000)
+# ---- sched: placement in the core, simulated cluster: with the cost model (catalog, priced
+# nodes, runtimes, deadlines, policies, budgets), then a plain fit (every node $0, plain jobs)
+placement_cost=$("$BIN/sched-placement-bench" --nodes="$NODES" --pending="$PENDING" \
+  --completions="$COST_COMPLETIONS")
+placement=$("$BIN/sched-placement-bench" --cost_model=false --nodes="$NODES" --pending="$PENDING" \
+  --completions="$COMPLETIONS")
+# the plain fit with 1,000 distinct requests in the queue instead of 64: a pass grows with them
+placement_wide=$("$BIN/sched-placement-bench" --cost_model=false --nodes="$NODES" \
+  --pending="$PENDING" --completions="$COMPLETIONS" --shapes=1000)
 
 # ---- Slurm on the same machine, once per profile
 if ! command -v slurmrestd >/dev/null; then
@@ -157,6 +163,9 @@ for p in default ht; do
   drain_proj_s[$p]=$(awk -v n="$JOBS" -v m="$SLURM_JOBS" -v ns="${slurm_drain[$p]}" \
     'BEGIN {printf "%.0f", n / m * ns / 1e9}')
 done
+c_rate=$(echo "$placement_cost" | field decisions_per_s)
+c_pass=$(echo "$placement_cost" | field passes_per_s)
+c50=$(echo "$placement_cost" | field p50_us); c99=$(echo "$placement_cost" | field p99_us)
 p_rate=$(echo "$placement" | field decisions_per_s)
 p_pass=$(echo "$placement" | field passes_per_s)
 p50=$(echo "$placement" | field p50_us); p99=$(echo "$placement" | field p99_us)
@@ -186,11 +195,14 @@ row "drain $SLURM_JOBS trivial jobs, one node, 2 at a time (s)" "$small_s" \
 row "drain $JOBS trivial jobs, one node, 2 at a time (s)" "$drain_s" \
   "~${drain_proj_s[default]} (projected)" "~${drain_proj_s[ht]} (projected)" \
   "$(ratio "${drain_proj_s[default]}" "$drain_s") faster" "$(ratio "${drain_proj_s[ht]}" "$drain_s") faster"
-row "placement, $NODES nodes, $PENDING pending: jobs placed/s (target ≥ 20,000)" "$p_rate" "—" "—" "—" "—"
-row "placement: completions handled/s, each one placement pass" "$p_pass" "—" "—" "—" "—"
-row "placement: one completion's pass p50 / p99 (µs; target p99 ≤ 1,000)" "$p50 / $p99" "—" "—" "—" "—"
-row "placement, 1,000 distinct requests queued: jobs placed/s; completions/s" "$w_rate; $w_pass" "—" "—" "—" "—"
-row "placement, 1,000 distinct requests queued: pass p50 / p99 (µs)" "$w50 / $w99" "—" "—" "—" "—"
+row "placement with the cost model, $NODES nodes, $PENDING pending: jobs placed/s (target ≥ 20,000)" "$c_rate" "—" "—" "—" "—"
+row "placement with the cost model: completions handled/s, each one placement pass" "$c_pass" "—" "—" "—" "—"
+row "placement with the cost model: one completion's pass p50 / p99 (µs; target p99 ≤ 1,000)" "$c50 / $c99" "—" "—" "—" "—"
+row "placement, plain fit (no prices), $NODES nodes, $PENDING pending: jobs placed/s" "$p_rate" "—" "—" "—" "—"
+row "placement, plain fit: completions handled/s, each one placement pass" "$p_pass" "—" "—" "—" "—"
+row "placement, plain fit: one completion's pass p50 / p99 (µs)" "$p50 / $p99" "—" "—" "—" "—"
+row "placement, plain fit, 1,000 distinct requests queued: jobs placed/s; completions/s" "$w_rate; $w_pass" "—" "—" "—" "—"
+row "placement, plain fit, 1,000 distinct requests queued: pass p50 / p99 (µs)" "$w50 / $w99" "—" "—" "—" "—"
 echo
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "raw: $lone"
@@ -199,6 +211,7 @@ echo "raw: sched cli jobs_per_s=$sched_cli"
 echo "raw: $start"
 echo "raw: $drain_small"
 echo "raw: $drain"
+echo "$placement_cost" | sed 's/^/raw: /'
 echo "raw: $placement"
 echo "raw: $placement_wide"
 for p in default ht; do
