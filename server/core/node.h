@@ -79,6 +79,9 @@ struct Node {
                                     // priced from power and hardware
   double gpu_throughput = 0;        // one GPU's relative throughput in the catalog; 0: unknown
   double preemptions_per_hour = 0;  // spot nodes: how often the provider takes one back
+  // The least and the most it costs an hour at any time of day (its price schedule's bounds).
+  double min_price_per_hour = 0;
+  double max_price_per_hour = 0;
 
   NodeState state() const {
     if (!connected) return NodeState::kDown;

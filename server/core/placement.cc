@@ -85,7 +85,7 @@ PendingQueue::GroupKey PendingQueue::GroupKeyOf(const JobSpec& spec) {
           spec.runtime > absl::ZeroDuration() ? std::string() : spec.name};
 }
 
-void PendingQueue::Add(Job* job, bool settled) {
+const PendingQueue::Group* PendingQueue::Add(Job* job, bool settled) {
   Group& group = groups_[GroupKeyOf(job->spec)];
   if (group.jobs.empty()) {
     group.resources = job->spec.resources;
@@ -93,24 +93,33 @@ void PendingQueue::Add(Job* job, bool settled) {
   }
   const Key key = KeyOf(*job);
   if (group.jobs.emplace(key, job).second) size_++;
+  group.version++;
   if (group.first == nullptr || key < group.first_key) {
     group.first = job;
     group.first_key = key;
+    group.standing.known = false;
   }
-  if (!settled) group.settled = false;
+  if (!settled) {
+    group.settled = false;
+    group.standing.known = false;
+  }
+  return &group;
 }
 
-void PendingQueue::Remove(const Job& job) {
+const PendingQueue::Group* PendingQueue::Remove(const Job& job) {
   auto it = groups_.find(GroupKeyOf(job.spec));
-  if (it == groups_.end()) return;
+  if (it == groups_.end()) return nullptr;
   Group& group = it->second;
   const Key key = KeyOf(job);
-  if (!group.jobs.erase(key)) return;
+  if (!group.jobs.erase(key)) return nullptr;
   size_--;
+  group.version++;
   if (key == group.first_key) {
     group.first = group.jobs.empty() ? nullptr : group.jobs.begin()->second;
     if (group.first != nullptr) group.first_key = group.jobs.begin()->first;
+    group.standing.known = false;
   }
+  return &group;
 }
 
 const PendingQueue::Group* PendingQueue::GroupOf(const Job& job) const {
@@ -129,23 +138,52 @@ std::vector<const PendingQueue::Group*> PendingQueue::Groups() const {
 
 void PendingQueue::Unsettle(const std::string& project) {
   for (auto& [key, group] : groups_) {
-    if (project.empty() || group.project == project) group.settled = false;
+    if (project.empty() || group.project == project) {
+      group.settled = false;
+      group.standing.known = false;
+    }
   }
 }
 
 void PendingQueue::UnsettleGroupOf(const Job& job) {
   auto it = groups_.find(GroupKeyOf(job.spec));
-  if (it != groups_.end()) it->second.settled = false;
+  if (it != groups_.end()) {
+    it->second.settled = false;
+    it->second.standing.known = false;
+  }
 }
 
-void PendingQueue::NoteBudgetNeed(const Job& job, double dollars) {
+void PendingQueue::SetStanding(const Job& job, const Standing& standing) {
   auto it = groups_.find(GroupKeyOf(job.spec));
-  if (it != groups_.end()) it->second.budget_needed = dollars;
+  if (it != groups_.end() && it->second.first == &job) it->second.standing = standing;
+}
+
+// The groups are this queue's own: the const pointers it hands out may be written through here.
+void PendingQueue::ForgetStanding(const Group* group) {
+  if (group != nullptr) const_cast<Group*>(group)->standing.known = false;
+}
+
+void PendingQueue::NoteBudgetNeedAtMost(const Group* group, double dollars) {
+  if (group == nullptr) return;
+  Group* g = const_cast<Group*>(group);
+  if (g->budget_needed < 0 || dollars < g->budget_needed) g->budget_needed = dollars;
+}
+
+void PendingQueue::ForgetLearned(const std::string& project, const std::string& name) {
+  for (auto& [key, group] : groups_) {
+    if (group.first == nullptr || group.project != project) continue;
+    const JobSpec& spec = group.first->spec;
+    if (spec.runtime <= absl::ZeroDuration() && spec.name == name) group.standing.known = false;
+  }
 }
 
 void PendingQueue::UnsettleHeldByBudget(const std::string& project, double room) {
   for (auto& [key, group] : groups_) {
-    if (group.project != project || group.budget_needed < 0) continue;
+    if (group.project != project) continue;
+    // What a standing decision may count on can only grow here.
+    Standing& s = group.standing;
+    if (s.known && s.budget_room >= 0) s.budget_room = std::max(s.budget_room, room);
+    if (group.budget_needed < 0) continue;
     if (group.budget_needed <= room + 1e-9) {
       group.settled = false;
       group.budget_needed = -1;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -54,6 +55,20 @@ class PendingQueue {
   using Key = std::pair<int64_t, uint64_t>;
   static Key KeyOf(const Job& job) { return {-static_cast<int64_t>(job.spec.priority), job.seq}; }
 
+  // What the last decision for a group's first job leaves open, so that a rented node that
+  // gains room is decided on only when it could change that decision: a node whose cost for
+  // the job is sure to be above `bar` (the standing choice's dearest cost), above the budget
+  // room or above max_cost cannot win. Forgotten (known = false) whenever the group is
+  // unsettled or its first job changes; the Scheduler forgets it when the job's runtime is
+  // learned anew or a job is queued ahead of it on the node it waits for.
+  struct Standing {
+    bool known = false;
+    double bar = 0;              // dollars; HUGE_VAL when any node with room could win
+    double budget_room = -1;     // dollars left under the project's cap when decided; <0: none
+    double gpu_work_hours = 0;   // the first job's work (Scheduler::Work), to cost a node
+    absl::Duration plain;
+  };
+
   // Jobs of one project asking the same resources: they fare alike with nodes and budgets.
   struct Group {
     Resources resources;
@@ -66,11 +81,16 @@ class PendingQueue {
     // Held back by the project's budget cap: the least it needs left under the cap to go on a
     // node that had room; negative when not held by the budget.
     double budget_needed = -1;
+    // Raised by every Add and Remove: the expected-wait timelines that count this group's jobs
+    // are rebuilt when it moves.
+    uint64_t version = 0;
+    Standing standing;
   };
 
-  void Add(Job* job, bool settled);
-  // No-op when the job is not queued.
-  void Remove(const Job& job);
+  // Returns the job's group.
+  const Group* Add(Job* job, bool settled);
+  // No-op when the job is not queued. Returns the group it left, or null.
+  const Group* Remove(const Job& job);
 
   // The group `job` belongs to, or null when no queued job asks for its resources.
   const Group* GroupOf(const Job& job) const;
@@ -83,10 +103,17 @@ class PendingQueue {
   void Unsettle(const std::string& project);
   // Marks the group of `job` unsettled, as when time changed what is best for it.
   void UnsettleGroupOf(const Job& job);
-  // The group of `job` is held back by its project's budget until `dollars` are left under it.
-  void NoteBudgetNeed(const Job& job, double dollars);
-  // Marks unsettled the groups of `project` held back by the budget that `room` dollars let go.
+  // Marks unsettled the groups of `project` held back by the budget that `room` dollars let go;
+  // `room` is what the project now has left under its cap.
   void UnsettleHeldByBudget(const std::string& project, double room);
+  // Keeps (or forgets, with known = false) the standing decision of the group of `job`.
+  void SetStanding(const Job& job, const Standing& standing);
+  void ForgetStanding(const Group* group);
+  // The group is held back by the budget until at least `dollars` are left under the cap.
+  void NoteBudgetNeedAtMost(const Group* group, double dollars);
+  // Forgets the standing decisions of `project`'s groups whose runtime is learned from the
+  // runs of `name`.
+  void ForgetLearned(const std::string& project, const std::string& name);
 
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }

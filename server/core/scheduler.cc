@@ -117,7 +117,6 @@ absl::Status Scheduler::LoadState() {
     stats_.jobs_by_state[static_cast<int>(job.state)]++;
     if (job.state == JobState::kPending) {
       pending_.Add(&job, /*settled=*/false);
-      queue_version_++;
     }
     if (IsLeased(job.state)) {
       lease_expiry_[job.id] = lease_end;
@@ -268,8 +267,8 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   Job& stored = it->second;
   by_seq_[stored.seq] = &stored;
   if (!stored.request_id.empty()) by_request_id_[stored.request_id] = &stored;
-  pending_.Add(&stored, /*settled=*/true);  // Schedule() tries it on every node below
-  queue_version_++;
+  // Schedule() tries it on every node below.
+  QueuedAhead(pending_.Add(&stored, /*settled=*/true), stored);
   stats_.jobs_by_state[static_cast<int>(JobState::kPending)]++;
   stats_.submits_total++;
   PutJob(stored, out);
@@ -351,9 +350,8 @@ absl::StatusOr<Job> Scheduler::CancelLocked(absl::string_view id_or_prefix, std:
   }
   if (reason.empty()) reason = "cancelled by user";
   if (job.state == JobState::kPending) {
-    pending_.Remove(job);
-    queue_version_++;
     ClearWaiting(job);
+    pending_.Remove(job);
     SetState(job, JobState::kCancelled);
     job.finish_time = job.update_time;
     job.cancel_requested = true;
@@ -699,6 +697,8 @@ void Scheduler::Allocate(NodeEntry& entry, const Job& job) {
   node.running_jobs++;
   entry.jobs.insert(job.id);
   entry.version++;
+  // Those waiting for the node now wait longer: their decisions are taken again.
+  for (const auto& [key, waiter] : entry.waiting) pending_.ForgetStanding(waiter.group);
 }
 
 void Scheduler::Release(Job& job) {
@@ -754,9 +754,8 @@ void Scheduler::MeterLease(Job& job, Outbox& out) {
 
 void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus,
                        Decision decision, Outbox& out) {
-  pending_.Remove(job);
-  queue_version_++;
   ClearWaiting(job);
+  pending_.Remove(job);
   job.decision = std::move(decision);
   SetState(job, JobState::kAssigned);
   job.epoch = ++last_epoch_;
@@ -798,8 +797,7 @@ void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out) {
     job.gpu_indexes.clear();
     job.message = reason;
     job.decision = Decision();  // where it went no longer holds; the next decision says why
-    pending_.Add(&job, /*settled=*/false);
-    queue_version_++;
+    QueuedAhead(pending_.Add(&job, /*settled=*/false), job);
   }
   PutJob(job, out);
   auto it = nodes_.find(node);
@@ -850,6 +848,13 @@ void Scheduler::RefreshNodeFacts(NodeEntry& entry) {
                                     ? provider->spot_preemptions_per_hour
                                     : options_.default_spot_preemptions_per_hour;
   }
+  node.min_price_per_hour = node.max_price_per_hour = caps.price_per_hour;
+  for (const cost::PriceWindow& w : caps.price_schedule.windows) {
+    node.min_price_per_hour = std::min(node.min_price_per_hour, w.usd_per_hour);
+    node.max_price_per_hour = std::max(node.max_price_per_hour, w.usd_per_hour);
+  }
+  // What those waiting for it counted on may have changed.
+  for (const auto& [key, waiter] : entry.waiting) pending_.ForgetStanding(waiter.group);
   if (node.local) {
     local_nodes_.insert(&entry);
   } else {
@@ -904,6 +909,7 @@ void Scheduler::RecordRun(const Job& job) {
   RunHistory& h = history_[{job.spec.project, job.spec.name}];
   h.runs.emplace_back(gpu_work, hours);
   if (h.runs.size() > options_.history_runs) h.runs.erase(h.runs.begin());
+  pending_.ForgetLearned(job.spec.project, job.spec.name);  // their runtime moved
 }
 
 Scheduler::Work Scheduler::WorkOf(const Job& job) const {
@@ -1073,22 +1079,24 @@ double Scheduler::SpentAndCommitted(const std::string& project) const {
   return dollars;
 }
 
+uint64_t Scheduler::WaitingGroupsVersion(const NodeEntry& entry) {
+  uint64_t v = entry.waiting.size();
+  for (const auto& [key, waiter] : entry.waiting) v = v * 31 + waiter.group->version;
+  return v;
+}
+
 void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeline& tl) const {
   tl.node_version = entry.version;
-  tl.queue_version = queue_version_;
+  tl.groups_version = WaitingGroupsVersion(entry);
   tl.built_at = now;
+  tl.valid_until = now + kTimelineLife;
   tl.items.clear();
   tl.saved.clear();
   tl.truncated = false;
   // The jobs waiting for the node: each waiting group's first job stands for its whole group.
-  for (const auto& [key, first] : entry.waiting) {
-    const absl::Duration runtime = Reservation(*first, &entry.node);
-    const PendingQueue::Group* group = pending_.GroupOf(*first);
-    if (group == nullptr) {
-      tl.items.push_back({key, &first->spec.resources, runtime});
-      continue;
-    }
-    for (const auto& [k, member] : group->jobs) {
+  for (const auto& [key, waiter] : entry.waiting) {
+    const absl::Duration runtime = Reservation(*waiter.job, &entry.node);
+    for (const auto& [k, member] : waiter.group->jobs) {
       if (tl.items.size() >= kMaxWaitingAhead) {
         tl.truncated = true;
         break;
@@ -1110,7 +1118,11 @@ void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeli
     const absl::Time began = j.lease_start != absl::InfinitePast() ? j.lease_start : now;
     absl::Time end = began + r;
     // Past its expected end: assume a tenth more (at least a minute) is left.
-    if (end <= now) end = now + std::max(r / 10, absl::Minutes(1));
+    if (end <= now) {
+      end = now + std::max(r / 10, absl::Minutes(1));
+    } else {
+      tl.valid_until = std::min(tl.valid_until, end);  // from then on it is past its end
+    }
     st.ends.push_back({end, j.spec.resources.cpu_millis, j.spec.resources.memory_bytes,
                        j.gpu_indexes});
   }
@@ -1157,8 +1169,8 @@ absl::Duration Scheduler::ExpectedWait(const Job& job, const NodeEntry& entry, a
   WaitTimeline* tl = &apart;
   if (cached) {
     tl = &entry.timeline;
-    if (tl->node_version != entry.version || tl->queue_version != queue_version_ ||
-        tl->built_at != now) {
+    if (tl->node_version != entry.version || now < tl->built_at || now >= tl->valid_until ||
+        tl->groups_version != WaitingGroupsVersion(entry)) {
       BuildTimeline(entry, now, *tl);
     }
   } else {
@@ -1205,7 +1217,26 @@ absl::Duration Scheduler::ExpectedWait(const Job& job, const NodeEntry& entry, a
     std::push_heap(st.ends.begin(), st.ends.end(), later);
   }
   if (!room_for(job.spec.resources)) return absl::InfiniteDuration();
-  return st.t - now;
+  return std::max(st.t - now, absl::ZeroDuration());
+}
+
+Candidate Scheduler::MakeCandidate(const Job& job, const Work& work, const Node& node,
+                                   bool fits_now, size_t gpus_taken) const {
+  Candidate c;
+  c.node = &node;
+  c.local = node.local;
+  c.spot = node.record.caps.spot;
+  c.fits_now = fits_now;
+  c.runtime = RuntimeOn(work, job, node);
+  c.price_per_hour = node.record.caps.price_per_hour;
+  c.preemptions_per_hour = node.preemptions_per_hour;
+  if (!node.record.caps.price_schedule.empty()) c.schedule = &node.record.caps.price_schedule;
+  if (fits_now) {
+    c.wait = absl::ZeroDuration();
+    c.gpus_left = node.record.caps.gpus.size() - node.busy_gpus.size() - gpus_taken;
+    c.cpu_left = node.FreeCpuMillis() - job.spec.resources.cpu_millis;
+  }
+  return c;
 }
 
 void Scheduler::Gather(const Job& job, const Work& work, const std::vector<const Node*>& nodes,
@@ -1214,21 +1245,7 @@ void Scheduler::Gather(const Job& job, const Work& work, const std::vector<const
   const Resources& r = job.spec.resources;
   std::vector<uint32_t> gpus;
   auto add = [&](const Node& node, bool fits_now) -> Candidate& {
-    Candidate& c = cs.emplace_back();
-    c.node = &node;
-    c.local = node.local;
-    c.spot = node.record.caps.spot;
-    c.fits_now = fits_now;
-    c.runtime = RuntimeOn(work, job, node);
-    c.price_per_hour = node.record.caps.price_per_hour;
-    c.preemptions_per_hour = node.preemptions_per_hour;
-    if (!node.record.caps.price_schedule.empty()) c.schedule = &node.record.caps.price_schedule;
-    if (fits_now) {
-      c.wait = absl::ZeroDuration();
-      c.gpus_left = node.record.caps.gpus.size() - node.busy_gpus.size() - gpus.size();
-      c.cpu_left = node.FreeCpuMillis() - r.cpu_millis;
-    }
-    return c;
+    return cs.emplace_back(MakeCandidate(job, work, node, fits_now, gpus.size()));
   };
   // A node that can never hold the job, or one with no room that is waited for (the user's
   // own) or shown (estimates).
@@ -1302,8 +1319,9 @@ void Scheduler::SetWaiting(Job& job, NodeEntry* entry, absl::Time revisit) {
   } else {
     ClearWaiting(job);
   }
-  if (entry != nullptr && !same) {
-    entry->waiting[PendingQueue::KeyOf(job)] = &job;
+  const PendingQueue::Group* group = entry != nullptr ? pending_.GroupOf(job) : nullptr;
+  if (group != nullptr && !same) {
+    entry->waiting[PendingQueue::KeyOf(job)] = {&job, group};
     entry->version++;
     waiting_for_[job.id] = entry;
   }
@@ -1311,6 +1329,77 @@ void Scheduler::SetWaiting(Job& job, NodeEntry* entry, absl::Time revisit) {
     revisits_.insert({revisit, job.id});
     revisit_of_[job.id] = revisit;
   }
+}
+
+void Scheduler::QueuedAhead(const PendingQueue::Group* group, const Job& job) {
+  if (group == nullptr || group->first == nullptr) return;
+  // The job that may wait for a node on the group's behalf: its first, or the one it
+  // replaced as first.
+  const Job* waiter = group->first;
+  if (waiter == &job) {
+    if (group->jobs.size() < 2) return;
+    waiter = std::next(group->jobs.begin())->second;
+  }
+  auto w = waiting_for_.find(waiter->id);
+  if (w == waiting_for_.end()) return;
+  const NodeEntry& entry = *w->second;
+  for (auto it = entry.waiting.upper_bound(PendingQueue::KeyOf(job)); it != entry.waiting.end();
+       ++it) {
+    pending_.ForgetStanding(it->second.group);
+  }
+}
+
+void Scheduler::KeepStanding(const Job& job, const Work& work, const DecisionRules& rules,
+                             const Choice& choice, absl::Span<const Candidate> cs) {
+  PendingQueue::Standing s;
+  s.known = true;
+  s.budget_room = rules.budget_room;
+  s.gpu_work_hours = work.gpu_work_hours;
+  s.plain = work.plain;
+  s.bar = HUGE_VAL;  // no choice, or one that misses the deadline: any node with room may win
+  if (choice.chosen >= 0 && choice.meets_deadline) {
+    // The chosen option at its dearest hour: its start moves as time goes by.
+    const Candidate& c = cs[choice.chosen];
+    s.bar = c.expected_runtime == absl::InfiniteDuration()
+                ? HUGE_VAL
+                : std::max(c.cost, absl::ToDoubleHours(c.expected_runtime) *
+                                       c.node->max_price_per_hour);
+  }
+  pending_.SetStanding(job, s);
+}
+
+bool Scheduler::CouldChange(const PendingQueue::Group& group, const Node& node, absl::Time now) {
+  const PendingQueue::Standing& s = group.standing;
+  if (!options_.standing_decisions || !s.known || node.local || group.first == nullptr) {
+    return true;
+  }
+  const Job& job = *group.first;
+  std::vector<uint32_t> gpus;
+  if (!node.Schedulable() || !Fits(job.spec.resources, node, &gpus)) return false;
+  // The node as the decision would weigh it, alone.
+  Work work;
+  work.gpu_work_hours = s.gpu_work_hours;
+  work.plain = s.plain;
+  Candidate c = MakeCandidate(job, work, node, /*fits_now=*/true, gpus.size());
+  DecisionRules rules;
+  rules.placement = job.spec.placement;
+  rules.spot = job.spec.spot;
+  rules.deadline = job.spec.deadline;
+  rules.max_cost = job.spec.max_cost;
+  rules.budget_room = s.budget_room;
+  Decide(rules, now, absl::MakeSpan(&c, 1));
+  switch (c.verdict) {
+    case OptionVerdict::kOverBudget:
+      pending_.NoteBudgetNeedAtMost(&group, c.cost);  // to be tried when the budget has room
+      return false;
+    case OptionVerdict::kChosen:
+      break;
+    default:  // ruled out by policy or max_cost
+      return false;
+  }
+  if (s.bar == HUGE_VAL) return true;
+  // The standing choice meets the deadline: a node that does not, or costs more, loses to it.
+  return c.finish <= rules.deadline && c.cost <= s.bar + 1e-9;
 }
 
 void Scheduler::ClearWaiting(const Job& job) {
@@ -1344,7 +1433,7 @@ void Scheduler::NoteWait(Job& job, const Work& work, const DecisionRules& rules,
       money_node = &c;
     }
   }
-  if (budget_needed >= 0) pending_.NoteBudgetNeed(job, budget_needed);
+  if (budget_needed >= 0) pending_.NoteBudgetNeedAtMost(pending_.GroupOf(job), budget_needed);
   // Messages are made of these figures (times to the minute, dollars to the cent): when they
   // are as last time, only the revisit may change, and the strings are not made again.
   const Candidate* chosen = choice.chosen >= 0 ? &cs[choice.chosen] : nullptr;
@@ -1427,6 +1516,7 @@ std::optional<Placement> Scheduler::PlaceWithin(Job& job, const std::vector<cons
   const Choice choice = Decide(rules, now, absl::MakeSpan(cs));
   if (choice.chosen < 0 || choice.wait) {
     NoteWait(job, work, rules, now, choice, cs, out);
+    KeepStanding(job, work, rules, choice, cs);
     return std::nullopt;
   }
   Placement p;
@@ -1480,6 +1570,7 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
   // A settled group fits no node that had room at the end of the last pass, and those nodes
   // have only lost room since; so it is tried on the nodes that gained room. An unsettled group
   // is tried on every node with room.
+  const absl::Time now = clock_->Now();
   std::vector<const Node*> grown;
   for (const NodeEntry* entry : grown_nodes_) {
     const Node& node = entry->node;
@@ -1498,7 +1589,14 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
       open_known = true;
     }
     // Most groups fail this cheap test when one job's end freed a little room.
-    if ((group->settled ? grown_room : open_room).MayFit(group->resources)) live.push_back(group);
+    if (!(group->settled ? grown_room : open_room).MayFit(group->resources)) continue;
+    // A settled group's last decision stands unless a node that gained room could beat it.
+    if (group->settled &&
+        std::none_of(grown.begin(), grown.end(),
+                     [&](const Node* node) { return CouldChange(*group, *node, now); })) {
+      continue;
+    }
+    live.push_back(group);
   }
   // The same outcome as walking the whole queue in order and placing each job that fits: each
   // round places the first job, in queue order, that fits now. Room only shrinks within a pass,

@@ -56,6 +56,10 @@ struct SchedulerOptions {
   size_t history_runs = 20;
   // Options besides the chosen one that a job's decision record keeps.
   size_t decision_options = 5;
+  // A waiting group's last decision stands until a node that gained room could beat it
+  // (PendingQueue::Standing). False: every such group is decided again on every node that gains
+  // room; slower, with the same outcome, and the reference the fast path is tested against.
+  bool standing_decisions = true;
 };
 
 template <typename T>
@@ -213,12 +217,15 @@ class Scheduler {
   };
   // A node's expected-wait timeline: its running jobs' expected ends, then the jobs waiting for
   // it started in queue order, with the state saved every few jobs so that the wait of a job
-  // behind any of them is found without starting over. Built on demand; valid while nothing it
-  // depends on changed (the node's version, the queue's version, the time).
+  // behind any of them is found without starting over. Built on demand; valid while the node's
+  // jobs and waiting jobs are as they were (its version and its waiting groups' versions), and
+  // for at most a minute of the clock, never past the first expected end of a running job.
+  // Times in it are absolute, so a wait read later is shorter by the time gone by.
   struct WaitTimeline {
     uint64_t node_version = ~uint64_t{0};
-    uint64_t queue_version = ~uint64_t{0};
+    uint64_t groups_version = ~uint64_t{0};
     absl::Time built_at = absl::InfinitePast();
+    absl::Time valid_until = absl::InfinitePast();
     struct Item {
       PendingQueue::Key key;
       const Resources* resources = nullptr;
@@ -235,6 +242,7 @@ class Scheduler {
     std::vector<State> saved;  // saved[i]: before items[i * kSaveEvery]
   };
   static constexpr size_t kSaveEvery = 16;
+  static constexpr absl::Duration kTimelineLife = absl::Minutes(1);
   static constexpr size_t kMaxWaitingAhead = 256;
 
   // The spend index of one project, for the month starting spend_month_ (turned over by Tick).
@@ -256,8 +264,13 @@ class Scheduler {
     std::shared_ptr<AgentLink> link;
     uint64_t session = 0;
     std::set<std::string> jobs;  // leased to this node
-    // Pending jobs that decided to wait for this node, in queue order.
-    absl::btree_map<PendingQueue::Key, Job*> waiting;
+    // Pending jobs that decided to wait for this node, in queue order, with their groups
+    // (valid while the job waits: a job leaves `waiting` before it leaves the queue).
+    struct Waiter {
+      Job* job = nullptr;
+      const PendingQueue::Group* group = nullptr;
+    };
+    absl::btree_map<PendingQueue::Key, Waiter> waiting;
     uint64_t version = 0;  // raised when its jobs or its waiting jobs change
     mutable WaitTimeline timeline;  // written only under the exclusive lock
   };
@@ -360,6 +373,21 @@ class Scheduler {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetWaiting(Job& job, NodeEntry* entry, absl::Time revisit)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `job` joined `group`: the groups waiting for the same node behind it may now wait longer,
+  // so their standing decisions no longer hold.
+  void QueuedAhead(const PendingQueue::Group* group, const Job& job)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps what the decision for `job` (not placed) leaves open: PendingQueue::Standing.
+  void KeepStanding(const Job& job, const Work& work, const DecisionRules& rules,
+                    const Choice& choice, absl::Span<const Candidate> cs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // False when the standing decision of `group` says that `node`, which gained room, cannot
+  // change it (PendingQueue::Standing).
+  bool CouldChange(const PendingQueue::Group& group, const Node& node, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `node` as the decision weighs it for `job` (decision.h), before Decide fills in the rest.
+  Candidate MakeCandidate(const Job& job, const Work& work, const Node& node, bool fits_now,
+                          size_t gpus_taken) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void ClearWaiting(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // How long until `entry` would have room for `job`, if the jobs it runs end when expected and
   // the jobs waiting for it ahead of `job` start in queue order; InfiniteDuration if never, or
@@ -369,6 +397,8 @@ class Scheduler {
                               bool cached) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeline& tl) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Moves when a job joins or leaves a group waiting for the node.
+  static uint64_t WaitingGroupsVersion(const NodeEntry& entry);
   void RefreshNodeFacts(NodeEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Work WorkOf(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Duration RuntimeOn(const Work& work, const Job& job, const Node& node) const;
@@ -419,7 +449,6 @@ class Scheduler {
   absl::flat_hash_map<std::string, absl::Time> revisit_of_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, RunHistory> history_ ABSL_GUARDED_BY(mu_);
   std::vector<Candidate> scratch_ ABSL_GUARDED_BY(mu_);
-  uint64_t queue_version_ ABSL_GUARDED_BY(mu_) = 0;  // raised when the pending queue changes
   std::map<std::pair<std::string, uint64_t>, LedgerEntry> ledger_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Budget, std::less<>> budgets_ ABSL_GUARDED_BY(mu_);
   absl::Time month_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // of the last Tick
