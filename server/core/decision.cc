@@ -378,14 +378,11 @@ std::string WhyNeverFits(const Resources& r, const NodeCapabilities& caps) {
   if (caps.gpus.size() < r.gpus) {
     return absl::StrCat("needs ", r.gpus, " GPUs, has ", caps.gpus.size());
   }
-  Node empty;
-  empty.record.caps = caps;
-  std::vector<uint32_t> gpus;
   Resources gpu_only;
   gpu_only.gpus = r.gpus;
   gpu_only.gpu_memory_bytes = r.gpu_memory_bytes;
   gpu_only.gpu_models = r.gpu_models;
-  if (Fits(gpu_only, empty, &gpus)) return "";
+  if (CouldEverFit(gpu_only, caps)) return "";
   int64_t largest = 0;
   for (const GpuDevice& g : caps.gpus) largest = std::max(largest, g.memory_bytes);
   if (r.gpu_memory_bytes > largest) {

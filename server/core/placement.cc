@@ -32,13 +32,20 @@ bool ModelMatches(const std::vector<std::string>& wanted, const std::string& mod
 }  // namespace
 
 bool Fits(const Resources& r, const Node& node, std::vector<uint32_t>* gpus) {
-  if (r.cpu_millis > node.FreeCpuMillis()) return false;
-  if (r.memory_bytes > node.FreeMemoryBytes()) return false;
+  return FitsOn(r, node.record.caps, node.alloc_cpu_millis, node.alloc_memory_bytes,
+                node.busy_gpus, gpus);
+}
+
+bool FitsOn(const Resources& r, const NodeCapabilities& caps, int64_t alloc_cpu_millis,
+            int64_t alloc_memory_bytes, const std::set<uint32_t>& busy_gpus,
+            std::vector<uint32_t>* gpus) {
+  if (r.cpu_millis > caps.cpu_millis - alloc_cpu_millis) return false;
+  if (r.memory_bytes > caps.memory_bytes - alloc_memory_bytes) return false;
   gpus->clear();
   if (r.gpus == 0) return true;
-  if (node.busy_gpus.size() + r.gpus > node.record.caps.gpus.size()) return false;
-  for (const GpuDevice& g : node.record.caps.gpus) {
-    if (node.busy_gpus.count(g.index)) continue;
+  if (busy_gpus.size() + r.gpus > caps.gpus.size()) return false;
+  for (const GpuDevice& g : caps.gpus) {
+    if (busy_gpus.count(g.index)) continue;
     if (g.memory_bytes < r.gpu_memory_bytes) continue;
     if (!ModelMatches(r.gpu_models, g.model)) continue;
     gpus->push_back(g.index);

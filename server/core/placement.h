@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -23,6 +24,15 @@ struct Placement {
 
 // True when `node`'s free resources cover `r`; fills `gpus` with the GPUs to give.
 bool Fits(const Resources& r, const Node& node, std::vector<uint32_t>* gpus);
+// The same for a machine of `caps` with the given parts taken.
+bool FitsOn(const Resources& r, const NodeCapabilities& caps, int64_t alloc_cpu_millis,
+            int64_t alloc_memory_bytes, const std::set<uint32_t>& busy_gpus,
+            std::vector<uint32_t>* gpus);
+// True when an idle machine of `caps` could hold `r`.
+inline bool CouldEverFit(const Resources& r, const NodeCapabilities& caps) {
+  std::vector<uint32_t> gpus;
+  return FitsOn(r, caps, 0, 0, {}, &gpus);
+}
 
 // The most free CPU, memory and GPUs that any one of some nodes has, and the largest free GPU:
 // a job asking more of any of them fits none of those nodes. Stays a valid bound while the
@@ -64,6 +74,9 @@ class PendingQueue {
   struct Standing {
     bool known = false;
     double bar = 0;              // dollars; HUGE_VAL when any node with room could win
+    // When the standing choice misses the deadline the earliest finish wins: a node that
+    // cannot finish by this time cannot beat it. InfiniteFuture otherwise.
+    absl::Time finish_bar = absl::InfiniteFuture();
     double budget_room = -1;     // dollars left under the project's cap when decided; <0: none
     double gpu_work_hours = 0;   // the first job's work (Scheduler::Work), to cost a node
     absl::Duration plain;

@@ -470,7 +470,7 @@ absl::StatusOr<uint64_t> Scheduler::ConnectLocked(const std::string& name, NodeC
   std::set<std::string> held;
   for (const JobRef& ref : running) held.insert(ref.job_id);
   std::vector<std::string> lost;
-  for (const std::string& id : entry.jobs) {
+  for (const auto& [id, job] : entry.jobs) {
     if (!held.count(id)) lost.push_back(id);
   }
   for (const std::string& id : lost) {
@@ -695,7 +695,7 @@ void Scheduler::Allocate(NodeEntry& entry, const Job& job) {
   node.alloc_memory_bytes += job.spec.resources.memory_bytes;
   for (uint32_t gpu : job.gpu_indexes) node.busy_gpus.insert(gpu);
   node.running_jobs++;
-  entry.jobs.insert(job.id);
+  entry.jobs.emplace(job.id, &job);
   entry.version++;
   // Those waiting for the node now wait longer: their decisions are taken again.
   for (const auto& [key, waiter] : entry.waiting) pending_.ForgetStanding(waiter.group);
@@ -1085,15 +1085,64 @@ uint64_t Scheduler::WaitingGroupsVersion(const NodeEntry& entry) {
   return v;
 }
 
+bool Scheduler::RoomFor(const Resources& r, const NodeCapabilities& caps, WaitTimeline::State& st,
+                        std::vector<uint32_t>& gpus) {
+  while (!FitsOn(r, caps, st.alloc_cpu, st.alloc_memory, st.busy_gpus, &gpus)) {
+    if (st.ends.empty()) return false;  // more than the node holds
+    std::pop_heap(st.ends.begin(), st.ends.end(), EndsLater);
+    Holder& h = st.ends.back();
+    st.t = std::max(st.t, h.end);
+    st.alloc_cpu -= h.cpu;
+    st.alloc_memory -= h.memory;
+    for (uint32_t g : h.gpus) st.busy_gpus.erase(g);
+    st.ends.pop_back();
+  }
+  return true;
+}
+
+void Scheduler::StartIn(const Resources& r, absl::Duration runtime, std::vector<uint32_t>& gpus,
+                        WaitTimeline::State& st) {
+  st.alloc_cpu += r.cpu_millis;
+  st.alloc_memory += r.memory_bytes;
+  for (uint32_t g : gpus) st.busy_gpus.insert(g);
+  st.ends.push_back({st.t + runtime, r.cpu_millis, r.memory_bytes, std::move(gpus)});
+  std::push_heap(st.ends.begin(), st.ends.end(), EndsLater);
+}
+
 void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeline& tl) const {
-  tl.node_version = entry.version;
+  // The running jobs' expected ends: kept while the node's jobs are the same.
+  if (tl.node_version != entry.version || now < tl.built_at || now >= tl.valid_until) {
+    tl.node_version = entry.version;
+    tl.built_at = now;
+    tl.valid_until = now + kTimelineLife;
+    WaitTimeline::State& st = tl.base;
+    st.t = now;
+    st.alloc_cpu = entry.node.alloc_cpu_millis;
+    st.alloc_memory = entry.node.alloc_memory_bytes;
+    st.busy_gpus = entry.node.busy_gpus;
+    st.ends.clear();
+    for (const auto& [id, j] : entry.jobs) {
+      const absl::Duration r = j->lease_reserved > absl::ZeroDuration()
+                                   ? j->lease_reserved
+                                   : Reservation(*j, &entry.node);
+      const absl::Time began = j->lease_start != absl::InfinitePast() ? j->lease_start : now;
+      absl::Time end = began + r;
+      // Past its expected end: assume a tenth more (at least a minute) is left.
+      if (end <= now) {
+        end = now + std::max(r / 10, absl::Minutes(1));
+      } else {
+        tl.valid_until = std::min(tl.valid_until, end);  // from then on it is past its end
+      }
+      st.ends.push_back({end, j->spec.resources.cpu_millis, j->spec.resources.memory_bytes,
+                         j->gpu_indexes});
+    }
+    std::make_heap(st.ends.begin(), st.ends.end(), EndsLater);
+  }
+  // The jobs waiting for the node: each waiting group's first job stands for its whole group.
   tl.groups_version = WaitingGroupsVersion(entry);
-  tl.built_at = now;
-  tl.valid_until = now + kTimelineLife;
   tl.items.clear();
   tl.saved.clear();
   tl.truncated = false;
-  // The jobs waiting for the node: each waiting group's first job stands for its whole group.
   for (const auto& [key, waiter] : entry.waiting) {
     const absl::Duration runtime = Reservation(*waiter.job, &entry.node);
     for (const auto& [k, member] : waiter.group->jobs) {
@@ -1106,59 +1155,12 @@ void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeli
   }
   std::sort(tl.items.begin(), tl.items.end(),
             [](const WaitTimeline::Item& a, const WaitTimeline::Item& b) { return a.key < b.key; });
-  WaitTimeline::State st;
-  st.t = now;
-  st.alloc_cpu = entry.node.alloc_cpu_millis;
-  st.alloc_memory = entry.node.alloc_memory_bytes;
-  st.busy_gpus = entry.node.busy_gpus;
-  for (const std::string& id : entry.jobs) {
-    const Job& j = jobs_.at(id);
-    const absl::Duration r =
-        j.lease_reserved > absl::ZeroDuration() ? j.lease_reserved : Reservation(j, &entry.node);
-    const absl::Time began = j.lease_start != absl::InfinitePast() ? j.lease_start : now;
-    absl::Time end = began + r;
-    // Past its expected end: assume a tenth more (at least a minute) is left.
-    if (end <= now) {
-      end = now + std::max(r / 10, absl::Minutes(1));
-    } else {
-      tl.valid_until = std::min(tl.valid_until, end);  // from then on it is past its end
-    }
-    st.ends.push_back({end, j.spec.resources.cpu_millis, j.spec.resources.memory_bytes,
-                       j.gpu_indexes});
-  }
-  auto later = [](const Holder& a, const Holder& b) { return a.end > b.end; };
-  std::make_heap(st.ends.begin(), st.ends.end(), later);
-  Node sim = entry.node;
+  WaitTimeline::State st = tl.base;
   std::vector<uint32_t> gpus;
   for (size_t i = 0; i < tl.items.size(); ++i) {
     if (i % kSaveEvery == 0) tl.saved.push_back(st);
     const Resources& r = *tl.items[i].resources;
-    sim.alloc_cpu_millis = st.alloc_cpu;
-    sim.alloc_memory_bytes = st.alloc_memory;
-    sim.busy_gpus = st.busy_gpus;
-    bool fits = true;
-    while (!Fits(r, sim, &gpus)) {
-      if (st.ends.empty()) {
-        fits = false;  // can never start here: holds nothing
-        break;
-      }
-      std::pop_heap(st.ends.begin(), st.ends.end(), later);
-      Holder h = std::move(st.ends.back());
-      st.ends.pop_back();
-      st.t = std::max(st.t, h.end);
-      sim.alloc_cpu_millis -= h.cpu;
-      sim.alloc_memory_bytes -= h.memory;
-      for (uint32_t g : h.gpus) sim.busy_gpus.erase(g);
-    }
-    st.alloc_cpu = sim.alloc_cpu_millis;
-    st.alloc_memory = sim.alloc_memory_bytes;
-    st.busy_gpus = sim.busy_gpus;
-    if (!fits) continue;
-    st.alloc_cpu += r.cpu_millis;
-    st.alloc_memory += r.memory_bytes;
-    for (uint32_t g : gpus) st.busy_gpus.insert(g);
-    st.ends.push_back({st.t + tl.items[i].runtime, r.cpu_millis, r.memory_bytes, gpus});
-    std::push_heap(st.ends.begin(), st.ends.end(), later);
+    if (RoomFor(r, entry.node.record.caps, st, gpus)) StartIn(r, tl.items[i].runtime, gpus, st);
   }
   if (tl.items.size() % kSaveEvery == 0) tl.saved.push_back(std::move(st));
 }
@@ -1188,35 +1190,13 @@ absl::Duration Scheduler::ExpectedWait(const Job& job, const NodeEntry& entry, a
   // From the last saved state before them, start the rest, then find room for `job`.
   const size_t from = ahead / kSaveEvery;
   WaitTimeline::State st = tl->saved[from];
-  auto later = [](const Holder& a, const Holder& b) { return a.end > b.end; };
-  Node sim = entry.node;
-  sim.alloc_cpu_millis = st.alloc_cpu;
-  sim.alloc_memory_bytes = st.alloc_memory;
-  sim.busy_gpus = std::move(st.busy_gpus);
+  const NodeCapabilities& caps = entry.node.record.caps;
   std::vector<uint32_t> gpus;
-  auto room_for = [&](const Resources& r) {
-    while (!Fits(r, sim, &gpus)) {
-      if (st.ends.empty()) return false;
-      std::pop_heap(st.ends.begin(), st.ends.end(), later);
-      Holder h = std::move(st.ends.back());
-      st.ends.pop_back();
-      st.t = std::max(st.t, h.end);
-      sim.alloc_cpu_millis -= h.cpu;
-      sim.alloc_memory_bytes -= h.memory;
-      for (uint32_t g : h.gpus) sim.busy_gpus.erase(g);
-    }
-    return true;
-  };
   for (size_t i = from * kSaveEvery; i < ahead; ++i) {
     const Resources& r = *tl->items[i].resources;
-    if (!room_for(r)) continue;
-    sim.alloc_cpu_millis += r.cpu_millis;
-    sim.alloc_memory_bytes += r.memory_bytes;
-    for (uint32_t g : gpus) sim.busy_gpus.insert(g);
-    st.ends.push_back({st.t + tl->items[i].runtime, r.cpu_millis, r.memory_bytes, gpus});
-    std::push_heap(st.ends.begin(), st.ends.end(), later);
+    if (RoomFor(r, caps, st, gpus)) StartIn(r, tl->items[i].runtime, gpus, st);
   }
-  if (!room_for(job.spec.resources)) return absl::InfiniteDuration();
+  if (!RoomFor(job.spec.resources, caps, st, gpus)) return absl::InfiniteDuration();
   return std::max(st.t - now, absl::ZeroDuration());
 }
 
@@ -1251,10 +1231,8 @@ void Scheduler::Gather(const Job& job, const Work& work, const std::vector<const
   // own) or shown (estimates).
   auto add_busy = [&](const NodeEntry& entry) {
     const Node& node = entry.node;
-    Node empty;
-    empty.record.caps = node.record.caps;
     Candidate& c = add(node, false);
-    if (!Fits(r, empty, &gpus)) {
+    if (!CouldEverFit(r, node.record.caps)) {
       c.too_small = true;
     } else {
       c.wait = ExpectedWait(job, entry, now, cached);
@@ -1356,8 +1334,11 @@ void Scheduler::KeepStanding(const Job& job, const Work& work, const DecisionRul
   s.budget_room = rules.budget_room;
   s.gpu_work_hours = work.gpu_work_hours;
   s.plain = work.plain;
-  s.bar = HUGE_VAL;  // no choice, or one that misses the deadline: any node with room may win
-  if (choice.chosen >= 0 && choice.meets_deadline) {
+  s.bar = HUGE_VAL;  // no choice: any node with room may win
+  if (choice.chosen >= 0 && !choice.meets_deadline) {
+    // Nothing meets the deadline, so the earliest finish wins: a node must finish sooner.
+    s.finish_bar = cs[choice.chosen].finish;
+  } else if (choice.chosen >= 0) {
     // The chosen option at its dearest hour: its start moves as time goes by.
     const Candidate& c = cs[choice.chosen];
     s.bar = c.expected_runtime == absl::InfiniteDuration()
@@ -1370,9 +1351,7 @@ void Scheduler::KeepStanding(const Job& job, const Work& work, const DecisionRul
 
 bool Scheduler::CouldChange(const PendingQueue::Group& group, const Node& node, absl::Time now) {
   const PendingQueue::Standing& s = group.standing;
-  if (!options_.standing_decisions || !s.known || node.local || group.first == nullptr) {
-    return true;
-  }
+  if (!options_.standing_decisions || !s.known || group.first == nullptr) return true;
   const Job& job = *group.first;
   std::vector<uint32_t> gpus;
   if (!node.Schedulable() || !Fits(job.spec.resources, node, &gpus)) return false;
@@ -1397,7 +1376,12 @@ bool Scheduler::CouldChange(const PendingQueue::Group& group, const Node& node, 
     default:  // ruled out by policy or max_cost
       return false;
   }
+  if (s.finish_bar < absl::InfiniteFuture()) return c.finish <= s.finish_bar;
   if (s.bar == HUGE_VAL) return true;
+  // prefer-local takes the user's own machine with room, if it meets the deadline, at any cost.
+  if (node.local && rules.placement == PlacementPolicy::kPreferLocal) {
+    return c.finish <= rules.deadline;
+  }
   // The standing choice meets the deadline: a node that does not, or costs more, loses to it.
   return c.finish <= rules.deadline && c.cost <= s.bar + 1e-9;
 }
@@ -1514,6 +1498,7 @@ std::optional<Placement> Scheduler::PlaceWithin(Job& job, const std::vector<cons
   Gather(job, work, nodes, /*everything=*/false, /*cached=*/true, now, cs);
   if (cs.empty()) return std::nullopt;
   const Choice choice = Decide(rules, now, absl::MakeSpan(cs));
+  stats_.decisions_total++;
   if (choice.chosen < 0 || choice.wait) {
     NoteWait(job, work, rules, now, choice, cs, out);
     KeepStanding(job, work, rules, choice, cs);
@@ -1594,39 +1579,67 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
     if (group->settled &&
         std::none_of(grown.begin(), grown.end(),
                      [&](const Node* node) { return CouldChange(*group, *node, now); })) {
+      stats_.decisions_skipped_total++;
       continue;
     }
     live.push_back(group);
   }
   // The same outcome as walking the whole queue in order and placing each job that fits: each
   // round places the first job, in queue order, that fits now. Room only shrinks within a pass,
-  // so a group that fits nowhere leaves the pass.
-  while (!live.empty()) {
-    const PendingQueue::Group* best = nullptr;
-    std::optional<Placement> best_placement;
-    for (size_t i = 0; i < live.size();) {
-      const PendingQueue::Group* group = live[i];
-      std::optional<Placement> p;
-      if (group->first != nullptr) {
-        p = PlaceWithin(*group->first, group->settled ? grown : open, out);
-      }
-      if (!p) {
-        live[i] = live.back();
-        live.pop_back();
+  // so a group that fits nowhere leaves the pass. A group's choice stands from round to round
+  // unless the last placement touched what it rests on: the node it chose, its project's
+  // budget, or the user's own machines' queues.
+  struct Placing {
+    const PendingQueue::Group* group;
+    Placement placement;
+  };
+  std::vector<Placing> placing;
+  for (const PendingQueue::Group* group : live) {
+    std::optional<Placement> p = PlaceWithin(*group->first, group->settled ? grown : open, out);
+    if (p) placing.push_back({group, *std::move(p)});
+  }
+  while (!placing.empty()) {
+    size_t best = 0;
+    for (size_t i = 1; i < placing.size(); ++i) {
+      if (placing[i].group->first_key < placing[best].group->first_key) best = i;
+    }
+    const PendingQueue::Group* group = placing[best].group;
+    Job& job = *group->first;
+    const std::vector<const Node*>& nodes = group->settled ? grown : open;
+    Decision record;  // the same decision again, written out for the job's record
+    std::optional<Placement> p = PlaceWithin(job, nodes, out, &record);
+    if (!p) {  // cannot happen: nothing changed since it was decided
+      placing.erase(placing.begin() + best);
+      continue;
+    }
+    const Node* node = p->node;
+    const bool queues_moved = node->local || waiting_for_.contains(job.id);
+    auto budget = budgets_.find(job.spec.project);
+    const bool capped = budget != budgets_.end() && budget->second.hard_cap;
+    Assign(job, nodes_.at(node->record.name), std::move(p->gpu_indexes), std::move(record), out);
+    for (size_t i = 0; i < placing.size();) {
+      Placing& other = placing[i];
+      // The node it chose lost room: its choice stands while the job still fits there (the
+      // costs are the same).
+      std::vector<uint32_t> gpus;
+      if (other.group != group && !queues_moved &&
+          (other.group->project != job.spec.project || !capped) &&
+          (other.placement.node != node || Fits(other.group->resources, *node, &gpus))) {
+        ++i;
         continue;
       }
-      if (best == nullptr || group->first_key < best->first_key) {
-        best = group;
-        best_placement = std::move(p);
+      std::optional<Placement> again =
+          other.group->first == nullptr
+              ? std::nullopt
+              : PlaceWithin(*other.group->first, other.group->settled ? grown : open, out);
+      if (again) {
+        other.placement = *std::move(again);
+        ++i;
+      } else {
+        placing[i] = std::move(placing.back());
+        placing.pop_back();
       }
-      ++i;
     }
-    if (best == nullptr) break;
-    Job& job = *best->first;
-    Decision record;  // the same decision again, written out for the job's record
-    best_placement = PlaceWithin(job, best->settled ? grown : open, out, &record);
-    Assign(job, nodes_.at(best_placement->node->record.name),
-           std::move(best_placement->gpu_indexes), std::move(record), out);
   }
   pending_.SettleAll();
 }

@@ -100,6 +100,10 @@ struct SchedulerStats {
   uint64_t jobs_by_state[6] = {};  // indexed by JobState
   uint64_t submits_total = 0;
   uint64_t assignments_total = 0;
+  // Decisions the cost brain took (a job weighed against nodes), and waiting groups left as they
+  // were because the node that gained room could not beat their last decision.
+  uint64_t decisions_total = 0;
+  uint64_t decisions_skipped_total = 0;
   uint64_t lease_expiries_total = 0;
   uint64_t stale_reports_total = 0;
   uint64_t agents_connected = 0;
@@ -215,6 +219,7 @@ class Scheduler {
     int64_t cpu = 0, memory = 0;
     std::vector<uint32_t> gpus;
   };
+  static bool EndsLater(const Holder& a, const Holder& b) { return a.end > b.end; }
   // A node's expected-wait timeline: its running jobs' expected ends, then the jobs waiting for
   // it started in queue order, with the state saved every few jobs so that the wait of a job
   // behind any of them is found without starting over. Built on demand; valid while the node's
@@ -222,7 +227,7 @@ class Scheduler {
   // for at most a minute of the clock, never past the first expected end of a running job.
   // Times in it are absolute, so a wait read later is shorter by the time gone by.
   struct WaitTimeline {
-    uint64_t node_version = ~uint64_t{0};
+    uint64_t node_version = ~uint64_t{0};  // base is of this version of the node
     uint64_t groups_version = ~uint64_t{0};
     absl::Time built_at = absl::InfinitePast();
     absl::Time valid_until = absl::InfinitePast();
@@ -240,6 +245,7 @@ class Scheduler {
       std::vector<Holder> ends;  // a min-heap on end
     };
     std::vector<State> saved;  // saved[i]: before items[i * kSaveEvery]
+    State base;                // the running jobs alone, at built_at
   };
   static constexpr size_t kSaveEvery = 16;
   static constexpr absl::Duration kTimelineLife = absl::Minutes(1);
@@ -263,7 +269,7 @@ class Scheduler {
     Node node;
     std::shared_ptr<AgentLink> link;
     uint64_t session = 0;
-    std::set<std::string> jobs;  // leased to this node
+    std::map<std::string, const Job*> jobs;  // leased to this node, by id
     // Pending jobs that decided to wait for this node, in queue order, with their groups
     // (valid while the job waits: a job leaves `waiting` before it leaves the queue).
     struct Waiter {
@@ -399,6 +405,13 @@ class Scheduler {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Moves when a job joins or leaves a group waiting for the node.
   static uint64_t WaitingGroupsVersion(const NodeEntry& entry);
+  // Lets the jobs of `st` end, earliest first, until `r` fits the node; false if it never does.
+  // `gpus` receives the GPUs it would get.
+  static bool RoomFor(const Resources& r, const NodeCapabilities& caps, WaitTimeline::State& st,
+                      std::vector<uint32_t>& gpus);
+  // Starts `r` in `st` now (st.t) for `runtime`, on `gpus` (moved from).
+  static void StartIn(const Resources& r, absl::Duration runtime, std::vector<uint32_t>& gpus,
+                      WaitTimeline::State& st);
   void RefreshNodeFacts(NodeEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Work WorkOf(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Duration RuntimeOn(const Work& work, const Job& job, const Node& node) const;

@@ -60,6 +60,13 @@ class SchedulerCollector final : public prometheus::Collectable {
                          MetricType::Counter, {Value(s.submits_total)}));
     out.push_back(Family("sched_job_assignments_total", "Leases granted to nodes.",
                          MetricType::Counter, {Value(s.assignments_total)}));
+    out.push_back(Family("sched_decisions_total",
+                         "Placement decisions taken: a job weighed against the nodes.",
+                         MetricType::Counter, {Value(s.decisions_total)}));
+    out.push_back(Family("sched_decisions_skipped_total",
+                         "Waiting jobs not decided again: the node that gained room could not "
+                         "beat their last decision.",
+                         MetricType::Counter, {Value(s.decisions_skipped_total)}));
     out.push_back(Family("sched_lease_expiries_total",
                          "Leases that ran out without a heartbeat from their agent.",
                          MetricType::Counter, {Value(s.lease_expiries_total)}));

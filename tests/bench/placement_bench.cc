@@ -709,10 +709,11 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "setup done in %.1f s; timing %d completions\n", setup_s, n_completions);
   std::fflush(stderr);
 
+  const sched::SchedulerStats stats_at_start = scheduler.Stats();
   std::vector<double> complete_us, submit_us, tick_us;
   complete_us.reserve(n_completions);
   submit_us.reserve(n_completions);
-  uint64_t decisions = 0, idle_completions = 0, tick_decisions = 0;
+  uint64_t decisions = 0, idle_completions = 0, tick_decisions = 0, submit_decisions = 0;
   WallClock::duration completing{};
   const absl::Duration tick_every = absl::Seconds(absl::GetFlag(FLAGS_tick_s));
   absl::Time next_tick = sim_start + tick_every;
@@ -745,8 +746,11 @@ int main(int argc, char** argv) {
     decisions += cluster.assigns - assigns_before;
     if (cluster.assigns == assigns_before) idle_completions++;
     if (refill) {
+      const uint64_t before = scheduler.Stats().decisions_total;
+      const auto t2 = WallClock::now();
       submit();
-      submit_us.push_back(Micros(WallClock::now() - t1));
+      submit_us.push_back(Micros(WallClock::now() - t2));
+      submit_decisions += scheduler.Stats().decisions_total - before;
     }
   }
   std::fprintf(stderr, "timing done\n");
@@ -785,6 +789,19 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(p.blocker[static_cast<int>(sched::LocalBlocker::kPolicy)]),
       static_cast<unsigned long long>(p.blocker[static_cast<int>(sched::LocalBlocker::kCost)]),
       static_cast<unsigned long long>(p.blocker[static_cast<int>(sched::LocalBlocker::kNone)]));
+  // The cost brain's own count: decisions taken (a job weighed against the nodes), on completions
+  // and on submits, and waiting groups left as they were.
+  const sched::SchedulerStats stats_at_end = scheduler.Stats();
+  const uint64_t brain_decisions = stats_at_end.decisions_total - stats_at_start.decisions_total;
+  const uint64_t brain_skipped =
+      stats_at_end.decisions_skipped_total - stats_at_start.decisions_skipped_total;
+  std::printf("brain: decisions=%llu on_submit=%llu skipped=%llu per_completion=%.2f "
+              "skipped_per_completion=%.2f\n",
+              static_cast<unsigned long long>(brain_decisions),
+              static_cast<unsigned long long>(submit_decisions),
+              static_cast<unsigned long long>(brain_skipped),
+              static_cast<double>(brain_decisions - submit_decisions) / n_done,
+              static_cast<double>(brain_skipped) / n_done);
   std::printf("queue_start: %s\n", queue_at_start.Format("").c_str());
   std::printf("queue_end: %s\n", queue_at_end.Format("").c_str());
   std::printf(
