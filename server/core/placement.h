@@ -77,6 +77,9 @@ class PendingQueue {
     // When the standing choice misses the deadline the earliest finish wins: a node that
     // cannot finish by this time cannot beat it. InfiniteFuture otherwise.
     absl::Time finish_bar = absl::InfiniteFuture();
+    // When the decision is due again (its wait should be over, a cheap window opens, the
+    // deadline closes in): it stands until then.
+    absl::Time until = absl::InfiniteFuture();
     double budget_room = -1;     // dollars left under the project's cap when decided; <0: none
     double gpu_work_hours = 0;   // the first job's work (Scheduler::Work), to cost a node
     absl::Duration plain;

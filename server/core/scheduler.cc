@@ -267,8 +267,12 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   Job& stored = it->second;
   by_seq_[stored.seq] = &stored;
   if (!stored.request_id.empty()) by_request_id_[stored.request_id] = &stored;
+  // A job queued behind everything a busy workstation's timeline holds (it holds the first
+  // kMaxWaitingAhead waiting jobs) leaves it as it is.
+  NodeEntry* kept = TimelineKeptBy(stored);
   // Schedule() tries it on every node below.
   QueuedAhead(pending_.Add(&stored, /*settled=*/true), stored);
+  if (kept != nullptr) kept->timeline.groups_version = WaitingGroupsVersion(*kept);
   stats_.jobs_by_state[static_cast<int>(JobState::kPending)]++;
   stats_.submits_total++;
   PutJob(stored, out);
@@ -711,6 +715,8 @@ void Scheduler::Release(Job& job) {
   for (uint32_t gpu : job.gpu_indexes) node.busy_gpus.erase(gpu);
   node.running_jobs--;
   it->second.version++;
+  // Those waiting for the node may now wait less (or, past their expected end, more).
+  for (const auto& [key, waiter] : it->second.waiting) pending_.ForgetStanding(waiter.group);
   GainedRoom(it->second);
 }
 
@@ -859,6 +865,21 @@ void Scheduler::RefreshNodeFacts(NodeEntry& entry) {
     local_nodes_.insert(&entry);
   } else {
     local_nodes_.erase(&entry);
+  }
+  // The price index of rented nodes.
+  if (entry.price_key >= 0) by_price_.erase({entry.price_key, &entry});
+  if (entry.gpu_price_key >= 0) by_gpu_price_.erase({entry.gpu_price_key, &entry});
+  unrated_gpu_nodes_.erase(&entry);
+  entry.price_key = entry.gpu_price_key = -1;
+  if (node.local) return;
+  entry.price_key = node.min_price_per_hour;
+  by_price_.insert({entry.price_key, &entry});
+  if (caps.gpus.empty()) return;
+  if (node.gpu_throughput > 0) {
+    entry.gpu_price_key = node.min_price_per_hour / node.gpu_throughput;
+    by_gpu_price_.insert({entry.gpu_price_key, &entry});
+  } else {
+    unrated_gpu_nodes_.insert(&entry);
   }
 }
 
@@ -1143,18 +1164,29 @@ void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeli
   tl.items.clear();
   tl.saved.clear();
   tl.truncated = false;
+  // The first kMaxWaitingAhead of their jobs in queue order: the groups' queues merged.
+  struct Cursor {
+    absl::btree_map<PendingQueue::Key, Job*>::const_iterator at, end;
+    absl::Duration runtime;
+  };
+  std::vector<Cursor> cursors;
   for (const auto& [key, waiter] : entry.waiting) {
-    const absl::Duration runtime = Reservation(*waiter.job, &entry.node);
-    for (const auto& [k, member] : waiter.group->jobs) {
-      if (tl.items.size() >= kMaxWaitingAhead) {
-        tl.truncated = true;
-        break;
-      }
-      tl.items.push_back({k, &member->spec.resources, runtime});
-    }
+    cursors.push_back({waiter.group->jobs.begin(), waiter.group->jobs.end(),
+                       Reservation(*waiter.job, &entry.node)});
   }
-  std::sort(tl.items.begin(), tl.items.end(),
-            [](const WaitTimeline::Item& a, const WaitTimeline::Item& b) { return a.key < b.key; });
+  while (true) {
+    Cursor* next = nullptr;
+    for (Cursor& c : cursors) {
+      if (c.at != c.end && (next == nullptr || c.at->first < next->at->first)) next = &c;
+    }
+    if (next == nullptr) break;
+    if (tl.items.size() == kMaxWaitingAhead) {
+      tl.truncated = true;
+      break;
+    }
+    tl.items.push_back({next->at->first, &next->at->second->spec.resources, next->runtime});
+    ++next->at;
+  }
   WaitTimeline::State st = tl.base;
   std::vector<uint32_t> gpus;
   for (size_t i = 0; i < tl.items.size(); ++i) {
@@ -1219,9 +1251,38 @@ Candidate Scheduler::MakeCandidate(const Job& job, const Work& work, const Node&
   return c;
 }
 
-void Scheduler::Gather(const Job& job, const Work& work, const std::vector<const Node*>& nodes,
-                       bool everything, bool cached, absl::Time now,
-                       std::vector<Candidate>& cs) const {
+void Scheduler::ScanRented(const Job& job, const Work& work, const DecisionRules& rules,
+                           absl::Time now, std::vector<Candidate>& cs) const {
+  const Resources& r = job.spec.resources;
+  // The least a node can cost the job is its key times this: its cheapest hour for the job's
+  // runtime there, before preemption losses and dearer hours (decision.h only adds those).
+  const bool by_speed = r.gpus > 0 && work.gpu_work_hours > 0;
+  const double per_key =
+      by_speed ? work.gpu_work_hours / cost::ScaledThroughput(1.0, static_cast<int32_t>(r.gpus))
+               : absl::ToDoubleHours(work.plain);
+  double best = HUGE_VAL;  // the cheapest node met so far that the job may take by its deadline
+  std::vector<uint32_t> gpus;
+  auto consider = [&](const Node& node) {
+    if (!node.Schedulable() || !Fits(r, node, &gpus)) return;
+    Candidate& c = cs.emplace_back(MakeCandidate(job, work, node, /*fits_now=*/true, gpus.size()));
+    Candidate probe = c;
+    Decide(rules, now, absl::MakeSpan(&probe, 1));
+    if (probe.verdict == OptionVerdict::kChosen && probe.finish <= rules.deadline) {
+      best = std::min(best, probe.cost);
+    }
+  };
+  for (const auto& [key, entry] : by_speed ? by_gpu_price_ : by_price_) {
+    if (key * per_key > best + 1e-9) break;  // it and all after it cost more than `best`
+    consider(entry->node);
+  }
+  if (by_speed) {
+    for (const NodeEntry* entry : unrated_gpu_nodes_) consider(entry->node);
+  }
+}
+
+void Scheduler::Gather(const Job& job, const Work& work, const DecisionRules& rules,
+                       const std::vector<const Node*>* nodes, bool everything, bool cached,
+                       absl::Time now, std::vector<Candidate>& cs) const {
   const Resources& r = job.spec.resources;
   std::vector<uint32_t> gpus;
   auto add = [&](const Node& node, bool fits_now) -> Candidate& {
@@ -1234,17 +1295,27 @@ void Scheduler::Gather(const Job& job, const Work& work, const std::vector<const
     Candidate& c = add(node, false);
     if (!CouldEverFit(r, node.record.caps)) {
       c.too_small = true;
-    } else {
+    } else if (!(node.local && rules.placement == PlacementPolicy::kCloudOnly)) {
       c.wait = ExpectedWait(job, entry, now, cached);
     }
   };
   size_t local_fits = 0;
-  if (!everything) {
-    for (const Node* node : nodes) {
+  if (!everything && nodes == nullptr && options_.fast_decisions) {
+    ScanRented(job, work, rules, now, cs);
+  } else if (!everything && nodes == nullptr) {  // the reference: every node with room
+    for (const auto& [name, entry] : nodes_) {
+      const Node& node = entry.node;
+      if (node.local || !node.Schedulable() || !Fits(r, node, &gpus)) continue;
+      add(node, true);
+    }
+  } else if (!everything) {
+    for (const Node* node : *nodes) {
       if (!node->Schedulable() || !Fits(r, *node, &gpus)) continue;
       add(*node, true);
       if (node->local) local_fits++;
     }
+  }
+  if (!everything) {
     for (const NodeEntry* entry : local_nodes_) {
       const Node& node = entry->node;
       if (!node.Schedulable()) continue;
@@ -1299,7 +1370,12 @@ void Scheduler::SetWaiting(Job& job, NodeEntry* entry, absl::Time revisit) {
   }
   const PendingQueue::Group* group = entry != nullptr ? pending_.GroupOf(job) : nullptr;
   if (group != nullptr && !same) {
-    entry->waiting[PendingQueue::KeyOf(job)] = {&job, group};
+    const PendingQueue::Key key = PendingQueue::KeyOf(job);
+    entry->waiting[key] = {&job, group};
+    // Its group now counts ahead of those behind it there.
+    for (auto it = entry->waiting.upper_bound(key); it != entry->waiting.end(); ++it) {
+      pending_.ForgetStanding(it->second.group);
+    }
     entry->version++;
     waiting_for_[job.id] = entry;
   }
@@ -1307,6 +1383,21 @@ void Scheduler::SetWaiting(Job& job, NodeEntry* entry, absl::Time revisit) {
     revisits_.insert({revisit, job.id});
     revisit_of_[job.id] = revisit;
   }
+}
+
+Scheduler::NodeEntry* Scheduler::TimelineKeptBy(const Job& job) {
+  const PendingQueue::Group* group = pending_.GroupOf(job);
+  if (group == nullptr || group->first == nullptr) return nullptr;
+  auto w = waiting_for_.find(group->first->id);
+  if (w == waiting_for_.end()) return nullptr;
+  NodeEntry* entry = w->second;
+  const WaitTimeline& tl = entry->timeline;
+  const bool current = tl.node_version == entry->version &&
+                       tl.groups_version == WaitingGroupsVersion(*entry);
+  return current && tl.truncated && !tl.items.empty() &&
+                 tl.items.back().key < PendingQueue::KeyOf(job)
+             ? entry
+             : nullptr;
 }
 
 void Scheduler::QueuedAhead(const PendingQueue::Group* group, const Job& job) {
@@ -1328,12 +1419,24 @@ void Scheduler::QueuedAhead(const PendingQueue::Group* group, const Job& job) {
 }
 
 void Scheduler::KeepStanding(const Job& job, const Work& work, const DecisionRules& rules,
-                             const Choice& choice, absl::Span<const Candidate> cs) {
+                             absl::Time now, const Choice& choice,
+                             absl::Span<const Candidate> cs) {
   PendingQueue::Standing s;
   s.known = true;
   s.budget_room = rules.budget_room;
   s.gpu_work_hours = work.gpu_work_hours;
   s.plain = work.plain;
+  // Past the time NoteWait set to look at it again, the decision no longer stands.
+  auto revisit = revisit_of_.find(job.id);
+  if (revisit != revisit_of_.end()) s.until = revisit->second;
+  // A node priced by the time of day costs a little more or less each minute: decisions that
+  // weighed one are taken again after a minute.
+  for (const Candidate& c : cs) {
+    if (c.schedule != nullptr && !c.too_small) {
+      s.until = std::min(s.until, now + kTimelineLife);
+      break;
+    }
+  }
   s.bar = HUGE_VAL;  // no choice: any node with room may win
   if (choice.chosen >= 0 && !choice.meets_deadline) {
     // Nothing meets the deadline, so the earliest finish wins: a node must finish sooner.
@@ -1351,7 +1454,9 @@ void Scheduler::KeepStanding(const Job& job, const Work& work, const DecisionRul
 
 bool Scheduler::CouldChange(const PendingQueue::Group& group, const Node& node, absl::Time now) {
   const PendingQueue::Standing& s = group.standing;
-  if (!options_.standing_decisions || !s.known || group.first == nullptr) return true;
+  if (!options_.fast_decisions || !s.known || group.first == nullptr || now >= s.until) {
+    return true;
+  }
   const Job& job = *group.first;
   std::vector<uint32_t> gpus;
   if (!node.Schedulable() || !Fits(job.spec.resources, node, &gpus)) return false;
@@ -1407,11 +1512,12 @@ void Scheduler::NoteWait(Job& job, const Work& work, const DecisionRules& rules,
   const Candidate* money_node = nullptr;
   for (const Candidate& c : cs) {
     verdicts[static_cast<int>(c.verdict)]++;
-    if (!c.fits_now) continue;
-    if (c.verdict == OptionVerdict::kOverBudget &&
+    // A node with room, or the user's own that will have room, is taken when the budget lets it.
+    if (c.verdict == OptionVerdict::kOverBudget && c.start != absl::InfiniteFuture() &&
         (budget_needed < 0 || c.cost < budget_needed)) {
       budget_needed = c.cost;
     }
+    if (!c.fits_now) continue;
     if (money_node == nullptr &&
         (c.verdict == OptionVerdict::kOverBudget || c.verdict == OptionVerdict::kOverMaxCost)) {
       money_node = &c;
@@ -1488,20 +1594,20 @@ void Scheduler::NoteWait(Job& job, const Work& work, const DecisionRules& rules,
   PutJob(job, out);
 }
 
-std::optional<Placement> Scheduler::PlaceWithin(Job& job, const std::vector<const Node*>& nodes,
+std::optional<Placement> Scheduler::PlaceWithin(Job& job, const std::vector<const Node*>* nodes,
                                                 Outbox& out, Decision* record) {
   const absl::Time now = clock_->Now();
   const Work work = WorkOf(job);
   const DecisionRules rules = RulesOf(job);
   std::vector<Candidate>& cs = scratch_;
   cs.clear();
-  Gather(job, work, nodes, /*everything=*/false, /*cached=*/true, now, cs);
+  Gather(job, work, rules, nodes, /*everything=*/false, /*cached=*/true, now, cs);
   if (cs.empty()) return std::nullopt;
   const Choice choice = Decide(rules, now, absl::MakeSpan(cs));
   stats_.decisions_total++;
   if (choice.chosen < 0 || choice.wait) {
     NoteWait(job, work, rules, now, choice, cs, out);
-    KeepStanding(job, work, rules, choice, cs);
+    KeepStanding(job, work, rules, now, choice, cs);
     return std::nullopt;
   }
   Placement p;
@@ -1514,7 +1620,7 @@ std::optional<Placement> Scheduler::PlaceWithin(Job& job, const std::vector<cons
   return p;
 }
 
-bool Scheduler::TryPlace(Job& job, const std::vector<const Node*>& nodes, Outbox& out) {
+bool Scheduler::TryPlace(Job& job, const std::vector<const Node*>* nodes, Outbox& out) {
   Decision record;
   std::optional<Placement> placement = PlaceWithin(job, nodes, out, &record);
   if (!placement) return false;
@@ -1535,8 +1641,8 @@ absl::StatusOr<Decision> Scheduler::Estimate(JobSpec spec) const {
   job.create_time = now;
   const Work work = WorkOf(job);
   std::vector<Candidate> cs;
-  Gather(job, work, {}, /*everything=*/true, /*cached=*/false, now, cs);
   const DecisionRules rules = RulesOf(job);
+  Gather(job, work, rules, nullptr, /*everything=*/true, /*cached=*/false, now, cs);
   const Choice choice = Decide(rules, now, absl::MakeSpan(cs));
   Decision d = RecordDecision(rules, now, choice, cs, job.spec.resources, cs.size());
   NoteRuntimeBasis(work, d.summary);
@@ -1548,8 +1654,7 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
     // Queued jobs that ask the same already fit no node with room: neither does this one.
     const PendingQueue::Group* group = pending_.GroupOf(*only);
     if (group != nullptr && group->settled && group->jobs.size() > 1) return;
-    std::vector<const Node*> open = OpenNodes();
-    if (!open.empty()) TryPlace(*only, open, out);
+    TryPlace(*only, /*nodes=*/nullptr, out);
     return;
   }
   // A settled group fits no node that had room at the end of the last pass, and those nodes
@@ -1595,7 +1700,7 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
   };
   std::vector<Placing> placing;
   for (const PendingQueue::Group* group : live) {
-    std::optional<Placement> p = PlaceWithin(*group->first, group->settled ? grown : open, out);
+    std::optional<Placement> p = PlaceWithin(*group->first, group->settled ? &grown : nullptr, out);
     if (p) placing.push_back({group, *std::move(p)});
   }
   while (!placing.empty()) {
@@ -1605,9 +1710,9 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
     }
     const PendingQueue::Group* group = placing[best].group;
     Job& job = *group->first;
-    const std::vector<const Node*>& nodes = group->settled ? grown : open;
     Decision record;  // the same decision again, written out for the job's record
-    std::optional<Placement> p = PlaceWithin(job, nodes, out, &record);
+    std::optional<Placement> p =
+        PlaceWithin(job, group->settled ? &grown : nullptr, out, &record);
     if (!p) {  // cannot happen: nothing changed since it was decided
       placing.erase(placing.begin() + best);
       continue;
@@ -1622,7 +1727,7 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
       // The node it chose lost room: its choice stands while the job still fits there (the
       // costs are the same).
       std::vector<uint32_t> gpus;
-      if (other.group != group && !queues_moved &&
+      if (options_.fast_decisions && other.group != group && !queues_moved &&
           (other.group->project != job.spec.project || !capped) &&
           (other.placement.node != node || Fits(other.group->resources, *node, &gpus))) {
         ++i;
@@ -1631,7 +1736,7 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
       std::optional<Placement> again =
           other.group->first == nullptr
               ? std::nullopt
-              : PlaceWithin(*other.group->first, other.group->settled ? grown : open, out);
+              : PlaceWithin(*other.group->first, other.group->settled ? &grown : nullptr, out);
       if (again) {
         other.placement = *std::move(again);
         ++i;

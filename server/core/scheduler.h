@@ -56,10 +56,12 @@ struct SchedulerOptions {
   size_t history_runs = 20;
   // Options besides the chosen one that a job's decision record keeps.
   size_t decision_options = 5;
-  // A waiting group's last decision stands until a node that gained room could beat it
-  // (PendingQueue::Standing). False: every such group is decided again on every node that gains
-  // room; slower, with the same outcome, and the reference the fast path is tested against.
-  bool standing_decisions = true;
+  // The fast paths of placement: a waiting group's last decision stands until a node that gained
+  // room could beat it (PendingQueue::Standing), and rented nodes are weighed cheapest first
+  // until the rest cannot win (ScanRented). False: every waiting group is decided again on
+  // every node that gains room, against every node with room; slow, and the reference the fast
+  // paths are tested against.
+  bool fast_decisions = true;
 };
 
 template <typename T>
@@ -278,6 +280,10 @@ class Scheduler {
     };
     absl::btree_map<PendingQueue::Key, Waiter> waiting;
     uint64_t version = 0;  // raised when its jobs or its waiting jobs change
+    // Its keys in the price index (rented nodes): its cheapest hour, and that per unit of GPU
+    // speed; negative when not indexed.
+    double price_key = -1;
+    double gpu_price_key = -1;
     mutable WaitTimeline timeline;  // written only under the exclusive lock
   };
 
@@ -360,18 +366,24 @@ class Scheduler {
   void GainedRoom(NodeEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Schedulable nodes with free CPU; forgets the others until they gain room again.
   std::vector<const Node*> OpenNodes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The cost brain's choice for `job` among `nodes` (those with room) and the user's own
-  // machines (decision.h). A job that waits by choice, or that only money holds back, gets the
+  // The cost brain's choice for `job` among `nodes` (those with room; null: every node with
+  // room, through ScanRented) and the user's own machines (decision.h). A job that waits by choice, or that only money holds back, gets the
   // reason in its message (stored when it changed). `record`, when given, receives the decision
   // of a placement.
-  std::optional<Placement> PlaceWithin(Job& job, const std::vector<const Node*>& nodes,
+  std::optional<Placement> PlaceWithin(Job& job, const std::vector<const Node*>* nodes,
                                        Outbox& out, Decision* record = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Candidates for `job` into `cs`: each of `nodes` with room for it, then every local node;
   // with `everything`, every schedulable node whatever its room (for Estimate).
-  void Gather(const Job& job, const Work& work, const std::vector<const Node*>& nodes,
-              bool everything, bool cached, absl::Time now, std::vector<Candidate>& cs) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void Gather(const Job& job, const Work& work, const DecisionRules& rules,
+              const std::vector<const Node*>* nodes, bool everything, bool cached, absl::Time now,
+              std::vector<Candidate>& cs) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Every rented node with room for `job` that could be its choice, into `cs`: walks the price
+  // index cheapest first and stops where the least a node could cost passes the cheapest node
+  // already found that the job may take by its deadline. Nodes left out are dearer than that
+  // one, so the decision is the same as over every node.
+  void ScanRented(const Job& job, const Work& work, const DecisionRules& rules, absl::Time now,
+                  std::vector<Candidate>& cs) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   DecisionRules RulesOf(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // The job waits (for a local node, or for money); notes why, and when to decide again.
   void NoteWait(Job& job, const Work& work, const DecisionRules& rules, absl::Time now,
@@ -383,9 +395,12 @@ class Scheduler {
   // so their standing decisions no longer hold.
   void QueuedAhead(const PendingQueue::Group* group, const Job& job)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The node whose current expected-wait timeline `job`, about to join the queue, would leave as
+  // it is (it holds only jobs ahead of it), or null.
+  NodeEntry* TimelineKeptBy(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Keeps what the decision for `job` (not placed) leaves open: PendingQueue::Standing.
   void KeepStanding(const Job& job, const Work& work, const DecisionRules& rules,
-                    const Choice& choice, absl::Span<const Candidate> cs)
+                    absl::Time now, const Choice& choice, absl::Span<const Candidate> cs)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // False when the standing decision of `group` says that `node`, which gained room, cannot
   // change it (PendingQueue::Standing).
@@ -436,7 +451,7 @@ class Scheduler {
   static void SumOverrun(ProjectSpend& p, const Job& job, absl::Time from, int sign);
   // What an open lease is expected to cost in [from, its expected end).
   static double LeaseCommitment(const Job& job, absl::Time from);
-  bool TryPlace(Job& job, const std::vector<const Node*>& nodes, Outbox& out)
+  bool TryPlace(Job& job, const std::vector<const Node*>* nodes, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewJobId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -456,6 +471,12 @@ class Scheduler {
   absl::flat_hash_map<std::string, absl::Time> lease_expiry_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, NodeEntry> nodes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<NodeEntry*> local_nodes_ ABSL_GUARDED_BY(mu_);
+  // Rented nodes by their cheapest hour, and those with GPUs the catalog rates by that hour per
+  // unit of speed, cheapest first: a job's cost on a node is at least the key times a factor of
+  // the job's (ScanRented). GPU nodes the catalog cannot rate are kept apart.
+  absl::btree_set<std::pair<double, NodeEntry*>> by_price_ ABSL_GUARDED_BY(mu_);
+  absl::btree_set<std::pair<double, NodeEntry*>> by_gpu_price_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<NodeEntry*> unrated_gpu_nodes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, NodeEntry*> waiting_for_ ABSL_GUARDED_BY(mu_);  // job id ->
   // When to decide again about jobs that wait by choice: (time, job id).
   absl::btree_set<std::pair<absl::Time, std::string>> revisits_ ABSL_GUARDED_BY(mu_);

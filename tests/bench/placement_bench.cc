@@ -67,9 +67,10 @@ ABSL_FLAG(double, tight_budget, 500,
 ABSL_FLAG(bool, budgets, true,
           "give the projects their hard-capped budgets; false: no budget anywhere, to see what "
           "the rest of the cost model costs (--cost_model)");
-ABSL_FLAG(bool, standing_decisions, true,
-          "a waiting group is decided again only on a node that could beat its last decision; "
-          "false: on every node that gains room (the reference, slower)");
+ABSL_FLAG(bool, fast_decisions, true,
+          "a waiting group is decided again only on a node that could beat its last decision, "
+          "and rented nodes are weighed cheapest first until the rest cannot win; false: every "
+          "waiting group on every node that gains room, against every node (the reference)");
 ABSL_FLAG(int, tick_s, 30, "Tick() every this many simulated seconds (--cost_model)");
 
 namespace {
@@ -568,7 +569,7 @@ int main(int argc, char** argv) {
   sched::MemoryStore store;
   sched::SchedulerOptions options;
   options.seed = absl::GetFlag(FLAGS_seed);
-  options.standing_decisions = absl::GetFlag(FLAGS_standing_decisions);
+  options.fast_decisions = absl::GetFlag(FLAGS_fast_decisions);
   // No lease expires during the run: the simulated agents do not heartbeat.
   options.lease_ttl = cost_model ? absl::Hours(24 * 365) : absl::Hours(1);
   std::shared_ptr<const sched::cost::Catalog> catalog;
