@@ -54,6 +54,32 @@ bool FitsOn(const Resources& r, const NodeCapabilities& caps, int64_t alloc_cpu_
   return false;
 }
 
+uint64_t GpuMask(const std::set<uint32_t>& indexes) {
+  uint64_t mask = 0;
+  for (uint32_t i : indexes) {
+    if (i < 64) mask |= uint64_t{1} << i;
+  }
+  return mask;
+}
+
+uint64_t GpuMask(const std::vector<uint32_t>& indexes) {
+  uint64_t mask = 0;
+  for (uint32_t i : indexes) {
+    if (i < 64) mask |= uint64_t{1} << i;
+  }
+  return mask;
+}
+
+uint64_t UsableGpus(const Resources& r, const NodeCapabilities& caps) {
+  uint64_t mask = 0;
+  for (const GpuDevice& g : caps.gpus) {
+    if (g.index >= 64 || g.memory_bytes < r.gpu_memory_bytes) continue;
+    if (!ModelMatches(r.gpu_models, g.model)) continue;
+    mask |= uint64_t{1} << g.index;
+  }
+  return mask;
+}
+
 MostRoom MostRoom::Of(const std::vector<const Node*>& nodes) {
   MostRoom room;
   for (const Node* node : nodes) {

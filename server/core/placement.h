@@ -28,6 +28,12 @@ bool Fits(const Resources& r, const Node& node, std::vector<uint32_t>* gpus);
 bool FitsOn(const Resources& r, const NodeCapabilities& caps, int64_t alloc_cpu_millis,
             int64_t alloc_memory_bytes, const std::set<uint32_t>& busy_gpus,
             std::vector<uint32_t>* gpus);
+// GPU sets as bits (bit i: GPU index i), for the expected-wait timelines; GPUs with an index of
+// 64 or more are left out (no machine has that many).
+uint64_t GpuMask(const std::set<uint32_t>& indexes);
+uint64_t GpuMask(const std::vector<uint32_t>& indexes);
+// The GPUs of `caps` that suit `r` (memory and model), whether free or not.
+uint64_t UsableGpus(const Resources& r, const NodeCapabilities& caps);
 // True when an idle machine of `caps` could hold `r`.
 inline bool CouldEverFit(const Resources& r, const NodeCapabilities& caps) {
   std::vector<uint32_t> gpus;
@@ -81,6 +87,9 @@ class PendingQueue {
     // deadline closes in): it stands until then.
     absl::Time until = absl::InfiniteFuture();
     double budget_room = -1;     // dollars left under the project's cap when decided; <0: none
+    // What the standing choice costs: under a cap, once less than this is left the choice is
+    // over budget and no longer stands.
+    double chosen_cost = 0;
     double gpu_work_hours = 0;   // the first job's work (Scheduler::Work), to cost a node
     absl::Duration plain;
   };

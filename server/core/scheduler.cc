@@ -1106,27 +1106,39 @@ uint64_t Scheduler::WaitingGroupsVersion(const NodeEntry& entry) {
   return v;
 }
 
-bool Scheduler::RoomFor(const Resources& r, const NodeCapabilities& caps, WaitTimeline::State& st,
-                        std::vector<uint32_t>& gpus) {
-  while (!FitsOn(r, caps, st.alloc_cpu, st.alloc_memory, st.busy_gpus, &gpus)) {
+bool Scheduler::RoomFor(const Resources& r, uint64_t usable, const NodeCapabilities& caps,
+                        WaitTimeline::State& st) {
+  auto fits = [&] {
+    return r.cpu_millis <= caps.cpu_millis - st.alloc_cpu &&
+           r.memory_bytes <= caps.memory_bytes - st.alloc_memory &&
+           (r.gpus == 0 ||
+            static_cast<uint32_t>(__builtin_popcountll(usable & ~st.busy_gpus)) >= r.gpus);
+  };
+  while (!fits()) {
     if (st.ends.empty()) return false;  // more than the node holds
     std::pop_heap(st.ends.begin(), st.ends.end(), EndsLater);
-    Holder& h = st.ends.back();
+    const Holder& h = st.ends.back();
     st.t = std::max(st.t, h.end);
     st.alloc_cpu -= h.cpu;
     st.alloc_memory -= h.memory;
-    for (uint32_t g : h.gpus) st.busy_gpus.erase(g);
+    st.busy_gpus &= ~h.gpus;
     st.ends.pop_back();
   }
   return true;
 }
 
-void Scheduler::StartIn(const Resources& r, absl::Duration runtime, std::vector<uint32_t>& gpus,
+void Scheduler::StartIn(const Resources& r, uint64_t usable, absl::Duration runtime,
                         WaitTimeline::State& st) {
+  uint64_t free = usable & ~st.busy_gpus, taken = 0;
+  for (uint32_t n = 0; n < r.gpus && free != 0; ++n) {
+    const uint64_t lowest = free & (~free + 1);
+    taken |= lowest;
+    free &= ~lowest;
+  }
   st.alloc_cpu += r.cpu_millis;
   st.alloc_memory += r.memory_bytes;
-  for (uint32_t g : gpus) st.busy_gpus.insert(g);
-  st.ends.push_back({st.t + runtime, r.cpu_millis, r.memory_bytes, std::move(gpus)});
+  st.busy_gpus |= taken;
+  st.ends.push_back({st.t + runtime, r.cpu_millis, r.memory_bytes, taken});
   std::push_heap(st.ends.begin(), st.ends.end(), EndsLater);
 }
 
@@ -1140,7 +1152,7 @@ void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeli
     st.t = now;
     st.alloc_cpu = entry.node.alloc_cpu_millis;
     st.alloc_memory = entry.node.alloc_memory_bytes;
-    st.busy_gpus = entry.node.busy_gpus;
+    st.busy_gpus = GpuMask(entry.node.busy_gpus);
     st.ends.clear();
     for (const auto& [id, j] : entry.jobs) {
       const absl::Duration r = j->lease_reserved > absl::ZeroDuration()
@@ -1155,12 +1167,13 @@ void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeli
         tl.valid_until = std::min(tl.valid_until, end);  // from then on it is past its end
       }
       st.ends.push_back({end, j->spec.resources.cpu_millis, j->spec.resources.memory_bytes,
-                         j->gpu_indexes});
+                         GpuMask(j->gpu_indexes)});
     }
     std::make_heap(st.ends.begin(), st.ends.end(), EndsLater);
   }
   // The jobs waiting for the node: each waiting group's first job stands for its whole group.
   tl.groups_version = WaitingGroupsVersion(entry);
+  tl.starts.clear();
   tl.items.clear();
   tl.saved.clear();
   tl.truncated = false;
@@ -1168,11 +1181,14 @@ void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeli
   struct Cursor {
     absl::btree_map<PendingQueue::Key, Job*>::const_iterator at, end;
     absl::Duration runtime;
+    uint64_t usable;  // a group's jobs ask the same
   };
+  const NodeCapabilities& caps = entry.node.record.caps;
   std::vector<Cursor> cursors;
   for (const auto& [key, waiter] : entry.waiting) {
     cursors.push_back({waiter.group->jobs.begin(), waiter.group->jobs.end(),
-                       Reservation(*waiter.job, &entry.node)});
+                       Reservation(*waiter.job, &entry.node),
+                       UsableGpus(waiter.group->resources, caps)});
   }
   while (true) {
     Cursor* next = nullptr;
@@ -1184,15 +1200,17 @@ void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeli
       tl.truncated = true;
       break;
     }
-    tl.items.push_back({next->at->first, &next->at->second->spec.resources, next->runtime});
+    tl.items.push_back(
+        {next->at->first, &next->at->second->spec.resources, next->runtime, next->usable});
     ++next->at;
   }
   WaitTimeline::State st = tl.base;
-  std::vector<uint32_t> gpus;
   for (size_t i = 0; i < tl.items.size(); ++i) {
     if (i % kSaveEvery == 0) tl.saved.push_back(st);
-    const Resources& r = *tl.items[i].resources;
-    if (RoomFor(r, entry.node.record.caps, st, gpus)) StartIn(r, tl.items[i].runtime, gpus, st);
+    const WaitTimeline::Item& item = tl.items[i];
+    if (RoomFor(*item.resources, item.usable, caps, st)) {
+      StartIn(*item.resources, item.usable, item.runtime, st);
+    }
   }
   if (tl.items.size() % kSaveEvery == 0) tl.saved.push_back(std::move(st));
 }
@@ -1212,23 +1230,36 @@ absl::Duration Scheduler::ExpectedWait(const Job& job, const NodeEntry& entry, a
   }
   // The jobs ahead of `job`: those before it in queue order.
   const PendingQueue::Key mine = PendingQueue::KeyOf(job);
+  auto known = tl->starts.find(mine);
+  if (known != tl->starts.end()) {
+    return known->second == absl::InfiniteFuture()
+               ? absl::InfiniteDuration()
+               : std::max(known->second - now, absl::ZeroDuration());
+  }
   const size_t ahead =
       std::lower_bound(tl->items.begin(), tl->items.end(), mine,
                        [](const WaitTimeline::Item& item, const PendingQueue::Key& k) {
                          return item.key < k;
                        }) -
       tl->items.begin();
-  if (tl->truncated && ahead == tl->items.size()) return absl::InfiniteDuration();  // too far back
+  if (tl->truncated && ahead == tl->items.size()) {  // too far back to say
+    tl->starts[mine] = absl::InfiniteFuture();
+    return absl::InfiniteDuration();
+  }
   // From the last saved state before them, start the rest, then find room for `job`.
   const size_t from = ahead / kSaveEvery;
   WaitTimeline::State st = tl->saved[from];
   const NodeCapabilities& caps = entry.node.record.caps;
-  std::vector<uint32_t> gpus;
   for (size_t i = from * kSaveEvery; i < ahead; ++i) {
-    const Resources& r = *tl->items[i].resources;
-    if (RoomFor(r, caps, st, gpus)) StartIn(r, tl->items[i].runtime, gpus, st);
+    const WaitTimeline::Item& item = tl->items[i];
+    if (RoomFor(*item.resources, item.usable, caps, st)) {
+      StartIn(*item.resources, item.usable, item.runtime, st);
+    }
   }
-  if (!RoomFor(job.spec.resources, caps, st, gpus)) return absl::InfiniteDuration();
+  const bool room =
+      RoomFor(job.spec.resources, UsableGpus(job.spec.resources, caps), caps, st);
+  tl->starts[mine] = room ? st.t : absl::InfiniteFuture();
+  if (!room) return absl::InfiniteDuration();
   return std::max(st.t - now, absl::ZeroDuration());
 }
 
@@ -1441,7 +1472,9 @@ void Scheduler::KeepStanding(const Job& job, const Work& work, const DecisionRul
   if (choice.chosen >= 0 && !choice.meets_deadline) {
     // Nothing meets the deadline, so the earliest finish wins: a node must finish sooner.
     s.finish_bar = cs[choice.chosen].finish;
-  } else if (choice.chosen >= 0) {
+  }
+  if (choice.chosen >= 0) s.chosen_cost = cs[choice.chosen].cost;
+  if (choice.chosen >= 0 && choice.meets_deadline) {
     // The chosen option at its dearest hour: its start moves as time goes by.
     const Candidate& c = cs[choice.chosen];
     s.bar = c.expected_runtime == absl::InfiniteDuration()
@@ -1489,6 +1522,20 @@ bool Scheduler::CouldChange(const PendingQueue::Group& group, const Node& node, 
   }
   // The standing choice meets the deadline: a node that does not, or costs more, loses to it.
   return c.finish <= rules.deadline && c.cost <= s.bar + 1e-9;
+}
+
+bool Scheduler::OverBudgetNow(const PendingQueue::Group& group,
+                              absl::flat_hash_map<std::string, double>& room_left) const {
+  const PendingQueue::Standing& s = group.standing;
+  if (!s.known || s.budget_room < 0 || s.chosen_cost <= 0) return false;
+  auto [it, added] = room_left.try_emplace(group.project, 0.0);
+  if (added) {
+    auto b = budgets_.find(group.project);
+    it->second = b == budgets_.end() || !b->second.hard_cap
+                     ? HUGE_VAL
+                     : b->second.monthly_limit - SpentAndCommitted(group.project);
+  }
+  return s.chosen_cost > it->second + 1e-9;
 }
 
 void Scheduler::ClearWaiting(const Job& job) {
@@ -1671,6 +1718,7 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
   std::vector<const Node*> open;
   MostRoom open_room;
   bool open_known = false;
+  absl::flat_hash_map<std::string, double> room_left;  // by capped project, this pass
   std::vector<const PendingQueue::Group*> live;
   for (const PendingQueue::Group* group : pending_.Groups()) {
     if (!group->settled && !open_known) {
@@ -1680,8 +1728,9 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
     }
     // Most groups fail this cheap test when one job's end freed a little room.
     if (!(group->settled ? grown_room : open_room).MayFit(group->resources)) continue;
-    // A settled group's last decision stands unless a node that gained room could beat it.
-    if (group->settled &&
+    // A settled group's last decision stands unless a node that gained room could beat it, or
+    // the budget no longer covers it.
+    if (group->settled && !OverBudgetNow(*group, room_left) &&
         std::none_of(grown.begin(), grown.end(),
                      [&](const Node* node) { return CouldChange(*group, *node, now); })) {
       stats_.decisions_skipped_total++;

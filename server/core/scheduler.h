@@ -219,7 +219,7 @@ class Scheduler {
   struct Holder {
     absl::Time end;
     int64_t cpu = 0, memory = 0;
-    std::vector<uint32_t> gpus;
+    uint64_t gpus = 0;  // bit i: GPU index i (GpuMask)
   };
   static bool EndsLater(const Holder& a, const Holder& b) { return a.end > b.end; }
   // A node's expected-wait timeline: its running jobs' expected ends, then the jobs waiting for
@@ -237,17 +237,21 @@ class Scheduler {
       PendingQueue::Key key;
       const Resources* resources = nullptr;
       absl::Duration runtime;
+      uint64_t usable = 0;  // the node's GPUs that suit it (UsableGpus)
     };
     std::vector<Item> items;  // in queue order
     bool truncated = false;   // more jobs wait than items holds
     struct State {
       absl::Time t;
       int64_t alloc_cpu = 0, alloc_memory = 0;
-      std::set<uint32_t> busy_gpus;
+      uint64_t busy_gpus = 0;
       std::vector<Holder> ends;  // a min-heap on end
     };
     std::vector<State> saved;  // saved[i]: before items[i * kSaveEvery]
     State base;                // the running jobs alone, at built_at
+    // When each job asked about would start, as found (InfiniteFuture: never, or too far back
+    // to say); of the job's key, since the timeline says where it stands in the queue.
+    absl::flat_hash_map<PendingQueue::Key, absl::Time> starts;
   };
   static constexpr size_t kSaveEvery = 16;
   static constexpr absl::Duration kTimelineLife = absl::Minutes(1);
@@ -406,6 +410,11 @@ class Scheduler {
   // change it (PendingQueue::Standing).
   bool CouldChange(const PendingQueue::Group& group, const Node& node, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True when the standing choice of `group` now costs more than its capped project has left
+  // (`room_left` caches the projects' rooms for one pass).
+  bool OverBudgetNow(const PendingQueue::Group& group,
+                     absl::flat_hash_map<std::string, double>& room_left) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // `node` as the decision weighs it for `job` (decision.h), before Decide fills in the rest.
   Candidate MakeCandidate(const Job& job, const Work& work, const Node& node, bool fits_now,
                           size_t gpus_taken) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
@@ -420,12 +429,12 @@ class Scheduler {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Moves when a job joins or leaves a group waiting for the node.
   static uint64_t WaitingGroupsVersion(const NodeEntry& entry);
-  // Lets the jobs of `st` end, earliest first, until `r` fits the node; false if it never does.
-  // `gpus` receives the GPUs it would get.
-  static bool RoomFor(const Resources& r, const NodeCapabilities& caps, WaitTimeline::State& st,
-                      std::vector<uint32_t>& gpus);
-  // Starts `r` in `st` now (st.t) for `runtime`, on `gpus` (moved from).
-  static void StartIn(const Resources& r, absl::Duration runtime, std::vector<uint32_t>& gpus,
+  // Lets the jobs of `st` end, earliest first, until `r` fits the node (of `caps`, whose GPUs
+  // in `usable` suit it); false if it never does.
+  static bool RoomFor(const Resources& r, uint64_t usable, const NodeCapabilities& caps,
+                      WaitTimeline::State& st);
+  // Starts `r` in `st` now (st.t) for `runtime`, on the first free GPUs of `usable`.
+  static void StartIn(const Resources& r, uint64_t usable, absl::Duration runtime,
                       WaitTimeline::State& st);
   void RefreshNodeFacts(NodeEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Work WorkOf(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
