@@ -1182,27 +1182,34 @@ void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeli
     absl::btree_map<PendingQueue::Key, Job*>::const_iterator at, end;
     absl::Duration runtime;
     uint64_t usable;  // a group's jobs ask the same
+    PendingQueue::Key key;  // at's, while at != end
   };
   const NodeCapabilities& caps = entry.node.record.caps;
   std::vector<Cursor> cursors;
   for (const auto& [key, waiter] : entry.waiting) {
+    if (waiter.group->jobs.empty()) continue;
     cursors.push_back({waiter.group->jobs.begin(), waiter.group->jobs.end(),
                        Reservation(*waiter.job, &entry.node),
-                       UsableGpus(waiter.group->resources, caps)});
+                       UsableGpus(waiter.group->resources, caps),
+                       waiter.group->jobs.begin()->first});
   }
-  while (true) {
-    Cursor* next = nullptr;
-    for (Cursor& c : cursors) {
-      if (c.at != c.end && (next == nullptr || c.at->first < next->at->first)) next = &c;
+  while (!cursors.empty()) {
+    size_t next = 0;
+    for (size_t i = 1; i < cursors.size(); ++i) {
+      if (cursors[i].key < cursors[next].key) next = i;
     }
-    if (next == nullptr) break;
     if (tl.items.size() == kMaxWaitingAhead) {
       tl.truncated = true;
       break;
     }
-    tl.items.push_back(
-        {next->at->first, &next->at->second->spec.resources, next->runtime, next->usable});
-    ++next->at;
+    Cursor& c = cursors[next];
+    tl.items.push_back({c.key, &c.at->second->spec.resources, c.runtime, c.usable});
+    if (++c.at == c.end) {
+      cursors[next] = cursors.back();
+      cursors.pop_back();
+    } else {
+      c.key = c.at->first;
+    }
   }
   WaitTimeline::State st = tl.base;
   for (size_t i = 0; i < tl.items.size(); ++i) {
