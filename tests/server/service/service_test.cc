@@ -564,6 +564,9 @@ TEST(MetricsTest, SchedulerAndRpcSeriesAreExported) {
   EXPECT_THAT(body, HasSubstr("sched_job_assignments_total 1"));
   EXPECT_THAT(body, HasSubstr("sched_agents_connected 1"));
   EXPECT_THAT(body, HasSubstr("sched_lease_expiries_total 0"));
+  // The first job was weighed and placed; the second found no node with room to weigh.
+  EXPECT_THAT(body, HasSubstr("sched_decisions_total 1\n"));
+  EXPECT_THAT(body, HasSubstr("sched_decisions_skipped_total 0\n"));
   EXPECT_THAT(body, ::testing::ContainsRegex(
                         "sched_rpc_duration_seconds_count\\{[^}]*method=\"/sched.v1.JobService/"
                         "SubmitJob\"[^}]*\\} 2"));
