@@ -1500,6 +1500,13 @@ bool Scheduler::CouldChange(const PendingQueue::Group& group, const Node& node, 
   const Job& job = *group.first;
   std::vector<uint32_t> gpus;
   if (!node.Schedulable() || !Fits(job.spec.resources, node, &gpus)) return false;
+  // Nothing to beat and nothing that could rule the node out: no need to weigh it first.
+  const JobSpec& spec = job.spec;
+  if (s.bar == HUGE_VAL && s.finish_bar == absl::InfiniteFuture() && s.budget_room < 0 &&
+      spec.max_cost <= 0 && spec.placement == PlacementPolicy::kPreferLocal &&
+      spec.spot == SpotPolicy::kAuto) {
+    return true;
+  }
   // The node as the decision would weigh it, alone.
   Work work;
   work.gpu_work_hours = s.gpu_work_hours;
