@@ -131,6 +131,11 @@ std::string Reason(const DecisionRules& rules, absl::Time now, const Choice& cho
                           Dollars(c.cost - (chosen ? chosen->cost : 0)), " more than ",
                           chosen ? chosen->node->record.name : "the choice");
     case OptionVerdict::kLater:
+      if (chosen != nullptr && chosen->waited_for && c.local && c.finish < chosen->finish) {
+        return absl::StrCat("about ", Dollars(c.cost), ", finishes ", Span(chosen->finish - c.finish),
+                            " sooner (", When(c.finish), "): too little to move the job from ",
+                            chosen->node->record.name, ", which it waits for");
+      }
       if (chosen != nullptr && c.finish > chosen->finish) {
         return absl::StrCat("about ", Dollars(c.cost), ", but finishes later (", When(c.finish),
                             ")");
@@ -326,6 +331,21 @@ Choice Decide(const DecisionRules& rules, absl::Time now, absl::Span<Candidate> 
   if (choice.chosen < 0) {
     choice.chosen = BestWhere(cs, eligible, Sooner);
     choice.meets_deadline = choice.chosen < 0;
+  }
+  // Waiting for another of the user's machines: stay with the one it waits for unless the move
+  // gains enough (kMoveGain).
+  if (choice.chosen >= 0 && cs[choice.chosen].local && !cs[choice.chosen].fits_now &&
+      !cs[choice.chosen].waited_for) {
+    const Candidate& best = cs[choice.chosen];
+    for (size_t i = 0; i < cs.size(); ++i) {
+      const Candidate& c = cs[i];
+      if (c.waited_for && c.local && !c.fits_now &&
+          (choice.meets_deadline ? meets(c) : eligible(c)) && c.cost <= best.cost + kEps &&
+          c.finish < best.finish + kMoveGain) {
+        choice.chosen = static_cast<int>(i);
+        break;
+      }
+    }
   }
   if (choice.chosen < 0) {
     choice.local_blocker = any_local && all_local_too_small ? LocalBlocker::kTooSmall

@@ -38,6 +38,8 @@ struct Candidate {
   // Best fit, for ties: GPUs and CPU millis left free on the node if the job went there now.
   size_t gpus_left = 0;
   int64_t cpu_left = 0;
+  // The job already waits for this node (one of the user's machines).
+  bool waited_for = false;
 
   // Filled by Decide():
   absl::Time start = absl::InfinitePast();
@@ -50,6 +52,11 @@ struct Candidate {
   double cost_at_earliest = 0;
   OptionVerdict verdict = OptionVerdict::kChosen;
 };
+
+// A job waiting for one of the user's machines moves to another only when it would cost less
+// there or finish at least this much sooner. Without it, jobs waiting for alike machines trade
+// places at every look: each move makes the other queue the longer one.
+inline constexpr absl::Duration kMoveGain = absl::Minutes(15);
 
 // What a job asks of the decision, from its spec and its project's budget.
 struct DecisionRules {

@@ -82,19 +82,60 @@ uint64_t UsableGpus(const Resources& r, const NodeCapabilities& caps) {
 
 MostRoom MostRoom::Of(const std::vector<const Node*>& nodes) {
   MostRoom room;
-  for (const Node* node : nodes) {
-    room.cpu_millis = std::max(room.cpu_millis, node->FreeCpuMillis());
-    room.memory_bytes = std::max(room.memory_bytes, node->FreeMemoryBytes());
-    const size_t total = node->record.caps.gpus.size(), busy = node->busy_gpus.size();
-    if (total <= busy) continue;
-    room.gpus = std::max(room.gpus, total - busy);
-    for (const GpuDevice& g : node->record.caps.gpus) {
-      if (g.memory_bytes > room.gpu_memory_bytes && !node->busy_gpus.count(g.index)) {
-        room.gpu_memory_bytes = g.memory_bytes;
-      }
+  for (const Node* node : nodes) room.Add(*node);
+  return room;
+}
+
+void MostRoom::Add(const Node& node) {
+  cpu_millis = std::max(cpu_millis, node.FreeCpuMillis());
+  memory_bytes = std::max(memory_bytes, node.FreeMemoryBytes());
+  const size_t total = node.record.caps.gpus.size(), busy = node.busy_gpus.size();
+  if (total <= busy) return;
+  gpus = std::max(gpus, total - busy);
+  for (const GpuDevice& g : node.record.caps.gpus) {
+    if (g.memory_bytes > gpu_memory_bytes && !node.busy_gpus.count(g.index)) {
+      gpu_memory_bytes = g.memory_bytes;
     }
   }
-  return room;
+}
+
+// ---------------------------------------------------------------------------------------------
+// PriceIndex
+
+void PriceIndex::Insert(double key, const Node* node, size_t* slot) {
+  order_.insert({key, node});
+  slots_[node] = slot;
+  *slot = kNone;
+  laid_out_ = false;
+}
+
+void PriceIndex::Erase(double key, const Node* node, size_t* slot) {
+  order_.erase({key, node});
+  slots_.erase(node);
+  *slot = kNone;
+  laid_out_ = false;
+}
+
+void PriceIndex::Touch(const size_t* slot) {
+  if (!laid_out_ || *slot == kNone) return;
+  const size_t b = *slot / kBlock;
+  MostRoom room;
+  const size_t end = std::min(items_.size(), (b + 1) * kBlock);
+  for (size_t i = b * kBlock; i < end; ++i) room.Add(*items_[i].node);
+  blocks_[b] = room;
+}
+
+void PriceIndex::LayOut() {
+  items_.clear();
+  blocks_.clear();
+  for (const auto& [key, node] : order_) {
+    size_t* slot = slots_.at(node);
+    *slot = items_.size();
+    if (items_.size() % kBlock == 0) blocks_.emplace_back();
+    blocks_.back().Add(*node);
+    items_.push_back({key, node, slot});
+  }
+  laid_out_ = true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -126,7 +167,7 @@ const PendingQueue::Group* PendingQueue::Add(Job* job, bool settled) {
   }
   const Key key = KeyOf(*job);
   if (group.jobs.emplace(key, job).second) size_++;
-  group.version++;
+  if (!(group.horizon < key)) group.version++;
   if (group.first == nullptr || key < group.first_key) {
     group.first = job;
     group.first_key = key;
@@ -146,7 +187,7 @@ const PendingQueue::Group* PendingQueue::Remove(const Job& job) {
   const Key key = KeyOf(job);
   if (!group.jobs.erase(key)) return nullptr;
   size_--;
-  group.version++;
+  if (!(group.horizon < key)) group.version++;
   if (key == group.first_key) {
     group.first = group.jobs.empty() ? nullptr : group.jobs.begin()->second;
     if (group.first != nullptr) group.first_key = group.jobs.begin()->first;

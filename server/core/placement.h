@@ -1,7 +1,9 @@
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <set>
 #include <string>
@@ -10,6 +12,8 @@
 #include <vector>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/time/time.h"
 #include "server/core/job.h"
@@ -50,11 +54,68 @@ struct MostRoom {
   int64_t gpu_memory_bytes = 0;
 
   static MostRoom Of(const std::vector<const Node*>& nodes);
+  // Raises each part to what `node` has free, where it is more.
+  void Add(const Node& node);
   bool MayFit(const Resources& r) const {
     return r.cpu_millis <= cpu_millis && r.memory_bytes <= memory_bytes && r.gpus <= gpus &&
            (r.gpus == 0 || r.gpu_memory_bytes <= gpu_memory_bytes);
   }
 };
+
+// Nodes in the order of a key (a price), cut into blocks that remember the most room any of
+// their nodes has free, so that a walk for a job passes over whole blocks where it fits nowhere:
+// with most nodes full, a job that fits few of them finds them without looking at the rest.
+//
+// Each node has a slot of its owner's where the index keeps its position; Touch(slot) after its
+// free room changed. After Insert and Erase, Prepare() lays the blocks out again.
+class PriceIndex {
+ public:
+  static constexpr size_t kNone = ~size_t{0};
+  static constexpr size_t kBlock = 32;
+
+  void Insert(double key, const Node* node, size_t* slot);
+  void Erase(double key, const Node* node, size_t* slot);
+  void Touch(const size_t* slot);
+  // Lays the blocks out again if nodes came or went; without it a walk looks at every node.
+  void Prepare() {
+    if (!laid_out_) LayOut();
+  }
+  // Calls fn(key, node) in key order (ties in no particular order) for every node of a block
+  // where `r` may fit, until fn returns false.
+  template <typename Fn>
+  void Walk(const Resources& r, Fn fn) const;
+
+ private:
+  struct Item {
+    double key;
+    const Node* node;
+    size_t* slot;
+  };
+  void LayOut();
+
+  absl::btree_set<std::pair<double, const Node*>> order_;
+  absl::flat_hash_map<const Node*, size_t*> slots_;
+  bool laid_out_ = true;
+  std::vector<Item> items_;
+  std::vector<MostRoom> blocks_;  // blocks_[b]: of items_[b * kBlock, (b + 1) * kBlock)
+};
+
+template <typename Fn>
+void PriceIndex::Walk(const Resources& r, Fn fn) const {
+  if (!laid_out_) {
+    for (const auto& [key, node] : order_) {
+      if (!fn(key, *node)) return;
+    }
+    return;
+  }
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    if (!blocks_[b].MayFit(r)) continue;
+    const size_t end = std::min(items_.size(), (b + 1) * kBlock);
+    for (size_t i = b * kBlock; i < end; ++i) {
+      if (!fn(items_[i].key, *items_[i].node)) return;
+    }
+  }
+}
 
 // The pending jobs, grouped by what their placement depends on (resources, project, policies,
 // deadline, max_cost, runtime): jobs alike in these fare alike, so placement decides once per
@@ -106,9 +167,12 @@ class PendingQueue {
     // Held back by the project's budget cap: the least it needs left under the cap to go on a
     // node that had room; negative when not held by the budget.
     double budget_needed = -1;
-    // Raised by every Add and Remove: the expected-wait timelines that count this group's jobs
-    // are rebuilt when it moves.
+    // Raised by an Add or Remove at or before `horizon`: the expected-wait timelines that count
+    // this group's jobs are rebuilt when it moves.
     uint64_t version = 0;
+    // The last key any kept timeline may count among its jobs (set as they are built): jobs
+    // coming or going behind it change no timeline.
+    mutable Key horizon{std::numeric_limits<int64_t>::min(), 0};
     Standing standing;
   };
 

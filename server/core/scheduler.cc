@@ -701,6 +701,8 @@ void Scheduler::Allocate(NodeEntry& entry, const Job& job) {
   node.running_jobs++;
   entry.jobs.emplace(job.id, &job);
   entry.version++;
+  by_price_.Touch(&entry.price_slot);
+  by_gpu_price_.Touch(&entry.gpu_price_slot);
   // Those waiting for the node now wait longer: their decisions are taken again.
   for (const auto& [key, waiter] : entry.waiting) pending_.ForgetStanding(waiter.group);
 }
@@ -715,6 +717,8 @@ void Scheduler::Release(Job& job) {
   for (uint32_t gpu : job.gpu_indexes) node.busy_gpus.erase(gpu);
   node.running_jobs--;
   it->second.version++;
+  by_price_.Touch(&it->second.price_slot);
+  by_gpu_price_.Touch(&it->second.gpu_price_slot);
   // Those waiting for the node may now wait less (or, past their expected end, more).
   for (const auto& [key, waiter] : it->second.waiting) pending_.ForgetStanding(waiter.group);
   GainedRoom(it->second);
@@ -860,6 +864,7 @@ void Scheduler::RefreshNodeFacts(NodeEntry& entry) {
     node.max_price_per_hour = std::max(node.max_price_per_hour, w.usd_per_hour);
   }
   // What those waiting for it counted on may have changed.
+  entry.version++;
   for (const auto& [key, waiter] : entry.waiting) pending_.ForgetStanding(waiter.group);
   if (node.local) {
     local_nodes_.insert(&entry);
@@ -867,17 +872,19 @@ void Scheduler::RefreshNodeFacts(NodeEntry& entry) {
     local_nodes_.erase(&entry);
   }
   // The price index of rented nodes.
-  if (entry.price_key >= 0) by_price_.erase({entry.price_key, &entry});
-  if (entry.gpu_price_key >= 0) by_gpu_price_.erase({entry.gpu_price_key, &entry});
+  if (entry.price_key >= 0) by_price_.Erase(entry.price_key, &node, &entry.price_slot);
+  if (entry.gpu_price_key >= 0) {
+    by_gpu_price_.Erase(entry.gpu_price_key, &node, &entry.gpu_price_slot);
+  }
   unrated_gpu_nodes_.erase(&entry);
   entry.price_key = entry.gpu_price_key = -1;
   if (node.local) return;
   entry.price_key = node.min_price_per_hour;
-  by_price_.insert({entry.price_key, &entry});
+  by_price_.Insert(entry.price_key, &node, &entry.price_slot);
   if (caps.gpus.empty()) return;
   if (node.gpu_throughput > 0) {
     entry.gpu_price_key = node.min_price_per_hour / node.gpu_throughput;
-    by_gpu_price_.insert({entry.gpu_price_key, &entry});
+    by_gpu_price_.Insert(entry.gpu_price_key, &node, &entry.gpu_price_slot);
   } else {
     unrated_gpu_nodes_.insert(&entry);
   }
@@ -1101,7 +1108,7 @@ double Scheduler::SpentAndCommitted(const std::string& project) const {
 }
 
 uint64_t Scheduler::WaitingGroupsVersion(const NodeEntry& entry) {
-  uint64_t v = entry.waiting.size();
+  uint64_t v = entry.waiting_version * 1'000'003 + entry.waiting.size();
   for (const auto& [key, waiter] : entry.waiting) v = v * 31 + waiter.group->version;
   return v;
 }
@@ -1144,7 +1151,9 @@ void Scheduler::StartIn(const Resources& r, uint64_t usable, absl::Duration runt
 
 void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeline& tl) const {
   // The running jobs' expected ends: kept while the node's jobs are the same.
+  bool base_changed = false;
   if (tl.node_version != entry.version || now < tl.built_at || now >= tl.valid_until) {
+    base_changed = true;
     tl.node_version = entry.version;
     tl.built_at = now;
     tl.valid_until = now + kTimelineLife;
@@ -1173,10 +1182,6 @@ void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeli
   }
   // The jobs waiting for the node: each waiting group's first job stands for its whole group.
   tl.groups_version = WaitingGroupsVersion(entry);
-  tl.starts.clear();
-  tl.items.clear();
-  tl.saved.clear();
-  tl.truncated = false;
   // The first kMaxWaitingAhead of their jobs in queue order: the groups' queues merged.
   struct Cursor {
     absl::btree_map<PendingQueue::Key, Job*>::const_iterator at, end;
@@ -1193,37 +1198,97 @@ void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeli
                        UsableGpus(waiter.group->resources, caps),
                        waiter.group->jobs.begin()->first});
   }
+  std::vector<WaitTimeline::Item> items;
+  items.reserve(kMaxWaitingAhead);
+  bool truncated = false;
+  // A min-heap of the cursors on their keys.
+  auto later = [](const Cursor& a, const Cursor& b) { return b.key < a.key; };
+  std::make_heap(cursors.begin(), cursors.end(), later);
   while (!cursors.empty()) {
-    size_t next = 0;
-    for (size_t i = 1; i < cursors.size(); ++i) {
-      if (cursors[i].key < cursors[next].key) next = i;
-    }
-    if (tl.items.size() == kMaxWaitingAhead) {
-      tl.truncated = true;
+    if (items.size() == kMaxWaitingAhead) {
+      truncated = true;
       break;
     }
-    Cursor& c = cursors[next];
-    tl.items.push_back({c.key, &c.at->second->spec.resources, c.runtime, c.usable});
+    std::pop_heap(cursors.begin(), cursors.end(), later);
+    Cursor& c = cursors.back();
+    items.push_back({c.key, &c.at->second->spec.resources, c.runtime, c.usable});
     if (++c.at == c.end) {
-      cursors[next] = cursors.back();
       cursors.pop_back();
     } else {
       c.key = c.at->first;
+      std::push_heap(cursors.begin(), cursors.end(), later);
     }
   }
-  WaitTimeline::State st = tl.base;
-  for (size_t i = 0; i < tl.items.size(); ++i) {
-    if (i % kSaveEvery == 0) tl.saved.push_back(st);
-    const WaitTimeline::Item& item = tl.items[i];
-    if (RoomFor(*item.resources, item.usable, caps, st)) {
-      StartIn(*item.resources, item.usable, item.runtime, st);
+  // With the running jobs as they were, what comes before the first job that changed stands:
+  // the jobs asked about ahead of it, and the states saved before it.
+  size_t same = 0;
+  if (!base_changed) {
+    const size_t n = std::min(items.size(), tl.items.size());
+    while (same < n && items[same].key == tl.items[same].key &&
+           items[same].resources == tl.items[same].resources &&
+           items[same].runtime == tl.items[same].runtime &&
+           items[same].usable == tl.items[same].usable) {
+      same++;
     }
   }
-  if (tl.items.size() % kSaveEvery == 0) tl.saved.push_back(std::move(st));
+  if (base_changed) {
+    tl.starts.clear();
+    tl.saved.clear();
+  } else if (same < std::max(items.size(), tl.items.size()) || truncated != tl.truncated) {
+    // Jobs from the first that changed on (or, when only what lies past the items changed,
+    // those past them) start differently now.
+    const bool past = same == items.size() && same == tl.items.size();
+    const PendingQueue::Key from = past ? items.back().key
+                                   : same == items.size() ? tl.items[same].key
+                                   : same == tl.items.size()
+                                       ? items[same].key
+                                       : std::min(items[same].key, tl.items[same].key);
+    for (auto it = tl.starts.begin(); it != tl.starts.end();) {
+      if (past ? from < it->first : !(it->first < from)) {
+        tl.starts.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (&tl == &entry.timeline) {
+    // Past the last job counted, when more wait than are counted, a job that comes or goes
+    // changes nothing here.
+    const PendingQueue::Key last =
+        truncated ? items.back().key
+                  : PendingQueue::Key{std::numeric_limits<int64_t>::max(),
+                                      std::numeric_limits<uint64_t>::max()};
+    for (const auto& [key, waiter] : entry.waiting) {
+      waiter.group->horizon = std::max(waiter.group->horizon, last);
+    }
+  }
+  tl.items = std::move(items);
+  tl.truncated = truncated;
+  const size_t keep = same / kSaveEvery;  // saved[keep] is the state before items[keep * 16]
+  if (tl.saved.size() > keep) tl.saved.resize(keep + 1);
+  if (tl.saved.empty()) tl.saved.push_back(tl.base);
+  // The rest is started as jobs behind them are asked about (ExpectedWait).
 }
 
 absl::Duration Scheduler::ExpectedWait(const Job& job, const NodeEntry& entry, absl::Time now,
                                        bool cached) const {
+  const absl::Duration wait = WaitOn(job, entry, now, cached);
+  if (cached && options_.verify_timelines) {
+    const absl::Duration fresh = WaitOn(job, entry, now, /*cached=*/false);
+    timeline_reads_++;
+    // A kept timeline starts from when it was built: a job it starts at once ends that much
+    // sooner than in one built now, and so may the waits behind it.
+    const absl::Duration slack = now - entry.timeline.built_at;
+    if (wait != fresh && (wait == absl::InfiniteDuration() || fresh == absl::InfiniteDuration() ||
+                          absl::AbsDuration(wait - fresh) > slack)) {
+      timeline_mismatches_++;
+    }
+  }
+  return wait;
+}
+
+absl::Duration Scheduler::WaitOn(const Job& job, const NodeEntry& entry, absl::Time now,
+                                 bool cached) const {
   WaitTimeline apart;
   WaitTimeline* tl = &apart;
   if (cached) {
@@ -1255,8 +1320,20 @@ absl::Duration Scheduler::ExpectedWait(const Job& job, const NodeEntry& entry, a
   }
   // From the last saved state before them, start the rest, then find room for `job`.
   const size_t from = ahead / kSaveEvery;
-  WaitTimeline::State st = tl->saved[from];
   const NodeCapabilities& caps = entry.node.record.caps;
+  // The states are saved as far as jobs have been asked about: on to this one.
+  while (tl->saved.size() <= from) {
+    WaitTimeline::State next = tl->saved.back();
+    const size_t begin = (tl->saved.size() - 1) * kSaveEvery;
+    for (size_t i = begin; i < begin + kSaveEvery; ++i) {
+      const WaitTimeline::Item& item = tl->items[i];
+      if (RoomFor(*item.resources, item.usable, caps, next)) {
+        StartIn(*item.resources, item.usable, item.runtime, next);
+      }
+    }
+    tl->saved.push_back(std::move(next));
+  }
+  WaitTimeline::State st = tl->saved[from];
   for (size_t i = from * kSaveEvery; i < ahead; ++i) {
     const WaitTimeline::Item& item = tl->items[i];
     if (RoomFor(*item.resources, item.usable, caps, st)) {
@@ -1298,7 +1375,15 @@ void Scheduler::ScanRented(const Job& job, const Work& work, const DecisionRules
   const double per_key =
       by_speed ? work.gpu_work_hours / cost::ScaledThroughput(1.0, static_cast<int32_t>(r.gpus))
                : absl::ToDoubleHours(work.plain);
-  double best = HUGE_VAL;  // the cheapest node met so far that the job may take by its deadline
+  // The cheapest node met so far that the job may take by its deadline, and from the start
+  // what max_cost and the budget allow: a node that costs more cannot be chosen. Until one is
+  // met, the cheapest node over those limits is looked for too: it says what the job would need
+  // (the budget room it waits for, the figures of its message).
+  double best = HUGE_VAL;
+  if (rules.max_cost > 0) best = rules.max_cost;
+  if (rules.budget_room >= 0) best = std::min(best, rules.budget_room);
+  bool met = false;
+  double over = HUGE_VAL;  // the cheapest node met so far that a limit rules out
   std::vector<uint32_t> gpus;
   auto consider = [&](const Node& node) {
     if (!node.Schedulable() || !Fits(r, node, &gpus)) return;
@@ -1307,12 +1392,20 @@ void Scheduler::ScanRented(const Job& job, const Work& work, const DecisionRules
     Decide(rules, now, absl::MakeSpan(&probe, 1));
     if (probe.verdict == OptionVerdict::kChosen && probe.finish <= rules.deadline) {
       best = std::min(best, probe.cost);
+      met = true;
+    } else if (probe.verdict == OptionVerdict::kOverBudget ||
+               probe.verdict == OptionVerdict::kOverMaxCost) {
+      over = std::min(over, probe.cost);
     }
   };
-  for (const auto& [key, entry] : by_speed ? by_gpu_price_ : by_price_) {
-    if (key * per_key > best + 1e-9) break;  // it and all after it cost more than `best`
-    consider(entry->node);
-  }
+  // Blocks of nodes where the job fits nowhere are passed over. A node costs at least its key
+  // times per_key, and the nodes after it no less.
+  (by_speed ? by_gpu_price_ : by_price_).Walk(r, [&](double key, const Node& node) {
+    const double least = key * per_key;
+    if (least > best + 1e-9 && (met || least > over + 1e-9)) return false;
+    consider(node);
+    return true;
+  });
   if (by_speed) {
     for (const NodeEntry* entry : unrated_gpu_nodes_) consider(entry->node);
   }
@@ -1328,9 +1421,12 @@ void Scheduler::Gather(const Job& job, const Work& work, const DecisionRules& ru
   };
   // A node that can never hold the job, or one with no room that is waited for (the user's
   // own) or shown (estimates).
+  auto waits = waiting_for_.find(job.id);
+  const NodeEntry* waits_for = waits != waiting_for_.end() ? waits->second : nullptr;
   auto add_busy = [&](const NodeEntry& entry) {
     const Node& node = entry.node;
     Candidate& c = add(node, false);
+    c.waited_for = &entry == waits_for;
     if (!CouldEverFit(r, node.record.caps)) {
       c.too_small = true;
     } else if (!(node.local && rules.placement == PlacementPolicy::kCloudOnly)) {
@@ -1414,7 +1510,7 @@ void Scheduler::SetWaiting(Job& job, NodeEntry* entry, absl::Time revisit) {
     for (auto it = entry->waiting.upper_bound(key); it != entry->waiting.end(); ++it) {
       pending_.ForgetStanding(it->second.group);
     }
-    entry->version++;
+    entry->waiting_version++;
     waiting_for_[job.id] = entry;
   }
   if (revisit < absl::InfiniteFuture()) {
@@ -1556,7 +1652,7 @@ void Scheduler::ClearWaiting(const Job& job) {
   auto w = waiting_for_.find(job.id);
   if (w != waiting_for_.end()) {
     w->second->waiting.erase(PendingQueue::KeyOf(job));
-    w->second->version++;
+    w->second->waiting_version++;
     waiting_for_.erase(w);
   }
   auto r = revisit_of_.find(job.id);
@@ -1660,6 +1756,8 @@ std::optional<Placement> Scheduler::PlaceWithin(Job& job, const std::vector<cons
   const absl::Time now = clock_->Now();
   const Work work = WorkOf(job);
   const DecisionRules rules = RulesOf(job);
+  by_price_.Prepare();
+  by_gpu_price_.Prepare();
   std::vector<Candidate>& cs = scratch_;
   cs.clear();
   Gather(job, work, rules, nodes, /*everything=*/false, /*cached=*/true, now, cs);
@@ -1733,6 +1831,10 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
   MostRoom open_room;
   bool open_known = false;
   absl::flat_hash_map<std::string, double> room_left;  // by capped project, this pass
+  // The groups that may fit what has room, first jobs in queue order first (a min-heap).
+  auto after = [](const PendingQueue::Group* a, const PendingQueue::Group* b) {
+    return b->first_key < a->first_key;
+  };
   std::vector<const PendingQueue::Group*> live;
   for (const PendingQueue::Group* group : pending_.Groups()) {
     if (!group->settled && !open_known) {
@@ -1742,71 +1844,37 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
     }
     // Most groups fail this cheap test when one job's end freed a little room.
     if (!(group->settled ? grown_room : open_room).MayFit(group->resources)) continue;
-    // A settled group's last decision stands unless a node that gained room could beat it, or
-    // the budget no longer covers it.
+    live.push_back(group);
+  }
+  std::make_heap(live.begin(), live.end(), after);
+  // Walks the queue in order and places each job that fits, as decided then: a group's first
+  // job is decided with what the jobs before it took already taken, and when it is placed the
+  // group's next job takes its turn.
+  while (!live.empty()) {
+    std::pop_heap(live.begin(), live.end(), after);
+    const PendingQueue::Group* group = live.back();
+    live.pop_back();
+    if (group->first == nullptr) continue;
+    // A settled group's last decision stands unless a node that gained room (and still has it)
+    // could beat it, or the budget no longer covers it.
     if (group->settled && !OverBudgetNow(*group, room_left) &&
         std::none_of(grown.begin(), grown.end(),
                      [&](const Node* node) { return CouldChange(*group, *node, now); })) {
       stats_.decisions_skipped_total++;
       continue;
     }
-    live.push_back(group);
-  }
-  // The same outcome as walking the whole queue in order and placing each job that fits: each
-  // round places the first job, in queue order, that fits now. Room only shrinks within a pass,
-  // so a group that fits nowhere leaves the pass. A group's choice stands from round to round
-  // unless the last placement touched what it rests on: the node it chose, its project's
-  // budget, or the user's own machines' queues.
-  struct Placing {
-    const PendingQueue::Group* group;
-    Placement placement;
-  };
-  std::vector<Placing> placing;
-  for (const PendingQueue::Group* group : live) {
-    std::optional<Placement> p = PlaceWithin(*group->first, group->settled ? &grown : nullptr, out);
-    if (p) placing.push_back({group, *std::move(p)});
-  }
-  while (!placing.empty()) {
-    size_t best = 0;
-    for (size_t i = 1; i < placing.size(); ++i) {
-      if (placing[i].group->first_key < placing[best].group->first_key) best = i;
-    }
-    const PendingQueue::Group* group = placing[best].group;
     Job& job = *group->first;
-    Decision record;  // the same decision again, written out for the job's record
+    Decision record;
     std::optional<Placement> p =
         PlaceWithin(job, group->settled ? &grown : nullptr, out, &record);
-    if (!p) {  // cannot happen: nothing changed since it was decided
-      placing.erase(placing.begin() + best);
-      continue;
-    }
-    const Node* node = p->node;
-    const bool queues_moved = node->local || waiting_for_.contains(job.id);
-    auto budget = budgets_.find(job.spec.project);
-    const bool capped = budget != budgets_.end() && budget->second.hard_cap;
-    Assign(job, nodes_.at(node->record.name), std::move(p->gpu_indexes), std::move(record), out);
-    for (size_t i = 0; i < placing.size();) {
-      Placing& other = placing[i];
-      // The node it chose lost room: its choice stands while the job still fits there (the
-      // costs are the same).
-      std::vector<uint32_t> gpus;
-      if (options_.fast_decisions && other.group != group && !queues_moved &&
-          (other.group->project != job.spec.project || !capped) &&
-          (other.placement.node != node || Fits(other.group->resources, *node, &gpus))) {
-        ++i;
-        continue;
-      }
-      std::optional<Placement> again =
-          other.group->first == nullptr
-              ? std::nullopt
-              : PlaceWithin(*other.group->first, other.group->settled ? &grown : nullptr, out);
-      if (again) {
-        other.placement = *std::move(again);
-        ++i;
-      } else {
-        placing[i] = std::move(placing.back());
-        placing.pop_back();
-      }
+    if (!p) continue;  // it waits, and says why (NoteWait)
+    const std::string project = job.spec.project;
+    Assign(job, nodes_.at(p->node->record.name), std::move(p->gpu_indexes), std::move(record),
+           out);
+    room_left.erase(project);  // less is left under its cap
+    if (group->first != nullptr) {
+      live.push_back(group);
+      std::push_heap(live.begin(), live.end(), after);
     }
   }
   pending_.SettleAll();
@@ -1925,7 +1993,10 @@ CostReport Scheduler::Costs(absl::Time since, CostGroup group, const std::string
 
 SchedulerStats Scheduler::Stats() const {
   absl::ReaderMutexLock lock(&mu_);
-  return stats_;
+  SchedulerStats stats = stats_;
+  stats.timeline_reads_total = timeline_reads_;
+  stats.timeline_mismatches_total = timeline_mismatches_;
+  return stats;
 }
 
 }  // namespace sched

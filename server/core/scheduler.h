@@ -62,6 +62,10 @@ struct SchedulerOptions {
   // every node that gains room, against every node with room; slow, and the reference the fast
   // paths are tested against.
   bool fast_decisions = true;
+  // For tests: every wait read from a node's kept timeline (updated in place as jobs come and
+  // go) is checked against a timeline built afresh. A difference of more than the time since
+  // the kept one was started is counted in SchedulerStats::timeline_mismatches_total.
+  bool verify_timelines = false;
 };
 
 template <typename T>
@@ -106,6 +110,10 @@ struct SchedulerStats {
   // were because the node that gained room could not beat their last decision.
   uint64_t decisions_total = 0;
   uint64_t decisions_skipped_total = 0;
+  // With SchedulerOptions::verify_timelines: waits read from kept timelines, and those that
+  // a timeline built afresh contradicts.
+  uint64_t timeline_reads_total = 0;
+  uint64_t timeline_mismatches_total = 0;
   uint64_t lease_expiries_total = 0;
   uint64_t stale_reports_total = 0;
   uint64_t agents_connected = 0;
@@ -247,7 +255,8 @@ class Scheduler {
       uint64_t busy_gpus = 0;
       std::vector<Holder> ends;  // a min-heap on end
     };
-    std::vector<State> saved;  // saved[i]: before items[i * kSaveEvery]
+    // saved[i]: before items[i * kSaveEvery]; saved as far as jobs have been asked about
+    std::vector<State> saved;
     State base;                // the running jobs alone, at built_at
     // When each job asked about would start, as found (InfiniteFuture: never, or too far back
     // to say); of the job's key, since the timeline says where it stands in the queue.
@@ -283,11 +292,14 @@ class Scheduler {
       const PendingQueue::Group* group = nullptr;
     };
     absl::btree_map<PendingQueue::Key, Waiter> waiting;
-    uint64_t version = 0;  // raised when its jobs or its waiting jobs change
+    uint64_t version = 0;          // raised when its jobs change
+    uint64_t waiting_version = 0;  // raised when a job starts or stops waiting for it
     // Its keys in the price index (rented nodes): its cheapest hour, and that per unit of GPU
     // speed; negative when not indexed.
     double price_key = -1;
     double gpu_price_key = -1;
+    size_t price_slot = PriceIndex::kNone;  // its places in those indexes
+    size_t gpu_price_slot = PriceIndex::kNone;
     mutable WaitTimeline timeline;  // written only under the exclusive lock
   };
 
@@ -425,6 +437,8 @@ class Scheduler {
   // `cached`: use and refresh the node's timeline (exclusive lock held); else build one apart.
   absl::Duration ExpectedWait(const Job& job, const NodeEntry& entry, absl::Time now,
                               bool cached) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Duration WaitOn(const Job& job, const NodeEntry& entry, absl::Time now, bool cached) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeline& tl) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Moves when a job joins or leaves a group waiting for the node.
@@ -483,8 +497,8 @@ class Scheduler {
   // Rented nodes by their cheapest hour, and those with GPUs the catalog rates by that hour per
   // unit of speed, cheapest first: a job's cost on a node is at least the key times a factor of
   // the job's (ScanRented). GPU nodes the catalog cannot rate are kept apart.
-  absl::btree_set<std::pair<double, NodeEntry*>> by_price_ ABSL_GUARDED_BY(mu_);
-  absl::btree_set<std::pair<double, NodeEntry*>> by_gpu_price_ ABSL_GUARDED_BY(mu_);
+  PriceIndex by_price_ ABSL_GUARDED_BY(mu_);
+  PriceIndex by_gpu_price_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<NodeEntry*> unrated_gpu_nodes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, NodeEntry*> waiting_for_ ABSL_GUARDED_BY(mu_);  // job id ->
   // When to decide again about jobs that wait by choice: (time, job id).
@@ -504,6 +518,9 @@ class Scheduler {
   uint64_t last_publish_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   SchedulerStats stats_ ABSL_GUARDED_BY(mu_);
+  // verify_timelines, written under the exclusive lock.
+  mutable uint64_t timeline_reads_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable uint64_t timeline_mismatches_ ABSL_GUARDED_BY(mu_) = 0;
 
   // Taken without mu_ held; subscribers may call the Scheduler (taking mu_) inside.
   mutable absl::Mutex sub_mu_;

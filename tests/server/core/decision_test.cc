@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -268,6 +269,60 @@ TEST(DecideTest, TiesGoToTheBestFitThenTheName) {
   ASSERT_GE(choice.chosen, 0);
   EXPECT_EQ(cs[choice.chosen].node->record.name, "small-a");
   EXPECT_EQ(cs[0].verdict, OptionVerdict::kLater);
+}
+
+// Two alike workstations (same price, same speed) busy; the job waits for "a". It moves to "b"
+// only if it would finish at least kMoveGain sooner there, or cost less.
+TEST(DecideTest, AWaitingJobMovesToAnotherMachineOnlyForEnoughGain) {
+  std::deque<Node> nodes;
+  Choice choice;
+  auto decide = [&](absl::Duration wait_a, absl::Duration wait_b, double price_b,
+                    std::vector<Candidate>& cs) {
+    nodes.clear();
+    cs.assign(3, Candidate());
+    const std::pair<const char*, absl::Duration> ws[] = {{"a", wait_a}, {"b", wait_b}};
+    for (int i = 0; i < 2; ++i) {
+      Node& n = nodes.emplace_back();
+      n.record.name = ws[i].first;
+      cs[i].node = &n;
+      cs[i].local = true;
+      cs[i].wait = ws[i].second;
+      cs[i].runtime = absl::Hours(2);
+      cs[i].price_per_hour = i == 0 ? 0.20 : price_b;
+    }
+    cs[0].waited_for = true;
+    Node& cloud = nodes.emplace_back();
+    cloud.record.name = "cloud";
+    cs[2].node = &cloud;
+    cs[2].fits_now = true;
+    cs[2].wait = absl::ZeroDuration();
+    cs[2].runtime = absl::Hours(1);
+    cs[2].price_per_hour = 2.0;
+    choice = Decide(Rules(), kNow, absl::MakeSpan(cs));
+    return choice.chosen >= 0 ? cs[choice.chosen].node->record.name : std::string();
+  };
+  std::vector<Candidate> cs;
+  // 10 minutes sooner on b: not worth the move.
+  EXPECT_EQ(decide(absl::Hours(3), absl::Hours(3) - absl::Minutes(10), 0.20, cs), "a");
+  EXPECT_EQ(cs[1].verdict, OptionVerdict::kLater);
+  EXPECT_TRUE(choice.wait);
+  const Decision d = RecordDecision(Rules(), kNow, choice, cs, Resources{}, 5);
+  bool explained = false;
+  for (const DecisionOption& o : d.options) {
+    if (o.node == "b") explained = absl::StrContains(o.reason, "too little to move the job");
+  }
+  EXPECT_TRUE(explained);
+  // 20 minutes sooner: it moves.
+  EXPECT_EQ(decide(absl::Hours(3), absl::Hours(3) - absl::Minutes(20), 0.20, cs), "b");
+  // As soon, but cheaper: it moves.
+  EXPECT_EQ(decide(absl::Hours(3), absl::Hours(3), 0.10, cs), "b");
+  // Sooner but dearer: it stays (cheaper wins, as for any job).
+  EXPECT_EQ(decide(absl::Hours(3), absl::Hours(1), 0.30, cs), "a");
+  // A job not yet waiting anywhere takes the sooner machine, however little sooner.
+  EXPECT_EQ(decide(absl::Hours(3), absl::Hours(3) - absl::Minutes(10), 0.20, cs), "a");
+  cs[0].waited_for = false;
+  Decide(Rules(), kNow, absl::MakeSpan(cs));
+  EXPECT_EQ(cs[1].verdict, OptionVerdict::kChosen);
 }
 
 TEST(DecideTest, FiguresOfAnOption) {

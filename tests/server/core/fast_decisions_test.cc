@@ -1,13 +1,14 @@
 // Placement's fast paths against the reference.
 //
-// SchedulerOptions.fast_decisions turns on three shortcuts: a waiting group's last decision
-// stands until a node that gained room could beat it, rented nodes are weighed cheapest first
-// until the rest cannot win, and a pass keeps each group's choice from round to round unless the
-// last placement touched it. With it off, every waiting group is decided again on every node
-// that gains room, against every node with room. This runs both on the same random operations
-// (submits of jobs with every policy, runtimes given and learned, deadlines, max_cost and
-// budgets; completions; budget changes; time going by) and compares every job after every
-// step.
+// SchedulerOptions.fast_decisions turns on two shortcuts: a waiting group's last decision
+// stands until a node that gained room could beat it, and rented nodes are weighed cheapest
+// first, skipping blocks of them where the job fits nowhere, until the rest cannot win. With it
+// off, every waiting group is decided again on every node that gains room, against every node
+// with room. This runs both on the same random operations (submits of jobs with every policy,
+// runtimes given and learned, deadlines, max_cost and budgets; completions; budget changes;
+// time going by) and compares every job after every step. Both worlds also check every
+// workstation wait read from a kept timeline against one built afresh
+// (SchedulerOptions::verify_timelines).
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -87,6 +88,8 @@ struct Outcome {
   uint64_t skipped = 0;
   uint64_t decisions[2] = {};
   int waited = 0;  // pending jobs with a reason, seen every 50 steps in the fast world
+  uint64_t timeline_mismatches = 0;  // both worlds
+  uint64_t timeline_reads = 0;       // workstation waits read in the fast world
 };
 
 class FastDecisionsTest : public ::testing::TestWithParam<uint64_t> {
@@ -98,6 +101,7 @@ class FastDecisionsTest : public ::testing::TestWithParam<uint64_t> {
     o.lease_ttl = absl::Hours(24 * 365);
     o.catalog = catalog_;
     o.fast_decisions = fast;
+    o.verify_timelines = true;
     auto s = Scheduler::Create(o, &w->store, &clock_);
     EXPECT_THAT(s, IsOk());
     w->scheduler = *std::move(s);
@@ -333,7 +337,9 @@ Outcome FastDecisionsTest::Run(uint64_t seed, bool workstation) {
     }
     out.local[i] = worlds[i]->local_placements;
     out.decisions[i] = worlds[i]->scheduler->Stats().decisions_total;
+    out.timeline_mismatches += worlds[i]->scheduler->Stats().timeline_mismatches_total;
   }
+  out.timeline_reads = fast->scheduler->Stats().timeline_reads_total;
   out.skipped = fast->scheduler->Stats().decisions_skipped_total;
   return out;
 }
@@ -363,6 +369,9 @@ TEST_P(FastDecisionsTest, WithAWorkstationStayCloseToTheReference) {
   EXPECT_FALSE(o.over_cap);
   EXPECT_GT(o.succeeded[0], 200u);
   EXPECT_GT(o.local[0], 20u);
+  // The workstation's timeline, kept and moved in place, says what a new one would.
+  EXPECT_GT(o.timeline_reads, 50u);
+  EXPECT_EQ(o.timeline_mismatches, 0u);
   EXPECT_NEAR(static_cast<double>(o.succeeded[0]), static_cast<double>(o.succeeded[1]),
               0.1 * o.succeeded[1])
       << "first difference at step " << o.first_difference << ": " << o.difference;

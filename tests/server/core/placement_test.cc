@@ -1,5 +1,6 @@
 #include "server/core/placement.h"
 
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <random>
@@ -164,6 +165,76 @@ TEST(MostRoomTest, BoundsWhatAnyOneNodeHasFree) {
   r = Resources{};
   r.cpu_millis = 1000;
   EXPECT_FALSE(MostRoom::Of({}).MayFit(r));
+}
+
+// ---- PriceIndex
+
+// Walks `index` for `r` and returns the names of the nodes it was shown, in order.
+std::vector<std::string> Shown(const PriceIndex& index, const Resources& r,
+                               double stop_after = HUGE_VAL) {
+  std::vector<std::string> names;
+  index.Walk(r, [&](double key, const Node& node) {
+    if (key > stop_after) return false;
+    names.push_back(node.record.name);
+    return true;
+  });
+  return names;
+}
+
+TEST(PriceIndexTest, WalksInKeyOrderAndPassesOverBlocksWhereNothingFits) {
+  // 100 nodes of 8 CPUs, node i priced i; every node full but 40 (in the second block) and 90
+  // (in the third).
+  std::vector<Node> nodes;
+  nodes.reserve(100);
+  for (int i = 0; i < 100; ++i) {
+    nodes.push_back(MakeNode(absl::StrCat("n", i), 8, 32 * kGiB));
+    nodes.back().alloc_cpu_millis = i == 40 || i == 90 ? 0 : 8000;
+  }
+  std::vector<size_t> slots(100, PriceIndex::kNone);
+  PriceIndex index;
+  for (int i = 99; i >= 0; --i) index.Insert(i, &nodes[i], &slots[i]);
+  Resources r;
+  r.cpu_millis = 2000;
+  // Before Prepare, a walk shows every node, cheapest first.
+  std::vector<std::string> all = Shown(index, r);
+  ASSERT_THAT(all, SizeIs(100));
+  EXPECT_EQ(all.front(), "n0");
+  EXPECT_EQ(all.back(), "n99");
+  index.Prepare();
+  EXPECT_EQ(slots[0], 0u);
+  EXPECT_EQ(slots[99], 99u);
+  // Laid out in blocks of 32: only the blocks of n40 and n90 are shown, whole and in order.
+  std::vector<std::string> shown = Shown(index, r);
+  ASSERT_THAT(shown, SizeIs(2 * PriceIndex::kBlock));
+  EXPECT_EQ(shown.front(), "n32");
+  EXPECT_EQ(shown[PriceIndex::kBlock - 1], "n63");
+  EXPECT_EQ(shown[PriceIndex::kBlock], "n64");
+  EXPECT_EQ(shown.back(), "n95");
+  // The walk stops where fn says.
+  EXPECT_THAT(Shown(index, r, /*stop_after=*/50), SizeIs(19));  // n32..n50
+  // A block learns of room gained and lost when its node is touched.
+  nodes[5].alloc_cpu_millis = 0;
+  EXPECT_THAT(Shown(index, r), SizeIs(2 * PriceIndex::kBlock));  // not yet touched
+  index.Touch(&slots[5]);
+  EXPECT_EQ(Shown(index, r).front(), "n0");
+  nodes[40].alloc_cpu_millis = 8000;
+  index.Touch(&slots[40]);
+  std::vector<std::string> now = Shown(index, r);
+  ASSERT_THAT(now, SizeIs(2 * PriceIndex::kBlock));
+  EXPECT_EQ(now[PriceIndex::kBlock], "n64");
+  // Asking for more than any node has free shows nothing.
+  r.cpu_millis = 16000;
+  EXPECT_THAT(Shown(index, r), IsEmpty());
+  // Erase and Insert lay the blocks out again at the next Prepare; a node erased is not shown.
+  r.cpu_millis = 2000;
+  index.Erase(5, &nodes[5], &slots[5]);
+  EXPECT_EQ(slots[5], PriceIndex::kNone);
+  index.Prepare();
+  std::vector<std::string> after = Shown(index, r);
+  EXPECT_THAT(after, Not(::testing::Contains("n5")));
+  EXPECT_THAT(after, ::testing::Contains("n90"));
+  EXPECT_EQ(slots[6], 5u);
+  index.Touch(&slots[5]);  // a node not in the index: nothing happens
 }
 
 // ---- The Scheduler's placement pass
