@@ -764,8 +764,19 @@ void Scheduler::MeterLease(Job& job, Outbox& out) {
 
 void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus,
                        Decision decision, Outbox& out) {
+  auto waited = waiting_for_.find(job.id);
+  NodeEntry* waited_for = waited != waiting_for_.end() ? waited->second : nullptr;
   ClearWaiting(job);
-  pending_.Remove(job);
+  const PendingQueue::Group* group = pending_.Remove(job);
+  if (waited_for != nullptr && group != nullptr && group->first != nullptr &&
+      !waiting_for_.contains(group->first->id)) {
+    // The group's next job waits where the group waited until it is decided itself: the group
+    // stays counted in that node's queue, where those behind it already counted it.
+    Job& next = *group->first;
+    waited_for->waiting[group->first_key] = {&next, group};
+    waited_for->waiting_version++;
+    waiting_for_[next.id] = waited_for;
+  }
   job.decision = std::move(decision);
   SetState(job, JobState::kAssigned);
   job.epoch = ++last_epoch_;
