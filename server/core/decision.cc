@@ -136,6 +136,11 @@ std::string Reason(const DecisionRules& rules, absl::Time now, const Choice& cho
                             " sooner (", When(c.finish), "): too little to move the job from ",
                             chosen->node->record.name, ", which it waits for");
       }
+      if (chosen != nullptr && chosen->waited_for && c.local && c.cost < chosen->cost) {
+        return absl::StrCat("about ", Dollars(c.cost), ", but finishes later (", When(c.finish),
+                            "): not worth moving the job from ", chosen->node->record.name,
+                            ", which it waits for");
+      }
       if (chosen != nullptr && c.finish > chosen->finish) {
         return absl::StrCat("about ", Dollars(c.cost), ", but finishes later (", When(c.finish),
                             ")");
@@ -333,18 +338,23 @@ Choice Decide(const DecisionRules& rules, absl::Time now, absl::Span<Candidate> 
     choice.meets_deadline = choice.chosen < 0;
   }
   // Waiting for another of the user's machines: stay with the one it waits for unless the move
-  // gains enough (kMoveGain).
+  // finishes at least kMoveGain sooner without paying more, or pays less without finishing
+  // later.
   if (choice.chosen >= 0 && cs[choice.chosen].local && !cs[choice.chosen].fits_now &&
       !cs[choice.chosen].waited_for) {
     const Candidate& best = cs[choice.chosen];
     for (size_t i = 0; i < cs.size(); ++i) {
       const Candidate& c = cs[i];
-      if (c.waited_for && c.local && !c.fits_now &&
-          (choice.meets_deadline ? meets(c) : eligible(c)) && c.cost <= best.cost + kEps &&
-          c.finish < best.finish + kMoveGain) {
-        choice.chosen = static_cast<int>(i);
-        break;
+      if (!c.waited_for || !c.local || c.fits_now ||
+          !(choice.meets_deadline ? meets(c) : eligible(c))) {
+        continue;
       }
+      // When nothing meets the deadline the sooner finish wins, whatever it costs.
+      const bool sooner = (!choice.meets_deadline || best.cost <= c.cost + kEps) &&
+                          best.finish + kMoveGain <= c.finish;
+      const bool cheaper = best.cost < c.cost - kEps && best.finish <= c.finish;
+      if (!sooner && !cheaper) choice.chosen = static_cast<int>(i);
+      break;
     }
   }
   if (choice.chosen < 0) {

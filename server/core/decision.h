@@ -53,9 +53,10 @@ struct Candidate {
   OptionVerdict verdict = OptionVerdict::kChosen;
 };
 
-// A job waiting for one of the user's machines moves to another only when it would cost less
-// there or finish at least this much sooner. Without it, jobs waiting for alike machines trade
-// places at every look: each move makes the other queue the longer one.
+// A job waiting for one of the user's machines moves to another only when it would finish at
+// least this much sooner there without paying more, or pay less without finishing later.
+// Without it, jobs waiting for alike machines trade places at every look (each move makes the
+// other queue the longer one), and jobs with no deadline chase cheaper hours days away.
 inline constexpr absl::Duration kMoveGain = absl::Minutes(15);
 
 // What a job asks of the decision, from its spec and its project's budget.

@@ -271,8 +271,8 @@ TEST(DecideTest, TiesGoToTheBestFitThenTheName) {
   EXPECT_EQ(cs[0].verdict, OptionVerdict::kLater);
 }
 
-// Two alike workstations (same price, same speed) busy; the job waits for "a". It moves to "b"
-// only if it would finish at least kMoveGain sooner there, or cost less.
+// Two workstations, busy; the job waits for "a". It moves to "b" only if it would finish at
+// least kMoveGain sooner there without paying more, or pay less without finishing later.
 TEST(DecideTest, AWaitingJobMovesToAnotherMachineOnlyForEnoughGain) {
   std::deque<Node> nodes;
   Choice choice;
@@ -316,6 +316,14 @@ TEST(DecideTest, AWaitingJobMovesToAnotherMachineOnlyForEnoughGain) {
   EXPECT_EQ(decide(absl::Hours(3), absl::Hours(3) - absl::Minutes(20), 0.20, cs), "b");
   // As soon, but cheaper: it moves.
   EXPECT_EQ(decide(absl::Hours(3), absl::Hours(3), 0.10, cs), "b");
+  // Cheaper, but finishing later: it stays, and the record says why.
+  EXPECT_EQ(decide(absl::Hours(3), absl::Hours(5), 0.10, cs), "a");
+  const Decision later = RecordDecision(Rules(), kNow, choice, cs, Resources{}, 5);
+  explained = false;
+  for (const DecisionOption& o : later.options) {
+    if (o.node == "b") explained = absl::StrContains(o.reason, "not worth moving the job from a");
+  }
+  EXPECT_TRUE(explained);
   // Sooner but dearer: it stays (cheaper wins, as for any job).
   EXPECT_EQ(decide(absl::Hours(3), absl::Hours(1), 0.30, cs), "a");
   // A job not yet waiting anywhere takes the sooner machine, however little sooner.
