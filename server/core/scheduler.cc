@@ -1026,12 +1026,14 @@ void Scheduler::IndexLeaseStart(Job& job, const Node* node) {
     job.lease_reserved = ExpectedWithPreemption(job.lease_reserved, node->preemptions_per_hour);
   }
   if (job.lease_price_per_hour <= 0) return;  // free: nothing to commit
+  spend_version_++;
   ProjectSpend& p = spend_[job.spec.project];
   p.committed += LeaseCommitment(job, spend_month_);
   p.open_by_end.insert({job.lease_start + job.lease_reserved, &job});
 }
 
 void Scheduler::SumOverrun(ProjectSpend& p, const Job& job, absl::Time from, int sign) {
+  spend_version_++;
   if (!job.lease_price_schedule.empty()) {  // costed one by one
     if (sign > 0) {
       p.overrun_scheduled[&job] = from;
@@ -1057,6 +1059,7 @@ void Scheduler::MoveOverruns(absl::Time now) {
 }
 
 void Scheduler::IndexLeaseEnd(const Job& job, const LedgerEntry& entry) {
+  spend_version_++;
   ProjectSpend& p = spend_[job.spec.project];
   p.committed -= LeaseCommitment(job, spend_month_);
   if (!p.open_by_end.erase({job.lease_start + job.lease_reserved, &job})) {
@@ -1070,6 +1073,7 @@ void Scheduler::IndexLeaseEnd(const Job& job, const LedgerEntry& entry) {
 }
 
 void Scheduler::RebuildSpendIndex(absl::Time month) {
+  spend_version_++;
   spend_month_ = month;
   for (auto& [project, p] : spend_) {
     p.closed = 0;
@@ -1097,6 +1101,7 @@ double Scheduler::SpentAndCommitted(const std::string& project) const {
   if (it == spend_.end()) return 0;
   const ProjectSpend& p = it->second;
   const absl::Time now = clock_->Now();
+  if (p.memo_version == spend_version_ && p.memo_at == now) return p.memo;
   double dollars = p.closed + p.committed;
   // Leases running past their expected end cost what they ran beyond it: summed for those
   // Tick moved, one by one for those with a schedule and those not moved yet.
@@ -1115,6 +1120,9 @@ double Scheduler::SpentAndCommitted(const std::string& project) const {
                    : cost::CostOver(job.lease_price_schedule, job.lease_price_per_hour, from,
                                     now - from);
   }
+  p.memo_version = spend_version_;
+  p.memo_at = now;
+  p.memo = dollars;
   return dollars;
 }
 

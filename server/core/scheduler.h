@@ -279,6 +279,10 @@ class Scheduler {
     absl::flat_hash_map<const Job*, absl::Time> overrun_scheduled;  // those with a schedule
     double overrun_rate = 0;
     double overrun_base = 0;
+    // SpentAndCommitted's last answer, good while spend_version_ and the clock are as then.
+    mutable uint64_t memo_version = ~uint64_t{0};
+    mutable absl::Time memo_at;
+    mutable double memo = 0;
   };
   struct NodeEntry {
     Node node;
@@ -471,7 +475,7 @@ class Scheduler {
   void RebuildSpendIndex(absl::Time month) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MoveOverruns(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // An overrun lease enters (sign +1) or leaves (-1) a project's sums.
-  static void SumOverrun(ProjectSpend& p, const Job& job, absl::Time from, int sign);
+  void SumOverrun(ProjectSpend& p, const Job& job, absl::Time from, int sign);
   // What an open lease is expected to cost in [from, its expected end).
   static double LeaseCommitment(const Job& job, absl::Time from);
   bool TryPlace(Job& job, const std::vector<const Node*>* nodes, Outbox& out)
@@ -510,6 +514,7 @@ class Scheduler {
   std::map<std::string, Budget, std::less<>> budgets_ ABSL_GUARDED_BY(mu_);
   absl::Time month_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // of the last Tick
   absl::flat_hash_map<std::string, ProjectSpend> spend_ ABSL_GUARDED_BY(mu_);
+  uint64_t spend_version_ ABSL_GUARDED_BY(mu_) = 0;  // raised by every change to spend_
   absl::Time spend_month_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t last_seq_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t last_epoch_ ABSL_GUARDED_BY(mu_) = 0;
