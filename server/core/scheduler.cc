@@ -108,6 +108,7 @@ absl::Status Scheduler::LoadState() {
   for (Job& loaded : state.jobs) {
     std::string id = loaded.id;
     auto [it, inserted] = jobs_.emplace(id, std::move(loaded));
+    if (inserted) job_index_[it->first] = &it->second;
     if (!inserted) return absl::DataLossError(absl::StrCat("job ", id, " stored twice"));
     Job& job = it->second;
     by_seq_[job.seq] = &job;
@@ -134,7 +135,7 @@ absl::Status Scheduler::LoadState() {
   });
   for (const Job* job : succeeded) RecordRun(*job);
   spend_month_ = MonthStart(clock_->Now());
-  for (const auto& [id, expiry] : lease_expiry_) IndexLeaseStart(jobs_.at(id), nullptr);
+  for (const auto& [id, expiry] : lease_expiry_) IndexLeaseStart(*job_index_.at(id), nullptr);
   RebuildSpendIndex(spend_month_);
   stats_.nodes_total = nodes_.size();
   return absl::OkStatus();
@@ -264,6 +265,7 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   job.create_time = job.update_time = clock_->Now();
   job.request_id = std::move(request_id);
   auto [it, inserted] = jobs_.emplace(job.id, std::move(job));
+  job_index_[it->first] = &it->second;
   Job& stored = it->second;
   by_seq_[stored.seq] = &stored;
   if (!stored.request_id.empty()) by_request_id_[stored.request_id] = &stored;
@@ -286,7 +288,7 @@ std::string Scheduler::NewJobId() {
   while (true) {
     uint64_t v = rng_();
     for (int i = 15; i >= 0; --i, v >>= 4) id[i] = kHex[v & 0xf];
-    if (!jobs_.count(id)) return id;
+    if (!job_index_.contains(id)) return id;
   }
 }
 
@@ -314,7 +316,7 @@ absl::StatusOr<std::string> Scheduler::ResolveLocked(absl::string_view prefix) c
 absl::StatusOr<Job> Scheduler::GetJob(absl::string_view id_or_prefix) const {
   absl::ReaderMutexLock lock(&mu_);
   SCHED_ASSIGN_OR_RETURN(std::string id, ResolveLocked(id_or_prefix));
-  return jobs_.at(id);
+  return *job_index_.at(id);
 }
 
 JobPage Scheduler::ListJobs(const JobQuery& query) const {
@@ -347,7 +349,7 @@ void Scheduler::Cancel(absl::string_view id_or_prefix, std::string reason, Done<
 absl::StatusOr<Job> Scheduler::CancelLocked(absl::string_view id_or_prefix, std::string reason,
                                             Outbox& out) {
   SCHED_ASSIGN_OR_RETURN(std::string id, ResolveLocked(id_or_prefix));
-  Job& job = jobs_.at(id);
+  Job& job = *job_index_.at(id);
   if (IsTerminal(job.state)) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", id, " already ended ", JobStateName(job.state)));
@@ -478,7 +480,8 @@ absl::StatusOr<uint64_t> Scheduler::ConnectLocked(const std::string& name, NodeC
     if (!held.count(id)) lost.push_back(id);
   }
   for (const std::string& id : lost) {
-    EndLease(jobs_.at(id), absl::StrCat("agent on ", name, " reconnected without the job"), out);
+    EndLease(*job_index_.at(id), absl::StrCat("agent on ", name, " reconnected without the job"),
+             out);
   }
   RenewLeases(entry, running, out);
   if (record.draining) out.commands.push_back([link = entry.link] { link->Drain(); });
@@ -506,9 +509,11 @@ absl::StatusOr<Scheduler::NodeEntry*> Scheduler::SessionNode(const std::string& 
 }
 
 absl::StatusOr<Job*> Scheduler::LeasedJob(const std::string& node, const JobRef& ref) {
-  auto it = jobs_.find(ref.job_id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", ref.job_id, " not found"));
-  Job& job = it->second;
+  auto it = job_index_.find(ref.job_id);
+  if (it == job_index_.end()) {
+    return absl::NotFoundError(absl::StrCat("job ", ref.job_id, " not found"));
+  }
+  Job& job = *it->second;
   if (job.epoch != ref.epoch || job.node != node || !IsLeased(job.state)) {
     stats_.stale_reports_total++;
     return absl::FailedPreconditionError(
@@ -659,7 +664,7 @@ void Scheduler::Tick() {
     }
     std::sort(expired.begin(), expired.end());  // deterministic order
     for (const std::string& id : expired) {
-      Job& job = jobs_.at(id);
+      Job& job = *job_index_.at(id);
       stats_.lease_expiries_total++;
       EndLease(job, absl::StrCat("lease expired on node ", job.node), out);
     }
@@ -1089,7 +1094,7 @@ void Scheduler::RebuildSpendIndex(absl::Time month) {
     spend_[entry.project].closed += entry.CostWithin(month, absl::InfiniteFuture());
   }
   for (const auto& [id, expiry] : lease_expiry_) {
-    const Job& job = jobs_.at(id);
+    const Job& job = *job_index_.at(id);
     if (job.lease_price_per_hour > 0 && job.lease_start != absl::InfinitePast()) {
       spend_[job.spec.project].committed += LeaseCommitment(job, month);
     }
@@ -1622,6 +1627,17 @@ bool Scheduler::CouldChange(const PendingQueue::Group& group, const Node& node, 
       spec.spot == SpotPolicy::kAuto) {
     return true;
   }
+  // A rented node that costs more than the standing choice at its dearest, even at its own
+  // cheapest hour, cannot beat it (the bound of ScanRented's walk; RuntimeOn's runtime).
+  const Resources& r = spec.resources;
+  if (!node.local && s.finish_bar == absl::InfiniteFuture() && s.bar < HUGE_VAL) {
+    const bool by_speed = r.gpus > 0 && s.gpu_work_hours > 0 && node.gpu_throughput > 0;
+    const double least =
+        by_speed ? node.min_price_per_hour / node.gpu_throughput * s.gpu_work_hours /
+                       cost::ScaledThroughput(1.0, static_cast<int32_t>(r.gpus))
+                 : node.min_price_per_hour * absl::ToDoubleHours(s.plain);
+    if (least > s.bar + 1e-9) return false;
+  }
   // The node as the decision would weigh it, alone.
   Work work;
   work.gpu_work_hours = s.gpu_work_hours;
@@ -1980,7 +1996,7 @@ std::vector<LedgerEntry> Scheduler::Ledger(absl::Time since) const {
     if (entry.end >= since) entries.emplace(key, entry);
   }
   for (const auto& [id, expiry] : lease_expiry_) {
-    const Job& job = jobs_.at(id);
+    const Job& job = *job_index_.at(id);
     if (job.lease_start != absl::InfinitePast() && job.lease_price_per_hour > 0) {
       entries.emplace(std::make_pair(job.id, job.epoch), OpenEntry(job, now));
     }

@@ -488,6 +488,7 @@ class Scheduler {
 
   mutable absl::Mutex mu_;
   std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);  // node-based: pointers stay valid
+  absl::flat_hash_map<std::string, Job*> job_index_ ABSL_GUARDED_BY(mu_);  // jobs_ by id, hashed
   absl::btree_map<uint64_t, Job*> by_seq_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Job*> by_request_id_ ABSL_GUARDED_BY(mu_);
   PendingQueue pending_ ABSL_GUARDED_BY(mu_);
