@@ -801,13 +801,20 @@ int main(int argc, char** argv) {
   const uint64_t brain_decisions = stats_at_end.decisions_total - stats_at_start.decisions_total;
   const uint64_t brain_skipped =
       stats_at_end.decisions_skipped_total - stats_at_start.decisions_skipped_total;
+  // Per second of all the scheduler's time in the timed phase: completions, submits and ticks.
+  double busy_us = 0;
+  for (const std::vector<double>* v : {&complete_us, &submit_us, &tick_us}) {
+    for (double us : *v) busy_us += us;
+  }
   std::printf("brain: decisions=%llu on_submit=%llu skipped=%llu per_completion=%.2f "
-              "skipped_per_completion=%.2f\n",
+              "skipped_per_completion=%.2f scheduler_s=%.3f decisions_per_s=%.0f "
+              "placed_per_s=%.0f\n",
               static_cast<unsigned long long>(brain_decisions),
               static_cast<unsigned long long>(submit_decisions),
               static_cast<unsigned long long>(brain_skipped),
               static_cast<double>(brain_decisions - submit_decisions) / n_done,
-              static_cast<double>(brain_skipped) / n_done);
+              static_cast<double>(brain_skipped) / n_done, busy_us / 1e6,
+              brain_decisions / (busy_us / 1e6), p.total / (busy_us / 1e6));
   std::printf("queue_start: %s\n", queue_at_start.Format("").c_str());
   std::printf("queue_end: %s\n", queue_at_end.Format("").c_str());
   std::printf(
