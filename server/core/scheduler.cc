@@ -120,7 +120,7 @@ absl::Status Scheduler::LoadState() {
       pending_.Add(&job, /*settled=*/false);
     }
     if (IsLeased(job.state)) {
-      lease_expiry_[job.id] = lease_end;
+      SetLeaseExpiry(job.id, lease_end);
       NodeEntry& entry = nodes_[job.node];
       if (entry.node.record.name.empty()) entry.node.record.name = job.node;
       Allocate(entry, job);
@@ -468,7 +468,7 @@ absl::StatusOr<uint64_t> Scheduler::ConnectLocked(const std::string& name, NodeC
   stats_.nodes_total = nodes_.size();
   if (!entry.node.connected) stats_.agents_connected++;
   entry.node.connected = true;
-  entry.node.last_heartbeat = now;
+  MarkHeard(entry, now);
   entry.link = std::move(link);
   entry.session = ++last_session_;
   // Jobs leased here that the agent no longer holds were lost with its previous process or
@@ -495,6 +495,7 @@ void Scheduler::DisconnectAgent(const std::string& name, uint64_t session) {
   auto it = nodes_.find(name);
   if (it == nodes_.end() || it->second.session != session || !it->second.node.connected) return;
   it->second.node.connected = false;
+  heard_.erase({it->second.node.last_heartbeat, &it->second});
   it->second.link.reset();
   stats_.agents_connected--;
 }
@@ -529,7 +530,7 @@ void Scheduler::RenewLeases(NodeEntry& entry, const std::vector<JobRef>& refs, O
   for (const JobRef& ref : refs) {
     absl::StatusOr<Job*> job = LeasedJob(entry.node.record.name, ref);
     if (job.ok()) {
-      lease_expiry_[ref.job_id] = expiry;
+      SetLeaseExpiry(ref.job_id, expiry);
       // The cancel sent earlier may have been lost with a stream: say it again until it ends.
       if ((*job)->cancel_requested && entry.link) {
         out.commands.push_back(
@@ -550,7 +551,7 @@ absl::Status Scheduler::Heartbeat(const std::string& name, uint64_t session,
   {
     absl::MutexLock lock(&mu_);
     SCHED_ASSIGN_OR_RETURN(NodeEntry * entry, SessionNode(name, session));
-    entry->node.last_heartbeat = clock_->Now();
+    MarkHeard(*entry, clock_->Now());
     RenewLeases(*entry, running, out);
     Seal(out);
   }
@@ -645,24 +646,47 @@ absl::StatusOr<std::vector<LogRecord>> Scheduler::ReadLogs(const std::string& jo
 // ---------------------------------------------------------------------------------------------
 // Time
 
+void Scheduler::SetLeaseExpiry(const std::string& job_id, absl::Time expiry) {
+  auto [it, added] = lease_expiry_.try_emplace(job_id, expiry);
+  if (!added) {
+    expiry_order_.erase({it->second, job_id});
+    it->second = expiry;
+  }
+  expiry_order_.insert({expiry, job_id});
+}
+
+void Scheduler::EraseLeaseExpiry(const std::string& job_id) {
+  auto it = lease_expiry_.find(job_id);
+  if (it == lease_expiry_.end()) return;
+  expiry_order_.erase({it->second, job_id});
+  lease_expiry_.erase(it);
+}
+
+void Scheduler::MarkHeard(NodeEntry& entry, absl::Time when) {
+  heard_.erase({entry.node.last_heartbeat, &entry});
+  entry.node.last_heartbeat = when;
+  if (entry.node.connected) heard_.insert({when, &entry});
+}
+
 void Scheduler::Tick() {
   Outbox out;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
-    for (auto& [name, entry] : nodes_) {
-      if (entry.node.connected && entry.node.last_heartbeat + options_.lease_ttl < now) {
-        // Silent but its stream is open (a paused machine): stop trusting the session.
-        entry.node.connected = false;
-        entry.link.reset();
-        stats_.agents_connected--;
-      }
+    // Connected agents, the longest silent first.
+    while (!heard_.empty() && heard_.begin()->first + options_.lease_ttl < now) {
+      // Silent but its stream is open (a paused machine): stop trusting the session.
+      NodeEntry& entry = *heard_.begin()->second;
+      heard_.erase(heard_.begin());
+      entry.node.connected = false;
+      entry.link.reset();
+      stats_.agents_connected--;
     }
+    // Leases by expiry, then job id: a deterministic order.
     std::vector<std::string> expired;
-    for (const auto& [id, expiry] : lease_expiry_) {
-      if (expiry < now) expired.push_back(id);
+    for (auto it = expiry_order_.begin(); it != expiry_order_.end() && it->first < now; ++it) {
+      expired.push_back(it->second);
     }
-    std::sort(expired.begin(), expired.end());  // deterministic order
     for (const std::string& id : expired) {
       Job& job = *job_index_.at(id);
       stats_.lease_expiries_total++;
@@ -713,7 +737,7 @@ void Scheduler::Allocate(NodeEntry& entry, const Job& job) {
 }
 
 void Scheduler::Release(Job& job) {
-  lease_expiry_.erase(job.id);
+  EraseLeaseExpiry(job.id);
   auto it = nodes_.find(job.node);
   if (it == nodes_.end() || !it->second.jobs.erase(job.id)) return;
   Node& node = it->second.node;
@@ -794,7 +818,7 @@ void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus,
   job.lease_price_schedule = entry.node.record.caps.price_schedule;
   job.lease_provider = entry.node.record.caps.provider;
   IndexLeaseStart(job, &entry.node);
-  lease_expiry_[job.id] = clock_->Now() + options_.lease_ttl;
+  SetLeaseExpiry(job.id, clock_->Now() + options_.lease_ttl);
   Allocate(entry, job);
   stats_.assignments_total++;
   PutJob(job, out);

@@ -381,11 +381,29 @@ TEST_F(SchedulerTest, GivesUpAfterMaxAttempts) {
 TEST_F(SchedulerTest, SilentAgentIsMarkedDown) {
   auto link = std::make_shared<FakeAgentLink>();
   uint64_t s = Connect("n1", Caps(1, 8 * kGiB), link);
+  uint64_t s2 = Connect("n2", Caps(1, 8 * kGiB), std::make_shared<FakeAgentLink>());
+  // n2 keeps beating; n1 is silent past the lease (10 s).
+  for (int i = 0; i < 11; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    ASSERT_THAT(scheduler_->Heartbeat("n2", s2, {}), IsOk());
+    scheduler_->Tick();
+  }
+  EXPECT_EQ(scheduler_->GetNode("n1")->state(), NodeState::kDown);
+  EXPECT_EQ(scheduler_->GetNode("n2")->state(), NodeState::kReady);
+  EXPECT_EQ(scheduler_->Stats().agents_connected, 1u);
+  EXPECT_THAT(scheduler_->Heartbeat("n1", s, {}),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  // Back with a new session, n1 is watched again from its connect.
+  uint64_t s1 = Connect("n1", Caps(1, 8 * kGiB), link);
+  clock_.Advance(absl::Seconds(9));
+  scheduler_->Tick();
+  EXPECT_EQ(scheduler_->GetNode("n1")->state(), NodeState::kReady);
+  ASSERT_THAT(scheduler_->Heartbeat("n1", s1, {}), IsOk());
   clock_.Advance(absl::Seconds(11));
   scheduler_->Tick();
   EXPECT_EQ(scheduler_->GetNode("n1")->state(), NodeState::kDown);
-  EXPECT_THAT(scheduler_->Heartbeat("n1", s, {}),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(scheduler_->GetNode("n2")->state(), NodeState::kDown);
+  EXPECT_EQ(scheduler_->Stats().agents_connected, 0u);
 }
 
 TEST_F(SchedulerTest, CancelPendingRunningAndFinished) {
