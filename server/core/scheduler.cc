@@ -120,7 +120,7 @@ absl::Status Scheduler::LoadState() {
       pending_.Add(&job, /*settled=*/false);
     }
     if (IsLeased(job.state)) {
-      SetLeaseExpiry(job.id, lease_end);
+      SetLeaseExpiry(job, lease_end);
       NodeEntry& entry = nodes_[job.node];
       if (entry.node.record.name.empty()) entry.node.record.name = job.node;
       Allocate(entry, job);
@@ -530,7 +530,7 @@ void Scheduler::RenewLeases(NodeEntry& entry, const std::vector<JobRef>& refs, O
   for (const JobRef& ref : refs) {
     absl::StatusOr<Job*> job = LeasedJob(entry.node.record.name, ref);
     if (job.ok()) {
-      SetLeaseExpiry(ref.job_id, expiry);
+      SetLeaseExpiry(**job, expiry);
       // The cancel sent earlier may have been lost with a stream: say it again until it ends.
       if ((*job)->cancel_requested && entry.link) {
         out.commands.push_back(
@@ -646,19 +646,19 @@ absl::StatusOr<std::vector<LogRecord>> Scheduler::ReadLogs(const std::string& jo
 // ---------------------------------------------------------------------------------------------
 // Time
 
-void Scheduler::SetLeaseExpiry(const std::string& job_id, absl::Time expiry) {
-  auto [it, added] = lease_expiry_.try_emplace(job_id, expiry);
+void Scheduler::SetLeaseExpiry(const Job& job, absl::Time expiry) {
+  auto [it, added] = lease_expiry_.try_emplace(job.id, expiry);
   if (!added) {
-    expiry_order_.erase({it->second, job_id});
+    expiry_order_.erase({it->second, &job});
     it->second = expiry;
   }
-  expiry_order_.insert({expiry, job_id});
+  expiry_order_.insert({expiry, &job});
 }
 
-void Scheduler::EraseLeaseExpiry(const std::string& job_id) {
-  auto it = lease_expiry_.find(job_id);
+void Scheduler::EraseLeaseExpiry(const Job& job) {
+  auto it = lease_expiry_.find(job.id);
   if (it == lease_expiry_.end()) return;
-  expiry_order_.erase({it->second, job_id});
+  expiry_order_.erase({it->second, &job});
   lease_expiry_.erase(it);
 }
 
@@ -682,11 +682,11 @@ void Scheduler::Tick() {
       entry.link.reset();
       stats_.agents_connected--;
     }
-    // Leases by expiry, then job id: a deterministic order.
     std::vector<std::string> expired;
     for (auto it = expiry_order_.begin(); it != expiry_order_.end() && it->first < now; ++it) {
-      expired.push_back(it->second);
+      expired.push_back(it->second->id);
     }
+    std::sort(expired.begin(), expired.end());  // deterministic order
     for (const std::string& id : expired) {
       Job& job = *job_index_.at(id);
       stats_.lease_expiries_total++;
@@ -737,7 +737,7 @@ void Scheduler::Allocate(NodeEntry& entry, const Job& job) {
 }
 
 void Scheduler::Release(Job& job) {
-  EraseLeaseExpiry(job.id);
+  EraseLeaseExpiry(job);
   auto it = nodes_.find(job.node);
   if (it == nodes_.end() || !it->second.jobs.erase(job.id)) return;
   Node& node = it->second.node;
@@ -818,7 +818,7 @@ void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus,
   job.lease_price_schedule = entry.node.record.caps.price_schedule;
   job.lease_provider = entry.node.record.caps.provider;
   IndexLeaseStart(job, &entry.node);
-  SetLeaseExpiry(job.id, clock_->Now() + options_.lease_ttl);
+  SetLeaseExpiry(job, clock_->Now() + options_.lease_ttl);
   Allocate(entry, job);
   stats_.assignments_total++;
   PutJob(job, out);

@@ -364,9 +364,8 @@ class Scheduler {
   // Renews the refs that are current (repeating the Cancel of a job being cancelled, in case
   // the first was lost with a stream); queues a Stop for the rest.
   // lease_expiry_ and expiry_order_ together.
-  void SetLeaseExpiry(const std::string& job_id, absl::Time expiry)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EraseLeaseExpiry(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetLeaseExpiry(const Job& job, absl::Time expiry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EraseLeaseExpiry(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A heartbeat (or a connect) from the node's agent at `when`: heard_ follows.
   void MarkHeard(NodeEntry& entry, absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RenewLeases(NodeEntry& entry, const std::vector<JobRef>& refs, Outbox& out)
@@ -504,7 +503,7 @@ class Scheduler {
   absl::flat_hash_set<NodeEntry*> grown_nodes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, absl::Time> lease_expiry_ ABSL_GUARDED_BY(mu_);
   // The same by time, so that Tick() reads only the expired ones (SetLeaseExpiry).
-  absl::btree_set<std::pair<absl::Time, std::string>> expiry_order_ ABSL_GUARDED_BY(mu_);
+  absl::btree_set<std::pair<absl::Time, const Job*>> expiry_order_ ABSL_GUARDED_BY(mu_);
   // Connected agents by their last heartbeat, so that Tick() reads only the silent (MarkHeard).
   absl::btree_set<std::pair<absl::Time, NodeEntry*>> heard_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, NodeEntry> nodes_ ABSL_GUARDED_BY(mu_);
