@@ -807,8 +807,8 @@ int main(int argc, char** argv) {
     for (double us : *v) busy_us += us;
   }
   std::printf("brain: decisions=%llu on_submit=%llu skipped=%llu per_completion=%.2f "
-              "skipped_per_completion=%.2f scheduler_s=%.3f decisions_per_s=%.0f "
-              "placed_per_s=%.0f\n",
+              "skipped_per_completion=%.2f scheduler_s=%.3f all_decisions_per_s=%.0f "
+              "all_placed_per_s=%.0f\n",
               static_cast<unsigned long long>(brain_decisions),
               static_cast<unsigned long long>(submit_decisions),
               static_cast<unsigned long long>(brain_skipped),

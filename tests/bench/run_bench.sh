@@ -166,6 +166,8 @@ done
 c_rate=$(echo "$placement_cost" | field decisions_per_s)
 c_pass=$(echo "$placement_cost" | field passes_per_s)
 c50=$(echo "$placement_cost" | field p50_us); c99=$(echo "$placement_cost" | field p99_us)
+c_all_dec=$(echo "$placement_cost" | field all_decisions_per_s)
+c_all_placed=$(echo "$placement_cost" | field all_placed_per_s)
 p_rate=$(echo "$placement" | field decisions_per_s)
 p_pass=$(echo "$placement" | field passes_per_s)
 p50=$(echo "$placement" | field p50_us); p99=$(echo "$placement" | field p99_us)
@@ -198,6 +200,7 @@ row "drain $JOBS trivial jobs, one node, 2 at a time (s)" "$drain_s" \
 row "placement with the cost model, $NODES nodes, $PENDING pending: jobs placed/s (target ≥ 20,000)" "$c_rate" "—" "—" "—" "—"
 row "placement with the cost model: completions handled/s, each one placement pass" "$c_pass" "—" "—" "—" "—"
 row "placement with the cost model: one completion's pass p50 / p99 (µs; target p99 ≤ 1,000)" "$c50 / $c99" "—" "—" "—" "—"
+row "placement with the cost model: cost-brain decisions/s; jobs placed/s, over all scheduler time (completions, submits, ticks)" "$c_all_dec; $c_all_placed" "—" "—" "—" "—"
 row "placement, plain fit (no prices), $NODES nodes, $PENDING pending: jobs placed/s" "$p_rate" "—" "—" "—" "—"
 row "placement, plain fit: completions handled/s, each one placement pass" "$p_pass" "—" "—" "—" "—"
 row "placement, plain fit: one completion's pass p50 / p99 (µs)" "$p50 / $p99" "—" "—" "—" "—"
