@@ -361,13 +361,13 @@ class Scheduler {
   // The job `ref` names, if it is leased to `node` under that epoch; FAILED_PRECONDITION if not.
   absl::StatusOr<Job*> LeasedJob(const std::string& node, const JobRef& ref)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Renews the refs that are current (repeating the Cancel of a job being cancelled, in case
-  // the first was lost with a stream); queues a Stop for the rest.
   // lease_expiry_ and expiry_order_ together.
   void SetLeaseExpiry(const Job& job, absl::Time expiry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EraseLeaseExpiry(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A heartbeat (or a connect) from the node's agent at `when`: heard_ follows.
   void MarkHeard(NodeEntry& entry, absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Renews the refs that are current (repeating the Cancel of a job being cancelled, in case
+  // the first was lost with a stream); queues a Stop for the rest.
   void RenewLeases(NodeEntry& entry, const std::vector<JobRef>& refs, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -450,7 +450,8 @@ class Scheduler {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeline& tl) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Moves when a job joins or leaves a group waiting for the node.
+  // Moves when a job starts or stops waiting for the node, or a waiting group gains or loses a
+  // job at or before its horizon.
   static uint64_t WaitingGroupsVersion(const NodeEntry& entry);
   // Lets the jobs of `st` end, earliest first, until `r` fits the node (of `caps`, whose GPUs
   // in `usable` suit it); false if it never does.
