@@ -103,39 +103,52 @@ void MostRoom::Add(const Node& node) {
 // PriceIndex
 
 void PriceIndex::Insert(double key, const Node* node, size_t* slot) {
-  order_.insert({key, node});
-  slots_[node] = slot;
+  order_[{key, node}] = slot;
   *slot = kNone;
-  laid_out_ = false;
+  const Item item{key, node, slot};
+  loose_.insert(std::upper_bound(loose_.begin(), loose_.end(), item,
+                                 [](const Item& a, const Item& b) { return a.Before(b.key, b.node); }),
+                item);
 }
 
 void PriceIndex::Erase(double key, const Node* node, size_t* slot) {
   order_.erase({key, node});
-  slots_.erase(node);
+  if (*slot != kNone) {
+    items_[*slot].node = nullptr;
+    holes_++;
+    Touch(slot);
+  } else {
+    loose_.erase(std::remove_if(loose_.begin(), loose_.end(),
+                                [&](const Item& i) { return i.node == node; }),
+                 loose_.end());
+  }
   *slot = kNone;
-  laid_out_ = false;
 }
 
 void PriceIndex::Touch(const size_t* slot) {
-  if (!laid_out_ || *slot == kNone) return;
+  if (*slot == kNone) return;  // loose, or not here: always walked
   const size_t b = *slot / kBlock;
   MostRoom room;
   const size_t end = std::min(items_.size(), (b + 1) * kBlock);
-  for (size_t i = b * kBlock; i < end; ++i) room.Add(*items_[i].node);
+  for (size_t i = b * kBlock; i < end; ++i) {
+    if (items_[i].node != nullptr) room.Add(*items_[i].node);
+  }
   blocks_[b] = room;
 }
 
 void PriceIndex::LayOut() {
   items_.clear();
   blocks_.clear();
-  for (const auto& [key, node] : order_) {
-    size_t* slot = slots_.at(node);
+  loose_.clear();
+  holes_ = 0;
+  items_.reserve(order_.size());
+  for (const auto& [key_node, slot] : order_) {
+    const auto& [key, node] = key_node;
     *slot = items_.size();
     if (items_.size() % kBlock == 0) blocks_.emplace_back();
     blocks_.back().Add(*node);
     items_.push_back({key, node, slot});
   }
-  laid_out_ = true;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -67,53 +67,59 @@ struct MostRoom {
 // with most nodes full, a job that fits few of them finds them without looking at the rest.
 //
 // Each node has a slot of its owner's where the index keeps its position; Touch(slot) after its
-// free room changed. After Insert and Erase, Prepare() lays the blocks out again.
+// free room changed. A node inserted since the last layout is kept loose, in key order, and
+// always walked; one erased leaves a hole. Prepare() lays the blocks out again once there are
+// more than kLoose of the two, so that nodes joining one by one cost a layout every kLoose.
 class PriceIndex {
  public:
   static constexpr size_t kNone = ~size_t{0};
   static constexpr size_t kBlock = 32;
+  static constexpr size_t kLoose = 128;
 
   void Insert(double key, const Node* node, size_t* slot);
   void Erase(double key, const Node* node, size_t* slot);
   void Touch(const size_t* slot);
-  // Lays the blocks out again if nodes came or went; without it a walk looks at every node.
   void Prepare() {
-    if (!laid_out_) LayOut();
+    if (loose_.size() + holes_ > kLoose) LayOut();
   }
-  // Calls fn(key, node) in key order (ties in no particular order) for every node of a block
-  // where `r` may fit, until fn returns false.
+  // Calls fn(key, node) in key order (ties in the order of the nodes' addresses) for every
+  // loose node and every node of a block where `r` may fit, until fn returns false.
   template <typename Fn>
   void Walk(const Resources& r, Fn fn) const;
 
  private:
   struct Item {
     double key;
-    const Node* node;
+    const Node* node;  // null: erased since the layout (a hole)
     size_t* slot;
+    bool Before(double k, const Node* n) const { return key < k || (key == k && node < n); }
   };
   void LayOut();
 
-  absl::btree_set<std::pair<double, const Node*>> order_;
-  absl::flat_hash_map<const Node*, size_t*> slots_;
-  bool laid_out_ = true;
-  std::vector<Item> items_;
+  absl::btree_map<std::pair<double, const Node*>, size_t*> order_;  // to each node's slot
+  std::vector<Item> items_;       // as laid out, holes included
   std::vector<MostRoom> blocks_;  // blocks_[b]: of items_[b * kBlock, (b + 1) * kBlock)
+  std::vector<Item> loose_;       // inserted since, in key order; their slots say kNone
+  size_t holes_ = 0;
 };
 
 template <typename Fn>
 void PriceIndex::Walk(const Resources& r, Fn fn) const {
-  if (!laid_out_) {
-    for (const auto& [key, node] : order_) {
-      if (!fn(key, *node)) return;
-    }
-    return;
-  }
+  size_t l = 0;  // the next loose node
   for (size_t b = 0; b < blocks_.size(); ++b) {
     if (!blocks_[b].MayFit(r)) continue;
     const size_t end = std::min(items_.size(), (b + 1) * kBlock);
     for (size_t i = b * kBlock; i < end; ++i) {
-      if (!fn(items_[i].key, *items_[i].node)) return;
+      const Item& item = items_[i];
+      if (item.node == nullptr) continue;
+      for (; l < loose_.size() && loose_[l].Before(item.key, item.node); ++l) {
+        if (!fn(loose_[l].key, *loose_[l].node)) return;
+      }
+      if (!fn(item.key, *item.node)) return;
     }
+  }
+  for (; l < loose_.size(); ++l) {
+    if (!fn(loose_[l].key, *loose_[l].node)) return;
   }
 }
 

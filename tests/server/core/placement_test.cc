@@ -182,27 +182,30 @@ std::vector<std::string> Shown(const PriceIndex& index, const Resources& r,
 }
 
 TEST(PriceIndexTest, WalksInKeyOrderAndPassesOverBlocksWhereNothingFits) {
-  // 100 nodes of 8 CPUs, node i priced i; every node full but 40 (in the second block) and 90
-  // (in the third).
+  // 300 nodes of 8 CPUs, node i priced i; every node full but 40 (in the second block) and 90
+  // (in the third). More than kLoose, so that the first Prepare lays them out.
+  constexpr int kNodes = 300;
+  static_assert(kNodes > PriceIndex::kLoose);
   std::vector<Node> nodes;
-  nodes.reserve(100);
-  for (int i = 0; i < 100; ++i) {
+  nodes.reserve(kNodes);
+  for (int i = 0; i < kNodes; ++i) {
     nodes.push_back(MakeNode(absl::StrCat("n", i), 8, 32 * kGiB));
     nodes.back().alloc_cpu_millis = i == 40 || i == 90 ? 0 : 8000;
   }
-  std::vector<size_t> slots(100, PriceIndex::kNone);
+  std::vector<size_t> slots(kNodes, PriceIndex::kNone);
   PriceIndex index;
-  for (int i = 99; i >= 0; --i) index.Insert(i, &nodes[i], &slots[i]);
+  for (int i = kNodes - 1; i >= 0; --i) index.Insert(i, &nodes[i], &slots[i]);
   Resources r;
   r.cpu_millis = 2000;
-  // Before Prepare, a walk shows every node, cheapest first.
+  // Before Prepare, all are loose: a walk shows every node, cheapest first.
   std::vector<std::string> all = Shown(index, r);
-  ASSERT_THAT(all, SizeIs(100));
+  ASSERT_THAT(all, SizeIs(kNodes));
   EXPECT_EQ(all.front(), "n0");
-  EXPECT_EQ(all.back(), "n99");
+  EXPECT_EQ(all.back(), absl::StrCat("n", kNodes - 1));
+  EXPECT_EQ(slots[0], PriceIndex::kNone);
   index.Prepare();
   EXPECT_EQ(slots[0], 0u);
-  EXPECT_EQ(slots[99], 99u);
+  EXPECT_EQ(slots[kNodes - 1], static_cast<size_t>(kNodes - 1));
   // Laid out in blocks of 32: only the blocks of n40 and n90 are shown, whole and in order.
   std::vector<std::string> shown = Shown(index, r);
   ASSERT_THAT(shown, SizeIs(2 * PriceIndex::kBlock));
@@ -225,7 +228,8 @@ TEST(PriceIndexTest, WalksInKeyOrderAndPassesOverBlocksWhereNothingFits) {
   // Asking for more than any node has free shows nothing.
   r.cpu_millis = 16000;
   EXPECT_THAT(Shown(index, r), IsEmpty());
-  // Erase and Insert lay the blocks out again at the next Prepare; a node erased is not shown.
+  // A node erased leaves a hole and is not shown; the layout stays until Prepare finds more
+  // than kLoose holes and loose nodes.
   r.cpu_millis = 2000;
   index.Erase(5, &nodes[5], &slots[5]);
   EXPECT_EQ(slots[5], PriceIndex::kNone);
@@ -233,8 +237,35 @@ TEST(PriceIndexTest, WalksInKeyOrderAndPassesOverBlocksWhereNothingFits) {
   std::vector<std::string> after = Shown(index, r);
   EXPECT_THAT(after, Not(::testing::Contains("n5")));
   EXPECT_THAT(after, ::testing::Contains("n90"));
-  EXPECT_EQ(slots[6], 5u);
+  EXPECT_EQ(slots[6], 6u);
   index.Touch(&slots[5]);  // a node not in the index: nothing happens
+  // A node inserted since is loose: always shown, in key order among the others.
+  Node x = MakeNode("x", 8, 32 * kGiB);
+  size_t x_slot = 0;
+  index.Insert(40.5, &x, &x_slot);
+  EXPECT_EQ(x_slot, PriceIndex::kNone);
+  std::vector<std::string> with_x = Shown(index, r);
+  ASSERT_THAT(with_x, SizeIs(PriceIndex::kBlock + 1));
+  EXPECT_EQ(with_x.front(), "x");  // before n64, the first node of the next block with room
+  EXPECT_EQ(with_x[1], "n64");
+  EXPECT_THAT(Shown(index, r, /*stop_after=*/40), IsEmpty());
+  // More than kLoose loose nodes: Prepare lays the blocks out again, holes gone.
+  std::vector<Node> more;
+  more.reserve(PriceIndex::kLoose);
+  std::vector<size_t> more_slots(PriceIndex::kLoose);
+  for (size_t i = 0; i < PriceIndex::kLoose; ++i) {
+    more.push_back(MakeNode(absl::StrCat("m", i), 8, 32 * kGiB));
+    more.back().alloc_cpu_millis = 8000;
+    index.Insert(1000 + i, &more.back(), &more_slots[i]);
+  }
+  index.Prepare();
+  EXPECT_EQ(slots[6], 5u);
+  EXPECT_EQ(x_slot, 40u);  // n0..n40 without n5, then x
+  EXPECT_EQ(more_slots[0], static_cast<size_t>(kNodes));  // without n5, with x
+  std::vector<std::string> laid = Shown(index, r);
+  EXPECT_EQ(laid.front(), "n33");  // x's block, which now holds n33..n63 and x
+  EXPECT_THAT(laid, ::testing::Contains("x"));
+  EXPECT_THAT(laid, Not(::testing::Contains("m0")));  // full, in a full block
 }
 
 // ---- The Scheduler's placement pass
