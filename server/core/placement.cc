@@ -86,6 +86,13 @@ MostRoom MostRoom::Of(const std::vector<const Node*>& nodes) {
   return room;
 }
 
+void MostRoom::Raise(const MostRoom& o) {
+  cpu_millis = std::max(cpu_millis, o.cpu_millis);
+  memory_bytes = std::max(memory_bytes, o.memory_bytes);
+  gpus = std::max(gpus, o.gpus);
+  gpu_memory_bytes = std::max(gpu_memory_bytes, o.gpu_memory_bytes);
+}
+
 void MostRoom::Add(const Node& node) {
   cpu_millis = std::max(cpu_millis, node.FreeCpuMillis());
   memory_bytes = std::max(memory_bytes, node.FreeMemoryBytes());
@@ -105,7 +112,7 @@ void MostRoom::Add(const Node& node) {
 void PriceIndex::Insert(double key, const Node* node, size_t* slot) {
   order_[{key, node}] = slot;
   *slot = kNone;
-  const Item item{key, node, slot};
+  const Item item{key, node, slot, MostRoom()};
   loose_.insert(std::upper_bound(loose_.begin(), loose_.end(), item,
                                  [](const Item& a, const Item& b) { return a.Before(b.key, b.node); }),
                 item);
@@ -127,11 +134,14 @@ void PriceIndex::Erase(double key, const Node* node, size_t* slot) {
 
 void PriceIndex::Touch(const size_t* slot) {
   if (*slot == kNone) return;  // loose, or not here: always walked
+  Item& touched = items_[*slot];
+  touched.room = MostRoom();
+  if (touched.node != nullptr) touched.room.Add(*touched.node);
   const size_t b = *slot / kBlock;
   MostRoom room;
   const size_t end = std::min(items_.size(), (b + 1) * kBlock);
   for (size_t i = b * kBlock; i < end; ++i) {
-    if (items_[i].node != nullptr) room.Add(*items_[i].node);
+    if (items_[i].node != nullptr) room.Raise(items_[i].room);
   }
   blocks_[b] = room;
 }
@@ -146,8 +156,9 @@ void PriceIndex::LayOut() {
     const auto& [key, node] = key_node;
     *slot = items_.size();
     if (items_.size() % kBlock == 0) blocks_.emplace_back();
-    blocks_.back().Add(*node);
-    items_.push_back({key, node, slot});
+    Item& item = items_.emplace_back(Item{key, node, slot, MostRoom()});
+    item.room.Add(*node);
+    blocks_.back().Raise(item.room);
   }
 }
 

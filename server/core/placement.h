@@ -56,6 +56,8 @@ struct MostRoom {
   static MostRoom Of(const std::vector<const Node*>& nodes);
   // Raises each part to what `node` has free, where it is more.
   void Add(const Node& node);
+  // Raises each part to `o`'s, where it is more.
+  void Raise(const MostRoom& o);
   bool MayFit(const Resources& r) const {
     return r.cpu_millis <= cpu_millis && r.memory_bytes <= memory_bytes && r.gpus <= gpus &&
            (r.gpus == 0 || r.gpu_memory_bytes <= gpu_memory_bytes);
@@ -83,7 +85,7 @@ class PriceIndex {
     if (loose_.size() + holes_ > kLoose) LayOut();
   }
   // Calls fn(key, node) in key order (ties in the order of the nodes' addresses) for every
-  // loose node and every node of a block where `r` may fit, until fn returns false.
+  // loose node and every laid-out node where `r` may fit, until fn returns false.
   template <typename Fn>
   void Walk(const Resources& r, Fn fn) const;
 
@@ -92,6 +94,9 @@ class PriceIndex {
     double key;
     const Node* node;  // null: erased since the layout (a hole)
     size_t* slot;
+    // The node's own free room as of its last Touch (laid-out items only), so that a walk
+    // passes over a full node without reading it.
+    MostRoom room;
     bool Before(double k, const Node* n) const { return key < k || (key == k && node < n); }
   };
   void LayOut();
@@ -111,7 +116,7 @@ void PriceIndex::Walk(const Resources& r, Fn fn) const {
     const size_t end = std::min(items_.size(), (b + 1) * kBlock);
     for (size_t i = b * kBlock; i < end; ++i) {
       const Item& item = items_[i];
-      if (item.node == nullptr) continue;
+      if (item.node == nullptr || !item.room.MayFit(r)) continue;
       for (; l < loose_.size() && loose_[l].Before(item.key, item.node); ++l) {
         if (!fn(loose_[l].key, *loose_[l].node)) return;
       }

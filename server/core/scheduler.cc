@@ -108,7 +108,7 @@ absl::Status Scheduler::LoadState() {
   for (Job& loaded : state.jobs) {
     std::string id = loaded.id;
     auto [it, inserted] = jobs_.emplace(id, std::move(loaded));
-    if (inserted) job_index_[it->first] = &it->second;
+    if (inserted) job_ids_.insert(IdKey::Of(it->first));
     if (!inserted) return absl::DataLossError(absl::StrCat("job ", id, " stored twice"));
     Job& job = it->second;
     by_seq_[job.seq] = &job;
@@ -135,7 +135,7 @@ absl::Status Scheduler::LoadState() {
   });
   for (const Job* job : succeeded) RecordRun(*job);
   spend_month_ = MonthStart(clock_->Now());
-  for (const auto& [id, expiry] : lease_expiry_) IndexLeaseStart(*job_index_.at(id), nullptr);
+  for (const auto& [id, expiry] : lease_expiry_) IndexLeaseStart(jobs_.at(id), nullptr);
   RebuildSpendIndex(spend_month_);
   stats_.nodes_total = nodes_.size();
   return absl::OkStatus();
@@ -265,7 +265,7 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   job.create_time = job.update_time = clock_->Now();
   job.request_id = std::move(request_id);
   auto [it, inserted] = jobs_.emplace(job.id, std::move(job));
-  job_index_[it->first] = &it->second;
+  job_ids_.insert(IdKey::Of(it->first));
   Job& stored = it->second;
   by_seq_[stored.seq] = &stored;
   if (!stored.request_id.empty()) by_request_id_[stored.request_id] = &stored;
@@ -282,13 +282,21 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   return SubmitResult{stored, false};
 }
 
+Scheduler::IdKey Scheduler::IdKey::Of(absl::string_view id) {
+  uint64_t head = 0;
+  for (size_t i = 0; i < 8; ++i) {
+    head = head << 8 | (i < id.size() ? static_cast<unsigned char>(id[i]) : 0);
+  }
+  return {head, id};
+}
+
 std::string Scheduler::NewJobId() {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string id(16, '0');
   while (true) {
     uint64_t v = rng_();
     for (int i = 15; i >= 0; --i, v >>= 4) id[i] = kHex[v & 0xf];
-    if (!job_index_.contains(id)) return id;
+    if (!jobs_.contains(id)) return id;
   }
 }
 
@@ -299,24 +307,24 @@ absl::StatusOr<std::string> Scheduler::ResolveJobId(absl::string_view id_or_pref
 
 absl::StatusOr<std::string> Scheduler::ResolveLocked(absl::string_view prefix) const {
   if (prefix.empty()) return absl::InvalidArgumentError("job_id: required");
-  auto it = jobs_.lower_bound(std::string(prefix));
-  if (it == jobs_.end() || !absl::StartsWith(it->first, prefix)) {
+  auto it = job_ids_.lower_bound(IdKey::Of(prefix));
+  if (it == job_ids_.end() || !absl::StartsWith(it->id, prefix)) {
     return absl::NotFoundError(absl::StrCat("job ", prefix, " not found"));
   }
-  if (it->first.size() == prefix.size()) return it->first;
+  if (it->id.size() == prefix.size()) return std::string(it->id);
   auto next = std::next(it);
-  if (next != jobs_.end() && absl::StartsWith(next->first, prefix)) {
+  if (next != job_ids_.end() && absl::StartsWith(next->id, prefix)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("job id prefix ", prefix, " is ambiguous: matches ", it->first, ", ",
-                     next->first, " and maybe more; give more characters"));
+        absl::StrCat("job id prefix ", prefix, " is ambiguous: matches ", it->id, ", ",
+                     next->id, " and maybe more; give more characters"));
   }
-  return it->first;
+  return std::string(it->id);
 }
 
 absl::StatusOr<Job> Scheduler::GetJob(absl::string_view id_or_prefix) const {
   absl::ReaderMutexLock lock(&mu_);
   SCHED_ASSIGN_OR_RETURN(std::string id, ResolveLocked(id_or_prefix));
-  return *job_index_.at(id);
+  return jobs_.at(id);
 }
 
 JobPage Scheduler::ListJobs(const JobQuery& query) const {
@@ -349,7 +357,7 @@ void Scheduler::Cancel(absl::string_view id_or_prefix, std::string reason, Done<
 absl::StatusOr<Job> Scheduler::CancelLocked(absl::string_view id_or_prefix, std::string reason,
                                             Outbox& out) {
   SCHED_ASSIGN_OR_RETURN(std::string id, ResolveLocked(id_or_prefix));
-  Job& job = *job_index_.at(id);
+  Job& job = jobs_.at(id);
   if (IsTerminal(job.state)) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", id, " already ended ", JobStateName(job.state)));
@@ -480,7 +488,7 @@ absl::StatusOr<uint64_t> Scheduler::ConnectLocked(const std::string& name, NodeC
     if (!held.count(id)) lost.push_back(id);
   }
   for (const std::string& id : lost) {
-    EndLease(*job_index_.at(id), absl::StrCat("agent on ", name, " reconnected without the job"),
+    EndLease(jobs_.at(id), absl::StrCat("agent on ", name, " reconnected without the job"),
              out);
   }
   RenewLeases(entry, running, out);
@@ -510,11 +518,11 @@ absl::StatusOr<Scheduler::NodeEntry*> Scheduler::SessionNode(const std::string& 
 }
 
 absl::StatusOr<Job*> Scheduler::LeasedJob(const std::string& node, const JobRef& ref) {
-  auto it = job_index_.find(ref.job_id);
-  if (it == job_index_.end()) {
+  auto it = jobs_.find(ref.job_id);
+  if (it == jobs_.end()) {
     return absl::NotFoundError(absl::StrCat("job ", ref.job_id, " not found"));
   }
-  Job& job = *it->second;
+  Job& job = it->second;
   if (job.epoch != ref.epoch || job.node != node || !IsLeased(job.state)) {
     stats_.stale_reports_total++;
     return absl::FailedPreconditionError(
@@ -688,7 +696,7 @@ void Scheduler::Tick() {
     }
     std::sort(expired.begin(), expired.end());  // deterministic order
     for (const std::string& id : expired) {
-      Job& job = *job_index_.at(id);
+      Job& job = jobs_.at(id);
       stats_.lease_expiries_total++;
       EndLease(job, absl::StrCat("lease expired on node ", job.node), out);
     }
@@ -1118,7 +1126,7 @@ void Scheduler::RebuildSpendIndex(absl::Time month) {
     spend_[entry.project].closed += entry.CostWithin(month, absl::InfiniteFuture());
   }
   for (const auto& [id, expiry] : lease_expiry_) {
-    const Job& job = *job_index_.at(id);
+    const Job& job = jobs_.at(id);
     if (job.lease_price_per_hour > 0 && job.lease_start != absl::InfinitePast()) {
       spend_[job.spec.project].committed += LeaseCommitment(job, month);
     }
@@ -2020,7 +2028,7 @@ std::vector<LedgerEntry> Scheduler::Ledger(absl::Time since) const {
     if (entry.end >= since) entries.emplace(key, entry);
   }
   for (const auto& [id, expiry] : lease_expiry_) {
-    const Job& job = *job_index_.at(id);
+    const Job& job = jobs_.at(id);
     if (job.lease_start != absl::InfinitePast() && job.lease_price_per_hour > 0) {
       entries.emplace(std::make_pair(job.id, job.epoch), OpenEntry(job, now));
     }

@@ -8,7 +8,6 @@
 #include <random>
 #include <set>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
@@ -17,9 +16,11 @@
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/common/clock.h"
@@ -493,8 +494,17 @@ class Scheduler {
   const Clock* const clock_;
 
   mutable absl::Mutex mu_;
-  std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);  // node-based: pointers stay valid
-  absl::flat_hash_map<std::string, Job*> job_index_ ABSL_GUARDED_BY(mu_);  // jobs_ by id, hashed
+  // Every job by id; node-based, so pointers to jobs and their ids stay valid.
+  absl::node_hash_map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
+  // The ids in order, for prefixes (ResolveLocked). An id's first 8 bytes packed big-endian
+  // order most pairs without reading the id itself.
+  struct IdKey {
+    uint64_t head;
+    absl::string_view id;  // jobs_'s key
+    static IdKey Of(absl::string_view id);
+    bool operator<(const IdKey& o) const { return head != o.head ? head < o.head : id < o.id; }
+  };
+  absl::btree_set<IdKey> job_ids_ ABSL_GUARDED_BY(mu_);
   absl::btree_map<uint64_t, Job*> by_seq_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Job*> by_request_id_ ABSL_GUARDED_BY(mu_);
   PendingQueue pending_ ABSL_GUARDED_BY(mu_);

@@ -1,5 +1,8 @@
 #include "server/store/memory_store.h"
 
+#include <algorithm>
+#include <tuple>
+
 namespace sched {
 
 absl::StatusOr<LoadedState> MemoryStore::Load() {
@@ -9,6 +12,16 @@ absl::StatusOr<LoadedState> MemoryStore::Load() {
   for (const auto& [name, node] : nodes_) state.nodes.push_back(node);
   for (const auto& [key, entry] : ledger_) state.ledger.push_back(entry);
   for (const auto& [project, budget] : budgets_) state.budgets.push_back(budget);
+  // In key order, as RocksDbStore reads them.
+  std::sort(state.jobs.begin(), state.jobs.end(),
+            [](const Job& a, const Job& b) { return a.id < b.id; });
+  std::sort(state.nodes.begin(), state.nodes.end(),
+            [](const NodeRecord& a, const NodeRecord& b) { return a.name < b.name; });
+  std::sort(state.ledger.begin(), state.ledger.end(), [](const LedgerEntry& a, const LedgerEntry& b) {
+    return std::tie(a.job_id, a.epoch) < std::tie(b.job_id, b.epoch);
+  });
+  std::sort(state.budgets.begin(), state.budgets.end(),
+            [](const Budget& a, const Budget& b) { return a.project < b.project; });
   return state;
 }
 
@@ -18,7 +31,7 @@ uint64_t MemoryStore::Append(StoreBatch batch) {
     switch (op.kind) {
       case StoreOp::Kind::kPutJob: {
         std::string id = op.job.id;
-        jobs_[id] = std::move(op.job);
+        jobs_.insert_or_assign(std::move(id), std::move(op.job));
         break;
       }
       case StoreOp::Kind::kPutNode: {

@@ -206,25 +206,26 @@ TEST(PriceIndexTest, WalksInKeyOrderAndPassesOverBlocksWhereNothingFits) {
   index.Prepare();
   EXPECT_EQ(slots[0], 0u);
   EXPECT_EQ(slots[kNodes - 1], static_cast<size_t>(kNodes - 1));
-  // Laid out in blocks of 32: only the blocks of n40 and n90 are shown, whole and in order.
-  std::vector<std::string> shown = Shown(index, r);
-  ASSERT_THAT(shown, SizeIs(2 * PriceIndex::kBlock));
-  EXPECT_EQ(shown.front(), "n32");
-  EXPECT_EQ(shown[PriceIndex::kBlock - 1], "n63");
-  EXPECT_EQ(shown[PriceIndex::kBlock], "n64");
-  EXPECT_EQ(shown.back(), "n95");
+  // Laid out: only the nodes with room are shown, in order; the full ones are passed over
+  // (whole blocks of them without a look).
+  EXPECT_THAT(Shown(index, r), ElementsAre("n40", "n90"));
   // The walk stops where fn says.
-  EXPECT_THAT(Shown(index, r, /*stop_after=*/50), SizeIs(19));  // n32..n50
-  // A block learns of room gained and lost when its node is touched.
+  EXPECT_THAT(Shown(index, r, /*stop_after=*/50), ElementsAre("n40"));
+  // The index learns of room gained and lost when the node is touched.
   nodes[5].alloc_cpu_millis = 0;
-  EXPECT_THAT(Shown(index, r), SizeIs(2 * PriceIndex::kBlock));  // not yet touched
+  EXPECT_THAT(Shown(index, r), ElementsAre("n40", "n90"));  // not yet touched
   index.Touch(&slots[5]);
-  EXPECT_EQ(Shown(index, r).front(), "n0");
+  EXPECT_THAT(Shown(index, r), ElementsAre("n5", "n40", "n90"));
   nodes[40].alloc_cpu_millis = 8000;
   index.Touch(&slots[40]);
-  std::vector<std::string> now = Shown(index, r);
-  ASSERT_THAT(now, SizeIs(2 * PriceIndex::kBlock));
-  EXPECT_EQ(now[PriceIndex::kBlock], "n64");
+  EXPECT_THAT(Shown(index, r), ElementsAre("n5", "n90"));
+  // Room that a job needs only part of: 4 CPUs free on n90.
+  nodes[90].alloc_cpu_millis = 4000;
+  index.Touch(&slots[90]);
+  r.cpu_millis = 6000;
+  EXPECT_THAT(Shown(index, r), ElementsAre("n5"));
+  r.cpu_millis = 4000;
+  EXPECT_THAT(Shown(index, r), ElementsAre("n5", "n90"));
   // Asking for more than any node has free shows nothing.
   r.cpu_millis = 16000;
   EXPECT_THAT(Shown(index, r), IsEmpty());
@@ -244,11 +245,12 @@ TEST(PriceIndexTest, WalksInKeyOrderAndPassesOverBlocksWhereNothingFits) {
   size_t x_slot = 0;
   index.Insert(40.5, &x, &x_slot);
   EXPECT_EQ(x_slot, PriceIndex::kNone);
-  std::vector<std::string> with_x = Shown(index, r);
-  ASSERT_THAT(with_x, SizeIs(PriceIndex::kBlock + 1));
-  EXPECT_EQ(with_x.front(), "x");  // before n64, the first node of the next block with room
-  EXPECT_EQ(with_x[1], "n64");
+  EXPECT_THAT(Shown(index, r), ElementsAre("x", "n90"));
   EXPECT_THAT(Shown(index, r, /*stop_after=*/40), IsEmpty());
+  // A loose node is shown even when full: the walk's caller checks.
+  x.alloc_cpu_millis = 8000;
+  EXPECT_THAT(Shown(index, r), ElementsAre("x", "n90"));
+  x.alloc_cpu_millis = 0;
   // More than kLoose loose nodes: Prepare lays the blocks out again, holes gone.
   std::vector<Node> more;
   more.reserve(PriceIndex::kLoose);
@@ -262,10 +264,11 @@ TEST(PriceIndexTest, WalksInKeyOrderAndPassesOverBlocksWhereNothingFits) {
   EXPECT_EQ(slots[6], 5u);
   EXPECT_EQ(x_slot, 40u);  // n0..n40 without n5, then x
   EXPECT_EQ(more_slots[0], static_cast<size_t>(kNodes));  // without n5, with x
-  std::vector<std::string> laid = Shown(index, r);
-  EXPECT_EQ(laid.front(), "n33");  // x's block, which now holds n33..n63 and x
-  EXPECT_THAT(laid, ::testing::Contains("x"));
-  EXPECT_THAT(laid, Not(::testing::Contains("m0")));  // full, in a full block
+  // Laid out, x is shown for its room; the full m nodes are not.
+  EXPECT_THAT(Shown(index, r), ElementsAre("x", "n90"));
+  more[0].alloc_cpu_millis = 0;
+  index.Touch(&more_slots[0]);
+  EXPECT_THAT(Shown(index, r), ElementsAre("x", "n90", "m0"));
 }
 
 // ---- The Scheduler's placement pass
