@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "absl/hash/hash.h"
 #include "absl/strings/match.h"
@@ -93,7 +94,7 @@ absl::Status Scheduler::LoadState() {
   const absl::Time lease_end = clock_->Now() + options_.lease_ttl + options_.restart_grace;
   for (NodeRecord& record : state.nodes) {
     std::string name = record.name;
-    NodeEntry& entry = nodes_[name];
+    NodeEntry& entry = EntryFor(name);
     entry.node.record = std::move(record);
     RefreshNodeFacts(entry);
   }
@@ -121,7 +122,7 @@ absl::Status Scheduler::LoadState() {
     }
     if (IsLeased(job.state)) {
       SetLeaseExpiry(job, lease_end);
-      NodeEntry& entry = nodes_[job.node];
+      NodeEntry& entry = EntryFor(job.node);
       if (entry.node.record.name.empty()) entry.node.record.name = job.node;
       Allocate(entry, job);
     }
@@ -282,6 +283,13 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   return SubmitResult{stored, false};
 }
 
+Scheduler::NodeEntry& Scheduler::EntryFor(const std::string& name) {
+  if (NodeEntry* found = FindNode(name)) return *found;
+  auto it = nodes_.try_emplace(name).first;
+  node_index_.emplace(it->first, &it->second);
+  return it->second;
+}
+
 Scheduler::IdKey Scheduler::IdKey::Of(absl::string_view id) {
   uint64_t head = 0;
   for (size_t i = 0; i < 8; ++i) {
@@ -378,7 +386,7 @@ absl::StatusOr<Job> Scheduler::CancelLocked(absl::string_view id_or_prefix, std:
   job.message = std::move(reason);
   job.update_time = clock_->Now();
   PutJob(job, out);
-  NodeEntry& entry = nodes_[job.node];
+  NodeEntry& entry = EntryFor(job.node);
   if (entry.link) {
     out.commands.push_back(
         [link = entry.link, id = job.id, epoch = job.epoch] { link->Cancel(id, epoch); });
@@ -399,9 +407,9 @@ std::vector<Node> Scheduler::ListNodes() const {
 
 absl::StatusOr<Node> Scheduler::GetNode(absl::string_view name) const {
   absl::ReaderMutexLock lock(&mu_);
-  auto it = nodes_.find(std::string(name));
-  if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("node ", name, " not found"));
-  return it->second.node;
+  const NodeEntry* entry = FindNode(name);
+  if (entry == nullptr) return absl::NotFoundError(absl::StrCat("node ", name, " not found"));
+  return entry->node;
 }
 
 void Scheduler::Cordon(absl::string_view name, bool cordon, Done<Node> done) {
@@ -422,9 +430,9 @@ void Scheduler::Drain(absl::string_view name, Done<Node> done) {
 
 absl::StatusOr<Node> Scheduler::SetCordonLocked(absl::string_view name, bool cordon, bool drain,
                                                 Outbox& out) {
-  auto it = nodes_.find(std::string(name));
-  if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("node ", name, " not found"));
-  NodeEntry& entry = it->second;
+  NodeEntry* found = FindNode(name);
+  if (found == nullptr) return absl::NotFoundError(absl::StrCat("node ", name, " not found"));
+  NodeEntry& entry = *found;
   NodeRecord& record = entry.node.record;
   const bool was_schedulable = entry.node.Schedulable();
   record.cordoned = cordon;
@@ -463,7 +471,7 @@ absl::StatusOr<uint64_t> Scheduler::ConnectLocked(const std::string& name, NodeC
     return absl::InvalidArgumentError("capabilities.cpus: must be > 0");
   }
   const absl::Time now = clock_->Now();
-  NodeEntry& entry = nodes_[name];
+  NodeEntry& entry = EntryFor(name);
   NodeRecord& record = entry.node.record;
   const bool is_new = record.name.empty() || record.register_time == absl::InfinitePast();
   if (is_new) {
@@ -500,21 +508,21 @@ absl::StatusOr<uint64_t> Scheduler::ConnectLocked(const std::string& name, NodeC
 
 void Scheduler::DisconnectAgent(const std::string& name, uint64_t session) {
   absl::MutexLock lock(&mu_);
-  auto it = nodes_.find(name);
-  if (it == nodes_.end() || it->second.session != session || !it->second.node.connected) return;
-  it->second.node.connected = false;
-  heard_.erase({it->second.node.last_heartbeat, &it->second});
-  it->second.link.reset();
+  NodeEntry* entry = FindNode(name);
+  if (entry == nullptr || entry->session != session || !entry->node.connected) return;
+  entry->node.connected = false;
+  heard_.erase({entry->node.last_heartbeat, entry});
+  entry->link.reset();
   stats_.agents_connected--;
 }
 
 absl::StatusOr<Scheduler::NodeEntry*> Scheduler::SessionNode(const std::string& name,
                                                              uint64_t session) {
-  auto it = nodes_.find(name);
-  if (it == nodes_.end() || it->second.session != session || !it->second.node.connected) {
+  NodeEntry* entry = FindNode(name);
+  if (entry == nullptr || entry->session != session || !entry->node.connected) {
     return StaleSession(name);
   }
-  return &it->second;
+  return entry;
 }
 
 absl::StatusOr<Job*> Scheduler::LeasedJob(const std::string& node, const JobRef& ref) {
@@ -746,19 +754,19 @@ void Scheduler::Allocate(NodeEntry& entry, const Job& job) {
 
 void Scheduler::Release(Job& job) {
   EraseLeaseExpiry(job);
-  auto it = nodes_.find(job.node);
-  if (it == nodes_.end() || !it->second.jobs.erase(job.id)) return;
-  Node& node = it->second.node;
+  NodeEntry* entry = FindNode(job.node);
+  if (entry == nullptr || !entry->jobs.erase(job.id)) return;
+  Node& node = entry->node;
   node.alloc_cpu_millis -= job.spec.resources.cpu_millis;
   node.alloc_memory_bytes -= job.spec.resources.memory_bytes;
   for (uint32_t gpu : job.gpu_indexes) node.busy_gpus.erase(gpu);
   node.running_jobs--;
-  it->second.version++;
-  by_price_.Touch(&it->second.price_slot);
-  by_gpu_price_.Touch(&it->second.gpu_price_slot);
+  entry->version++;
+  by_price_.Touch(&entry->price_slot);
+  by_gpu_price_.Touch(&entry->gpu_price_slot);
   // Those waiting for the node may now wait less (or, past their expected end, more).
-  for (const auto& [key, waiter] : it->second.waiting) pending_.ForgetStanding(waiter.group);
-  GainedRoom(it->second);
+  for (const auto& [key, waiter] : entry->waiting) pending_.ForgetStanding(waiter.group);
+  GainedRoom(*entry);
 }
 
 LedgerEntry Scheduler::OpenEntry(const Job& job, absl::Time now) const {
@@ -784,7 +792,8 @@ void Scheduler::MeterLease(Job& job, Outbox& out) {
     op.kind = StoreOp::Kind::kPutLedger;
     op.ledger = e;
     out.batch.push_back(std::move(op));
-    ledger_[{e.job_id, e.epoch}] = std::move(e);
+    auto key = std::make_pair(e.job_id, e.epoch);
+    ledger_.insert_or_assign(std::move(key), std::move(e));
     // What the project has committed just changed: jobs its budget held may go now.
     auto b = budgets_.find(job.spec.project);
     if (b != budgets_.end() && b->second.hard_cap) {
@@ -858,10 +867,10 @@ void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out) {
     QueuedAhead(pending_.Add(&job, /*settled=*/false), job);
   }
   PutJob(job, out);
-  auto it = nodes_.find(node);
-  if (it != nodes_.end() && it->second.link) {
+  const NodeEntry* entry = FindNode(node);
+  if (entry != nullptr && entry->link) {
     out.commands.push_back(
-        [link = it->second.link, id = job.id, epoch, reason] { link->Stop(id, epoch, reason); });
+        [link = entry->link, id = job.id, epoch, reason] { link->Stop(id, epoch, reason); });
   }
 }
 
@@ -977,9 +986,9 @@ void Scheduler::RecordRun(const Job& job) {
   if (job.start_time == absl::InfinitePast() || job.finish_time <= job.start_time) return;
   const double hours = absl::ToDoubleHours(job.finish_time - job.start_time);
   double gpu_work = 0;
-  auto node = nodes_.find(job.node);
-  if (node != nodes_.end() && !job.gpu_indexes.empty() && node->second.node.gpu_throughput > 0) {
-    gpu_work = hours * cost::ScaledThroughput(node->second.node.gpu_throughput,
+  const NodeEntry* node = FindNode(job.node);
+  if (node != nullptr && !job.gpu_indexes.empty() && node->node.gpu_throughput > 0) {
+    gpu_work = hours * cost::ScaledThroughput(node->node.gpu_throughput,
                                               static_cast<int32_t>(job.gpu_indexes.size()));
   }
   RunHistory& h = history_[{job.spec.project, job.spec.name}];
@@ -1034,9 +1043,9 @@ absl::Duration Scheduler::RuntimeOn(const Work& work, const Job& job, const Node
 
 absl::Duration Scheduler::Reservation(const Job& job, const Node* node) const {
   if (node == nullptr) {
-    auto it = nodes_.find(job.node);
-    if (it == nodes_.end()) return WorkOf(job).plain;
-    node = &it->second.node;
+    const NodeEntry* entry = FindNode(job.node);
+    if (entry == nullptr) return WorkOf(job).plain;
+    node = &entry->node;
   }
   return RuntimeOn(WorkOf(job), job, *node);
 }
@@ -1054,8 +1063,8 @@ double Scheduler::LeaseCommitment(const Job& job, absl::Time from) {
 void Scheduler::IndexLeaseStart(Job& job, const Node* node) {
   if (job.lease_start == absl::InfinitePast()) return;
   if (node == nullptr) {
-    auto it = nodes_.find(job.node);
-    if (it != nodes_.end()) node = &it->second.node;
+    const NodeEntry* entry = FindNode(job.node);
+    if (entry != nullptr) node = &entry->node;
   }
   // As the decision reckoned it: on spot, with the work expected to be redone.
   job.lease_reserved = Reservation(job, node);
@@ -1122,8 +1131,15 @@ void Scheduler::RebuildSpendIndex(absl::Time month) {
       SumOverrun(p, *job, from, +1);
     }
   }
-  for (const auto& [key, entry] : ledger_) {
-    spend_[entry.project].closed += entry.CostWithin(month, absl::InfiniteFuture());
+  // In key order, so that the sums come out the same at every start.
+  std::vector<const LedgerEntry*> closed;
+  closed.reserve(ledger_.size());
+  for (const auto& [key, entry] : ledger_) closed.push_back(&entry);
+  std::sort(closed.begin(), closed.end(), [](const LedgerEntry* a, const LedgerEntry* b) {
+    return std::tie(a->job_id, a->epoch) < std::tie(b->job_id, b->epoch);
+  });
+  for (const LedgerEntry* entry : closed) {
+    spend_[entry->project].closed += entry->CostWithin(month, absl::InfiniteFuture());
   }
   for (const auto& [id, expiry] : lease_expiry_) {
     const Job& job = jobs_.at(id);
@@ -1798,8 +1814,7 @@ void Scheduler::NoteWait(Job& job, const Work& work, const DecisionRules& rules,
       if (latest > now) revisit = std::min(revisit, latest);
     }
     revisit = std::max(revisit, now + absl::Seconds(1));
-    auto entry = nodes_.find(chosen->node->record.name);
-    SetWaiting(job, entry != nodes_.end() ? &entry->second : nullptr, revisit);
+    SetWaiting(job, FindNode(chosen->node->record.name), revisit);
     if (same) return;
     message = Summary(rules, now, choice, cs);  // "waiting for ws (local): ..."
     if (!money.empty()) absl::StrAppend(&message, "; ", money);
@@ -1850,7 +1865,7 @@ bool Scheduler::TryPlace(Job& job, const std::vector<const Node*>* nodes, Outbox
   Decision record;
   std::optional<Placement> placement = PlaceWithin(job, nodes, out, &record);
   if (!placement) return false;
-  Assign(job, nodes_.at(placement->node->record.name), std::move(placement->gpu_indexes),
+  Assign(job, *FindNode(placement->node->record.name), std::move(placement->gpu_indexes),
          std::move(record), out);
   return true;
 }
@@ -1936,7 +1951,7 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
         PlaceWithin(job, group->settled ? &grown : nullptr, out, &record);
     if (!p) continue;  // it waits, and says why (NoteWait)
     const std::string project = job.spec.project;
-    Assign(job, nodes_.at(p->node->record.name), std::move(p->gpu_indexes), std::move(record),
+    Assign(job, *FindNode(p->node->record.name), std::move(p->gpu_indexes), std::move(record),
            out);
     room_left.erase(project);  // less is left under its cap
     if (group->first != nullptr) {

@@ -357,6 +357,13 @@ class Scheduler {
 
   absl::StatusOr<std::string> ResolveLocked(absl::string_view id_or_prefix) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The node of that name, or null.
+  NodeEntry* FindNode(absl::string_view name) const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    auto it = node_index_.find(name);
+    return it == node_index_.end() ? nullptr : it->second;
+  }
+  // The node of that name, added (empty) when there is none.
+  NodeEntry& EntryFor(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<NodeEntry*> SessionNode(const std::string& name, uint64_t session)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job `ref` names, if it is leased to `node` under that epoch; FAILED_PRECONDITION if not.
@@ -517,7 +524,9 @@ class Scheduler {
   absl::btree_set<std::pair<absl::Time, const Job*>> expiry_order_ ABSL_GUARDED_BY(mu_);
   // Connected agents by their last heartbeat, so that Tick() reads only the silent (MarkHeard).
   absl::btree_set<std::pair<absl::Time, NodeEntry*>> heard_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, NodeEntry> nodes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, NodeEntry> nodes_ ABSL_GUARDED_BY(mu_);  // in name order; never erased
+  // The same by name, hashed: the keys are nodes_'s (EntryFor adds to both).
+  absl::flat_hash_map<absl::string_view, NodeEntry*> node_index_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<NodeEntry*> local_nodes_ ABSL_GUARDED_BY(mu_);
   // Rented nodes by their cheapest hour, and those with GPUs the catalog rates by that hour per
   // unit of speed, cheapest first: a job's cost on a node is at least the key times a factor of
@@ -531,7 +540,8 @@ class Scheduler {
   absl::flat_hash_map<std::string, absl::Time> revisit_of_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, RunHistory> history_ ABSL_GUARDED_BY(mu_);
   std::vector<Candidate> scratch_ ABSL_GUARDED_BY(mu_);
-  std::map<std::pair<std::string, uint64_t>, LedgerEntry> ledger_ ABSL_GUARDED_BY(mu_);
+  // Closed ledger entries by (job, epoch); hashed, read in key order where sums are taken.
+  absl::flat_hash_map<std::pair<std::string, uint64_t>, LedgerEntry> ledger_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Budget, std::less<>> budgets_ ABSL_GUARDED_BY(mu_);
   absl::Time month_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();  // of the last Tick
   absl::flat_hash_map<std::string, ProjectSpend> spend_ ABSL_GUARDED_BY(mu_);
