@@ -729,7 +729,7 @@ int main(int argc, char** argv) {
   std::vector<double> complete_us, submit_us, tick_us;
   complete_us.reserve(n_completions);
   submit_us.reserve(n_completions);
-  uint64_t decisions = 0, idle_completions = 0, tick_decisions = 0, submit_decisions = 0;
+  uint64_t placed = 0, idle_completions = 0, tick_placed = 0, submit_decisions = 0;
   WallClock::duration completing{};
   const absl::Duration tick_every = absl::Seconds(absl::GetFlag(FLAGS_tick_s));
   absl::Time next_tick = sim_start + tick_every;
@@ -743,7 +743,7 @@ int main(int argc, char** argv) {
         const auto t0 = WallClock::now();
         scheduler.Tick();
         tick_us.push_back(Micros(WallClock::now() - t0));
-        tick_decisions += cluster.assigns - before;
+        tick_placed += cluster.assigns - before;
         next_tick += tick_every;
       }
       sim_clock.Set(done.end);
@@ -759,7 +759,7 @@ int main(int argc, char** argv) {
     const auto t1 = WallClock::now();
     completing += t1 - t0;
     complete_us.push_back(Micros(t1 - t0));
-    decisions += cluster.assigns - assigns_before;
+    placed += cluster.assigns - assigns_before;
     if (cluster.assigns == assigns_before) idle_completions++;
     if (refill) {
       const uint64_t before = scheduler.Stats().decisions_total;
@@ -779,11 +779,11 @@ int main(int argc, char** argv) {
   const size_t n_done = complete_us.size();
   std::printf(
       "mode=placement cost_model=%s nodes=%d pending=%lld shapes=%zu running=%zu setup_s=%.1f "
-      "completions=%zu passes_per_s=%.0f decisions=%llu decisions_per_s=%.0f p50_us=%.1f "
+      "completions=%zu passes_per_s=%.0f placed=%llu placed_per_s=%.0f p50_us=%.1f "
       "p99_us=%.1f max_us=%.1f submit_p50_us=%.1f submit_p99_us=%.1f\n",
       cost_model ? "true" : "false", n_nodes, static_cast<long long>(pending()), shapes.size(),
-      running_at_start, setup_s, n_done, n_done / secs, static_cast<unsigned long long>(decisions),
-      decisions / secs, Percentile(complete_us, 0.5), Percentile(complete_us, 0.99),
+      running_at_start, setup_s, n_done, n_done / secs, static_cast<unsigned long long>(placed),
+      placed / secs, Percentile(complete_us, 0.5), Percentile(complete_us, 0.99),
       Percentile(complete_us, 1.0), Percentile(submit_us, 0.5), Percentile(submit_us, 0.99));
   double fill_us = 0;
   for (double us : connect_us) fill_us += us;
@@ -836,8 +836,8 @@ int main(int argc, char** argv) {
   std::printf("queue_start: %s\n", queue_at_start.Format("").c_str());
   std::printf("queue_end: %s\n", queue_at_end.Format("").c_str());
   std::printf(
-      "ticks: ticks=%zu tick_decisions=%llu tick_p50_us=%.1f tick_p99_us=%.1f tick_max_us=%.1f\n",
-      tick_us.size(), static_cast<unsigned long long>(tick_decisions), Percentile(tick_us, 0.5),
+      "ticks: ticks=%zu tick_placed=%llu tick_p50_us=%.1f tick_p99_us=%.1f tick_max_us=%.1f\n",
+      tick_us.size(), static_cast<unsigned long long>(tick_placed), Percentile(tick_us, 0.5),
       Percentile(tick_us, 0.99), Percentile(tick_us, 1.0));
   std::string budgets;
   for (const Project& pr : projects) {
