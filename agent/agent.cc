@@ -50,6 +50,7 @@ RunRequest RequestFor(const v1::Job& job, const std::string& work_dir) {
 
 struct Agent::HeldJob {
   uint64_t epoch = 0;
+  uint32_t attempt = 0;
   uint64_t serial = 0;
   absl::Time assigned_at;
   std::unique_ptr<JobRunner> runner;  // null once the process has ended
@@ -72,8 +73,13 @@ Agent::Agent(Options options, AgentMetrics* metrics)
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5'000);
-  stub_ = v1::AgentService::NewStub(
-      grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(), args));
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(), args);
+  stub_ = v1::AgentService::NewStub(channel);
+  CheckpointUploader::Options upload;
+  upload.node_name = options_.node_name;
+  upload.poll = absl::Milliseconds(std::max<int64_t>(options_.checkpoint_poll_ms, 10));
+  checkpoints_ = std::make_unique<CheckpointUploader>(std::move(upload), std::move(channel));
 }
 
 Agent::~Agent() = default;
@@ -405,6 +411,7 @@ void Agent::OnAssignment(const v1::Assignment& assignment) {
   }
   HeldJob& held = jobs_[job.id()];
   held.epoch = epoch;
+  held.attempt = job.attempt();
   held.serial = ++last_serial_;
   held.assigned_at = options_.clock->Now();
   const JobToken token(job.id(), held.serial);
@@ -414,7 +421,27 @@ void Agent::OnAssignment(const v1::Assignment& assignment) {
     OnOutput(token, stream, std::move(data));
   };
   callbacks.exited = [this, token](absl::StatusOr<ExitStatus> exit) { OnExited(token, exit); };
-  held.runner = JobRunner::Start(RequestFor(job, options_.work_dir), std::move(callbacks));
+  RunRequest request = RequestFor(job, options_.work_dir);
+  if (job.attempt() > 1) {
+    // A later attempt resumes from the job's newest checkpoint, wherever it was made.
+    request.prepare = [uploader = checkpoints_.get(), id = job.id()](
+                          const std::string& dir, std::string* note) -> std::string {
+      absl::StatusOr<checkpoint::Downloaded> got = uploader->FetchNewest(id, dir);
+      if (got.ok()) {
+        *note = absl::StrFormat("sched-agent: resuming from checkpoint %s (#%d, %d bytes)\n",
+                                got->manifest.name(), got->manifest.seq(),
+                                got->manifest.size_bytes());
+        return got->path;
+      }
+      if (got.status().code() != absl::StatusCode::kNotFound) {
+        *note = absl::StrCat("sched-agent: starting without a checkpoint: ",
+                             got.status().message(), "\n");
+      }
+      Log("job %s: no checkpoint to resume from: %s", id, got.status().message());
+      return "";
+    };
+  }
+  held.runner = JobRunner::Start(std::move(request), std::move(callbacks));
 }
 
 void Agent::OnCancel(const v1::CancelJob& cancel) {
@@ -452,6 +479,8 @@ void Agent::OnStarted(const JobToken& token, pid_t pid) {
   HeldJob* job = FindLocked(token);
   if (job == nullptr) return;
   Log("job %s: started, pid %d", token.first, pid);
+  checkpoints_->Watch(token.first, job->epoch, job->attempt,
+                      CheckpointFolder(options_.work_dir, token.first, job->attempt));
   PushLocked(token.first, *job, Update(token.first, job->epoch, v1::JOB_STATE_RUNNING));
 }
 
@@ -471,6 +500,7 @@ void Agent::OnExited(const JobToken& token, const absl::StatusOr<ExitStatus>& ex
   HeldJob* job = FindLocked(token);
   if (job == nullptr) return;
   reap_.push_back(std::move(job->runner));
+  checkpoints_->Unwatch(token.first);
   const JobEnd end = DescribeJobEnd(exit, job->cancel_requested);
   Log("job %s: %s", token.first, end.message);
   if (job->dropped_log_bytes > 0) PushLogLocked(token.first, *job, v1::LOG_STREAM_STDERR, "");
@@ -535,6 +565,7 @@ void Agent::ForgetLocked(const std::string& id, absl::string_view why) {
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return;
   HeldJob& job = it->second;
+  checkpoints_->Unwatch(id);
   if (job.runner != nullptr) {
     Log("job %s: killing it and forgetting it: %s", id, why);
     job.runner->Kill(kill_grace_);

@@ -36,6 +36,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/checkpoints.h"
 #include "agent/metrics.h"
 #include "agent/process_ledger.h"
 #include "agent/runner.h"
@@ -58,6 +59,7 @@ class Agent {
     uint64_t random_seed = 1;  // reconnect jitter
     int64_t shutdown_flush_ms = 2'000;
     size_t max_buffered_log_bytes = 8 << 20;
+    int64_t checkpoint_poll_ms = 500;  // how often job checkpoint folders are looked at
     Clock* clock = RealClock::Get();  // leases and heartbeats; must outlive the agent
   };
 
@@ -120,6 +122,7 @@ class Agent {
   const absl::Duration kill_grace_;
   AgentMetrics* const metrics_;
   std::unique_ptr<v1::AgentService::Stub> stub_;
+  std::unique_ptr<CheckpointUploader> checkpoints_;
   int failed_dials_ = 0;  // in a row; Run()'s thread only
 
   mutable absl::Mutex mu_;

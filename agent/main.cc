@@ -37,6 +37,8 @@ ABSL_FLAG(std::string, work_dir, "./sched-agent-work",
 ABSL_FLAG(std::string, labels, "", "Node labels: k=v,k=v.");
 ABSL_FLAG(int64_t, kill_grace_ms, 10'000,
           "How long a job has between SIGTERM and SIGKILL when it is stopped.");
+ABSL_FLAG(int64_t, checkpoint_poll_ms, 500,
+          "How often the jobs' checkpoint folders are looked at for new checkpoints to upload.");
 ABSL_FLAG(bool, detect_only, false, "Print the detected capabilities as JSON and exit.");
 ABSL_FLAG(std::string, gpu_detection, "auto", "How to find GPUs: auto, nvml, nvidia-smi or none.");
 ABSL_FLAG(std::string, config, "",
@@ -127,6 +129,7 @@ int main(int argc, char** argv) {
   options.agent.node_name = absl::GetFlag(FLAGS_name);
   options.agent.work_dir = absl::GetFlag(FLAGS_work_dir);
   options.agent.kill_grace_ms = absl::GetFlag(FLAGS_kill_grace_ms);
+  options.agent.checkpoint_poll_ms = absl::GetFlag(FLAGS_checkpoint_poll_ms);
   options.agent.random_seed = std::random_device{}();  // agents cut off together spread out
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.detect_only = absl::GetFlag(FLAGS_detect_only);

@@ -94,7 +94,8 @@ struct ExecArgs {
   std::vector<char*> envp;
 };
 
-ExecArgs BuildExecArgs(const RunRequest& r) {
+ExecArgs BuildExecArgs(const RunRequest& r, const std::string& checkpoint_dir,
+                       const std::string& resume_from) {
   ExecArgs a;
   if (r.setup.empty()) {
     a.argv_strings = {"/bin/sh", "-c", r.run};
@@ -113,6 +114,9 @@ ExecArgs BuildExecArgs(const RunRequest& r) {
   env["SCHED_PROJECT"] = r.project;
   env["CUDA_VISIBLE_DEVICES"] = absl::StrJoin(r.gpu_indexes, ",");
   env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID";
+  env["SCHED_CHECKPOINT_DIR"] = checkpoint_dir;
+  env.erase("SCHED_RESUME_FROM");
+  if (!resume_from.empty()) env["SCHED_RESUME_FROM"] = resume_from;
   for (const auto& [name, value] : env) a.env_strings.push_back(absl::StrCat(name, "=", value));
   for (std::string& s : a.argv_strings) a.argv.push_back(s.data());
   a.argv.push_back(nullptr);
@@ -190,6 +194,7 @@ struct Spawned {
   pid_t pid;
   int out_fd;
   int err_fd;
+  std::string note;  // from RunRequest::prepare, for the job's stderr
 };
 
 // Creates the folder and forks the job. `cancelled` is asked just before the fork.
@@ -206,7 +211,16 @@ absl::StatusOr<Spawned> SpawnJob(const RunRequest& request,
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create the job folder ", folder, ": ", ec.message()));
   }
-  const ExecArgs args = BuildExecArgs(request);
+  const std::string checkpoint_dir = CheckpointFolder(request.work_dir, request.job_id,
+                                                      request.attempt);
+  std::filesystem::create_directories(checkpoint_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create the checkpoint folder ", checkpoint_dir, ": ", ec.message()));
+  }
+  std::string resume_from, note;
+  if (request.prepare && !cancelled()) resume_from = request.prepare(checkpoint_dir, &note);
+  const ExecArgs args = BuildExecArgs(request, checkpoint_dir, resume_from);
   Fd out_read, out_write, err_read, err_write, report_read, report_write;
   SCHED_RETURN_IF_ERROR(MakePipe(out_read, out_write));
   SCHED_RETURN_IF_ERROR(MakePipe(err_read, err_write));
@@ -227,7 +241,7 @@ absl::StatusOr<Spawned> SpawnJob(const RunRequest& request,
   if (n == 0) {  // the report pipe closed on exec
     fcntl(out_read.get(), F_SETFL, O_NONBLOCK);
     fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
-    return Spawned{pid, out_read.Release(), err_read.Release()};
+    return Spawned{pid, out_read.Release(), err_read.Release(), std::move(note)};
   }
   int status;
   waitpid(pid, &status, 0);
@@ -257,6 +271,11 @@ bool ReadReady(int fd, std::string& chunk) {
 
 std::string JobFolder(const std::string& work_dir, const std::string& job_id, uint32_t attempt) {
   return absl::StrCat(work_dir, "/jobs/", job_id, "-", attempt);
+}
+
+std::string CheckpointFolder(const std::string& work_dir, const std::string& job_id,
+                             uint32_t attempt) {
+  return absl::StrCat(JobFolder(work_dir, job_id, attempt), "/checkpoints");
 }
 
 std::unique_ptr<JobRunner> JobRunner::Start(RunRequest request, Callbacks callbacks) {
@@ -298,6 +317,7 @@ void JobRunner::Main() {
     callbacks_.exited(spawned.status());
   } else {
     callbacks_.started(spawned->pid);
+    if (!spawned->note.empty()) callbacks_.output(OutputStream::kStderr, spawned->note);
     callbacks_.exited(Supervise(spawned->pid, spawned->out_fd, spawned->err_fd));
   }
   done_ = true;

@@ -5,8 +5,10 @@
 // The job runs in <work_dir>/jobs/<job_id>-<attempt> (created if missing) with the agent's
 // environment, then the spec's env, then SCHED_JOB_ID, SCHED_ATTEMPT, SCHED_JOB_NAME,
 // SCHED_PROJECT, CUDA_VISIBLE_DEVICES (the GPU indexes comma-joined, "" for none) and
-// CUDA_DEVICE_ORDER=PCI_BUS_ID (so CUDA numbers GPUs as NVML and nvidia-smi do). stdin is
-// /dev/null; stdout and stderr are pipes read by the runner.
+// CUDA_DEVICE_ORDER=PCI_BUS_ID (so CUDA numbers GPUs as NVML and nvidia-smi do),
+// SCHED_CHECKPOINT_DIR (<job folder>/checkpoints, created empty) and, when `prepare` fetched a
+// checkpoint, SCHED_RESUME_FROM (docs/checkpoints.md). stdin is /dev/null; stdout and stderr
+// are pipes read by the runner.
 //
 // Without setup: `/bin/sh -c <run>`. With setup: one `/bin/sh -c` that evals setup and then,
 // only if setup ended with status 0, evals run in the same shell, so that `cd`, `export` and
@@ -51,10 +53,17 @@ struct RunRequest {
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<uint32_t> gpu_indexes;
   std::string work_dir;  // the agent's work folder
+  // Called on the runner's thread once the checkpoint folder exists, before the job starts:
+  // brings in what the attempt resumes from. Returns the path for SCHED_RESUME_FROM ("" for
+  // none); `note`, if set, is written to the job's stderr once it runs.
+  std::function<std::string(const std::string& checkpoint_dir, std::string* note)> prepare;
 };
 
 // <work_dir>/jobs/<job_id>-<attempt>
 std::string JobFolder(const std::string& work_dir, const std::string& job_id, uint32_t attempt);
+// <work_dir>/jobs/<job_id>-<attempt>/checkpoints: SCHED_CHECKPOINT_DIR.
+std::string CheckpointFolder(const std::string& work_dir, const std::string& job_id,
+                             uint32_t attempt);
 
 class JobRunner {
  public:

@@ -530,15 +530,31 @@ absl::StatusOr<Job*> Scheduler::LeasedJob(const std::string& node, const JobRef&
   if (it == jobs_.end()) {
     return absl::NotFoundError(absl::StrCat("job ", ref.job_id, " not found"));
   }
-  Job& job = it->second;
-  if (job.epoch != ref.epoch || job.node != node || !IsLeased(job.state)) {
+  absl::Status held = LeaseHeld(it->second, node, ref);
+  if (!held.ok()) {
     stats_.stale_reports_total++;
+    return held;
+  }
+  return &it->second;
+}
+
+absl::Status Scheduler::LeaseHeld(const Job& job, const std::string& node, const JobRef& ref) {
+  if (job.epoch != ref.epoch || job.node != node || !IsLeased(job.state)) {
     return absl::FailedPreconditionError(
         absl::StrFormat("stale epoch %d for job %s on node %s: the job is %s at epoch %d%s",
                         ref.epoch, job.id, node, JobStateName(job.state), job.epoch,
                         job.node.empty() ? "" : absl::StrCat(" on node ", job.node)));
   }
-  return &job;
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::CheckLease(const std::string& node, const JobRef& ref) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = jobs_.find(ref.job_id);
+  if (it == jobs_.end()) {
+    return absl::NotFoundError(absl::StrCat("job ", ref.job_id, " not found"));
+  }
+  return LeaseHeld(it->second, node, ref);
 }
 
 void Scheduler::RenewLeases(NodeEntry& entry, const std::vector<JobRef>& refs, Outbox& out) {

@@ -160,6 +160,11 @@ class Scheduler {
   void Drain(absl::string_view name, Done<Node> done);
 
   // ---- Agents ----
+  // OK when `node` holds the lease of job `ref.job_id` at `ref.epoch` (the job is assigned or
+  // running there); NOT_FOUND for an unknown job; FAILED_PRECONDITION otherwise (a stale epoch:
+  // the job was given to another node, or ended). For uploads that ride beside the stream
+  // (checkpoints).
+  absl::Status CheckLease(const std::string& node, const JobRef& ref) const;
   // A new stream from agent `name`. Replaces any earlier session of that node. `running` are the
   // jobs the agent still runs; those whose lease is no longer theirs are stopped, and jobs leased
   // to the node that the agent does not hold go back to the queue. `done` gets the session id
@@ -367,6 +372,8 @@ class Scheduler {
   absl::StatusOr<NodeEntry*> SessionNode(const std::string& name, uint64_t session)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job `ref` names, if it is leased to `node` under that epoch; FAILED_PRECONDITION if not.
+  // OK when `job` is leased to `node` at `ref.epoch`, else FAILED_PRECONDITION saying why.
+  static absl::Status LeaseHeld(const Job& job, const std::string& node, const JobRef& ref);
   absl::StatusOr<Job*> LeasedJob(const std::string& node, const JobRef& ref)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // lease_expiry_ and expiry_order_ together.

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -66,6 +67,15 @@ class Store {
   // Records of `job_id` with index >= from_index, in order, at most `max` of them.
   virtual absl::StatusOr<std::vector<LogRecord>> ReadLogs(const std::string& job_id,
                                                           uint64_t from_index, size_t max) = 0;
+
+  // Side records other parts of schedd keep beside the scheduler's state (checkpoint metadata),
+  // by key. Written at once, outside the batches, and durable on return. A store that keeps
+  // none (the simulation's) answers UNIMPLEMENTED.
+  virtual absl::Status PutRecord(const std::string& key, const std::string& value);
+  virtual absl::Status DeleteRecords(const std::vector<std::string>& keys);
+  // Every record whose key starts with `prefix`, in key order.
+  virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ScanRecords(
+      const std::string& prefix);
 };
 
 }  // namespace sched

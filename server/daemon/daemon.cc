@@ -1,5 +1,6 @@
 #include "server/daemon/daemon.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -12,7 +13,9 @@
 #include "server/common/status_macros.h"
 #include "server/metrics/metrics.h"
 #include "server/cost/catalog_yaml.h"
+#include "server/checkpoint/checkpoint_store.h"
 #include "server/service/agent_service.h"
+#include "server/service/checkpoint_service.h"
 #include "server/service/cost_service.h"
 #include "server/service/job_service.h"
 #include "server/service/node_service.h"
@@ -76,6 +79,13 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get());
   node_service_ = std::make_unique<NodeServiceImpl>(scheduler_.get());
   cost_service_ = std::make_unique<CostServiceImpl>(scheduler_.get());
+  CheckpointStoreOptions checkpoint_options;
+  checkpoint_options.root = (std::filesystem::path(options_.data_dir) / "checkpoints").string();
+  checkpoint_options.keep_per_job = std::max<size_t>(options_.checkpoint_keep, 1);
+  checkpoint_options.max_checkpoint_bytes = options_.max_checkpoint_bytes;
+  SCHED_ASSIGN_OR_RETURN(checkpoints_, CheckpointStore::Open(std::move(checkpoint_options), store));
+  checkpoint_service_ =
+      std::make_unique<CheckpointServiceImpl>(scheduler_.get(), checkpoints_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -85,6 +95,7 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   builder.RegisterService(agent_service_.get());
   builder.RegisterService(node_service_.get());
   builder.RegisterService(cost_service_.get());
+  builder.RegisterService(checkpoint_service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
   // Agents keep one stream open for hours: keepalive finds dead peers behind NATs.
@@ -134,6 +145,8 @@ Daemon::~Daemon() {
   if (ticker_.joinable()) ticker_.join();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   exposer_.reset();
+  checkpoint_service_.reset();
+  checkpoints_.reset();
   scheduler_.reset();  // waits for in-flight store callbacks
   owned_store_.reset();
 }

@@ -25,6 +25,8 @@ class JobServiceImpl;
 class AgentServiceImpl;
 class NodeServiceImpl;
 class CostServiceImpl;
+class CheckpointServiceImpl;
+class CheckpointStore;
 class ServerMetrics;
 class RocksDbStore;
 
@@ -47,6 +49,10 @@ struct DaemonOptions {
   // none, and runtimes are not scaled by GPU speed. A catalog that does not load stops schedd.
   std::string catalog_path;
   std::vector<std::string> catalog_overrides;
+  // Checkpoints: chunks under <data_dir>/checkpoints (also when a Store is handed in), the
+  // newest `checkpoint_keep` of each job kept, none bigger than max_checkpoint_bytes.
+  size_t checkpoint_keep = 3;
+  uint64_t max_checkpoint_bytes = uint64_t{64} << 30;
 };
 
 // schedd in one object: store, scheduler, gRPC services (with health and reflection), metrics
@@ -64,6 +70,7 @@ class Daemon {
   int port() const { return port_; }
   int metrics_port() const;
   Scheduler* scheduler() const { return scheduler_.get(); }
+  CheckpointStore* checkpoints() const { return checkpoints_.get(); }
   // Blocks until Shutdown().
   void Wait();
   void Shutdown();
@@ -80,6 +87,8 @@ class Daemon {
   std::unique_ptr<AgentServiceImpl> agent_service_;
   std::unique_ptr<NodeServiceImpl> node_service_;
   std::unique_ptr<CostServiceImpl> cost_service_;
+  std::unique_ptr<CheckpointStore> checkpoints_;
+  std::unique_ptr<CheckpointServiceImpl> checkpoint_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;

@@ -79,6 +79,29 @@ absl::StatusOr<std::vector<LogRecord>> MemoryStore::ReadLogs(const std::string& 
   return out;
 }
 
+absl::Status MemoryStore::PutRecord(const std::string& key, const std::string& value) {
+  absl::MutexLock lock(&mu_);
+  records_[key] = value;
+  return absl::OkStatus();
+}
+
+absl::Status MemoryStore::DeleteRecords(const std::vector<std::string>& keys) {
+  absl::MutexLock lock(&mu_);
+  for (const std::string& key : keys) records_.erase(key);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> MemoryStore::ScanRecords(
+    const std::string& prefix) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto it = records_.lower_bound(prefix);
+       it != records_.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+    out.emplace_back(it->first, it->second);
+  }
+  return out;
+}
+
 uint64_t MemoryStore::appended() const {
   absl::MutexLock lock(&mu_);
   return last_ticket_;

@@ -21,6 +21,11 @@ class MemoryStore final : public Store {
   absl::StatusOr<std::vector<LogRecord>> ReadLogs(const std::string& job_id, uint64_t from_index,
                                                   size_t max) override;
 
+  absl::Status PutRecord(const std::string& key, const std::string& value) override;
+  absl::Status DeleteRecords(const std::vector<std::string>& keys) override;
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ScanRecords(
+      const std::string& prefix) override;
+
   // Batches appended so far.
   uint64_t appended() const;
 
@@ -34,6 +39,7 @@ class MemoryStore final : public Store {
   absl::flat_hash_map<std::pair<std::string, uint64_t>, LedgerEntry> ledger_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Budget> budgets_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<LogRecord>> logs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> records_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace sched

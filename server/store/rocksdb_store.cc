@@ -21,6 +21,7 @@ constexpr absl::string_view kNodePrefix = "n/";
 constexpr absl::string_view kLogPrefix = "l/";
 constexpr absl::string_view kLedgerPrefix = "c/";
 constexpr absl::string_view kBudgetPrefix = "b/";
+constexpr absl::string_view kRecordPrefix = "x/";  // side records: x/<the caller's key>
 
 int64_t MillisOrZero(absl::Time t) {
   return t == absl::InfinitePast() ? 0 : absl::ToUnixMillis(t);
@@ -312,6 +313,32 @@ absl::StatusOr<std::vector<LogRecord>> RocksDbStore::ReadLogs(const std::string&
     out.push_back(std::move(record));
   }
   SCHED_RETURN_IF_ERROR(FromRocks(it->status(), "reading logs"));
+  return out;
+}
+
+absl::Status RocksDbStore::PutRecord(const std::string& key, const std::string& value) {
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  return FromRocks(db_->Put(wo, absl::StrCat(kRecordPrefix, key), value), "storing a record");
+}
+
+absl::Status RocksDbStore::DeleteRecords(const std::vector<std::string>& keys) {
+  rocksdb::WriteBatch wb;
+  for (const std::string& key : keys) wb.Delete(absl::StrCat(kRecordPrefix, key));
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  return FromRocks(db_->Write(wo, &wb), "deleting records");
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> RocksDbStore::ScanRecords(
+    const std::string& prefix) {
+  const std::string full = absl::StrCat(kRecordPrefix, prefix);
+  std::vector<std::pair<std::string, std::string>> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(full); it->Valid() && it->key().starts_with(full); it->Next()) {
+    out.emplace_back(it->key().ToString().substr(kRecordPrefix.size()), it->value().ToString());
+  }
+  SCHED_RETURN_IF_ERROR(FromRocks(it->status(), "reading records"));
   return out;
 }
 

@@ -44,6 +44,11 @@ class RocksDbStore final : public Store {
                                                   size_t max) override;
 
   // Batches committed and WAL syncs done: their ratio is the group-commit factor.
+  absl::Status PutRecord(const std::string& key, const std::string& value) override;
+  absl::Status DeleteRecords(const std::vector<std::string>& keys) override;
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ScanRecords(
+      const std::string& prefix) override;
+
   uint64_t batches_committed() const;
   uint64_t syncs() const;
 

@@ -1,0 +1,392 @@
+#include "server/checkpoint/checkpoint_files.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "openssl/evp.h"
+
+namespace sched::checkpoint {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::Status Errno(absl::string_view what, const std::string& path) {
+  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+}
+
+// Reads exactly `size` bytes at `offset`; short when the file is shorter.
+absl::StatusOr<std::string> ReadAt(int fd, uint64_t offset, uint64_t size,
+                                   const std::string& path) {
+  std::string out(size, '\0');
+  size_t got = 0;
+  while (got < size) {
+    const ssize_t n = pread(fd, out.data() + got, size - got, offset + got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Errno("reading", path);
+    if (n == 0) break;
+    got += n;
+  }
+  out.resize(got);
+  return out;
+}
+
+absl::Status WriteAll(int fd, absl::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    const ssize_t n = write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Errno("writing", path);
+    data.remove_prefix(n);
+  }
+  return absl::OkStatus();
+}
+
+// Adds the file at `full` as `rel` to `manifest`, cutting it into chunks.
+absl::Status AddFile(const std::string& full, const std::string& rel, v1::Checkpoint& manifest,
+                     std::vector<LocalChunk>* chunks) {
+  const int fd = open(full.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return Errno("opening", full);
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return Errno("reading", full);
+  }
+  v1::CheckpointFile* file = manifest.add_files();
+  file->set_path(rel);
+  file->set_mode(st.st_mode & 07777);
+  Sha256 whole;
+  uint64_t size = 0;
+  absl::Status status;
+  while (true) {
+    absl::StatusOr<std::string> data = ReadAt(fd, size, kChunkBytes, full);
+    if (!data.ok()) {
+      status = data.status();
+      break;
+    }
+    if (data->empty()) break;
+    whole.Update(*data);
+    const std::string sha = Sha256Hex(*data);
+    file->add_chunks(sha);
+    if (chunks != nullptr) chunks->push_back({sha, full, size, data->size()});
+    size += data->size();
+    if (data->size() < kChunkBytes) break;
+  }
+  close(fd);
+  if (!status.ok()) return status;
+  file->set_size_bytes(size);
+  file->set_sha256(whole.HexDigest());
+  manifest.set_size_bytes(manifest.size_bytes() + size);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// ---- Sha256
+
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr);
+}
+
+Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
+void Sha256::Update(absl::string_view data) {
+  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data.data(), data.size());
+}
+
+std::string Sha256::HexDigest() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), digest, &len);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(len * 2);
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
+}
+
+std::string Sha256Hex(absl::string_view data) {
+  Sha256 sha;
+  sha.Update(data);
+  return sha.HexDigest();
+}
+
+// ---- Names and paths
+
+bool IsTemporaryName(absl::string_view name) {
+  return absl::StartsWith(name, ".") || absl::EndsWith(name, ".tmp");
+}
+
+absl::Status CheckName(absl::string_view name) {
+  if (name.empty() || name.size() > kMaxNameBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint name must be 1 to ", kMaxNameBytes, " characters"));
+  }
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint name ", absl::CEscape(name),
+          ": only letters, digits, '.', '_' and '-' are allowed"));
+    }
+  }
+  if (IsTemporaryName(name)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint name ", name, " is a temporary one (starts with '.' or ends in .tmp)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRelativePath(absl::string_view path) {
+  if (path.empty() || path.size() > kMaxPathBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("file path must be 1 to ", kMaxPathBytes, " characters"));
+  }
+  if (path.find('\0') != absl::string_view::npos || path.find('\\') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("file path ", absl::CEscape(path), " has a NUL or a backslash"));
+  }
+  if (path.front() == '/') {
+    return absl::InvalidArgumentError(absl::StrCat("file path ", path, " is absolute"));
+  }
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part.empty() || part == "." || part == "..") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("file path ", path, " has an empty, \".\" or \"..\" part"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSha256Hex(absl::string_view sha) {
+  if (sha.size() != 64 || !std::all_of(sha.begin(), sha.end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      })) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk name ", absl::CEscape(sha.substr(0, 80)),
+                     " is not a sha256 (64 lowercase hex characters)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckManifest(const v1::Checkpoint& manifest) {
+  if (absl::Status s = CheckName(manifest.name()); !s.ok()) return s;
+  if (manifest.files_size() > static_cast<int>(kMaxFiles)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a checkpoint holds at most ", kMaxFiles, " files"));
+  }
+  if (!manifest.is_dir() && (manifest.files_size() != 1 || !manifest.files(0).path().empty())) {
+    return absl::InvalidArgumentError(
+        "a checkpoint published as a file has exactly one file, with an empty path");
+  }
+  std::set<std::string> paths;
+  uint64_t total = 0;
+  for (const v1::CheckpointFile& f : manifest.files()) {
+    if (manifest.is_dir()) {
+      if (absl::Status s = CheckRelativePath(f.path()); !s.ok()) return s;
+      if (!paths.insert(f.path()).second) {
+        return absl::InvalidArgumentError(absl::StrCat("file path ", f.path(), " is listed twice"));
+      }
+    }
+    if (absl::Status s = CheckSha256Hex(f.sha256()); !s.ok()) return s;
+    for (const std::string& c : f.chunks()) {
+      if (absl::Status s = CheckSha256Hex(c); !s.ok()) return s;
+    }
+    const uint64_t want = (f.size_bytes() + kChunkBytes - 1) / kChunkBytes;
+    if (static_cast<uint64_t>(f.chunks_size()) != want) {
+      return absl::InvalidArgumentError(absl::StrCat("file ", f.path(), " of ", f.size_bytes(),
+                                                     " bytes should have ", want, " chunks, has ",
+                                                     f.chunks_size()));
+    }
+    if (f.mode() > 07777) {
+      return absl::InvalidArgumentError(absl::StrCat("file ", f.path(), ": bad mode ", f.mode()));
+    }
+    total += f.size_bytes();
+  }
+  // A file may not also be a folder of another ("a" and "a/b").
+  for (const std::string& p : paths) {
+    auto next = paths.upper_bound(p);
+    if (next != paths.end() && absl::StartsWith(*next, absl::StrCat(p, "/"))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("file path ", p, " is both a file and a folder of ", *next));
+    }
+  }
+  if (manifest.size_bytes() != 0 && manifest.size_bytes() != total) {
+    return absl::InvalidArgumentError(absl::StrCat("size_bytes ", manifest.size_bytes(),
+                                                   " is not the files' total ", total));
+  }
+  return absl::OkStatus();
+}
+
+// ---- Reading a local checkpoint
+
+absl::StatusOr<v1::Checkpoint> Describe(const std::string& path, std::vector<LocalChunk>* chunks) {
+  const fs::path root(path);
+  v1::Checkpoint manifest;
+  manifest.set_name(root.filename().string());
+  if (absl::Status s = CheckName(manifest.name()); !s.ok()) return s;
+  std::error_code ec;
+  const fs::file_status st = fs::symlink_status(root, ec);
+  if (ec) return absl::NotFoundError(absl::StrCat("checkpoint ", path, ": ", ec.message()));
+  if (fs::is_regular_file(st)) {
+    manifest.set_is_dir(false);
+    if (absl::Status s = AddFile(path, "", manifest, chunks); !s.ok()) return s;
+    return manifest;
+  }
+  if (!fs::is_directory(st)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint ", path, " is neither a file nor a folder"));
+  }
+  manifest.set_is_dir(true);
+  std::vector<std::string> files;
+  for (fs::recursive_directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::file_status s = it->symlink_status(ec);
+    if (ec) break;
+    const std::string rel = fs::relative(it->path(), root, ec).generic_string();
+    if (ec) break;
+    if (fs::is_directory(s)) continue;
+    if (!fs::is_regular_file(s)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint ", path, ": ", rel, " is a link or a special file; only files and folders "
+          "are kept"));
+    }
+    if (absl::Status c = CheckRelativePath(rel); !c.ok()) return c;
+    files.push_back(rel);
+    if (files.size() > kMaxFiles) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("checkpoint ", path, " has more than ", kMaxFiles, " files"));
+    }
+  }
+  if (ec) return absl::InternalError(absl::StrCat("reading ", path, ": ", ec.message()));
+  std::sort(files.begin(), files.end());
+  for (const std::string& rel : files) {
+    if (absl::Status s = AddFile((root / rel).string(), rel, manifest, chunks); !s.ok()) return s;
+  }
+  return manifest;
+}
+
+absl::StatusOr<std::string> ReadChunk(const LocalChunk& chunk) {
+  const int fd = open(chunk.file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return Errno("opening", chunk.file);
+  absl::StatusOr<std::string> data = ReadAt(fd, chunk.offset, chunk.size, chunk.file);
+  close(fd);
+  if (!data.ok()) return data.status();
+  if (data->size() != chunk.size || Sha256Hex(*data) != chunk.sha256) {
+    return absl::DataLossError(
+        absl::StrCat(chunk.file, " changed after it was published (a chunk no longer matches)"));
+  }
+  return data;
+}
+
+// ---- Writing one out
+
+absl::StatusOr<std::unique_ptr<Writer>> Writer::Start(const std::string& dest_dir,
+                                                      const v1::Checkpoint& manifest) {
+  if (absl::Status s = CheckManifest(manifest); !s.ok()) return s;
+  std::unique_ptr<Writer> w(new Writer());
+  w->manifest_ = manifest;
+  w->final_path_ = (fs::path(dest_dir) / manifest.name()).string();
+  w->tmp_path_ = (fs::path(dest_dir) / absl::StrCat(".tmp-", manifest.name())).string();
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(w->final_path_, ec))) {
+    return absl::AlreadyExistsError(absl::StrCat(w->final_path_, " already exists"));
+  }
+  fs::create_directories(dest_dir, ec);
+  fs::remove_all(w->tmp_path_, ec);
+  if (manifest.is_dir()) {
+    fs::create_directory(w->tmp_path_, ec);
+    if (ec) return absl::InternalError(absl::StrCat("creating ", w->tmp_path_, ": ", ec.message()));
+  }
+  if (absl::Status s = w->OpenNext(); !s.ok()) return s;
+  return w;
+}
+
+Writer::~Writer() {
+  if (fd_ >= 0) close(fd_);
+  if (!finished_) {
+    std::error_code ec;
+    fs::remove_all(tmp_path_, ec);
+  }
+}
+
+absl::Status Writer::OpenNext() {
+  // Files of no bytes need no data: they are written as they come up.
+  while (file_ < manifest_.files_size()) {
+    const v1::CheckpointFile& f = manifest_.files(file_);
+    const std::string path =
+        manifest_.is_dir() ? (fs::path(tmp_path_) / f.path()).string() : tmp_path_;
+    std::error_code ec;
+    if (manifest_.is_dir()) fs::create_directories(fs::path(path).parent_path(), ec);
+    fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+               (f.mode() & 0777) | 0600);
+    if (fd_ < 0) return Errno("creating", path);
+    written_ = 0;
+    sha_ = std::make_unique<Sha256>();
+    if (f.size_bytes() > 0) return absl::OkStatus();
+    if (absl::Status s = CloseCurrent(); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Writer::CloseCurrent() {
+  const v1::CheckpointFile& f = manifest_.files(file_);
+  const std::string digest = sha_->HexDigest();
+  const int fd = fd_;
+  fd_ = -1;
+  const bool synced = fsync(fd) == 0;
+  close(fd);
+  if (digest != f.sha256()) {
+    return absl::DataLossError(absl::StrCat("file ", f.path().empty() ? manifest_.name() : f.path(),
+                                            ": sha256 ", digest, ", the manifest says ",
+                                            f.sha256()));
+  }
+  if (!synced) return Errno("syncing", tmp_path_);
+  file_++;
+  return absl::OkStatus();
+}
+
+absl::Status Writer::Add(absl::string_view data) {
+  while (!data.empty()) {
+    if (file_ >= manifest_.files_size() || fd_ < 0) {
+      return absl::InvalidArgumentError("more bytes than the manifest's files hold");
+    }
+    const v1::CheckpointFile& f = manifest_.files(file_);
+    const size_t take = std::min<uint64_t>(data.size(), f.size_bytes() - written_);
+    if (absl::Status s = WriteAll(fd_, data.substr(0, take), tmp_path_); !s.ok()) return s;
+    sha_->Update(data.substr(0, take));
+    written_ += take;
+    data.remove_prefix(take);
+    if (written_ == f.size_bytes()) {
+      if (absl::Status s = CloseCurrent(); !s.ok()) return s;
+      if (absl::Status s = OpenNext(); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Writer::Finish() {
+  if (file_ < manifest_.files_size()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint ", manifest_.name(), " ended early: ",
+                     manifest_.files_size() - file_, " file(s) incomplete"));
+  }
+  std::error_code ec;
+  fs::rename(tmp_path_, final_path_, ec);
+  if (ec) return absl::InternalError(absl::StrCat("renaming to ", final_path_, ": ", ec.message()));
+  finished_ = true;
+  return final_path_;
+}
+
+}  // namespace sched::checkpoint

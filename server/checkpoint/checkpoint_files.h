@@ -1,0 +1,97 @@
+#pragma once
+
+// Checkpoints on disk, for all three sides: the agent reads what a job published, schedd checks
+// what arrives, and the agent and schedctl write a downloaded one back out. Names and paths that
+// came over the network are checked here before any of them touches a file system.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "sched/v1/checkpoint_service.pb.h"
+
+namespace sched::checkpoint {
+
+// Files are cut into chunks of this many bytes (the last one shorter).
+inline constexpr size_t kChunkBytes = 4 << 20;
+inline constexpr size_t kMaxNameBytes = 128;
+inline constexpr size_t kMaxPathBytes = 1024;
+inline constexpr size_t kMaxFiles = 100'000;
+
+// SHA-256, fed in pieces; hex digest in lowercase.
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void Update(absl::string_view data);
+  std::string HexDigest();  // once
+
+ private:
+  void* ctx_;  // EVP_MD_CTX
+};
+std::string Sha256Hex(absl::string_view data);
+
+// A published checkpoint's name: letters, digits, '.', '_' and '-', at most kMaxNameBytes, not
+// starting with '.' nor ending in ".tmp" (those are how a job writes one before publishing it).
+absl::Status CheckName(absl::string_view name);
+// A name a job writes under before it publishes: skipped by the agent.
+bool IsTemporaryName(absl::string_view name);
+// A file's path inside a checkpoint: relative, '/'-separated, no empty, "." or ".." parts, no
+// NUL or backslash, at most kMaxPathBytes.
+absl::Status CheckRelativePath(absl::string_view path);
+// 64 lowercase hex characters.
+absl::Status CheckSha256Hex(absl::string_view sha);
+// The shape of a manifest: its name, every path (unique, none inside another file), every
+// chunk's name, and chunk counts that fit the sizes. INVALID_ARGUMENT saying what is wrong.
+absl::Status CheckManifest(const v1::Checkpoint& manifest);
+
+// Where the bytes of one chunk of a local checkpoint are.
+struct LocalChunk {
+  std::string sha256;
+  std::string file;  // full path
+  uint64_t offset = 0;
+  uint64_t size = 0;
+};
+
+// Reads the checkpoint published at `path` (a folder, or a single file) into a manifest: its
+// name (the last part of `path`), files in path order with their sizes, modes, chunks and
+// sha256. `chunks` gets where each chunk is, in manifest order. A symlink, device or other
+// special file anywhere in it is refused (INVALID_ARGUMENT), as are names CheckName or
+// CheckRelativePath refuse.
+absl::StatusOr<v1::Checkpoint> Describe(const std::string& path, std::vector<LocalChunk>* chunks);
+// The bytes of `chunk`, checked against its sha256 (DATA_LOSS when the file changed since).
+absl::StatusOr<std::string> ReadChunk(const LocalChunk& chunk);
+
+// Writes a checkpoint out as its bytes arrive in manifest order, into `dest_dir`/.tmp-<name>,
+// checking each file's size and sha256; Finish() renames it to `dest_dir`/<name>. The manifest
+// is checked first (CheckManifest); `dest_dir`/<name> must not exist yet.
+class Writer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Writer>> Start(const std::string& dest_dir,
+                                                       const v1::Checkpoint& manifest);
+  ~Writer();  // removes the partial folder unless Finish() succeeded
+  absl::Status Add(absl::string_view data);
+  // The final path. FAILED_PRECONDITION / DATA_LOSS when bytes are missing or wrong.
+  absl::StatusOr<std::string> Finish();
+
+ private:
+  Writer() = default;
+  absl::Status OpenNext();
+  absl::Status CloseCurrent();
+
+  v1::Checkpoint manifest_;
+  std::string tmp_path_, final_path_;
+  int file_ = 0;          // index into manifest_.files(): the one being written
+  int fd_ = -1;
+  uint64_t written_ = 0;  // of the current file
+  std::unique_ptr<Sha256> sha_;
+  bool finished_ = false;
+};
+
+}  // namespace sched::checkpoint

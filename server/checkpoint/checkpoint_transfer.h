@@ -1,0 +1,41 @@
+#pragma once
+
+// Moving checkpoints over CheckpointService: the agent's upload of what a job published, and
+// the download that the agent (before a resumed attempt) and schedctl share.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "sched/v1/checkpoint_service.grpc.pb.h"
+
+namespace sched::checkpoint {
+
+struct UploadStats {
+  uint64_t chunks = 0;          // in the checkpoint, shared ones once
+  uint64_t chunks_sent = 0;     // those schedd did not have
+  uint64_t bytes_sent = 0;
+};
+
+// Uploads the checkpoint published at `path` (its last part is its name) for the job, epoch and
+// node `uploader` names: asks which chunks schedd lacks, sends those, then commits the manifest.
+// Each call has `timeout`. Codes: schedd's (FAILED_PRECONDITION for a stale epoch), the local
+// errors of Describe/ReadChunk, UNAVAILABLE and the like when schedd cannot be reached.
+absl::StatusOr<v1::Checkpoint> Upload(v1::CheckpointService::StubInterface& stub,
+                                      const v1::CheckpointUploader& uploader, uint32_t attempt,
+                                      const std::string& path, absl::Duration timeout,
+                                      UploadStats* stats = nullptr);
+
+struct Downloaded {
+  v1::Checkpoint manifest;
+  std::string path;  // dest_dir/<name>
+};
+
+// Brings checkpoint `seq` (0: the newest) of job `job_id` (or a unique prefix) into
+// `dest_dir`/<name>, every file checked against its sha256; nothing is left behind on failure.
+absl::StatusOr<Downloaded> Download(v1::CheckpointService::StubInterface& stub,
+                                    const std::string& job_id, uint64_t seq,
+                                    const std::string& dest_dir, absl::Duration timeout);
+
+}  // namespace sched::checkpoint

@@ -1,0 +1,18 @@
+#include "server/core/store.h"
+
+namespace sched {
+
+absl::Status Store::PutRecord(const std::string& key, const std::string& value) {
+  return absl::UnimplementedError("this store keeps no side records");
+}
+
+absl::Status Store::DeleteRecords(const std::vector<std::string>& keys) {
+  return absl::UnimplementedError("this store keeps no side records");
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Store::ScanRecords(
+    const std::string& prefix) {
+  return absl::UnimplementedError("this store keeps no side records");
+}
+
+}  // namespace sched

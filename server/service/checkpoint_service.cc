@@ -1,0 +1,116 @@
+#include "server/service/checkpoint_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/checkpoint/checkpoint_files.h"
+#include "server/service/status.h"
+
+namespace sched {
+namespace {
+
+constexpr int kMaxAsk = 10'000;  // chunk names in one FindMissingChunks
+
+}  // namespace
+
+absl::Status CheckpointServiceImpl::CheckUploader(const v1::CheckpointUploader& u) const {
+  if (u.job_id().empty() || u.node_name().empty() || u.epoch() == 0) {
+    return absl::InvalidArgumentError("uploader: job_id, epoch and node_name are required");
+  }
+  return scheduler_->CheckLease(u.node_name(), JobRef{u.job_id(), u.epoch()});
+}
+
+grpc::Status CheckpointServiceImpl::FindMissingChunks(grpc::ServerContext* ctx,
+                                                      const v1::FindMissingChunksRequest* req,
+                                                      v1::FindMissingChunksResponse* resp) {
+  if (absl::Status s = CheckUploader(req->uploader()); !s.ok()) return ToGrpcStatus(s);
+  if (req->chunks_size() > kMaxAsk) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("at most ", kMaxAsk, " chunks in one FindMissingChunks")));
+  }
+  for (const std::string& sha : req->chunks()) {
+    if (absl::Status s = checkpoint::CheckSha256Hex(sha); !s.ok()) return ToGrpcStatus(s);
+    if (!store_->HasChunk(sha)) resp->add_missing(sha);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckpointServiceImpl::PutChunks(grpc::ServerContext* ctx,
+                                              grpc::ServerReader<v1::PutChunkRequest>* reader,
+                                              v1::PutChunksResponse* resp) {
+  v1::PutChunkRequest req;
+  bool first = true;
+  while (reader->Read(&req)) {
+    if (first) {
+      if (absl::Status s = CheckUploader(req.uploader()); !s.ok()) return ToGrpcStatus(s);
+      first = false;
+    }
+    if (absl::Status s = store_->PutChunk(req.sha256(), req.data()); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+    resp->set_chunks_stored(resp->chunks_stored() + 1);
+    resp->set_bytes_stored(resp->bytes_stored() + req.data().size());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckpointServiceImpl::CommitCheckpoint(grpc::ServerContext* ctx,
+                                                     const v1::CommitCheckpointRequest* req,
+                                                     v1::Checkpoint* resp) {
+  if (absl::Status s = CheckUploader(req->uploader()); !s.ok()) return ToGrpcStatus(s);
+  v1::Checkpoint manifest;
+  manifest.set_job_id(req->uploader().job_id());
+  manifest.set_epoch(req->uploader().epoch());
+  manifest.set_node(req->uploader().node_name());
+  manifest.set_attempt(req->attempt());
+  manifest.set_name(req->name());
+  manifest.set_is_dir(req->is_dir());
+  *manifest.mutable_files() = req->files();
+  const absl::Time now = absl::Now();
+  manifest.mutable_create_time()->set_seconds(absl::ToUnixSeconds(now));
+  manifest.mutable_create_time()->set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(absl::ToUnixSeconds(now)))));
+  // The lease again, right before the manifest becomes the newest: a node that lost the job
+  // while it uploaded must not publish over the new holder's checkpoints.
+  if (absl::Status s = CheckUploader(req->uploader()); !s.ok()) return ToGrpcStatus(s);
+  absl::StatusOr<v1::Checkpoint> committed = store_->Commit(std::move(manifest));
+  if (!committed.ok()) return ToGrpcStatus(committed.status());
+  *resp = *std::move(committed);
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckpointServiceImpl::ListCheckpoints(grpc::ServerContext* ctx,
+                                                    const v1::ListCheckpointsRequest* req,
+                                                    v1::ListCheckpointsResponse* resp) {
+  absl::StatusOr<std::string> id = scheduler_->ResolveJobId(req->job_id());
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  for (v1::Checkpoint& c : store_->List(*id)) *resp->add_checkpoints() = std::move(c);
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckpointServiceImpl::GetCheckpoint(grpc::ServerContext* ctx,
+                                                  const v1::GetCheckpointRequest* req,
+                                                  grpc::ServerWriter<v1::CheckpointPiece>* writer) {
+  absl::StatusOr<std::string> id = scheduler_->ResolveJobId(req->job_id());
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  absl::StatusOr<v1::Checkpoint> c = store_->Get(*id, req->seq());
+  if (!c.ok()) return ToGrpcStatus(c.status());
+  v1::CheckpointPiece piece;
+  *piece.mutable_manifest() = *c;
+  if (!writer->Write(piece)) return grpc::Status::CANCELLED;
+  for (const v1::CheckpointFile& f : c->files()) {
+    for (const std::string& sha : f.chunks()) {
+      absl::StatusOr<std::string> data = store_->ReadChunk(sha);
+      // Dropped with an older checkpoint since the manifest was read: this one was too.
+      if (!data.ok()) {
+        return ToGrpcStatus(absl::AbortedError(
+            absl::StrCat("checkpoint ", c->seq(), " of job ", *id, " was dropped meanwhile")));
+      }
+      piece.Clear();
+      piece.set_data(*std::move(data));
+      if (!writer->Write(piece)) return grpc::Status::CANCELLED;
+    }
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace sched
