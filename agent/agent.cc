@@ -496,6 +496,8 @@ void Agent::OnOutput(const JobToken& token, OutputStream stream, std::string dat
 void Agent::OnExited(const JobToken& token, const absl::StatusOr<ExitStatus>& exit) {
   if (exit.ok() && metrics_ != nullptr) metrics_->ProcessEnded();
   ledger_.Erase(LedgerKey(token));
+  // What the job published last goes up before its end is reported, while the lease holds.
+  checkpoints_->Flush(token.first);
   absl::MutexLock lock(&mu_);
   HeldJob* job = FindLocked(token);
   if (job == nullptr) return;

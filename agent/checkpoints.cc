@@ -67,12 +67,40 @@ void CheckpointUploader::Unwatch(const std::string& job_id) {
   watched_.erase(job_id);
 }
 
+void CheckpointUploader::Flush(const std::string& job_id) {
+  Watched w;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = watched_.find(job_id);
+    if (it == watched_.end()) return;
+    // Wait for a look the thread has under way; then no other starts.
+    struct Arg {
+      CheckpointUploader* self;
+      const std::string* id;
+    } arg{this, &job_id};
+    mu_.Await(absl::Condition(
+        +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          auto found = a->self->watched_.find(*a->id);
+          return found == a->self->watched_.end() || !found->second.busy;
+        },
+        &arg));
+    it = watched_.find(job_id);
+    if (it == watched_.end()) return;
+    w = std::move(it->second);
+    watched_.erase(it);
+  }
+  LookAt(job_id, w);
+}
+
 void CheckpointUploader::Loop() {
   while (!stop_.WaitForNotificationWithTimeout(options_.poll)) {
     std::vector<std::pair<std::string, Watched>> now;
     {
       absl::MutexLock lock(&mu_);
-      for (const auto& [id, w] : watched_) now.emplace_back(id, w);
+      for (auto& [id, w] : watched_) {
+        w.busy = true;
+        now.emplace_back(id, w);
+      }
     }
     for (auto& [id, w] : now) {
       const bool keep = LookAt(id, w);
@@ -84,6 +112,7 @@ void CheckpointUploader::Loop() {
       } else {
         it->second.done = std::move(w.done);
         it->second.last_error = std::move(w.last_error);
+        it->second.busy = false;
       }
     }
   }

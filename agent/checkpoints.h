@@ -46,6 +46,10 @@ class CheckpointUploader {
   // (a checkpoint brought in for the attempt to resume from) counts as uploaded.
   void Watch(const std::string& job_id, uint64_t epoch, uint32_t attempt, const std::string& dir);
   void Unwatch(const std::string& job_id);
+  // The job ended: uploads what it published last, if that is not uploaded yet, then stops
+  // watching it. Blocks for the upload, so that a job's final checkpoint is in schedd before
+  // its end is reported.
+  void Flush(const std::string& job_id);
 
   // The job's newest checkpoint into `dest_dir`; NOT_FOUND when it has none.
   absl::StatusOr<checkpoint::Downloaded> FetchNewest(const std::string& job_id,
@@ -62,6 +66,7 @@ class CheckpointUploader {
     std::string dir;
     std::set<std::string> done;  // uploaded, skipped as superseded, or there at the start
     std::string last_error;      // logged once until it changes
+    bool busy = false;           // a look is under way
   };
   void Loop();
   // One look at one folder; false when the watch should end.
