@@ -9,6 +9,7 @@ namespace sched {
 namespace {
 
 constexpr int kMaxAsk = 10'000;  // chunk names in one FindMissingChunks
+constexpr size_t kPieceBytes = 1 << 20;  // data in one CheckpointPiece
 
 }  // namespace
 
@@ -105,9 +106,12 @@ grpc::Status CheckpointServiceImpl::GetCheckpoint(grpc::ServerContext* ctx,
         return ToGrpcStatus(absl::AbortedError(
             absl::StrCat("checkpoint ", c->seq(), " of job ", *id, " was dropped meanwhile")));
       }
-      piece.Clear();
-      piece.set_data(*std::move(data));
-      if (!writer->Write(piece)) return grpc::Status::CANCELLED;
+      // In pieces well under a client's default 4 MiB message limit.
+      for (size_t at = 0; at < data->size(); at += kPieceBytes) {
+        piece.Clear();
+        piece.set_data(data->substr(at, kPieceBytes));
+        if (!writer->Write(piece)) return grpc::Status::CANCELLED;
+      }
     }
   }
   return grpc::Status::OK;
