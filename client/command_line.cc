@@ -22,7 +22,8 @@ const std::map<std::string, std::string>& UsageLines() {
   static const auto* lines = new std::map<std::string, std::string>{
       {"",
        "schedctl [--server ADDR] [--timeout DURATION] "
-       "submit|estimate|get|describe|logs|cancel|cordon|uncordon|drain|budget|cost ..."},
+       "submit|estimate|get|describe|logs|cancel|checkpoints|checkpoint|cordon|uncordon|drain|"
+       "budget|cost ..."},
       {"submit", "schedctl submit -f FILE|- [--request-id ID]"},
       {"estimate", "schedctl estimate -f FILE|- [-o json|yaml]"},
       {"get",
@@ -31,6 +32,8 @@ const std::map<std::string, std::string>& UsageLines() {
       {"describe", "schedctl describe job ID | describe node NAME"},
       {"logs", "schedctl logs [-f] ID [--attempt N]"},
       {"cancel", "schedctl cancel ID [--reason TEXT]"},
+      {"checkpoints", "schedctl checkpoints JOB [-o json|yaml]"},
+      {"checkpoint", "schedctl checkpoint get JOB [SEQ] [--to DIR]"},
       {"cordon", "schedctl cordon NODE"},
       {"uncordon", "schedctl uncordon NODE"},
       {"drain", "schedctl drain NODE"},
@@ -83,6 +86,13 @@ absl::StatusOr<OutputFormat> ParseOutput(const std::string& output) {
       absl::StrCat("-o: unknown output format \"", output, "\" (expected wide, json or yaml)"));
 }
 
+// For commands that print a table or a document but have no wide table.
+absl::StatusOr<OutputFormat> ParseDocumentOutput(const std::string& output) {
+  SCHED_ASSIGN_OR_RETURN(OutputFormat format, ParseOutput(output));
+  if (format == OutputFormat::kWide) return absl::InvalidArgumentError("-o: expected json or yaml");
+  return format;
+}
+
 // "running", "RUNNING" and "JOB_STATE_RUNNING" alike.
 absl::StatusOr<sched::v1::JobState> ParseJobState(const std::string& text) {
   std::string name = absl::AsciiStrToUpper(text);
@@ -132,6 +142,9 @@ struct RawArgs {
   CostReportArgs cost_report;
   CostAdviceArgs cost_advise;
   EstimateArgs estimate;
+  std::string checkpoints_job;
+  CheckpointGetArgs checkpoint_get;
+  std::string checkpoint_seq;
 };
 
 absl::StatusOr<GetArgs> MakeGetArgs(const RawArgs& raw, bool has_limit) {
@@ -166,6 +179,18 @@ absl::StatusOr<DescribeArgs> MakeDescribeArgs(const RawArgs& raw) {
   if (args.name.empty()) {
     return absl::InvalidArgumentError(args.kind == ResourceKind::kJob ? "a job ID is required"
                                                                       : "a node NAME is required");
+  }
+  return args;
+}
+
+// SEQ in decimal, from 1; left out, 0 (the newest).
+absl::StatusOr<CheckpointGetArgs> MakeCheckpointGetArgs(const RawArgs& raw) {
+  CheckpointGetArgs args = raw.checkpoint_get;
+  if (!raw.checkpoint_seq.empty() &&
+      (!absl::SimpleAtoi(raw.checkpoint_seq, &args.seq) || args.seq == 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SEQ: expected a checkpoint's number, 1 or more, got \"", raw.checkpoint_seq,
+                     "\" (leave SEQ out for the newest)"));
   }
   return args;
 }
@@ -219,6 +244,23 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
   CLI::App* cancel = app.add_subcommand("cancel", "Cancel a job");
   cancel->add_option("id", raw.cancel.job_id, "job ID or unique prefix")->required();
   cancel->add_option("--reason", raw.cancel.reason, "recorded in the job's message");
+
+  CLI::App* checkpoints = app.add_subcommand("checkpoints", "List a job's checkpoints");
+  checkpoints->add_option("job", raw.checkpoints_job, "job ID or unique prefix")->required();
+  checkpoints->add_option("-o,--output", raw.output, "json or yaml");
+
+  CLI::App* checkpoint = app.add_subcommand("checkpoint", "Download a job's checkpoint");
+  checkpoint->require_subcommand(1);
+  CLI::App* checkpoint_get =
+      checkpoint->add_subcommand("get", "Download a checkpoint into DIR/<its name>");
+  checkpoint_get->add_option("job", raw.checkpoint_get.job_id, "job ID or unique prefix")
+      ->required();
+  checkpoint_get
+      ->add_option("seq", raw.checkpoint_seq,
+                   "SEQ as `schedctl checkpoints JOB` lists it (default: the newest)")
+      ->type_name("UINT");
+  checkpoint_get->add_option("--to", raw.checkpoint_get.to, "the folder to put it in")
+      ->capture_default_str();
 
   std::map<CLI::App*, NodeAction> node_actions;
   for (auto [name, action, help] :
@@ -296,11 +338,8 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
   if (sub == submit) {
     inv.command = raw.submit;
   } else if (sub == estimate) {
-    absl::StatusOr<OutputFormat> output = ParseOutput(raw.output);
+    absl::StatusOr<OutputFormat> output = ParseDocumentOutput(raw.output);
     status = output.status();
-    if (output.ok() && *output == OutputFormat::kWide) {
-      status = absl::InvalidArgumentError("-o: expected json or yaml");
-    }
     if (status.ok()) inv.command = EstimateArgs{raw.estimate.file, *output};
   } else if (sub == get) {
     absl::StatusOr<GetArgs> args = MakeGetArgs(raw, limit->count() > 0);
@@ -314,12 +353,17 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
     inv.command = raw.logs;
   } else if (sub == cancel) {
     inv.command = raw.cancel;
-  } else if (sub == budget || sub == cost) {
-    absl::StatusOr<OutputFormat> output = ParseOutput(raw.output);
+  } else if (sub == checkpoints) {
+    absl::StatusOr<OutputFormat> output = ParseDocumentOutput(raw.output);
     status = output.status();
-    if (output.ok() && *output == OutputFormat::kWide) {
-      status = absl::InvalidArgumentError("-o: expected json or yaml");
-    }
+    if (status.ok()) inv.command = CheckpointListArgs{raw.checkpoints_job, *output};
+  } else if (sub == checkpoint) {
+    absl::StatusOr<CheckpointGetArgs> args = MakeCheckpointGetArgs(raw);
+    status = args.status();
+    if (args.ok()) inv.command = *std::move(args);
+  } else if (sub == budget || sub == cost) {
+    absl::StatusOr<OutputFormat> output = ParseDocumentOutput(raw.output);
+    status = output.status();
     if (status.ok() && budget_set->parsed()) {
       inv.command = raw.budget_set;
     } else if (status.ok() && budget_get->parsed()) {

@@ -6,14 +6,16 @@
 #include <variant>
 
 #include "absl/time/time.h"
+#include "client/checkpoint_commands.h"
 #include "client/commands.h"
 #include "client/cost_commands.h"
 
 namespace sched::client {
 
 using CommandArgs =
-    std::variant<SubmitArgs, EstimateArgs, GetArgs, DescribeArgs, LogsArgs, CancelArgs, NodeActionArgs,
-                 BudgetSetArgs, BudgetGetArgs, CostReportArgs, CostAdviceArgs>;
+    std::variant<SubmitArgs, EstimateArgs, GetArgs, DescribeArgs, LogsArgs, CancelArgs,
+                 NodeActionArgs, BudgetSetArgs, BudgetGetArgs, CostReportArgs, CostAdviceArgs,
+                 CheckpointListArgs, CheckpointGetArgs>;
 
 struct Invocation {
   std::optional<std::string> server;  // --server, when given

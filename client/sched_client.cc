@@ -20,7 +20,8 @@ SchedClient::SchedClient(std::shared_ptr<grpc::Channel> channel, ClientOptions o
     : options_(std::move(options)),
       jobs_(sched::v1::JobService::NewStub(channel)),
       nodes_(sched::v1::NodeService::NewStub(channel)),
-      costs_(sched::v1::CostService::NewStub(channel)) {}
+      costs_(sched::v1::CostService::NewStub(channel)),
+      checkpoints_(sched::v1::CheckpointService::NewStub(channel)) {}
 
 template <typename Stub, typename Request, typename Response>
 absl::StatusOr<Response> SchedClient::Unary(Stub& stub,
@@ -151,6 +152,18 @@ absl::StatusOr<sched::v1::CostReport> SchedClient::GetCostReport(
 absl::StatusOr<sched::v1::CostAdvice> SchedClient::GetCostAdvice(
     const sched::v1::GetCostAdviceRequest& request) {
   return Unary(*costs_, &sched::v1::CostService::Stub::GetCostAdvice, request);
+}
+
+absl::StatusOr<sched::v1::ListCheckpointsResponse> SchedClient::ListCheckpoints(
+    const std::string& job_id) {
+  sched::v1::ListCheckpointsRequest request;
+  request.set_job_id(job_id);
+  return Unary(*checkpoints_, &sched::v1::CheckpointService::Stub::ListCheckpoints, request);
+}
+
+absl::StatusOr<checkpoint::Downloaded> SchedClient::DownloadCheckpoint(
+    const std::string& job_id, uint64_t seq, const std::string& dest_dir) {
+  return checkpoint::Download(*checkpoints_, job_id, seq, dest_dir, absl::InfiniteDuration());
 }
 
 absl::StatusOr<sched::v1::ListNodesResponse> SchedClient::ListNodes() {

@@ -11,9 +11,11 @@
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/support/status.h"
+#include "sched/v1/checkpoint_service.grpc.pb.h"
 #include "sched/v1/cost_service.grpc.pb.h"
 #include "sched/v1/job_service.grpc.pb.h"
 #include "sched/v1/node_service.grpc.pb.h"
+#include "server/checkpoint/checkpoint_transfer.h"
 
 namespace sched::client {
 
@@ -71,6 +73,14 @@ class SchedClient {
   absl::StatusOr<sched::v1::CostAdvice> GetCostAdvice(
       const sched::v1::GetCostAdviceRequest& request);
 
+  // The job's checkpoints, oldest first.
+  absl::StatusOr<sched::v1::ListCheckpointsResponse> ListCheckpoints(const std::string& job_id);
+  // Checkpoint `seq` (0: the newest) into `dest_dir`/<name>, each file checked against its
+  // sha256; nothing is left behind on failure. A stream: no deadline. ALREADY_EXISTS when
+  // `dest_dir`/<name> exists; NOT_FOUND when the job or the checkpoint is unknown.
+  absl::StatusOr<checkpoint::Downloaded> DownloadCheckpoint(const std::string& job_id, uint64_t seq,
+                                                            const std::string& dest_dir);
+
  private:
   // One unary call with the configured deadline.
   template <typename Stub, typename Request, typename Response>
@@ -83,6 +93,7 @@ class SchedClient {
   std::unique_ptr<sched::v1::JobService::Stub> jobs_;
   std::unique_ptr<sched::v1::NodeService::Stub> nodes_;
   std::unique_ptr<sched::v1::CostService::Stub> costs_;
+  std::unique_ptr<sched::v1::CheckpointService::Stub> checkpoints_;
 };
 
 }  // namespace sched::client

@@ -49,6 +49,8 @@ absl::Status Dispatch(const CommandArgs& command, CommandContext& ctx) {
         if constexpr (std::is_same_v<T, BudgetGetArgs>) return RunBudgetGet(args, ctx);
         if constexpr (std::is_same_v<T, CostReportArgs>) return RunCostReport(args, ctx);
         if constexpr (std::is_same_v<T, CostAdviceArgs>) return RunCostAdvice(args, ctx);
+        if constexpr (std::is_same_v<T, CheckpointListArgs>) return RunCheckpointList(args, ctx);
+        if constexpr (std::is_same_v<T, CheckpointGetArgs>) return RunCheckpointGet(args, ctx);
       },
       command);
 }

@@ -117,6 +117,31 @@ TEST(ParseCommandLine, CostAdvise) {
   EXPECT_EQ(d.output, OutputFormat::kTable);
 }
 
+TEST(ParseCommandLine, Checkpoints) {
+  Parsed list = Parse({"checkpoints", "776b", "-o", "yaml"});
+  ASSERT_TRUE(list.result.invocation) << list.err;
+  const CheckpointListArgs& l = std::get<CheckpointListArgs>(list.result.invocation->command);
+  EXPECT_EQ(l.job_id, "776b");
+  EXPECT_EQ(l.output, OutputFormat::kYaml);
+  Parsed table = Parse({"checkpoints", "776b"});
+  ASSERT_TRUE(table.result.invocation) << table.err;
+  EXPECT_EQ(std::get<CheckpointListArgs>(table.result.invocation->command).output,
+            OutputFormat::kTable);
+
+  Parsed get = Parse({"checkpoint", "get", "776b", "12", "--to", "/tmp/ckpt"});
+  ASSERT_TRUE(get.result.invocation) << get.err;
+  const CheckpointGetArgs& g = std::get<CheckpointGetArgs>(get.result.invocation->command);
+  EXPECT_EQ(g.job_id, "776b");
+  EXPECT_EQ(g.seq, 12u);
+  EXPECT_EQ(g.to, "/tmp/ckpt");
+
+  Parsed newest = Parse({"checkpoint", "get", "776b"});
+  ASSERT_TRUE(newest.result.invocation) << newest.err;
+  const CheckpointGetArgs& n = std::get<CheckpointGetArgs>(newest.result.invocation->command);
+  EXPECT_EQ(n.seq, 0u);
+  EXPECT_EQ(n.to, ".");
+}
+
 struct UsageCase {
   std::vector<std::string> args;
   const char* error;
@@ -158,7 +183,33 @@ INSTANTIATE_TEST_SUITE_P(
         UsageCase{{"logs"}, "id is required", "logs [-f] ID"},
         UsageCase{{"cordon"}, "node is required", "cordon NODE"},
         UsageCase{{"cost", "advise", "--days", "0"}, "--days: Value 0 not in range", "cost "},
-        UsageCase{{"cost", "advise", "-o", "wide"}, "-o: expected json or yaml", "cost "}));
+        UsageCase{{"cost", "advise", "-o", "wide"}, "-o: expected json or yaml", "cost "},
+        UsageCase{{"checkpoints"}, "job is required", "checkpoints JOB [-o json|yaml]"},
+        UsageCase{{"checkpoints", "ab", "-o", "wide"}, "-o: expected json or yaml", "checkpoints "},
+        UsageCase{
+            {"checkpoint"}, "A subcommand is required", "checkpoint get JOB [SEQ] [--to DIR]"},
+        UsageCase{{"checkpoint", "get"}, "job is required", "checkpoint get "},
+        UsageCase{{"checkpoint", "get", "ab", "0"},
+                  "SEQ: expected a checkpoint's number, 1 or more, got \"0\" (leave SEQ out for "
+                  "the newest)",
+                  "checkpoint get "},
+        UsageCase{{"checkpoint", "get", "ab", "-1"},
+                  "SEQ: expected a checkpoint's number, 1 or more, got \"-1\"",
+                  "checkpoint get "},
+        UsageCase{{"checkpoint", "get", "ab", "0x10"},
+                  "SEQ: expected a checkpoint's number, 1 or more, got \"0x10\"",
+                  "checkpoint get "}));
+
+TEST(ParseCommandLine, HelpListsTheCheckpointCommands) {
+  Parsed p = Parse({"--help"});
+  EXPECT_EQ(p.result.exit_code, 0);
+  EXPECT_THAT(p.out, HasSubstr("\n  checkpoints                 List a job's checkpoints\n"));
+  EXPECT_THAT(p.out, HasSubstr("\n  checkpoint                  Download a job's checkpoint\n"));
+  Parsed get = Parse({"checkpoint", "get", "--help"});
+  EXPECT_EQ(get.result.exit_code, 0);
+  EXPECT_THAT(get.out, HasSubstr("Usage: schedctl checkpoint get [OPTIONS] job [seq]"));
+  EXPECT_THAT(get.out, HasSubstr("--to TEXT=."));
+}
 
 TEST(ParseCommandLine, HelpGoesToOutAndExitsZero) {
   Parsed p = Parse({"get", "--help"});

@@ -4,9 +4,10 @@
 
 #include "absl/time/time.h"
 #include "google/protobuf/timestamp.pb.h"
+#include "sched/v1/checkpoint_service.pb.h"
 #include "sched/v1/types.pb.h"
 
-// Jobs and nodes with every field the CLI prints set, for the client tests.
+// Jobs, nodes and checkpoints with every field the CLI prints set, for the client tests.
 namespace sched::client::testing {
 
 inline const absl::Time kNow = absl::FromUnixSeconds(1'700'000'000);  // 2023-11-14T22:13:20Z
@@ -139,6 +140,40 @@ inline sched::v1::Node AdvertisedNode() {
   caps.add_advertised("provider");
   *node.mutable_register_time() = At(kNow - absl::Minutes(5));
   return node;
+}
+
+// A checkpoint of job abc1234500000000 as schedd lists it: `files` files of `size_bytes` in all
+// (the first holding them all), committed `age` before kNow.
+inline sched::v1::Checkpoint SampleCheckpoint(uint64_t seq, const char* name, uint32_t attempt,
+                                              const char* node, uint64_t size_bytes, int files,
+                                              absl::Duration age) {
+  sched::v1::Checkpoint c;
+  c.set_job_id("abc1234500000000");
+  c.set_seq(seq);
+  c.set_name(name);
+  c.set_attempt(attempt);
+  c.set_epoch(attempt + 4);
+  c.set_node(node);
+  *c.mutable_create_time() = At(kNow - age);
+  c.set_size_bytes(size_bytes);
+  c.set_is_dir(true);
+  for (int i = 0; i < files; ++i) {
+    sched::v1::CheckpointFile& f = *c.add_files();
+    f.set_path(i == 0 ? "model.pt" : "extra-" + std::to_string(i) + ".json");
+    f.set_size_bytes(i == 0 ? size_bytes : 0);
+    f.set_mode(0644);
+  }
+  return c;
+}
+
+// Two checkpoints: #4 from attempt 1 on vast-1, #5 from attempt 2 on ws1.
+inline sched::v1::ListCheckpointsResponse TwoCheckpoints() {
+  sched::v1::ListCheckpointsResponse list;
+  *list.add_checkpoints() =
+      SampleCheckpoint(4, "step-000240", 1, "vast-1", 13'400, 1, absl::Seconds(190));
+  *list.add_checkpoints() =
+      SampleCheckpoint(5, "step-000260", 2, "ws1", 4 << 20, 2, absl::Hours(3) + absl::Minutes(20));
+  return list;
 }
 
 }  // namespace sched::client::testing

@@ -1,7 +1,11 @@
-// schedctl run in-process against fake JobService and NodeService on a loopback port.
+// schedctl run in-process against fake JobService, NodeService and CheckpointService on a
+// loopback port.
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -17,8 +21,10 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
+#include "sched/v1/checkpoint_service.grpc.pb.h"
 #include "sched/v1/job_service.grpc.pb.h"
 #include "sched/v1/node_service.grpc.pb.h"
+#include "server/checkpoint/checkpoint_files.h"
 #include "tests/client/sample_resources.h"
 #include "yaml-cpp/yaml.h"
 
@@ -164,6 +170,79 @@ class FakeNodeService final : public NodeService::Service {
   std::vector<DrainRequest> drains_ ABSL_GUARDED_BY(mu_);
 };
 
+// Knows job abc1234500000000 (any prefix of it). Lists `list_`; serves one checkpoint read from a
+// folder on disk, as schedd would stream it: the manifest, then every chunk in order.
+class FakeCheckpointService final : public CheckpointService::Service {
+ public:
+  static constexpr char kJobId[] = "abc1234500000000";
+
+  grpc::Status ListCheckpoints(grpc::ServerContext*, const ListCheckpointsRequest* request,
+                               ListCheckpointsResponse* response) override {
+    absl::MutexLock lock(&mu_);
+    list_requests_.push_back(*request);
+    if (!IsJob(request->job_id())) return UnknownJob(request->job_id());
+    *response = list_;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetCheckpoint(grpc::ServerContext*, const GetCheckpointRequest* request,
+                             grpc::ServerWriter<CheckpointPiece>* writer) override {
+    Checkpoint manifest;
+    std::vector<std::string> data;
+    {
+      absl::MutexLock lock(&mu_);
+      get_requests_.push_back(*request);
+      if (!IsJob(request->job_id())) return UnknownJob(request->job_id());
+      if (!served_ || (request->seq() != 0 && request->seq() != served_->seq())) {
+        return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                            std::string("job ") + kJobId + " has no checkpoint");
+      }
+      manifest = *served_;
+      data = chunks_;
+    }
+    CheckpointPiece piece;
+    *piece.mutable_manifest() = manifest;
+    writer->Write(piece);
+    for (const std::string& d : data) {
+      piece.set_data(d);
+      writer->Write(piece);
+    }
+    return grpc::Status::OK;
+  }
+
+  // Serves the checkpoint published at `path` as number `seq`.
+  void Serve(const std::string& path, uint64_t seq) {
+    std::vector<checkpoint::LocalChunk> local;
+    absl::StatusOr<Checkpoint> manifest = checkpoint::Describe(path, &local);
+    ASSERT_TRUE(manifest.ok()) << manifest.status();
+    manifest->set_job_id(kJobId);
+    manifest->set_seq(seq);
+    absl::MutexLock lock(&mu_);
+    served_ = *manifest;
+    chunks_.clear();
+    for (const checkpoint::LocalChunk& c : local) {
+      absl::StatusOr<std::string> bytes = checkpoint::ReadChunk(c);
+      ASSERT_TRUE(bytes.ok()) << bytes.status();
+      chunks_.push_back(*bytes);
+    }
+  }
+
+  absl::Mutex mu_;
+  ListCheckpointsResponse list_ ABSL_GUARDED_BY(mu_);
+  std::optional<Checkpoint> served_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> chunks_ ABSL_GUARDED_BY(mu_);  // what GetCheckpoint streams after it
+  std::vector<ListCheckpointsRequest> list_requests_ ABSL_GUARDED_BY(mu_);
+  std::vector<GetCheckpointRequest> get_requests_ ABSL_GUARDED_BY(mu_);
+
+ private:
+  static bool IsJob(const std::string& id) {
+    return !id.empty() && std::string(kJobId).rfind(id, 0) == 0;
+  }
+  static grpc::Status UnknownJob(const std::string& id) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "job " + id + " not found");
+  }
+};
+
 struct Result {
   int exit_code;
   std::string out;
@@ -178,6 +257,7 @@ class SchedctlServiceTest : public ::testing::Test {
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(&jobs_);
     builder.RegisterService(&nodes_);
+    builder.RegisterService(&checkpoints_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     address_ = "127.0.0.1:" + std::to_string(port);
@@ -220,8 +300,19 @@ class SchedctlServiceTest : public ::testing::Test {
     return jobs;
   }
 
+  // An empty folder of this test's own under the test temp dir.
+  std::string FreshDir(const std::string& name) {
+    const std::filesystem::path dir =
+        std::filesystem::path(::testing::TempDir()) / "schedctl_service_test" /
+        ::testing::UnitTest::GetInstance()->current_test_info()->name() / name;
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir.string();
+  }
+
   FakeJobService jobs_;
   FakeNodeService nodes_;
+  FakeCheckpointService checkpoints_;
   FakeClock clock_{testing::kNow};
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
@@ -509,6 +600,162 @@ TEST_F(SchedctlServiceTest, DescribeJobShowsTheSpecInHumanSizes) {
   EXPECT_THAT(r.out, HasSubstr("ID:           1000000000000002\n"));
   EXPECT_THAT(r.out, HasSubstr("State:        PENDING\n"));
   EXPECT_THAT(r.out, HasSubstr("  GPU Memory:  24GB\n"));
+}
+
+std::string ReadAll(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::vector<std::string> Entries(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST_F(SchedctlServiceTest, CheckpointsListsThemAsATable) {
+  {
+    absl::MutexLock lock(&checkpoints_.mu_);
+    checkpoints_.list_ = testing::TwoCheckpoints();
+  }
+  const Result r = Run({"checkpoints", "abc"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "SEQ   NAME          ATTEMPT   NODE     SIZE     FILES   AGE\n"
+            "4     step-000240   1         vast-1   13.4KB   1       3m10s\n"
+            "5     step-000260   2         ws1      4MiB     2       3h20m\n");
+  EXPECT_THAT(r.err, IsEmpty());
+  absl::MutexLock lock(&checkpoints_.mu_);
+  ASSERT_THAT(checkpoints_.list_requests_, SizeIs(1));
+  EXPECT_EQ(checkpoints_.list_requests_[0].job_id(), "abc");
+}
+
+TEST_F(SchedctlServiceTest, CheckpointsAsJsonAndYamlAreTheListResponse) {
+  {
+    absl::MutexLock lock(&checkpoints_.mu_);
+    checkpoints_.list_ = testing::TwoCheckpoints();
+  }
+  const Result json = Run({"checkpoints", "abc", "-o", "json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  ListCheckpointsResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &parsed).ok()) << json.out;
+  EXPECT_TRUE(MessageDifferencer::Equals(parsed, testing::TwoCheckpoints())) << json.out;
+
+  const Result yaml = Run({"checkpoints", "abc", "-o", "yaml"});
+  ASSERT_EQ(yaml.exit_code, 0) << yaml.err;
+  const YAML::Node doc = YAML::Load(yaml.out);
+  ASSERT_EQ(doc["checkpoints"].size(), 2u);
+  EXPECT_EQ(doc["checkpoints"][1]["name"].as<std::string>(), "step-000260");
+  EXPECT_EQ(doc["checkpoints"][1]["seq"].as<std::string>(), "5");
+  EXPECT_EQ(doc["checkpoints"][1]["files"][0]["path"].as<std::string>(), "model.pt");
+}
+
+TEST_F(SchedctlServiceTest, CheckpointsOfAJobWithoutAnySaysSo) {
+  const Result r = Run({"checkpoints", "abc"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "No checkpoints for job abc. A job publishes them in $SCHED_CHECKPOINT_DIR "
+            "(docs/checkpoints.md).\n");
+  const Result json = Run({"checkpoints", "abc", "-o", "json"});
+  EXPECT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_EQ(json.out, "{}\n");
+}
+
+TEST_F(SchedctlServiceTest, CheckpointsOfAnUnknownJobIsNotFound) {
+  const Result r = Run({"checkpoints", "fff"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: NOT_FOUND: job fff not found\n");
+  EXPECT_THAT(r.out, IsEmpty());
+}
+
+TEST_F(SchedctlServiceTest, CheckpointGetDownloadsTheNewestIntoTo) {
+  const std::string published = FreshDir("published") + "/step-000120";
+  std::filesystem::create_directories(published + "/opt");
+  const std::string model(5 << 20, 'm');  // two chunks
+  std::ofstream(published + "/model.pt", std::ios::binary) << model;
+  std::ofstream(published + "/opt/state.json") << "{\"step\": 120}\n";
+  checkpoints_.Serve(published, 3);
+  const std::string to = FreshDir("to");
+
+  const Result r = Run({"checkpoint", "get", "abc", "--to", to});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "checkpoint step-000120 (#3, 5.2MB, 2 files) -> " + to + "/step-000120\n");
+  EXPECT_THAT(r.err, IsEmpty());
+  EXPECT_THAT(Entries(to), ElementsAre("step-000120"));
+  EXPECT_EQ(ReadAll(to + "/step-000120/model.pt"), model);
+  EXPECT_EQ(ReadAll(to + "/step-000120/opt/state.json"), "{\"step\": 120}\n");
+  absl::MutexLock lock(&checkpoints_.mu_);
+  ASSERT_THAT(checkpoints_.get_requests_, SizeIs(1));
+  EXPECT_EQ(checkpoints_.get_requests_[0].job_id(), "abc");
+  EXPECT_EQ(checkpoints_.get_requests_[0].seq(), 0u);
+}
+
+TEST_F(SchedctlServiceTest, CheckpointGetOfASeqIntoTheCurrentFolder) {
+  const std::string published = FreshDir("published") + "/state.json";
+  std::ofstream(published) << "{\"step\": 7}\n";
+  checkpoints_.Serve(published, 2);
+  const std::string to = FreshDir("cwd");
+  const std::filesystem::path before = std::filesystem::current_path();
+  std::filesystem::current_path(to);
+  const Result r = Run({"checkpoint", "get", "abc", "2"});
+  std::filesystem::current_path(before);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "checkpoint state.json (#2, 12B, 1 file) -> ./state.json\n");
+  EXPECT_EQ(ReadAll(to + "/state.json"), "{\"step\": 7}\n");
+  absl::MutexLock lock(&checkpoints_.mu_);
+  ASSERT_THAT(checkpoints_.get_requests_, SizeIs(1));
+  EXPECT_EQ(checkpoints_.get_requests_[0].seq(), 2u);
+}
+
+TEST_F(SchedctlServiceTest, CheckpointGetRefusesAnExistingFolderAndSuggestsTo) {
+  const std::string published = FreshDir("published") + "/step-000120";
+  std::filesystem::create_directories(published);
+  std::ofstream(published + "/model.pt") << "new";
+  checkpoints_.Serve(published, 3);
+  const std::string to = FreshDir("to");
+  std::filesystem::create_directories(to + "/step-000120");
+  std::ofstream(to + "/step-000120/mine.txt") << "keep me";
+
+  const Result r = Run({"checkpoint", "get", "abc", "--to", to});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: ALREADY_EXISTS: " + to +
+                       "/step-000120 already exists; remove it, or download elsewhere with --to "
+                       "DIR\n");
+  EXPECT_THAT(r.out, IsEmpty());
+  EXPECT_THAT(Entries(to), ElementsAre("step-000120"));
+  EXPECT_THAT(Entries(to + "/step-000120"), ElementsAre("mine.txt"));
+  EXPECT_EQ(ReadAll(to + "/step-000120/mine.txt"), "keep me");
+}
+
+TEST_F(SchedctlServiceTest, CheckpointGetOfAJobWithoutOneIsNotFound) {
+  const std::string to = FreshDir("to");
+  const Result r = Run({"checkpoint", "get", "abc", "--to", to});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: NOT_FOUND: job abc1234500000000 has no checkpoint\n");
+  EXPECT_THAT(r.out, IsEmpty());
+  EXPECT_THAT(Entries(to), IsEmpty());
+}
+
+TEST_F(SchedctlServiceTest, CheckpointGetLeavesNothingWhenABitIsWrong) {
+  const std::string published = FreshDir("published") + "/step-000120";
+  std::filesystem::create_directories(published);
+  std::ofstream(published + "/model.pt") << "weights";
+  checkpoints_.Serve(published, 3);
+  {
+    absl::MutexLock lock(&checkpoints_.mu_);
+    checkpoints_.chunks_[0][0] ^= 1;
+  }
+  const std::string to = FreshDir("to");
+  const Result r = Run({"checkpoint", "get", "abc", "--to", to});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, ::testing::StartsWith("error: DATA_LOSS: "));
+  EXPECT_THAT(r.out, IsEmpty());
+  EXPECT_THAT(Entries(to), IsEmpty());
 }
 
 TEST_F(SchedctlServiceTest, UsageErrorExitsTwoWithoutCallingTheServer) {

@@ -231,6 +231,26 @@ TEST_F(CheckpointResumeTest, AgentKilledWithItsJobResumesFromTheNewestCheckpoint
   ASSERT_EQ(after.size(), 3u);
   EXPECT_EQ(after.back().attempt(), 2u);
   EXPECT_EQ(after.back().name(), absl::StrCat("step-000", kSteps));
+
+  // schedctl lists them and brings the final one home, whole.
+  auto run = [](const std::string& cmd) {
+    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+    std::string out;
+    char buf[4096];
+    while (p != nullptr && fgets(buf, sizeof buf, p) != nullptr) out += buf;
+    if (p != nullptr) pclose(p);
+    return out;
+  };
+  const std::string schedctl = absl::StrCat(BinaryPath("schedctl"), " --server=", address_);
+  const std::string listed = run(absl::StrCat(schedctl, " checkpoints ", id.substr(0, 6)));
+  EXPECT_THAT(listed, HasSubstr("step-000200"));
+  EXPECT_THAT(listed, HasSubstr(job.node()));
+  const std::string got =
+      run(absl::StrCat(schedctl, " checkpoint get ", id, " --to ", dir_, "/home"));
+  EXPECT_THAT(got, HasSubstr("step-000200"));
+  std::ifstream state(dir_ + "/home/step-000200/state.json");
+  std::string json((std::istreambuf_iterator<char>(state)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(json, HasSubstr("\"step\": 200")) << got;
 }
 
 }  // namespace
