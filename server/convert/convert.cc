@@ -269,6 +269,21 @@ void JobToProto(const Job& job, v1::Job* out) {
   out->set_cancel_requested(job.cancel_requested);
   out->set_request_id(job.request_id);
   if (job.decision.time != absl::InfinitePast()) DecisionToProto(job.decision, out->mutable_decision());
+  for (const JobAttempt& a : job.attempts) {
+    v1::JobAttempt* p = out->add_attempts();
+    p->set_attempt(a.attempt);
+    p->set_epoch(a.epoch);
+    p->set_node(a.node);
+    p->set_provider(a.provider);
+    p->set_spot(a.spot);
+    if (a.start != absl::InfinitePast()) TimeToProto(a.start, p->mutable_start_time());
+    if (a.end != absl::InfinitePast()) TimeToProto(a.end, p->mutable_end_time());
+    p->set_end_reason(a.end_reason);
+    p->set_preempted(a.preempted);
+    p->set_resumed_from(a.resumed_from);
+    p->set_resumed_from_seq(a.resumed_from_seq);
+  }
+  out->set_preemptions(job.preemptions);
 }
 
 absl::StatusOr<Job> JobFromProto(const v1::Job& in) {
@@ -291,6 +306,21 @@ absl::StatusOr<Job> JobFromProto(const v1::Job& in) {
   if (in.has_decision()) {
     SCHED_ASSIGN_OR_RETURN(job.decision, DecisionFromProto(in.decision()));
   }
+  for (const v1::JobAttempt& p : in.attempts()) {
+    JobAttempt& a = job.attempts.emplace_back();
+    a.attempt = p.attempt();
+    a.epoch = p.epoch();
+    a.node = p.node();
+    a.provider = p.provider();
+    a.spot = p.spot();
+    a.start = TimeFromProto(p.start_time());
+    a.end = TimeFromProto(p.end_time());
+    a.end_reason = p.end_reason();
+    a.preempted = p.preempted();
+    a.resumed_from = p.resumed_from();
+    a.resumed_from_seq = p.resumed_from_seq();
+  }
+  job.preemptions = in.preemptions();
   return job;
 }
 
@@ -415,6 +445,7 @@ void NodeToProto(const Node& node, v1::Node* out) {
     case NodeState::kReady: out->set_state(v1::NODE_STATE_READY); break;
     case NodeState::kCordoned: out->set_state(v1::NODE_STATE_CORDONED); break;
     case NodeState::kDraining: out->set_state(v1::NODE_STATE_DRAINING); break;
+    case NodeState::kPreempting: out->set_state(v1::NODE_STATE_PREEMPTING); break;
     case NodeState::kDown: out->set_state(v1::NODE_STATE_DOWN); break;
   }
   CapabilitiesToProto(node.record.caps, out->mutable_capabilities());

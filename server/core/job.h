@@ -131,6 +131,21 @@ struct Decision {
 };
 
 // A job as the scheduler keeps it. Plain data: the Scheduler owns the rules.
+// One lease of a job (proto JobAttempt).
+struct JobAttempt {
+  uint32_t attempt = 0;
+  uint64_t epoch = 0;
+  std::string node;
+  std::string provider;
+  bool spot = false;
+  absl::Time start = absl::InfinitePast();
+  absl::Time end = absl::InfinitePast();  // InfinitePast while it runs
+  std::string end_reason;
+  bool preempted = false;
+  std::string resumed_from;
+  uint64_t resumed_from_seq = 0;
+};
+
 struct Job {
   std::string id;
   uint64_t seq = 0;  // submit order
@@ -164,6 +179,11 @@ struct Job {
   uint64_t wait_fingerprint = 0;
   // The last placement decision: set when the job is assigned, and while it waits by choice.
   Decision decision;
+  // Every lease, oldest first; the last kMaxAttemptsKept.
+  std::vector<JobAttempt> attempts;
+  static constexpr size_t kMaxAttemptsKept = 50;
+  // Leases lost to preemption notices; not counted against SchedulerOptions::max_attempts.
+  uint32_t preemptions = 0;
 };
 
 }  // namespace sched

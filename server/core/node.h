@@ -53,7 +53,7 @@ struct NodeCapabilities {
   std::string agent_version;
 };
 
-enum class NodeState { kReady, kCordoned, kDraining, kDown };
+enum class NodeState { kReady, kCordoned, kDraining, kDown, kPreempting };
 absl::string_view NodeStateName(NodeState s);
 
 // What is durable about a node: who it is and what the operator decided about it.
@@ -69,6 +69,8 @@ struct NodeRecord {
 struct Node {
   NodeRecord record;
   bool connected = false;
+  // Its agent got a preemption notice on this connection: it takes no new work.
+  bool preempting = false;
   absl::Time last_heartbeat = absl::InfinitePast();
   int64_t alloc_cpu_millis = 0;
   int64_t alloc_memory_bytes = 0;
@@ -85,6 +87,7 @@ struct Node {
 
   NodeState state() const {
     if (!connected) return NodeState::kDown;
+    if (preempting) return NodeState::kPreempting;
     if (record.draining) return NodeState::kDraining;
     if (record.cordoned) return NodeState::kCordoned;
     return NodeState::kReady;

@@ -54,6 +54,8 @@ absl::string_view NodeStateName(NodeState s) {
       return "DRAINING";
     case NodeState::kDown:
       return "DOWN";
+    case NodeState::kPreempting:
+      return "PREEMPTING";
   }
   return "UNKNOWN";
 }
@@ -135,6 +137,20 @@ absl::Status Scheduler::LoadState() {
     return a->finish_time < b->finish_time;
   });
   for (const Job* job : succeeded) RecordRun(*job);
+  // The spot risk seen here, from every ended lease on a spot node; then the spot nodes' rates.
+  for (const auto& [seq, job] : by_seq_) {
+    for (const JobAttempt& a : job->attempts) {
+      if (!a.spot || a.end == absl::InfinitePast()) continue;
+      ProviderRisk& risk = provider_risk_[a.provider];
+      risk.spot_hours += absl::ToDoubleHours(std::max(a.end - a.start, absl::ZeroDuration()));
+      if (a.preempted) risk.preemptions++;
+    }
+  }
+  for (auto& [name, entry] : nodes_) {
+    if (entry.node.record.caps.spot && provider_risk_.contains(entry.node.record.caps.provider)) {
+      RefreshNodeFacts(entry);
+    }
+  }
   spend_month_ = MonthStart(clock_->Now());
   for (const auto& [id, expiry] : lease_expiry_) IndexLeaseStart(jobs_.at(id), nullptr);
   RebuildSpendIndex(spend_month_);
@@ -484,6 +500,7 @@ absl::StatusOr<uint64_t> Scheduler::ConnectLocked(const std::string& name, NodeC
   stats_.nodes_total = nodes_.size();
   if (!entry.node.connected) stats_.agents_connected++;
   entry.node.connected = true;
+  entry.node.preempting = false;  // a new connection: a machine woken up, or a new one
   MarkHeard(entry, now);
   entry.link = std::move(link);
   entry.session = ++last_session_;
@@ -577,6 +594,15 @@ void Scheduler::RenewLeases(NodeEntry& entry, const std::vector<JobRef>& refs, O
   }
 }
 
+absl::Status Scheduler::NotePreempting(const std::string& name, uint64_t session,
+                                       const std::string& source, int64_t seconds_left) {
+  absl::MutexLock lock(&mu_);
+  SCHED_ASSIGN_OR_RETURN(NodeEntry * entry, SessionNode(name, session));
+  if (!entry->node.preempting) stats_.preemption_notices_total++;
+  entry->node.preempting = true;
+  return absl::OkStatus();
+}
+
 absl::Status Scheduler::Heartbeat(const std::string& name, uint64_t session,
                                   const std::vector<JobRef>& running) {
   Outbox out;
@@ -620,6 +646,10 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
     if (job.state == JobState::kAssigned) {
       SetState(job, JobState::kRunning);
       job.start_time = now;
+      if (!job.attempts.empty() && job.attempts.back().epoch == job.epoch) {
+        job.attempts.back().resumed_from = report.resumed_from.substr(0, 256);
+        job.attempts.back().resumed_from_seq = report.resumed_from_seq;
+      }
       PutJob(job, out);
     }
     return job;
@@ -628,6 +658,22 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
     return absl::InvalidArgumentError(
         absl::StrCat("state: an agent reports RUNNING, SUCCEEDED, FAILED or CANCELLED, not ",
                      JobStateName(report.state)));
+  }
+  if (report.preempted && !job.cancel_requested) {
+    // The node is being taken back: not the job's failure. It goes back to the queue and
+    // resumes from its newest checkpoint wherever it goes next.
+    job.preemptions++;
+    stats_.preemptions_total++;
+    const std::string provider = job.attempts.empty() ? "" : job.attempts.back().provider;
+    const bool spot = !job.attempts.empty() && job.attempts.back().spot;
+    job.finished_by_agent = true;
+    EndLease(job,
+             absl::StrCat("preempted on node ", name,
+                          report.message.empty() ? "" : absl::StrCat(": ", report.message)),
+             out, /*preempted=*/true);
+    if (spot) RefreshSpotRisk(provider);
+    Schedule(out);
+    return job;
   }
   JobState final_state = report.state;
   std::string message = report.message;
@@ -638,6 +684,14 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
     final_state = JobState::kFailed;
     message = absl::StrCat("stopped by the agent: ", report.message);
   }
+  std::string ended = message;
+  if (final_state == JobState::kSucceeded) {
+    ended = "succeeded";
+  } else if (ended.empty()) {
+    ended = final_state == JobState::kFailed ? absl::StrCat("exit code ", report.exit_code)
+                                             : std::string(JobStateName(final_state));
+  }
+  EndAttempt(job, ended, /*preempted=*/false);
   MeterLease(job, out);
   Release(job);
   SetState(job, final_state);
@@ -850,6 +904,14 @@ void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus,
   job.lease_price_per_hour = entry.node.record.caps.price_per_hour;
   job.lease_price_schedule = entry.node.record.caps.price_schedule;
   job.lease_provider = entry.node.record.caps.provider;
+  JobAttempt& attempt = job.attempts.emplace_back();
+  attempt.attempt = job.attempt;
+  attempt.epoch = job.epoch;
+  attempt.node = job.node;
+  attempt.provider = entry.node.record.caps.provider;
+  attempt.spot = entry.node.record.caps.spot;
+  attempt.start = job.lease_start;
+  if (job.attempts.size() > Job::kMaxAttemptsKept) job.attempts.erase(job.attempts.begin());
   IndexLeaseStart(job, &entry.node);
   SetLeaseExpiry(job, clock_->Now() + options_.lease_ttl);
   Allocate(entry, job);
@@ -861,15 +923,16 @@ void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus,
   });
 }
 
-void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out) {
+void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out, bool preempted) {
   const std::string node = job.node;
   const uint64_t epoch = job.epoch;
+  EndAttempt(job, reason, preempted);
   MeterLease(job, out);
   Release(job);
   if (job.cancel_requested) {
     SetState(job, JobState::kCancelled);
     job.finish_time = job.update_time;
-  } else if (job.attempt >= options_.max_attempts) {
+  } else if (job.attempt - std::min(job.attempt, job.preemptions) >= options_.max_attempts) {
     SetState(job, JobState::kFailed);
     job.finish_time = job.update_time;
     job.message = absl::StrCat("gave up after ", job.attempt, " attempts; last: ", reason);
@@ -888,6 +951,34 @@ void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out) {
     out.commands.push_back(
         [link = entry->link, id = job.id, epoch, reason] { link->Stop(id, epoch, reason); });
   }
+}
+
+void Scheduler::EndAttempt(Job& job, const std::string& reason, bool preempted) {
+  if (job.attempts.empty()) return;
+  JobAttempt& a = job.attempts.back();
+  if (a.epoch != job.epoch || a.end != absl::InfinitePast()) return;
+  a.end = clock_->Now();
+  a.end_reason = reason;
+  a.preempted = preempted;
+  if (!a.spot) return;
+  ProviderRisk& risk = provider_risk_[a.provider];
+  risk.spot_hours += absl::ToDoubleHours(std::max(a.end - a.start, absl::ZeroDuration()));
+  if (preempted) risk.preemptions++;
+}
+
+double Scheduler::SpotRate(const std::string& provider, double prior) const {
+  auto it = provider_risk_.find(provider);
+  if (it == provider_risk_.end()) return prior;
+  return (prior * kRiskPriorHours + static_cast<double>(it->second.preemptions)) /
+         (kRiskPriorHours + it->second.spot_hours);
+}
+
+void Scheduler::RefreshSpotRisk(const std::string& provider) {
+  for (auto& [name, entry] : nodes_) {
+    if (!entry.node.record.caps.spot || entry.node.record.caps.provider != provider) continue;
+    RefreshNodeFacts(entry);
+  }
+  pending_.Unsettle("");  // spot costs moved: every waiting group is decided again
 }
 
 void Scheduler::GainedRoom(NodeEntry& entry) {
@@ -927,9 +1018,10 @@ void Scheduler::RefreshNodeFacts(NodeEntry& entry) {
   }
   node.preemptions_per_hour = 0;
   if (caps.spot) {
-    node.preemptions_per_hour = provider != nullptr && provider->offers_spot
+    node.preemptions_per_hour =
+        SpotRate(caps.provider, provider != nullptr && provider->offers_spot
                                     ? provider->spot_preemptions_per_hour
-                                    : options_.default_spot_preemptions_per_hour;
+                                    : options_.default_spot_preemptions_per_hour);
   }
   node.min_price_per_hour = node.max_price_per_hour = caps.price_per_hour;
   for (const cost::PriceWindow& w : caps.price_schedule.windows) {

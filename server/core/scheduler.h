@@ -101,6 +101,11 @@ struct JobReport {
   JobState state = JobState::kRunning;  // kRunning or a terminal state
   int32_t exit_code = 0;
   std::string message;
+  // With a terminal state: the node is being taken back; the job goes back to the queue.
+  bool preempted = false;
+  // With kRunning: the checkpoint the attempt resumed from.
+  std::string resumed_from;
+  uint64_t resumed_from_seq = 0;
 };
 
 struct SchedulerStats {
@@ -117,6 +122,9 @@ struct SchedulerStats {
   uint64_t timeline_mismatches_total = 0;
   uint64_t lease_expiries_total = 0;
   uint64_t stale_reports_total = 0;
+  // Preemption notices agents passed on, and leases that ended in a preemption.
+  uint64_t preemption_notices_total = 0;
+  uint64_t preemptions_total = 0;
   uint64_t agents_connected = 0;
   uint64_t nodes_total = 0;
 };
@@ -171,6 +179,10 @@ class Scheduler {
   // that every later call from this stream passes.
   void ConnectAgent(const std::string& name, NodeCapabilities caps, std::vector<JobRef> running,
                     std::shared_ptr<AgentLink> link, Done<uint64_t> done);
+  // Agent `name` got a preemption notice (`source`: "sigterm", "aws", ...): no new work goes to
+  // the node on this session; its jobs report their end with JobReport::preempted.
+  absl::Status NotePreempting(const std::string& name, uint64_t session, const std::string& source,
+                              int64_t seconds_left);
   // The stream ended. Leases stay until their TTL, so a quick reconnect loses nothing.
   void DisconnectAgent(const std::string& name, uint64_t session);
   // Renews the leases in `running`; stale ones are told to stop. FAILED_PRECONDITION when the
@@ -397,9 +409,22 @@ class Scheduler {
   void MeterLease(Job& job, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The open lease of a leased job as a ledger entry ending `now`.
   LedgerEntry OpenEntry(const Job& job, absl::Time now) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // The lease of `job` ends without a report from its agent.
-  void EndLease(Job& job, const std::string& reason, Outbox& out)
+  // The lease of `job` ends without a report from its agent (or, `preempted`, with one that
+  // says its node is being taken back): back to the queue unless cancelled or out of attempts
+  // (preemptions do not count).
+  void EndLease(Job& job, const std::string& reason, Outbox& out, bool preempted = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Closes the record of the job's current lease (Job::attempts) and counts its spot hours and
+  // preemption for the provider's spot risk.
+  void EndAttempt(Job& job, const std::string& reason, bool preempted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The preemption rate to expect of a spot node of `provider`: the catalog's (`prior`), as if
+  // seen over kRiskPriorHours, with the preemptions and spot hours seen here added to it.
+  double SpotRate(const std::string& provider, double prior) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // After a preemption: the provider's spot nodes take the new rate, and waiting jobs are
+  // decided again.
+  void RefreshSpotRisk(const std::string& provider) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Places pending jobs (only `job` when given) while nodes have room. Every change that gives
   // a node room calls GainedRoom() and then, before the lock is released, Schedule().
   void Schedule(Outbox& out, Job* job = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -521,6 +546,13 @@ class Scheduler {
   absl::btree_set<IdKey> job_ids_ ABSL_GUARDED_BY(mu_);
   absl::btree_map<uint64_t, Job*> by_seq_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Job*> by_request_id_ ABSL_GUARDED_BY(mu_);
+  // What spot leases of each provider saw here: preemptions and spot hours (SpotRate).
+  struct ProviderRisk {
+    uint64_t preemptions = 0;
+    double spot_hours = 0;
+  };
+  absl::flat_hash_map<std::string, ProviderRisk> provider_risk_ ABSL_GUARDED_BY(mu_);
+  static constexpr double kRiskPriorHours = 100;
   PendingQueue pending_ ABSL_GUARDED_BY(mu_);
   // Nodes that may have room (a superset; OpenNodes() prunes it), and those that gained room
   // since the last Schedule() pass. Entries of nodes_, which never removes one.

@@ -73,6 +73,12 @@ class SchedulerCollector final : public prometheus::Collectable {
     out.push_back(Family("sched_stale_reports_total",
                          "Agent reports refused for a stale fencing epoch.", MetricType::Counter,
                          {Value(s.stale_reports_total)}));
+    out.push_back(Family("sched_preemption_notices_total",
+                         "Preemption notices agents passed on (their node was being taken back).",
+                         MetricType::Counter, {Value(s.preemption_notices_total)}));
+    out.push_back(Family("sched_preemptions_total",
+                         "Leases that ended in a preemption; the job went back to the queue.",
+                         MetricType::Counter, {Value(s.preemptions_total)}));
     out.push_back(Family("sched_agents_connected", "Agents with an open Connect stream.",
                          MetricType::Gauge, {Value(s.agents_connected)}));
     out.push_back(Family("sched_nodes", "Nodes schedd knows, connected or not.",

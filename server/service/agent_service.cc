@@ -155,14 +155,20 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
           return absl::OkStatus();
         }
         JobReport report{u.job_id(), u.epoch(), *state, u.exit_code(), u.message()};
+        report.preempted = u.preempted();
+        report.resumed_from = u.resumed_from();
+        report.resumed_from_seq = u.resumed_from_seq();
         scheduler_->ReportJob(
             name_, session_, std::move(report),
-            [sender = sender_, id = u.job_id(), epoch = u.epoch()](absl::StatusOr<Job> job) {
+            [sender = sender_, id = u.job_id(), epoch = u.epoch(),
+             final = IsTerminal(*state)](absl::StatusOr<Job> job) {
               if (!job.ok()) {
                 Reject(*sender, id, epoch, job.status());
                 return;
               }
-              if (!IsTerminal(job->state)) return;
+              // A final report is acknowledged once durable, also when it sent the job back to
+              // the queue (preempted).
+              if (!final) return;
               v1::ServerMessage msg;
               v1::UpdateAck* ack = msg.mutable_update_ack();
               ack->set_job_id(id);
@@ -171,6 +177,11 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
               sender->Send(std::move(msg));
             });
         return absl::OkStatus();
+      }
+      case v1::AgentMessage::kPreempting: {
+        const v1::Preempting& p = in_.preempting();
+        return scheduler_->NotePreempting(name_, session_, p.source().substr(0, 64),
+                                          p.seconds_left());
       }
       case v1::AgentMessage::kLog: {
         v1::AgentLogChunk* chunk = in_.mutable_log();

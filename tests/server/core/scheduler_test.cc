@@ -1275,3 +1275,101 @@ TEST_F(DecisionTest, EstimateRanksEveryNodeAndChangesNothing) {
 
 }  // namespace
 }  // namespace sched
+
+namespace sched {
+namespace {
+
+// A spot node taken back: its jobs go back to the queue without using up attempts, each lease is
+// recorded with how it ended, and the provider's preemptions raise its spot risk.
+TEST_F(SchedulerTest, APreemptedJobGoesBackToTheQueueWithoutUsingUpItsAttempts) {
+  auto link = std::make_shared<FakeAgentLink>();
+  NodeCapabilities spot = Caps(2, 8 * kGiB);
+  spot.provider = "vastai";
+  spot.spot = true;
+  spot.price_per_hour = 0.5;
+  uint64_t session = Connect("spot-1", spot, link);
+  const double prior = scheduler_->GetNode("spot-1")->preemptions_per_hour;
+  EXPECT_GT(prior, 0);
+  auto submitted = Submit(Spec("train"));
+  ASSERT_THAT(submitted, IsOk());
+  const std::string id = submitted->job.id;
+  // Three preemptions in a row: max_attempts is 3 here, yet the job is still queued after them.
+  for (uint32_t round = 1; round <= 3; ++round) {
+    Job job = Get(id);
+    ASSERT_EQ(job.state, JobState::kAssigned) << "round " << round;
+    ASSERT_EQ(job.attempt, round);
+    JobReport running{id, job.epoch, JobState::kRunning, 0, ""};
+    if (round > 1) {
+      running.resumed_from = absl::StrCat("step-", round);
+      running.resumed_from_seq = round;
+    }
+    ASSERT_THAT(Call<Job>([&](auto done) {
+                  scheduler_->ReportJob("spot-1", session, running, std::move(done));
+                }),
+                IsOk());
+    clock_.Advance(absl::Minutes(30));
+    ASSERT_THAT(scheduler_->NotePreempting("spot-1", session, "sigterm", 5), IsOk());
+    EXPECT_EQ(scheduler_->GetNode("spot-1")->state(), NodeState::kPreempting);
+    // No new work goes to a node being taken back.
+    auto other = Submit(Spec("other"));
+    ASSERT_THAT(other, IsOk());
+    EXPECT_EQ(Get(other->job.id).state, JobState::kPending);
+    ASSERT_THAT(Cancel(other->job.id), IsOk());
+    JobReport gone{id, job.epoch, JobState::kCancelled, 143, "aws spot notice"};
+    gone.preempted = true;
+    auto back = Call<Job>([&](auto done) {
+      scheduler_->ReportJob("spot-1", session, gone, std::move(done));
+    });
+    ASSERT_THAT(back, IsOk());
+    EXPECT_EQ(back->state, JobState::kPending);
+    EXPECT_EQ(back->attempt, round + 1);
+    EXPECT_EQ(back->preemptions, round);
+    EXPECT_THAT(back->message, HasSubstr("preempted on node spot-1: aws spot notice"));
+    // The machine comes back (a new connection): the job goes to it again.
+    session = Connect("spot-1", spot, link);
+  }
+  const Job job = Get(id);
+  EXPECT_EQ(job.state, JobState::kAssigned);
+  ASSERT_THAT(job.attempts, SizeIs(4));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(job.attempts[i].attempt, static_cast<uint32_t>(i + 1));
+    EXPECT_TRUE(job.attempts[i].preempted);
+    EXPECT_EQ(job.attempts[i].node, "spot-1");
+    EXPECT_EQ(job.attempts[i].provider, "vastai");
+    EXPECT_TRUE(job.attempts[i].spot);
+    EXPECT_EQ(job.attempts[i].end - job.attempts[i].start, absl::Minutes(30));
+    EXPECT_THAT(job.attempts[i].end_reason, HasSubstr("preempted"));
+  }
+  EXPECT_EQ(job.attempts[0].resumed_from, "");
+  EXPECT_EQ(job.attempts[2].resumed_from, "step-3");
+  EXPECT_EQ(job.attempts[2].resumed_from_seq, 3u);
+  EXPECT_EQ(job.attempts[3].end, absl::InfinitePast());  // running now
+  // 3 preemptions in 1.5 spot hours: the rate moves from the prior toward what was seen.
+  const double rate = scheduler_->GetNode("spot-1")->preemptions_per_hour;
+  EXPECT_DOUBLE_EQ(rate, (prior * 100 + 3) / (100 + 1.5));
+  EXPECT_GT(rate, prior);
+  EXPECT_EQ(scheduler_->Stats().preemptions_total, 3u);
+  EXPECT_EQ(scheduler_->Stats().preemption_notices_total, 3u);
+  // An ordinary end is recorded too, and its spot hours count.
+  clock_.Advance(absl::Minutes(30));
+  ASSERT_THAT(Report("spot-1", session, id, job.epoch, JobState::kFailed, 2), IsOk());
+  const Job failed = Get(id);
+  EXPECT_EQ(failed.state, JobState::kFailed);
+  EXPECT_EQ(failed.attempts.back().end_reason, "exit code 2");
+  EXPECT_FALSE(failed.attempts.back().preempted);
+  EXPECT_DOUBLE_EQ(scheduler_->GetNode("spot-1")->preemptions_per_hour,
+                   (prior * 100 + 3) / (100 + 1.5));  // nodes take the rate at a preemption
+  // All of it is stored: after a restart the records, the count and the risk are the same.
+  Restart();
+  const Job again = Get(id);
+  ASSERT_THAT(again.attempts, SizeIs(4));
+  EXPECT_EQ(again.preemptions, 3u);
+  EXPECT_EQ(again.attempts[2].resumed_from, "step-3");
+  EXPECT_TRUE(again.attempts[1].preempted);
+  Connect("spot-1", spot, link);
+  EXPECT_DOUBLE_EQ(scheduler_->GetNode("spot-1")->preemptions_per_hour,
+                   (prior * 100 + 3) / (100 + 2.0));
+}
+
+}  // namespace
+}  // namespace sched
