@@ -48,9 +48,17 @@ RunRequest RequestFor(const v1::Job& job, const std::string& work_dir) {
 
 }  // namespace
 
+// What a later attempt resumed from, written by RunRequest::prepare before the job starts.
+struct ResumedFrom {
+  std::string name;
+  uint64_t seq = 0;
+};
+
 struct Agent::HeldJob {
   uint64_t epoch = 0;
   uint32_t attempt = 0;
+  std::shared_ptr<ResumedFrom> resumed = std::make_shared<ResumedFrom>();
+  bool preempted = false;  // stopped for a preemption notice
   uint64_t serial = 0;
   absl::Time assigned_at;
   std::unique_ptr<JobRunner> runner;  // null once the process has ended
@@ -87,6 +95,30 @@ Agent::~Agent() = default;
 void Agent::Shutdown() {
   absl::MutexLock lock(&mu_);
   shutdown_ = true;
+}
+
+void Agent::Preempt(const std::string& source, absl::Duration time_left, bool then_exit) {
+  absl::MutexLock lock(&mu_);
+  if (preempting_ || shutdown_) return;
+  preempting_ = true;
+  preempt_exit_ = then_exit;
+  preempt_source_ = source;
+  preempt_deadline_ = options_.clock->Now() + time_left;
+  preempt_notice_due_ = registered_;
+  // The job gets most of the time left to write its checkpoint; the rest is for the upload and
+  // the report.
+  const absl::Duration grace =
+      std::max(time_left - std::max(time_left / 4, absl::Seconds(1)), absl::Milliseconds(500));
+  int stopping = 0;
+  for (auto& [id, job] : jobs_) {
+    if (job.runner == nullptr || job.ended) continue;
+    job.preempted = true;
+    job.runner->Kill(grace);
+    stopping++;
+  }
+  Log("preemption notice (%s), %d s left: %d job(s) get SIGTERM and %d ms for a last "
+      "checkpoint",
+      source, absl::ToInt64Seconds(time_left), stopping, absl::ToInt64Milliseconds(grace));
 }
 
 absl::Status Agent::Run() {
@@ -206,7 +238,8 @@ void Agent::StartStreamLocked() {
 }
 
 bool Agent::WriterHasWork() const {
-  return stream_ending_ || (registered_ && (heartbeat_due_ || !send_queue_.empty()));
+  return stream_ending_ ||
+         (registered_ && (heartbeat_due_ || preempt_notice_due_ || !send_queue_.empty()));
 }
 
 void Agent::WriterLoop(Stream* stream, grpc::ClientContext* context) {
@@ -217,7 +250,13 @@ void Agent::WriterLoop(Stream* stream, grpc::ClientContext* context) {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &Agent::WriterHasWork));
       if (stream_ending_) return;
-      if (heartbeat_due_) {
+      if (preempt_notice_due_) {
+        preempt_notice_due_ = false;
+        v1::Preempting* p = msg.mutable_preempting();
+        p->set_source(preempt_source_);
+        p->set_seconds_left(std::max<int64_t>(
+            absl::ToInt64Seconds(preempt_deadline_ - options_.clock->Now()), 0));
+      } else if (heartbeat_due_) {
         heartbeat_due_ = false;
         msg = HeartbeatLocked();
         heartbeats_sent_.push_back(options_.clock->Now());
@@ -274,6 +313,12 @@ void Agent::TickerLoop() {
             absl::ToInt64Seconds(kRegisterTimeout));
         stream_cancelled_ = true;
         context_->TryCancel();
+      }
+      if (preempting_ && preempt_exit_ && !shutdown_ &&
+          (jobs_.empty() || now >= preempt_deadline_)) {
+        Log(jobs_.empty() ? "preempted: every job reported; stopping"
+                          : "preempted: out of time; stopping");
+        shutdown_ = true;
       }
       if (shutdown_) ShutdownStepLocked(now);
       auto done =
@@ -377,6 +422,7 @@ void Agent::OnRegisterAck(const v1::RegisterAck& ack) {
                             ? absl::Milliseconds(ack.heartbeat_interval_ms())
                             : absl::Seconds(1);
   registered_ = true;
+  if (preempting_) preempt_notice_due_ = true;  // a new stream: say it again
   last_ack_ = now;
   next_heartbeat_ = now + heartbeat_interval_;
   if (metrics_ != nullptr) metrics_->SetConnected(true);
@@ -394,6 +440,10 @@ void Agent::OnAssignment(const v1::Assignment& assignment) {
   }
   if (shutdown_) {
     Log("job %s: assignment ignored, shutting down", job.id());
+    return;
+  }
+  if (preempting_) {
+    Log("job %s: assignment ignored, this machine is being taken back", job.id());
     return;
   }
   // Read after this agent's lease ran out (it was paused, or cut off): the assignment is as old
@@ -424,10 +474,12 @@ void Agent::OnAssignment(const v1::Assignment& assignment) {
   RunRequest request = RequestFor(job, options_.work_dir);
   if (job.attempt() > 1) {
     // A later attempt resumes from the job's newest checkpoint, wherever it was made.
-    request.prepare = [uploader = checkpoints_.get(), id = job.id()](
+    request.prepare = [uploader = checkpoints_.get(), id = job.id(), resumed = held.resumed](
                           const std::string& dir, std::string* note) -> std::string {
       absl::StatusOr<checkpoint::Downloaded> got = uploader->FetchNewest(id, dir);
       if (got.ok()) {
+        resumed->name = got->manifest.name();
+        resumed->seq = got->manifest.seq();
         *note = absl::StrFormat("sched-agent: resuming from checkpoint %s (#%d, %d bytes)\n",
                                 got->manifest.name(), got->manifest.seq(),
                                 got->manifest.size_bytes());
@@ -481,7 +533,10 @@ void Agent::OnStarted(const JobToken& token, pid_t pid) {
   Log("job %s: started, pid %d", token.first, pid);
   checkpoints_->Watch(token.first, job->epoch, job->attempt,
                       CheckpointFolder(options_.work_dir, token.first, job->attempt));
-  PushLocked(token.first, *job, Update(token.first, job->epoch, v1::JOB_STATE_RUNNING));
+  v1::AgentMessage running = Update(token.first, job->epoch, v1::JOB_STATE_RUNNING);
+  running.mutable_update()->set_resumed_from(job->resumed->name);
+  running.mutable_update()->set_resumed_from_seq(job->resumed->seq);
+  PushLocked(token.first, *job, std::move(running));
 }
 
 void Agent::OnOutput(const JobToken& token, OutputStream stream, std::string data) {
@@ -509,6 +564,13 @@ void Agent::OnExited(const JobToken& token, const absl::StatusOr<ExitStatus>& ex
   v1::AgentMessage msg = Update(token.first, job->epoch, end.state);
   msg.mutable_update()->set_exit_code(end.exit_code);
   msg.mutable_update()->set_message(end.message);
+  if (job->preempted && !job->cancel_requested) {
+    // schedd queues it again; the state only has to be a final one.
+    msg.mutable_update()->set_state(v1::JOB_STATE_CANCELLED);
+    msg.mutable_update()->set_preempted(true);
+    msg.mutable_update()->set_message(
+        absl::StrCat(preempt_source_, " preemption notice; the job ", end.message));
+  }
   job->ended = true;
   job->final_update = msg;
   PushLocked(token.first, *job, std::move(msg));

@@ -75,6 +75,13 @@ class Agent {
   absl::Status Run();
   // Thread-safe, returns at once; Run() then winds down.
   void Shutdown();
+  // The machine is being taken back (a spot preemption notice from `source`: "sigterm",
+  // "aws", "gcp", "hook"), in `time_left`. Tells schedd (which sends no more work), sends every
+  // running job SIGTERM so that it writes a last checkpoint, gives it most of the time left,
+  // uploads what it published last and reports its end as preempted: schedd queues it again at
+  // once, to resume elsewhere. With `then_exit`, Run() returns once every job is reported (or
+  // the time is up). Thread-safe; later notices are ignored.
+  void Preempt(const std::string& source, absl::Duration time_left, bool then_exit);
 
  private:
   struct HeldJob;
@@ -144,6 +151,12 @@ class Agent {
   // One token per outbox item not yet handed to the writer, in the order they were added.
   std::deque<JobToken> send_queue_ ABSL_GUARDED_BY(mu_);
   bool heartbeat_due_ ABSL_GUARDED_BY(mu_) = false;
+  // Preemption (Preempt): the notice, and whether schedd still has to be told on this stream.
+  bool preempting_ ABSL_GUARDED_BY(mu_) = false;
+  bool preempt_exit_ ABSL_GUARDED_BY(mu_) = false;
+  bool preempt_notice_due_ ABSL_GUARDED_BY(mu_) = false;
+  std::string preempt_source_ ABSL_GUARDED_BY(mu_);
+  absl::Time preempt_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   absl::Duration lease_ttl_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
   // When the leases were last renewed: the RegisterAck's arrival, or the sending of the

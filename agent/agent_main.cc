@@ -16,6 +16,7 @@
 #include "agent/log.h"
 #include "agent/metrics.h"
 #include "agent/nvml.h"
+#include "agent/preemption.h"
 #include "google/protobuf/util/json_util.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
@@ -101,17 +102,47 @@ int RunAgentMain(MainOptions options) {
       options.agent.server, options.metrics_listen.empty() ? "" : ", metrics on ",
       options.metrics_listen);
 
+  absl::StatusOr<NoticeSources> sources =
+      ParseNoticeSources(options.preemption_notice, caps.spot(), caps.provider(),
+                         options.preemption_hook);
+  if (!sources.ok()) {
+    Log("--%s", sources.status().message());
+    return 2;
+  }
+  sources->poll = absl::Milliseconds(std::max<int64_t>(options.preemption_poll_ms, 10));
+  sources->sigterm_time_left = absl::Seconds(std::max<int64_t>(options.sigterm_notice_seconds, 1));
+  sources->aws_url = options.aws_metadata_url;
+  sources->gcp_url = options.gcp_metadata_url;
+  Log("preemption notices from: %s%s%s%s", sources->sigterm ? "sigterm " : "",
+      sources->aws ? "aws " : "", sources->gcp ? "gcp " : "",
+      sources->hook.empty() ? (sources->sigterm || sources->aws || sources->gcp ? "" : "none")
+                            : "hook");
+
   Agent agent(options.agent, &metrics);
-  std::atomic<bool> signalled{false};
+  PreemptionWatcher watcher(*sources, [&agent](const std::string& source, absl::Duration left) {
+    agent.Preempt(source, left, /*then_exit=*/true);
+  });
+  std::atomic<bool> done{false};
   std::thread signals([&] {
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    if (signalled.exchange(true)) return;  // woken by the main thread below
-    Log("signal %d: shutting down", sig);
-    agent.Shutdown();
+    bool noticed = false;
+    while (true) {
+      int sig = 0;
+      sigwait(&stop_signals, &sig);
+      if (done.load()) return;  // woken by the main thread below
+      if (sig == SIGTERM && sources->sigterm && !noticed) {
+        // A spot host's SIGTERM: the machine is going. A second signal stops at once.
+        noticed = true;
+        agent.Preempt("sigterm", sources->sigterm_time_left, /*then_exit=*/true);
+        continue;
+      }
+      Log("signal %d: shutting down", sig);
+      agent.Shutdown();
+      return;
+    }
   });
   const absl::Status status = agent.Run();
-  if (!signalled.exchange(true)) pthread_kill(signals.native_handle(), SIGTERM);
+  done.store(true);
+  pthread_kill(signals.native_handle(), SIGTERM);
   signals.join();
   if (!status.ok()) {
     Log("%s", status.ToString());

@@ -17,6 +17,15 @@ struct MainOptions {
   std::string metrics_listen = "127.0.0.1:7072";
   // Print the detected Capabilities as JSON on stdout and return.
   bool detect_only = false;
+  // Preemption notices (agent/preemption.h): "auto", "none" or a list of sigterm, aws, gcp,
+  // hook; the hook's command; how often the polled sources are asked; and the metadata
+  // servers' addresses (tests point them at a fake).
+  std::string preemption_notice = "auto";
+  std::string preemption_hook;
+  int64_t preemption_poll_ms = 2'000;
+  int64_t sigterm_notice_seconds = 10;
+  std::string aws_metadata_url = "http://169.254.169.254";
+  std::string gcp_metadata_url = "http://metadata.google.internal";
 };
 
 // The whole agent process: detects the machine, serves metrics, runs the Agent until SIGINT or

@@ -39,6 +39,18 @@ ABSL_FLAG(int64_t, kill_grace_ms, 10'000,
           "How long a job has between SIGTERM and SIGKILL when it is stopped.");
 ABSL_FLAG(int64_t, checkpoint_poll_ms, 500,
           "How often the jobs' checkpoint folders are looked at for new checkpoints to upload.");
+ABSL_FLAG(std::string, preemption_notice, "auto",
+          "Where preemption notices come from: auto (on a spot node: sigterm, plus aws or gcp by "
+          "provider), none, or a list of sigterm, aws, gcp, hook.");
+ABSL_FLAG(std::string, preemption_hook, "",
+          "A command run every --preemption_poll_ms: exit status 0 is a preemption notice, and "
+          "the first number it prints is the seconds left.");
+ABSL_FLAG(int64_t, preemption_poll_ms, 2'000, "How often aws, gcp and the hook are asked.");
+ABSL_FLAG(int64_t, sigterm_notice_seconds, 10,
+          "The time a SIGTERM notice leaves for the jobs' last checkpoints and reports.");
+ABSL_FLAG(std::string, aws_metadata_url, "http://169.254.169.254", "EC2 instance metadata.");
+ABSL_FLAG(std::string, gcp_metadata_url, "http://metadata.google.internal",
+          "GCE metadata server.");
 ABSL_FLAG(bool, detect_only, false, "Print the detected capabilities as JSON and exit.");
 ABSL_FLAG(std::string, gpu_detection, "auto", "How to find GPUs: auto, nvml, nvidia-smi or none.");
 ABSL_FLAG(std::string, config, "",
@@ -133,6 +145,12 @@ int main(int argc, char** argv) {
   options.agent.random_seed = std::random_device{}();  // agents cut off together spread out
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.detect_only = absl::GetFlag(FLAGS_detect_only);
+  options.preemption_notice = absl::GetFlag(FLAGS_preemption_notice);
+  options.preemption_hook = absl::GetFlag(FLAGS_preemption_hook);
+  options.preemption_poll_ms = absl::GetFlag(FLAGS_preemption_poll_ms);
+  options.sigterm_notice_seconds = absl::GetFlag(FLAGS_sigterm_notice_seconds);
+  options.aws_metadata_url = absl::GetFlag(FLAGS_aws_metadata_url);
+  options.gcp_metadata_url = absl::GetFlag(FLAGS_gcp_metadata_url);
   absl::StatusOr<agent::GpuDetection> gpu_detection =
       agent::ParseGpuDetection(absl::GetFlag(FLAGS_gpu_detection));
   if (!gpu_detection.ok()) {

@@ -13,6 +13,8 @@ The contract it follows:
   stay on disk here: schedd keeps its own copies.
 - SCHED_RESUME_FROM (set on a later attempt when schedd has a checkpoint of the job): the path of
   the newest checkpoint, downloaded and verified. The state is loaded from it.
+On SIGTERM (the agent passes on a preemption notice that way) it finishes the step under way,
+publishes it as a checkpoint and exits 143: the next attempt resumes from that very step.
 Without either variable the job simply runs from the start and writes nothing.
 """
 import argparse
@@ -23,6 +25,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import sys
 import time
 
@@ -133,6 +136,9 @@ def main():
         rng.setstate(state["rng_state"])
         print("resumed from step %d" % step, flush=True)
     ckpt_dir = os.environ.get("SCHED_CHECKPOINT_DIR")
+    # SIGTERM (a preemption notice, or a cancel): finish the step under way, save it, stop.
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
 
     while step < args.steps:
         batch = [data[rng.randrange(len(data))] for _ in range(BATCH)]
@@ -141,11 +147,14 @@ def main():
         step += 1
         if args.step_seconds > 0:
             time.sleep(args.step_seconds)
-        if ckpt_dir and step % args.checkpoint_every == 0:
+        if ckpt_dir and (step % args.checkpoint_every == 0 or stopping):
             state = {"step": step, "weights": weights, "rng_state": rng.getstate(),
                      "losses": losses}
             name = publish_checkpoint(ckpt_dir, state, args.keep)
             print("checkpoint %s loss=%.6f" % (name, log_loss(weights, data)), flush=True)
+        if stopping:
+            print("stopped at step %d by SIGTERM" % step, flush=True)
+            return 143
 
     digest = hashlib.sha256(repr(weights).encode()).hexdigest()
     print("result: steps=%d loss=%r weights_sha256=%s" % (step, log_loss(weights, data), digest),

@@ -13,6 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
@@ -89,7 +90,10 @@ class CheckpointResumeTest : public ::testing::Test {
           std::vector<std::string>{BinaryPath("sched-agent"), "--server=" + address_,
                                    "--name=" + name, "--work_dir=" + dir_ + "/" + name,
                                    "--metrics_listen=", "--gpu_detection=none",
-                                   "--checkpoint_poll_ms=50"},
+                                   "--checkpoint_poll_ms=50", "--spot=true",
+                                   "--provider=vastai", "--price_per_hour=0.5",
+                                   "--preemption_notice=sigterm",
+                                   "--sigterm_notice_seconds=5"},
           dir_ + "/" + name + ".log");
     }
     auto channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
@@ -251,6 +255,75 @@ TEST_F(CheckpointResumeTest, AgentKilledWithItsJobResumesFromTheNewestCheckpoint
   std::ifstream state(dir_ + "/home/step-000200/state.json");
   std::string json((std::istreambuf_iterator<char>(state)), std::istreambuf_iterator<char>());
   EXPECT_THAT(json, HasSubstr("\"step\": 200")) << got;
+}
+
+TEST_F(CheckpointResumeTest, PreemptionNoticeSavesTheStepUnderWayAndResumesElsewhereAtOnce) {
+  const std::string expected = UninterruptedResult();
+  ASSERT_THAT(expected, HasSubstr("result: steps=200"));
+  grpc::ClientContext sctx;
+  v1::SubmitJobRequest req;
+  req.mutable_spec()->set_name("train");
+  req.mutable_spec()->set_run(absl::StrCat("exec python3 ", Script(), " --steps ", kSteps,
+                                           " --checkpoint-every ", kEvery,
+                                           " --step-seconds 0.02"));
+  req.mutable_spec()->mutable_resources()->set_cpus(0.5);
+  v1::SubmitJobResponse submitted;
+  ASSERT_TRUE(jobs_->SubmitJob(&sctx, req, &submitted).ok());
+  const std::string id = submitted.job().id();
+  std::vector<v1::Checkpoint> before;
+  for (int i = 0; i < 1000 && before.empty(); ++i) {
+    before = List(id);
+    if (before.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_FALSE(before.empty()) << "no checkpoint reached schedd";
+  const v1::Job running = Get(id);
+  ASSERT_EQ(running.state(), v1::JOB_STATE_RUNNING);
+  const std::string first_node = running.node();
+  // The spot host's notice: SIGTERM to the agent.
+  const absl::Time noticed_at = absl::Now();
+  agents_[first_node]->Signal(SIGTERM);
+  // Back in the queue and running elsewhere well before a lease (1.5 s) could have run out.
+  v1::Job job;
+  absl::Duration to_running = absl::InfiniteDuration();
+  for (int i = 0; i < 3000; ++i) {
+    job = Get(id);
+    if (job.attempt() == 2 && job.state() == v1::JOB_STATE_RUNNING &&
+        to_running == absl::InfiniteDuration()) {
+      to_running = absl::Now() - noticed_at;
+    }
+    if (job.state() == v1::JOB_STATE_SUCCEEDED || job.state() == v1::JOB_STATE_FAILED) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.message();
+  EXPECT_EQ(job.attempt(), 2u);
+  EXPECT_EQ(job.preemptions(), 1u);
+  EXPECT_NE(job.node(), first_node);
+  EXPECT_LT(to_running, absl::Seconds(2)) << "requeued by the lease, not by the report";
+  ASSERT_EQ(job.attempts_size(), 2);
+  EXPECT_TRUE(job.attempts(0).preempted());
+  EXPECT_THAT(job.attempts(0).end_reason(), HasSubstr("sigterm preemption notice"));
+  EXPECT_EQ(job.attempts(0).node(), first_node);
+  EXPECT_FALSE(job.attempts(1).preempted());
+  EXPECT_EQ(job.attempts(1).end_reason(), "succeeded");
+  // The step under way at the notice was saved, uploaded, and is where attempt 2 began: no
+  // step ran twice.
+  const std::string first = Logs(id, 1);
+  const std::vector<std::string> stopped = LinesStarting(first, "stopped at step ");
+  ASSERT_EQ(stopped.size(), 1u) << first;
+  int stopped_step = -1;
+  ASSERT_TRUE(absl::SimpleAtoi(stopped[0].substr(16, stopped[0].find(' ', 16) - 16), &stopped_step))
+      << stopped[0];
+  EXPECT_EQ(job.attempts(1).resumed_from(), absl::StrFormat("step-%06d", stopped_step));
+  const std::string second = Logs(id, 2);
+  EXPECT_THAT(second, HasSubstr(absl::StrCat("resumed from step ", stopped_step, "\n")));
+  const std::vector<std::string> result = LinesStarting(second, "result:");
+  ASSERT_EQ(result.size(), 1u) << second;
+  EXPECT_EQ(result[0], expected);
+  // The agent, told its machine is going, reported and stopped by itself.
+  EXPECT_EQ(agents_[first_node]->Wait(10'000), 0);
+  std::printf("preempted on %s at step %d; running on %s %.0f ms after the notice\n",
+              first_node.c_str(), stopped_step, job.node().c_str(),
+              absl::ToDoubleMilliseconds(to_running));
 }
 
 }  // namespace
