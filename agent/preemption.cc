@@ -63,9 +63,9 @@ absl::StatusOr<NoticeSources> ParseNoticeSources(absl::string_view list, bool sp
       }
       s.hook = hook_command;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "preemption_notice: unknown source \"", part,
-          "\" (auto, none, or a list of sigterm, aws, gcp, hook)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("preemption_notice: unknown source \"", part,
+                       "\" (auto, none, or a list of sigterm, aws, gcp, hook)"));
     }
   }
   return s;
@@ -148,7 +148,8 @@ absl::Duration AwsTimeLeft(absl::string_view document, absl::Time now) {
   if (open == absl::string_view::npos || close == absl::string_view::npos) return kAwsDefault;
   absl::Time at;
   std::string err;
-  if (!absl::ParseTime(absl::RFC3339_full, document.substr(open + 1, close - open - 1), &at, &err)) {
+  if (!absl::ParseTime(absl::RFC3339_full, document.substr(open + 1, close - open - 1), &at,
+                       &err)) {
     return kAwsDefault;
   }
   return std::max(at - now, absl::ZeroDuration());
@@ -194,7 +195,8 @@ absl::StatusOr<std::optional<absl::Duration>> CheckHook(const std::string& comma
   const int status = pclose(p);
   if (status != 0) return std::nullopt;
   // The first number it printed is the seconds left.
-  for (absl::string_view word : absl::StrSplit(out, absl::ByAnyChar(" \t\r\n"), absl::SkipEmpty())) {
+  for (absl::string_view word :
+       absl::StrSplit(out, absl::ByAnyChar(" \t\r\n"), absl::SkipEmpty())) {
     int64_t seconds = 0;
     if (absl::SimpleAtoi(word, &seconds) && seconds >= 0) return absl::Seconds(seconds);
   }

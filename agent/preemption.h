@@ -48,16 +48,15 @@ struct HttpResponse {
 };
 // One HTTP/1.1 request to `url` (http://host[:port]/path; no TLS: the metadata servers are
 // plain HTTP on the local link). UNAVAILABLE when it cannot connect or gets no answer in time.
-absl::StatusOr<HttpResponse> HttpRequest(absl::string_view method, absl::string_view url,
-                                         const std::vector<std::pair<std::string, std::string>>& headers,
-                                         absl::Duration timeout);
+absl::StatusOr<HttpResponse> HttpRequest(
+    absl::string_view method, absl::string_view url,
+    const std::vector<std::pair<std::string, std::string>>& headers, absl::Duration timeout);
 
 // The time left that an AWS instance-action document ({"action": "terminate", "time":
 // "2026-11-26T12:00:00Z"}) gives, from `now`; two minutes when it has no readable time.
 absl::Duration AwsTimeLeft(absl::string_view document, absl::Time now);
 // One look at each source: the time left when a notice is out, nullopt when none is.
-absl::StatusOr<std::optional<absl::Duration>> CheckAws(const std::string& base_url,
-                                                       absl::Time now);
+absl::StatusOr<std::optional<absl::Duration>> CheckAws(const std::string& base_url, absl::Time now);
 absl::StatusOr<std::optional<absl::Duration>> CheckGcp(const std::string& base_url);
 absl::StatusOr<std::optional<absl::Duration>> CheckHook(const std::string& command);
 

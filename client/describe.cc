@@ -186,6 +186,29 @@ std::string PriceScheduleField(const sched::v1::Capabilities& caps) {
 
 }  // namespace
 
+// Every lease of the job: where it ran, for how long, how it ended, what it resumed from.
+std::string AttemptsTable(const sched::v1::Job& job, absl::Time now) {
+  Table table({"#", "NODE", "PROVIDER", "STARTED", "RAN", "ENDED", "RESUMED FROM"});
+  for (const sched::v1::JobAttempt& a : job.attempts()) {
+    const std::optional<absl::Time> start = FromTimestamp(a.start_time());
+    const std::optional<absl::Time> end = FromTimestamp(a.end_time());
+    std::string provider = a.provider().empty() ? "<none>" : a.provider();
+    if (a.spot()) absl::StrAppend(&provider, " (spot)");
+    table.AddRow({absl::StrCat(a.attempt()), a.node(), provider,
+                  start ? absl::StrCat(FormatAge(now - *start), " ago") : "<unknown>",
+                  start ? FormatAge((end ? *end : now) - *start) : "<unknown>",
+                  end ? a.end_reason() : "<running>",
+                  a.resumed_from().empty()
+                      ? "<start>"
+                      : absl::StrCat(a.resumed_from(), " (#", a.resumed_from_seq(), ")")});
+  }
+  std::ostringstream text;
+  table.Print(text);
+  std::string out = text.str();
+  if (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
 void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
                  const std::optional<sched::v1::CostLine>& spent) {
   const sched::v1::JobSpec& spec = job.spec();
@@ -198,7 +221,10 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
   if (job.cancel_requested()) absl::StrAppend(&state, " (cancel requested)");
   w.Field("State", state);
   w.Field("Message", OrNone(job.message()));
-  w.Field("Attempt", absl::StrCat(job.attempt()));
+  w.Field("Attempt", job.preemptions() > 0
+                         ? absl::StrCat(job.attempt(), " (", job.preemptions(),
+                                        " lost to preemption, not counted as failures)")
+                         : absl::StrCat(job.attempt()));
   w.Field("Epoch", absl::StrCat(job.epoch()));
   w.Field("Node", OrNone(job.node()));
   w.Field("GPU Indexes", FormatIndexes(job.gpu_indexes()));
@@ -257,6 +283,10 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
       w.Section("Options", 1);
       w.Text(text, 2);
     }
+  }
+  if (job.attempts_size() > 0) {
+    w.Section("Attempts");
+    w.Text(AttemptsTable(job, now), 1);
   }
   if (spec.env().empty()) {
     w.Field("Env", "<none>");

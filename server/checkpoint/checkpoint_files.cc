@@ -137,9 +137,9 @@ absl::Status CheckName(absl::string_view name) {
   }
   for (char c : name) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint name ", absl::CEscape(name),
-          ": only letters, digits, '.', '_' and '-' are allowed"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("checkpoint name ", absl::CEscape(name),
+                       ": only letters, digits, '.', '_' and '-' are allowed"));
     }
   }
   if (IsTemporaryName(name)) {
@@ -224,8 +224,8 @@ absl::Status CheckManifest(const v1::Checkpoint& manifest) {
     }
   }
   if (manifest.size_bytes() != 0 && manifest.size_bytes() != total) {
-    return absl::InvalidArgumentError(absl::StrCat("size_bytes ", manifest.size_bytes(),
-                                                   " is not the files' total ", total));
+    return absl::InvalidArgumentError(
+        absl::StrCat("size_bytes ", manifest.size_bytes(), " is not the files' total ", total));
   }
   return absl::OkStatus();
 }
@@ -258,9 +258,10 @@ absl::StatusOr<v1::Checkpoint> Describe(const std::string& path, std::vector<Loc
     if (ec) break;
     if (fs::is_directory(s)) continue;
     if (!fs::is_regular_file(s)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint ", path, ": ", rel, " is a link or a special file; only files and folders "
-          "are kept"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("checkpoint ", path, ": ", rel,
+                       " is a link or a special file; only files and folders "
+                       "are kept"));
     }
     if (absl::Status c = CheckRelativePath(rel); !c.ok()) return c;
     files.push_back(rel);
@@ -379,8 +380,8 @@ absl::Status Writer::Add(absl::string_view data) {
 absl::StatusOr<std::string> Writer::Finish() {
   if (file_ < manifest_.files_size()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("checkpoint ", manifest_.name(), " ended early: ",
-                     manifest_.files_size() - file_, " file(s) incomplete"));
+        absl::StrCat("checkpoint ", manifest_.name(),
+                     " ended early: ", manifest_.files_size() - file_, " file(s) incomplete"));
   }
   std::error_code ec;
   fs::rename(tmp_path_, final_path_, ec);

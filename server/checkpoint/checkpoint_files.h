@@ -87,7 +87,7 @@ class Writer {
 
   v1::Checkpoint manifest_;
   std::string tmp_path_, final_path_;
-  int file_ = 0;          // index into manifest_.files(): the one being written
+  int file_ = 0;  // index into manifest_.files(): the one being written
   int fd_ = -1;
   uint64_t written_ = 0;  // of the current file
   std::unique_ptr<Sha256> sha_;

@@ -102,7 +102,8 @@ absl::Status CheckpointStore::PutChunk(const std::string& sha, absl::string_view
   thread_local std::mt19937_64 rng(std::random_device{}());
   const std::string tmp = absl::StrFormat("%s.tmp-%016x", path, rng());
   const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::InternalError(absl::StrCat("creating ", tmp, ": ", std::strerror(errno)));
+  if (fd < 0)
+    return absl::InternalError(absl::StrCat("creating ", tmp, ": ", std::strerror(errno)));
   absl::string_view left = data;
   while (!left.empty()) {
     const ssize_t n = write(fd, left.data(), left.size());
@@ -145,9 +146,9 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Commit(v1::Checkpoint manifest) 
       std::error_code ec;
       const uint64_t size = fs::file_size(ChunkPath(f.chunks(i)), ec);
       if (ec) {
-        return absl::AbortedError(
-            absl::StrCat("chunk ", f.chunks(i), " of ", f.path().empty() ? manifest.name() : f.path(),
-                         " is not stored: send it first"));
+        return absl::AbortedError(absl::StrCat("chunk ", f.chunks(i), " of ",
+                                               f.path().empty() ? manifest.name() : f.path(),
+                                               " is not stored: send it first"));
       }
       // Every chunk but the last is whole.
       const bool last = i + 1 == f.chunks_size();
@@ -166,16 +167,15 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Commit(v1::Checkpoint manifest) 
     total += file_bytes;
   }
   if (total > options_.max_checkpoint_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat("checkpoint of ", total,
-                                                     " bytes is over the limit of ",
-                                                     options_.max_checkpoint_bytes));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "checkpoint of ", total, " bytes is over the limit of ", options_.max_checkpoint_bytes));
   }
   manifest.set_size_bytes(total);
   absl::MutexLock lock(&mu_);
   std::vector<v1::Checkpoint>& kept = by_job_[manifest.job_id()];
   manifest.set_seq(kept.empty() ? 1 : kept.back().seq() + 1);
-  if (absl::Status s =
-          store_->PutRecord(RecordKey(manifest.job_id(), manifest.seq()), manifest.SerializeAsString());
+  if (absl::Status s = store_->PutRecord(RecordKey(manifest.job_id(), manifest.seq()),
+                                         manifest.SerializeAsString());
       !s.ok()) {
     return s;
   }

@@ -13,8 +13,8 @@
 namespace sched::checkpoint {
 
 struct UploadStats {
-  uint64_t chunks = 0;          // in the checkpoint, shared ones once
-  uint64_t chunks_sent = 0;     // those schedd did not have
+  uint64_t chunks = 0;       // in the checkpoint, shared ones once
+  uint64_t chunks_sent = 0;  // those schedd did not have
   uint64_t bytes_sent = 0;
 };
 

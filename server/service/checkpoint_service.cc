@@ -8,7 +8,7 @@
 namespace sched {
 namespace {
 
-constexpr int kMaxAsk = 10'000;  // chunk names in one FindMissingChunks
+constexpr int kMaxAsk = 10'000;          // chunk names in one FindMissingChunks
 constexpr size_t kPieceBytes = 1 << 20;  // data in one CheckpointPiece
 
 }  // namespace
@@ -68,8 +68,8 @@ grpc::Status CheckpointServiceImpl::CommitCheckpoint(grpc::ServerContext* ctx,
   *manifest.mutable_files() = req->files();
   const absl::Time now = absl::Now();
   manifest.mutable_create_time()->set_seconds(absl::ToUnixSeconds(now));
-  manifest.mutable_create_time()->set_nanos(
-      static_cast<int32_t>(absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(absl::ToUnixSeconds(now)))));
+  manifest.mutable_create_time()->set_nanos(static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(absl::ToUnixSeconds(now)))));
   // The lease again, right before the manifest becomes the newest: a node that lost the job
   // while it uploaded must not publish over the new holder's checkpoints.
   if (absl::Status s = CheckUploader(req->uploader()); !s.ok()) return ToGrpcStatus(s);

@@ -15,14 +15,11 @@ class CheckpointServiceImpl final : public v1::CheckpointService::Service {
   CheckpointServiceImpl(Scheduler* scheduler, CheckpointStore* store)
       : scheduler_(scheduler), store_(store) {}
 
-  grpc::Status FindMissingChunks(grpc::ServerContext* ctx,
-                                 const v1::FindMissingChunksRequest* req,
+  grpc::Status FindMissingChunks(grpc::ServerContext* ctx, const v1::FindMissingChunksRequest* req,
                                  v1::FindMissingChunksResponse* resp) override;
-  grpc::Status PutChunks(grpc::ServerContext* ctx,
-                         grpc::ServerReader<v1::PutChunkRequest>* reader,
+  grpc::Status PutChunks(grpc::ServerContext* ctx, grpc::ServerReader<v1::PutChunkRequest>* reader,
                          v1::PutChunksResponse* resp) override;
-  grpc::Status CommitCheckpoint(grpc::ServerContext* ctx,
-                                const v1::CommitCheckpointRequest* req,
+  grpc::Status CommitCheckpoint(grpc::ServerContext* ctx, const v1::CommitCheckpointRequest* req,
                                 v1::Checkpoint* resp) override;
   grpc::Status ListCheckpoints(grpc::ServerContext* ctx, const v1::ListCheckpointsRequest* req,
                                v1::ListCheckpointsResponse* resp) override;

@@ -56,8 +56,8 @@ class FakeHttpServer {
           requests_.push_back(request);
         }
         const auto [status, body] = answer_(request);
-        const std::string response = absl::StrCat("HTTP/1.1 ", status, " X\r\nContent-Length: ",
-                                                  body.size(), "\r\n\r\n", body);
+        const std::string response = absl::StrCat(
+            "HTTP/1.1 ", status, " X\r\nContent-Length: ", body.size(), "\r\n\r\n", body);
         write(c, response.data(), response.size());
         close(c);
       }
@@ -114,8 +114,8 @@ TEST(NoticeSourcesTest, AutoFollowsTheNodeAndListsAreChecked) {
 
 TEST(NoticeSourcesTest, AwsTimeLeftComesFromTheDocument) {
   const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
-  const std::string at = absl::FormatTime(absl::RFC3339_sec, now + absl::Seconds(90),
-                                          absl::UTCTimeZone());
+  const std::string at =
+      absl::FormatTime(absl::RFC3339_sec, now + absl::Seconds(90), absl::UTCTimeZone());
   EXPECT_EQ(AwsTimeLeft(absl::StrCat("{\"action\": \"terminate\", \"time\": \"", at, "\"}"), now),
             absl::Seconds(90));
   EXPECT_EQ(AwsTimeLeft("{\"action\": \"stop\"}", now), absl::Minutes(2));

@@ -71,7 +71,8 @@ void PlainCopy(const fs::path& from, const fs::path& to) {
   std::string buf(1 << 20, '\0');
   for (const auto& entry : fs::directory_iterator(from)) {
     const int in = open(entry.path().c_str(), O_RDONLY);
-    const int out = open((to / entry.path().filename()).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int out =
+        open((to / entry.path().filename()).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ssize_t n;
     while ((n = read(in, buf.data(), buf.size())) > 0) {
       if (write(out, buf.data(), n) != n) std::abort();
@@ -168,9 +169,8 @@ int main(int argc, char** argv) {
     again_s = std::min(again_s, Seconds(t0));
 
     t0 = Clock::now();
-    auto down = sched::checkpoint::Download(*stub, job_id, up->seq(),
-                                            (root / "home" / absl::StrCat(r)).string(),
-                                            absl::Minutes(10));
+    auto down = sched::checkpoint::Download(
+        *stub, job_id, up->seq(), (root / "home" / absl::StrCat(r)).string(), absl::Minutes(10));
     if (!down.ok()) {
       std::fprintf(stderr, "download: %s\n", down.status().ToString().c_str());
       return 1;

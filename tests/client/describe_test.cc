@@ -69,6 +69,41 @@ TEST(DescribeJob, ShowsExitCodeCancelAndMissingParts) {
   EXPECT_THAT(out.str(), HasSubstr("Setup:        <none>\nRun:\n  exit 2\n"));
 }
 
+TEST(DescribeJob, ShowsEveryAttemptWhereItRanHowItEndedAndWhatItResumedFrom) {
+  sched::v1::Job job = testing::RunningJob();
+  job.set_attempt(2);
+  job.set_preemptions(1);
+  sched::v1::JobAttempt* first = job.add_attempts();
+  first->set_attempt(1);
+  first->set_node("spot-1");
+  first->set_provider("vastai");
+  first->set_spot(true);
+  *first->mutable_start_time() = testing::At(testing::kNow - absl::Minutes(30));
+  *first->mutable_end_time() = testing::At(testing::kNow - absl::Minutes(10));
+  first->set_end_reason("preempted on node spot-1: sigterm preemption notice");
+  first->set_preempted(true);
+  sched::v1::JobAttempt* second = job.add_attempts();
+  second->set_attempt(2);
+  second->set_node("ws1");
+  second->set_provider("local");
+  *second->mutable_start_time() = testing::At(testing::kNow - absl::Minutes(10));
+  second->set_resumed_from("step-000120");
+  second->set_resumed_from_seq(4);
+  std::ostringstream out;
+  DescribeJob(job, testing::kNow, out);
+  EXPECT_THAT(out.str(),
+              HasSubstr("Attempt:      2 (1 lost to preemption, not counted as failures)\n"));
+  EXPECT_THAT(
+      out.str(),
+      HasSubstr("Attempts:\n"
+                "  #   NODE     PROVIDER        STARTED   RAN   ENDED"
+                "                                                 RESUMED FROM\n"
+                "  1   spot-1   vastai (spot)   30m ago   20m   preempted on node spot-1: "
+                "sigterm preemption notice   <start>\n"
+                "  2   ws1      local           10m ago   10m   <running>"
+                "                                             step-000120 (#4)\n"));
+}
+
 TEST(DescribeJob, ShowsTheCostFields) {
   sched::v1::Job job = testing::RunningJob();
   sched::v1::JobSpec& spec = *job.mutable_spec();

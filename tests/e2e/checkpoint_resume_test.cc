@@ -59,17 +59,22 @@ int StepOf(const std::string& name) {
   return step;
 }
 
-// What the script prints when nothing interrupts it.
-std::string UninterruptedResult() {
-  const std::string cmd = absl::StrCat("env -u SCHED_CHECKPOINT_DIR -u SCHED_RESUME_FROM python3 ",
-                                       Script(), " --steps ", kSteps, " --checkpoint-every ",
-                                       kEvery);
-  FILE* p = popen(cmd.c_str(), "r");
+// What a command prints, stdout and stderr.
+std::string RunCommand(const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
   std::string out;
   char buf[4096];
   while (p != nullptr && fgets(buf, sizeof buf, p) != nullptr) out += buf;
   if (p != nullptr) pclose(p);
-  std::vector<std::string> result = LinesStarting(out, "result:");
+  return out;
+}
+
+// What the script prints when nothing interrupts it.
+std::string UninterruptedResult() {
+  const std::string cmd =
+      absl::StrCat("env -u SCHED_CHECKPOINT_DIR -u SCHED_RESUME_FROM python3 ", Script(),
+                   " --steps ", kSteps, " --checkpoint-every ", kEvery);
+  std::vector<std::string> result = LinesStarting(RunCommand(cmd), "result:");
   return result.empty() ? "" : result.back();
 }
 
@@ -81,19 +86,17 @@ class CheckpointResumeTest : public ::testing::Test {
     address_ = absl::StrCat("127.0.0.1:", port);
     schedd_ = std::make_unique<Subprocess>(
         std::vector<std::string>{BinaryPath("schedd"), "--data_dir=" + dir_ + "/schedd",
-                                 "--listen=" + address_, "--metrics_listen=",
-                                 "--lease_ttl_ms=1500", "--heartbeat_interval_ms=300"},
+                                 "--listen=" + address_, "--metrics_listen=", "--lease_ttl_ms=1500",
+                                 "--heartbeat_interval_ms=300"},
         dir_ + "/schedd.log");
     ASSERT_TRUE(WaitForPort(port, 10'000));
     for (const std::string name : {"a1", "a2"}) {
       agents_[name] = std::make_unique<Subprocess>(
-          std::vector<std::string>{BinaryPath("sched-agent"), "--server=" + address_,
-                                   "--name=" + name, "--work_dir=" + dir_ + "/" + name,
-                                   "--metrics_listen=", "--gpu_detection=none",
-                                   "--checkpoint_poll_ms=50", "--spot=true",
-                                   "--provider=vastai", "--price_per_hour=0.5",
-                                   "--preemption_notice=sigterm",
-                                   "--sigterm_notice_seconds=5"},
+          std::vector<std::string>{
+              BinaryPath("sched-agent"), "--server=" + address_, "--name=" + name,
+              "--work_dir=" + dir_ + "/" + name, "--metrics_listen=", "--gpu_detection=none",
+              "--checkpoint_poll_ms=50", "--spot=true", "--provider=vastai", "--price_per_hour=0.5",
+              "--preemption_notice=sigterm", "--sigterm_notice_seconds=5"},
           dir_ + "/" + name + ".log");
     }
     auto channel = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
@@ -165,9 +168,9 @@ TEST_F(CheckpointResumeTest, AgentKilledWithItsJobResumesFromTheNewestCheckpoint
   grpc::ClientContext sctx;
   v1::SubmitJobRequest req;
   req.mutable_spec()->set_name("train");
-  req.mutable_spec()->set_run(absl::StrCat(
-      "echo $$ > ", dir_, "/pid-$SCHED_ATTEMPT; exec python3 ", Script(), " --steps ", kSteps,
-      " --checkpoint-every ", kEvery, " --step-seconds 0.02"));
+  req.mutable_spec()->set_run(absl::StrCat("echo $$ > ", dir_, "/pid-$SCHED_ATTEMPT; exec python3 ",
+                                           Script(), " --steps ", kSteps, " --checkpoint-every ",
+                                           kEvery, " --step-seconds 0.02"));
   req.mutable_spec()->mutable_resources()->set_cpus(0.5);
   v1::SubmitJobResponse submitted;
   ASSERT_TRUE(jobs_->SubmitJob(&sctx, req, &submitted).ok());
@@ -225,10 +228,11 @@ TEST_F(CheckpointResumeTest, AgentKilledWithItsJobResumesFromTheNewestCheckpoint
   const std::vector<std::string> redone = LinesStarting(second, "checkpoint step-");
   ASSERT_FALSE(redone.empty());
   EXPECT_EQ(StepOf(redone.front().substr(11, 11)), newest_step + kEvery);
-  std::printf("resumed on %s from %s (step %d; attempt 1 had published step %d), %.1f s after "
-              "the kill\n",
-              job.node().c_str(), newest.name().c_str(), newest_step, last_published,
-              absl::ToDoubleSeconds(absl::Now() - killed_at));
+  std::printf(
+      "resumed on %s from %s (step %d; attempt 1 had published step %d), %.1f s after "
+      "the kill\n",
+      job.node().c_str(), newest.name().c_str(), newest_step, last_published,
+      absl::ToDoubleSeconds(absl::Now() - killed_at));
 
   // schedd kept the newest 3 (the default), attempt 2's among them.
   const std::vector<v1::Checkpoint> after = List(id);
@@ -237,20 +241,12 @@ TEST_F(CheckpointResumeTest, AgentKilledWithItsJobResumesFromTheNewestCheckpoint
   EXPECT_EQ(after.back().name(), absl::StrCat("step-000", kSteps));
 
   // schedctl lists them and brings the final one home, whole.
-  auto run = [](const std::string& cmd) {
-    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-    std::string out;
-    char buf[4096];
-    while (p != nullptr && fgets(buf, sizeof buf, p) != nullptr) out += buf;
-    if (p != nullptr) pclose(p);
-    return out;
-  };
   const std::string schedctl = absl::StrCat(BinaryPath("schedctl"), " --server=", address_);
-  const std::string listed = run(absl::StrCat(schedctl, " checkpoints ", id.substr(0, 6)));
+  const std::string listed = RunCommand(absl::StrCat(schedctl, " checkpoints ", id.substr(0, 6)));
   EXPECT_THAT(listed, HasSubstr("step-000200"));
   EXPECT_THAT(listed, HasSubstr(job.node()));
   const std::string got =
-      run(absl::StrCat(schedctl, " checkpoint get ", id, " --to ", dir_, "/home"));
+      RunCommand(absl::StrCat(schedctl, " checkpoint get ", id, " --to ", dir_, "/home"));
   EXPECT_THAT(got, HasSubstr("step-000200"));
   std::ifstream state(dir_ + "/home/step-000200/state.json");
   std::string json((std::istreambuf_iterator<char>(state)), std::istreambuf_iterator<char>());
@@ -264,8 +260,7 @@ TEST_F(CheckpointResumeTest, PreemptionNoticeSavesTheStepUnderWayAndResumesElsew
   v1::SubmitJobRequest req;
   req.mutable_spec()->set_name("train");
   req.mutable_spec()->set_run(absl::StrCat("exec python3 ", Script(), " --steps ", kSteps,
-                                           " --checkpoint-every ", kEvery,
-                                           " --step-seconds 0.02"));
+                                           " --checkpoint-every ", kEvery, " --step-seconds 0.02"));
   req.mutable_spec()->mutable_resources()->set_cpus(0.5);
   v1::SubmitJobResponse submitted;
   ASSERT_TRUE(jobs_->SubmitJob(&sctx, req, &submitted).ok());
@@ -319,6 +314,12 @@ TEST_F(CheckpointResumeTest, PreemptionNoticeSavesTheStepUnderWayAndResumesElsew
   const std::vector<std::string> result = LinesStarting(second, "result:");
   ASSERT_EQ(result.size(), 1u) << second;
   EXPECT_EQ(result[0], expected);
+  // describe tells the story.
+  const std::string described = RunCommand(
+      absl::StrCat(BinaryPath("schedctl"), " --server=", address_, " describe job ", id));
+  EXPECT_THAT(described, HasSubstr("Attempt:      2 (1 lost to preemption"));
+  EXPECT_THAT(described, HasSubstr("sigterm preemption notice"));
+  EXPECT_THAT(described, HasSubstr(absl::StrFormat("step-%06d (#", stopped_step)));
   // The agent, told its machine is going, reported and stopped by itself.
   EXPECT_EQ(agents_[first_node]->Wait(10'000), 0);
   std::printf("preempted on %s at step %d; running on %s %.0f ms after the notice\n",
