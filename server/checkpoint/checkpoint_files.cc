@@ -52,9 +52,10 @@ absl::Status WriteAll(int fd, absl::string_view data, const std::string& path) {
   return absl::OkStatus();
 }
 
-// Adds the file at `full` as `rel` to `manifest`, cutting it into chunks.
+// Adds the file at `full` as `rel` to `manifest`, cutting it into chunks, each read once and
+// shown to `visit`.
 absl::Status AddFile(const std::string& full, const std::string& rel, v1::Checkpoint& manifest,
-                     std::vector<LocalChunk>* chunks) {
+                     const ChunkVisitor& visit) {
   const int fd = open(full.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return Errno("opening", full);
   struct stat st;
@@ -78,9 +79,13 @@ absl::Status AddFile(const std::string& full, const std::string& rel, v1::Checkp
     whole.Update(*data);
     const std::string sha = Sha256Hex(*data);
     file->add_chunks(sha);
-    if (chunks != nullptr) chunks->push_back({sha, full, size, data->size()});
-    size += data->size();
-    if (data->size() < kChunkBytes) break;
+    const uint64_t n = data->size();
+    if (visit) {
+      status = visit(LocalChunk{sha, full, size, n}, *data);  // may take the bytes
+      if (!status.ok()) break;
+    }
+    size += n;
+    if (n < kChunkBytes) break;
   }
   close(fd);
   if (!status.ok()) return status;
@@ -233,6 +238,13 @@ absl::Status CheckManifest(const v1::Checkpoint& manifest) {
 // ---- Reading a local checkpoint
 
 absl::StatusOr<v1::Checkpoint> Describe(const std::string& path, std::vector<LocalChunk>* chunks) {
+  return ReadCheckpoint(path, [chunks](const LocalChunk& chunk, std::string&) {
+    if (chunks != nullptr) chunks->push_back(chunk);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<v1::Checkpoint> ReadCheckpoint(const std::string& path, const ChunkVisitor& visit) {
   const fs::path root(path);
   v1::Checkpoint manifest;
   manifest.set_name(root.filename().string());
@@ -242,7 +254,7 @@ absl::StatusOr<v1::Checkpoint> Describe(const std::string& path, std::vector<Loc
   if (ec) return absl::NotFoundError(absl::StrCat("checkpoint ", path, ": ", ec.message()));
   if (fs::is_regular_file(st)) {
     manifest.set_is_dir(false);
-    if (absl::Status s = AddFile(path, "", manifest, chunks); !s.ok()) return s;
+    if (absl::Status s = AddFile(path, "", manifest, visit); !s.ok()) return s;
     return manifest;
   }
   if (!fs::is_directory(st)) {
@@ -273,7 +285,7 @@ absl::StatusOr<v1::Checkpoint> Describe(const std::string& path, std::vector<Loc
   if (ec) return absl::InternalError(absl::StrCat("reading ", path, ": ", ec.message()));
   std::sort(files.begin(), files.end());
   for (const std::string& rel : files) {
-    if (absl::Status s = AddFile((root / rel).string(), rel, manifest, chunks); !s.ok()) return s;
+    if (absl::Status s = AddFile((root / rel).string(), rel, manifest, visit); !s.ok()) return s;
   }
   return manifest;
 }

@@ -5,6 +5,7 @@
 // came over the network are checked here before any of them touches a file system.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,6 +66,11 @@ struct LocalChunk {
 // special file anywhere in it is refused (INVALID_ARGUMENT), as are names CheckName or
 // CheckRelativePath refuse.
 absl::StatusOr<v1::Checkpoint> Describe(const std::string& path, std::vector<LocalChunk>* chunks);
+// The same in one pass that also shows each chunk's bytes to `visit`, in manifest order, as it
+// is read (an upload sends them as they come); `visit` may move the bytes away. An error from
+// `visit` stops it.
+using ChunkVisitor = std::function<absl::Status(const LocalChunk& chunk, std::string& data)>;
+absl::StatusOr<v1::Checkpoint> ReadCheckpoint(const std::string& path, const ChunkVisitor& visit);
 // The bytes of `chunk`, checked against its sha256 (DATA_LOSS when the file changed since).
 absl::StatusOr<std::string> ReadChunk(const LocalChunk& chunk);
 

@@ -1,13 +1,14 @@
 #include "server/checkpoint/checkpoint_store.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <random>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -116,10 +117,10 @@ absl::Status CheckpointStore::PutChunk(const std::string& sha, absl::string_view
     }
     left.remove_prefix(n);
   }
-  const bool synced = fsync(fd) == 0;
+  // Synced when a checkpoint that uses it is committed (Commit), all at once.
   close(fd);
   fs::rename(tmp, path, ec);
-  if (!synced || ec) {
+  if (ec) {
     fs::remove(tmp, ec);
     return absl::UnavailableError(absl::StrCat("storing chunk ", sha));
   }
@@ -131,9 +132,21 @@ absl::Status CheckpointStore::PutChunk(const std::string& sha, absl::string_view
 
 absl::StatusOr<std::string> CheckpointStore::ReadChunk(const std::string& sha) const {
   if (absl::Status s = checkpoint::CheckSha256Hex(sha); !s.ok()) return s;
-  std::ifstream in(ChunkPath(sha), std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("chunk ", sha, " is not stored"));
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string path = ChunkPath(sha);
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::NotFoundError(absl::StrCat("chunk ", sha, " is not stored"));
+  struct stat st;
+  std::string data;
+  if (fstat(fd, &st) == 0) data.resize(st.st_size);
+  size_t got = 0;
+  while (got < data.size()) {
+    const ssize_t n = read(fd, data.data() + got, data.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += n;
+  }
+  close(fd);
+  if (got != data.size()) return absl::DataLossError(absl::StrCat("chunk ", sha, " is short"));
   return data;
 }
 
@@ -165,6 +178,21 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Commit(v1::Checkpoint manifest) 
                        f.size_bytes(), " bytes; its chunks hold ", file_bytes));
     }
     total += file_bytes;
+  }
+  // Chunks are written without a sync; before the manifest is durable, so are they.
+  std::set<std::string> synced;
+  for (const v1::CheckpointFile& f : manifest.files()) {
+    for (const std::string& sha : f.chunks()) {
+      if (!synced.insert(sha).second) continue;
+      const std::string path = ChunkPath(sha);
+      const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      const bool ok = fd >= 0 && fsync(fd) == 0;
+      if (fd >= 0) close(fd);
+      if (!ok) {
+        return absl::UnavailableError(
+            absl::StrCat("syncing chunk ", sha, ": ", std::strerror(errno)));
+      }
+    }
   }
   if (total > options_.max_checkpoint_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(

@@ -11,7 +11,9 @@
 namespace sched::checkpoint {
 namespace {
 
-constexpr int kMaxAsk = 10'000;  // chunk names per FindMissingChunks
+// Chunks read ahead before schedd is asked which it lacks: 32 MiB held at most, and one
+// round trip per 32 MiB however far schedd is.
+constexpr size_t kBatch = 8;
 
 absl::Status FromGrpc(const grpc::Status& s) {
   if (s.ok()) return absl::OkStatus();
@@ -28,67 +30,75 @@ absl::StatusOr<v1::Checkpoint> Upload(v1::CheckpointService::StubInterface& stub
                                       const v1::CheckpointUploader& uploader, uint32_t attempt,
                                       const std::string& path, absl::Duration timeout,
                                       UploadStats* stats) {
-  std::vector<LocalChunk> chunks;
-  absl::StatusOr<v1::Checkpoint> manifest = Describe(path, &chunks);
-  if (!manifest.ok()) return manifest.status();
-  // Each distinct chunk once, in order.
-  std::vector<const LocalChunk*> unique;
-  std::set<std::string> seen;
-  for (const LocalChunk& c : chunks) {
-    if (seen.insert(c.sha256).second) unique.push_back(&c);
-  }
-  if (stats != nullptr) stats->chunks += unique.size();
-  // A chunk dropped by schedd between the ask and the commit (with an old checkpoint) makes the
-  // commit ABORTED: ask again, once.
+  // One pass over the files: each chunk is read and hashed once; every kBatch chunks schedd is
+  // asked which it lacks, and those go out on one PutChunks stream while the pass goes on. A
+  // chunk dropped by schedd between the ask and the commit (with an old checkpoint) makes the
+  // commit ABORTED: the whole upload runs again, once.
   for (int round = 0;; ++round) {
-    std::set<std::string> missing;
-    for (size_t from = 0; from < unique.size(); from += kMaxAsk) {
-      v1::FindMissingChunksRequest req;
-      *req.mutable_uploader() = uploader;
-      for (size_t i = from; i < std::min(unique.size(), from + kMaxAsk); ++i) {
-        req.add_chunks(unique[i]->sha256);
+    UploadStats counted;
+    std::set<std::string> seen;
+    std::vector<std::pair<std::string, std::string>> batch;  // sha256, bytes
+    grpc::ClientContext put_ctx;
+    SetDeadline(put_ctx, timeout);
+    v1::PutChunksResponse put_resp;
+    std::unique_ptr<grpc::ClientWriterInterface<v1::PutChunkRequest>> writer;
+    bool broken = false;  // the stream ended early: Finish says why
+    auto send_batch = [&]() -> absl::Status {
+      if (batch.empty()) return absl::OkStatus();
+      v1::FindMissingChunksRequest ask;
+      *ask.mutable_uploader() = uploader;
+      for (const auto& [sha, data] : batch) ask.add_chunks(sha);
+      v1::FindMissingChunksResponse missing;
+      grpc::ClientContext ctx;
+      SetDeadline(ctx, timeout);
+      if (absl::Status s = FromGrpc(stub.FindMissingChunks(&ctx, ask, &missing)); !s.ok()) {
+        return s;
       }
-      v1::FindMissingChunksResponse resp;
-      grpc::ClientContext ctx;
-      SetDeadline(ctx, timeout);
-      if (absl::Status s = FromGrpc(stub.FindMissingChunks(&ctx, req, &resp)); !s.ok()) return s;
-      missing.insert(resp.missing().begin(), resp.missing().end());
-    }
-    if (!missing.empty()) {
-      grpc::ClientContext ctx;
-      SetDeadline(ctx, timeout);
-      v1::PutChunksResponse resp;
-      std::unique_ptr<grpc::ClientWriterInterface<v1::PutChunkRequest>> writer =
-          stub.PutChunks(&ctx, &resp);
-      bool first = true;
-      absl::Status local;
-      for (const LocalChunk* c : unique) {
-        if (missing.count(c->sha256) == 0) continue;
-        absl::StatusOr<std::string> data = ReadChunk(*c);
-        if (!data.ok()) {
-          local = data.status();
+      const std::set<std::string> lacking(missing.missing().begin(), missing.missing().end());
+      for (auto& [sha, data] : batch) {
+        if (lacking.count(sha) == 0 || broken) continue;
+        v1::PutChunkRequest req;
+        if (writer == nullptr) {
+          writer = stub.PutChunks(&put_ctx, &put_resp);
+          *req.mutable_uploader() = uploader;
+        }
+        req.set_sha256(sha);
+        const uint64_t size = data.size();
+        req.set_data(std::move(data));
+        if (!writer->Write(req)) {
+          broken = true;
           break;
         }
-        v1::PutChunkRequest req;
-        if (first) *req.mutable_uploader() = uploader;
-        first = false;
-        req.set_sha256(c->sha256);
-        const uint64_t size = data->size();
-        req.set_data(*std::move(data));
-        if (!writer->Write(req)) break;  // the stream ended: Finish says why
-        if (stats != nullptr) {
-          stats->chunks_sent++;
-          stats->bytes_sent += size;
-        }
+        counted.chunks_sent++;
+        counted.bytes_sent += size;
       }
-      if (!local.ok()) {
-        ctx.TryCancel();
-        writer->Finish().ok();
-        return local;
-      }
+      batch.clear();
+      return absl::OkStatus();
+    };
+    absl::Status sending;
+    absl::StatusOr<v1::Checkpoint> manifest =
+        ReadCheckpoint(path, [&](const LocalChunk& c, std::string& data) {
+          if (!seen.insert(c.sha256).second) return absl::OkStatus();
+          counted.chunks++;
+          batch.emplace_back(c.sha256, std::move(data));
+          if (batch.size() < kBatch) return absl::OkStatus();
+          sending = send_batch();
+          return sending;
+        });
+    if (manifest.ok()) sending = send_batch();
+    if (writer != nullptr) {
+      if (!manifest.ok() || !sending.ok()) put_ctx.TryCancel();
       writer->WritesDone();
-      if (absl::Status s = FromGrpc(writer->Finish()); !s.ok()) return s;
+      const absl::Status put = FromGrpc(writer->Finish());
+      if (manifest.ok() && sending.ok() && !put.ok()) sending = put;
     }
+    if (stats != nullptr) {
+      stats->chunks += counted.chunks;
+      stats->chunks_sent += counted.chunks_sent;
+      stats->bytes_sent += counted.bytes_sent;
+    }
+    if (!manifest.ok()) return manifest.status();
+    if (!sending.ok()) return sending;
     v1::CommitCheckpointRequest req;
     *req.mutable_uploader() = uploader;
     req.set_attempt(attempt);
