@@ -2,8 +2,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <unistd.h>
-
 #include <memory>
 #include <thread>
 
@@ -20,6 +18,7 @@
 #include "sched/v1/node_service.grpc.pb.h"
 #include "server/daemon/daemon.h"
 #include "server/store/memory_store.h"
+#include "tests/testing/test_data_dir.h"
 
 namespace sched {
 namespace {
@@ -94,6 +93,7 @@ class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     DaemonOptions o;
+    o.data_dir = testing::TestDataDir();  // checkpoint chunks go there
     o.listen = "127.0.0.1:0";
     o.metrics_listen = "";
     auto d = Daemon::Start(o, &store_, &clock_);
@@ -513,6 +513,7 @@ TEST(DaemonCatalogTest, LoadsTheShippedCatalogAndRefusesABadOne) {
   FakeClock clock;
   MemoryStore store;
   DaemonOptions o;
+  o.data_dir = testing::TestDataDir();  // checkpoint chunks go there
   o.listen = "127.0.0.1:0";
   o.metrics_listen = "";
   o.catalog_path = SCHED_SOURCE_DIR "/deploy/catalog/catalog.yaml";
@@ -531,6 +532,7 @@ TEST(MetricsTest, SchedulerAndRpcSeriesAreExported) {
   FakeClock clock;
   MemoryStore store;
   DaemonOptions o;
+  o.data_dir = testing::TestDataDir();  // checkpoint chunks go there
   o.listen = "127.0.0.1:0";
   o.metrics_listen = "127.0.0.1:0";
   auto d = Daemon::Start(o, &store, &clock);
@@ -600,6 +602,7 @@ v1::AgentMessage RegisterWithGpu(const std::string& name, const std::string& pro
 // schedd on a loopback port, with the shipped catalog or none.
 DaemonOptions LoopbackOptions(bool catalog) {
   DaemonOptions o;
+  o.data_dir = testing::TestDataDir();  // checkpoint chunks go there
   o.listen = "127.0.0.1:0";
   o.metrics_listen = "";
   if (catalog) o.catalog_path = SCHED_SOURCE_DIR "/deploy/catalog/catalog.yaml";

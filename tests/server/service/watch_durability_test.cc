@@ -16,6 +16,7 @@
 #include "server/common/clock.h"
 #include "server/daemon/daemon.h"
 #include "server/store/memory_store.h"
+#include "tests/testing/test_data_dir.h"
 
 namespace sched {
 namespace {
@@ -78,6 +79,7 @@ TEST(WatchDurabilityTest, SnapshotWaitsForTheDiskAndNeverGoesBackwards) {
   FakeClock clock;
   GatedStore store;
   DaemonOptions options;
+  options.data_dir = testing::TestDataDir();  // checkpoint chunks go there
   options.listen = "127.0.0.1:0";
   options.metrics_listen = "";
   auto daemon = Daemon::Start(options, &store, &clock);
