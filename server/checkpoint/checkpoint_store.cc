@@ -179,19 +179,29 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Commit(v1::Checkpoint manifest) 
     }
     total += file_bytes;
   }
-  // Chunks are written without a sync; before the manifest is durable, so are they.
-  std::set<std::string> synced;
+  // Chunks are written without a sync; before the manifest is durable, so are they, and the
+  // folders that name them.
+  std::set<std::string> synced, folders;
+  auto sync = [](const std::string& path) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    const bool ok = fd >= 0 && fsync(fd) == 0;
+    if (fd >= 0) close(fd);
+    return ok;
+  };
   for (const v1::CheckpointFile& f : manifest.files()) {
     for (const std::string& sha : f.chunks()) {
       if (!synced.insert(sha).second) continue;
       const std::string path = ChunkPath(sha);
-      const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      const bool ok = fd >= 0 && fsync(fd) == 0;
-      if (fd >= 0) close(fd);
-      if (!ok) {
+      folders.insert(fs::path(path).parent_path().string());
+      if (!sync(path)) {
         return absl::UnavailableError(
             absl::StrCat("syncing chunk ", sha, ": ", std::strerror(errno)));
       }
+    }
+  }
+  for (const std::string& folder : folders) {
+    if (!sync(folder)) {
+      return absl::UnavailableError(absl::StrCat("syncing ", folder, ": ", std::strerror(errno)));
     }
   }
   if (total > options_.max_checkpoint_bytes) {
