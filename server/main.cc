@@ -18,7 +18,12 @@
 #include "server/daemon/daemon.h"
 
 ABSL_FLAG(std::string, data_dir, "./sched-data", "Folder of the embedded store.");
-ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "gRPC listen address (host:port).");
+ABSL_FLAG(std::string, listen, "127.0.0.1:7070",
+          "gRPC listen address (host:port); loopback only unless "
+          "--insecure_remote_no_tls_no_auth.");
+ABSL_FLAG(bool, insecure_remote_no_tls_no_auth, false,
+          "Listen on an address other machines can reach although schedd has no TLS or "
+          "authentication yet: anyone who reaches it can run code on every node.");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:7071",
           "Prometheus /metrics address; empty disables it.");
 ABSL_FLAG(int64_t, lease_ttl_ms, 10'000,
@@ -91,6 +96,7 @@ int main(int argc, char** argv) {
   sched::DaemonOptions options;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.listen = absl::GetFlag(FLAGS_listen);
+  options.insecure_remote = absl::GetFlag(FLAGS_insecure_remote_no_tls_no_auth);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.lease_ttl_ms = absl::GetFlag(FLAGS_lease_ttl_ms);
   options.heartbeat_interval_ms = absl::GetFlag(FLAGS_heartbeat_interval_ms);

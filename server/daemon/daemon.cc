@@ -1,9 +1,14 @@
 #include "server/daemon/daemon.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
+#include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -48,8 +53,45 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options, Sto
   return d;
 }
 
+bool IsLoopbackAddress(absl::string_view address) {
+  if (absl::StartsWith(address, "unix:") || absl::StartsWith(address, "unix-abstract:")) {
+    return true;
+  }
+  absl::string_view host = address;
+  if (absl::StartsWith(host, "ipv4:")) host.remove_prefix(5);
+  if (absl::StartsWith(host, "ipv6:")) host.remove_prefix(5);
+  if (absl::StartsWith(host, "[")) {
+    const size_t close = host.find(']');
+    return close != absl::string_view::npos && host.substr(1, close - 1) == "::1";
+  }
+  host = host.substr(0, host.rfind(':'));
+  if (host == "localhost") return true;
+  // 127.a.b.c, all four parts numbers.
+  std::vector<absl::string_view> parts = absl::StrSplit(host, '.');
+  if (parts.size() != 4 || parts[0] != "127") return false;
+  for (absl::string_view p : parts) {
+    int n = -1;
+    if (p.empty() || p.size() > 3 || !absl::SimpleAtoi(p, &n) || n < 0 || n > 255) return false;
+  }
+  return true;
+}
+
 absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* clock) {
   options_ = std::move(options);
+  if (!IsLoopbackAddress(options_.listen)) {
+    if (!options_.insecure_remote) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "listen: ", options_.listen, " can be reached from other machines, and schedd has no "
+          "TLS or authentication yet: anyone who reaches it can run code on every node and "
+          "spend every budget. Listen on 127.0.0.1 (and reach it through an SSH tunnel or a VPN), "
+          "or pass --insecure_remote_no_tls_no_auth to accept that risk"));
+    }
+    std::fprintf(stderr,
+                 "schedd: WARNING: listening on %s WITHOUT TLS OR AUTHENTICATION "
+                 "(--insecure_remote_no_tls_no_auth): anyone who can reach this address can run "
+                 "code on every node\n",
+                 options_.listen.c_str());
+  }
   SchedulerOptions so;
   so.lease_ttl = absl::Milliseconds(options_.lease_ttl_ms);
   so.heartbeat_interval = absl::Milliseconds(options_.heartbeat_interval_ms);

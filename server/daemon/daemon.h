@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "server/common/clock.h"
@@ -33,8 +34,11 @@ class RocksDbStore;
 struct DaemonOptions {
   // Folder of the embedded store; created if missing. Ignored when a Store is handed in.
   std::string data_dir = "./sched-data";
-  // gRPC address; port 0 picks a free one (see Daemon::port()).
+  // gRPC address; port 0 picks a free one (see Daemon::port()). Only a loopback address
+  // (127.0.0.0/8, localhost, [::1]) or a unix socket unless insecure_remote: there is no TLS or
+  // authentication yet, and whoever reaches schedd can run code on every node.
   std::string listen = "127.0.0.1:7070";
+  bool insecure_remote = false;
   // Prometheus /metrics address; empty: no metrics endpoint.
   std::string metrics_listen = "127.0.0.1:7071";
   int64_t lease_ttl_ms = 10'000;
@@ -54,6 +58,9 @@ struct DaemonOptions {
   size_t checkpoint_keep = 3;
   uint64_t max_checkpoint_bytes = uint64_t{64} << 30;
 };
+
+// True for an address only this machine can reach: 127.0.0.0/8, localhost, [::1], unix:...
+bool IsLoopbackAddress(absl::string_view address);
 
 // schedd in one object: store, scheduler, gRPC services (with health and reflection), metrics
 // and the tick timer. main.cc and the in-process cluster tests both use it.

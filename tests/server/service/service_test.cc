@@ -697,3 +697,44 @@ TEST(CostAdviceTest, TheCloudRunOfAJobTooBigForHomeIsWeighedAgainstUpgrades) {
 
 }  // namespace
 }  // namespace sched
+
+namespace sched {
+namespace {
+
+TEST(SafeByDefaultTest, OnlyLoopbackAddressesCountAsLocal) {
+  for (const char* local : {"127.0.0.1:7070", "127.0.0.1:0", "127.1.2.3:80", "localhost:7070",
+                            "[::1]:7070", "unix:/run/sched.sock", "ipv4:127.0.0.1:7070"}) {
+    EXPECT_TRUE(IsLoopbackAddress(local)) << local;
+  }
+  for (const char* remote : {"0.0.0.0:7070", "[::]:7070", "10.0.0.5:7070", "sched.example.com:7070",
+                             "128.0.0.1:7070", "127.0.0.1.example.com:7070", "127.0.0:7070",
+                             "127.0.0.256:7070", ":7070", "[::2]:7070"}) {
+    EXPECT_FALSE(IsLoopbackAddress(remote)) << remote;
+  }
+}
+
+TEST(SafeByDefaultTest, ARemoteAddressWithoutTlsIsRefusedUnlessTheRiskIsAccepted) {
+  FakeClock clock;
+  MemoryStore store;
+  DaemonOptions o;
+  o.data_dir = testing::TestDataDir();
+  o.listen = "0.0.0.0:0";
+  o.metrics_listen = "";
+  auto refused = Daemon::Start(o, &store, &clock);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("--insecure_remote_no_tls_no_auth"));
+  o.insecure_remote = true;
+  auto accepted = Daemon::Start(o, &store, &clock);
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_GT((*accepted)->port(), 0);
+  accepted->reset();
+  o.insecure_remote = false;
+  o.listen = "localhost:0";
+  auto local = Daemon::Start(o, &store, &clock);
+  EXPECT_TRUE(local.ok()) << local.status();
+}
+
+}  // namespace
+}  // namespace sched
