@@ -32,6 +32,9 @@ ABSL_FLAG(int64_t, heartbeat_interval_ms, 2'000, "How often agents heartbeat.");
 ABSL_FLAG(int64_t, restart_grace_ms, 10'000,
           "Extra lease time after a start, so agents can reconnect.");
 ABSL_FLAG(uint32_t, max_attempts, 10, "Lease expiries after which a job ends FAILED.");
+ABSL_FLAG(uint64_t, max_pending_per_project, 1'000'000,
+          "Submits to a project with this many jobs pending are refused (RESOURCE_EXHAUSTED); "
+          "0: no limit.");
 ABSL_FLAG(uint32_t, checkpoint_keep, 3,
           "Checkpoints kept per job (the newest); older ones and the chunks only they used go.");
 ABSL_FLAG(bool, unsafe_no_sync, false,
@@ -103,6 +106,7 @@ int main(int argc, char** argv) {
   options.restart_grace_ms = absl::GetFlag(FLAGS_restart_grace_ms);
   options.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   options.checkpoint_keep = absl::GetFlag(FLAGS_checkpoint_keep);
+  options.max_pending_per_project = absl::GetFlag(FLAGS_max_pending_per_project);
   options.sync = !absl::GetFlag(FLAGS_unsafe_no_sync);
   options.catalog_path = absl::GetFlag(FLAGS_catalog);
   if (options.catalog_path.empty()) options.catalog_path = FindCatalog(argv[0]);

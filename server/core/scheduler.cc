@@ -121,6 +121,7 @@ absl::Status Scheduler::LoadState() {
     stats_.jobs_by_state[static_cast<int>(job.state)]++;
     if (job.state == JobState::kPending) {
       pending_.Add(&job, /*settled=*/false);
+      pending_by_project_[job.spec.project]++;
     }
     if (IsLeased(job.state)) {
       SetLeaseExpiry(job, lease_end);
@@ -226,6 +227,11 @@ void Scheduler::Publish(uint64_t seq, std::vector<Job> events) {
 void Scheduler::SetState(Job& job, JobState state) {
   stats_.jobs_by_state[static_cast<int>(job.state)]--;
   stats_.jobs_by_state[static_cast<int>(state)]++;
+  if (job.state == JobState::kPending && state != JobState::kPending) {
+    pending_by_project_[job.spec.project]--;
+  } else if (job.state != JobState::kPending && state == JobState::kPending) {
+    pending_by_project_[job.spec.project]++;
+  }
   job.state = state;
   job.update_time = clock_->Now();
 }
@@ -273,6 +279,15 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   SCHED_RETURN_IF_ERROR(ValidateAndDefaultJobSpec(spec, clock_->Now()));
   SCHED_RETURN_IF_ERROR(EstimateGpuMemory(spec));
   SCHED_RETURN_IF_ERROR(CheckRuntimeGpu(spec));
+  if (const uint64_t max = options_.max_pending_per_project; max > 0) {
+    auto queued = pending_by_project_.find(spec.project);
+    if (queued != pending_by_project_.end() && queued->second >= max) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "project ", spec.project, " has ", queued->second,
+          " jobs pending, the most schedd takes (--max_pending_per_project); submit more as "
+          "these start"));
+    }
+  }
   Job job;
   job.id = NewJobId();
   job.seq = ++last_seq_;
@@ -293,6 +308,7 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   QueuedAhead(pending_.Add(&stored, /*settled=*/true), stored);
   if (kept != nullptr) kept->timeline.groups_version = WaitingGroupsVersion(*kept);
   stats_.jobs_by_state[static_cast<int>(JobState::kPending)]++;
+  pending_by_project_[stored.spec.project]++;
   stats_.submits_total++;
   PutJob(stored, out);
   Schedule(out, &stored);

@@ -44,6 +44,9 @@ struct SchedulerOptions {
   absl::Duration restart_grace = absl::Seconds(10);
   // A job whose lease expired this many times ends FAILED instead of going back to the queue.
   uint32_t max_attempts = 10;
+  // A submit to a project that has this many jobs pending is refused (RESOURCE_EXHAUSTED);
+  // 0: no limit.
+  uint64_t max_pending_per_project = 1'000'000;
   // Seeds job ids; 0 picks a random seed.
   uint64_t seed = 0;
   // What a job that gives no runtime is expected to run, for budget caps and max_cost.
@@ -546,6 +549,8 @@ class Scheduler {
   absl::btree_set<IdKey> job_ids_ ABSL_GUARDED_BY(mu_);
   absl::btree_map<uint64_t, Job*> by_seq_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Job*> by_request_id_ ABSL_GUARDED_BY(mu_);
+  // Pending jobs by project (SchedulerOptions::max_pending_per_project).
+  absl::flat_hash_map<std::string, uint64_t> pending_by_project_ ABSL_GUARDED_BY(mu_);
   // What spot leases of each provider saw here: preemptions and spot hours (SpotRate).
   struct ProviderRisk {
     uint64_t preemptions = 0;

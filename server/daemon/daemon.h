@@ -46,6 +46,7 @@ struct DaemonOptions {
   int64_t restart_grace_ms = 10'000;
   int64_t tick_interval_ms = 100;
   uint32_t max_attempts = 10;
+  uint64_t max_pending_per_project = 1'000'000;  // 0: no limit
   int64_t max_message_bytes = 16 << 20;
   // Sync the store's WAL before acknowledging. Off only for benchmarks that say so.
   bool sync = true;

@@ -63,6 +63,7 @@ class SchedulerTest : public ::testing::Test {
     o.heartbeat_interval = absl::Seconds(2);
     o.restart_grace = absl::Seconds(5);
     o.max_attempts = 3;
+    o.max_pending_per_project = max_pending_;
     o.seed = 42;
     o.catalog = catalog_;
     auto s = Scheduler::Create(o, &store_, &clock_);
@@ -103,6 +104,7 @@ class SchedulerTest : public ::testing::Test {
   FakeClock clock_;
   MemoryStore store_;
   std::shared_ptr<const cost::Catalog> catalog_;
+  uint64_t max_pending_ = 1'000'000;
   std::unique_ptr<Scheduler> scheduler_;
 };
 
@@ -1369,6 +1371,41 @@ TEST_F(SchedulerTest, APreemptedJobGoesBackToTheQueueWithoutUsingUpItsAttempts) 
   Connect("spot-1", spot, link);
   EXPECT_DOUBLE_EQ(scheduler_->GetNode("spot-1")->preemptions_per_hour,
                    (prior * 100 + 3) / (100 + 2.0));
+}
+
+}  // namespace
+}  // namespace sched
+
+namespace sched {
+namespace {
+
+TEST_F(SchedulerTest, AProjectWithTooManyJobsPendingIsRefusedMoreUntilSomeStart) {
+  max_pending_ = 3;
+  Restart();
+  JobSpec mine = Spec("sweep");
+  mine.project = "nlp";
+  ASSERT_THAT(Submit(mine, "req-a"), IsOk());
+  for (int i = 0; i < 2; ++i) ASSERT_THAT(Submit(mine), IsOk());
+  auto fourth = Submit(mine);
+  EXPECT_EQ(fourth.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(fourth.status().message(), HasSubstr("project nlp has 3 jobs pending"));
+  EXPECT_THAT(fourth.status().message(), HasSubstr("--max_pending_per_project"));
+  // Nothing was queued for it, and other projects are not held.
+  EXPECT_THAT(scheduler_->ListJobs({}).jobs, SizeIs(3));
+  JobSpec theirs = Spec("other");
+  theirs.project = "vision";
+  EXPECT_THAT(Submit(theirs), IsOk());
+  // A retried request of an accepted job is still answered with that job.
+  auto retried = Submit(mine, "req-a");
+  ASSERT_THAT(retried, IsOk());
+  EXPECT_TRUE(retried->existing);
+  // One starts: there is room for one more. The count is rebuilt after a restart.
+  auto link = std::make_shared<FakeAgentLink>();
+  Connect("ws", Caps(1, 8 * kGiB), link);
+  EXPECT_THAT(Submit(mine), IsOk());
+  EXPECT_EQ(Submit(mine).status().code(), absl::StatusCode::kResourceExhausted);
+  Restart();
+  EXPECT_EQ(Submit(mine).status().code(), absl::StatusCode::kResourceExhausted);
 }
 
 }  // namespace
