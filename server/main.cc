@@ -35,6 +35,9 @@ ABSL_FLAG(uint32_t, max_attempts, 10, "Lease expiries after which a job ends FAI
 ABSL_FLAG(uint64_t, max_pending_per_project, 1'000'000,
           "Submits to a project with this many jobs pending are refused (RESOURCE_EXHAUSTED); "
           "0: no limit.");
+ABSL_FLAG(uint64_t, max_log_bytes_per_job, uint64_t{1} << 30,
+          "Output kept per job (since schedd started); past it a line says so and the rest is "
+          "dropped. 0: no limit.");
 ABSL_FLAG(uint32_t, checkpoint_keep, 3,
           "Checkpoints kept per job (the newest); older ones and the chunks only they used go.");
 ABSL_FLAG(bool, unsafe_no_sync, false,
@@ -107,6 +110,7 @@ int main(int argc, char** argv) {
   options.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   options.checkpoint_keep = absl::GetFlag(FLAGS_checkpoint_keep);
   options.max_pending_per_project = absl::GetFlag(FLAGS_max_pending_per_project);
+  options.max_log_bytes_per_job = absl::GetFlag(FLAGS_max_log_bytes_per_job);
   options.sync = !absl::GetFlag(FLAGS_unsafe_no_sync);
   options.catalog_path = absl::GetFlag(FLAGS_catalog);
   if (options.catalog_path.empty()) options.catalog_path = FindCatalog(argv[0]);

@@ -725,18 +725,46 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
 absl::Status Scheduler::AppendLog(const std::string& name, uint64_t session, const JobRef& ref,
                                   LogStreamKind stream, std::string data) {
   LogRecord record;
+  bool passed_limit = false;
   {
     absl::MutexLock lock(&mu_);
     SCHED_RETURN_IF_ERROR(SessionNode(name, session).status());
     SCHED_ASSIGN_OR_RETURN(Job * job, LeasedJob(name, ref));
     record.attempt = job->attempt;
+    if (const uint64_t max = options_.max_log_bytes_per_job; max > 0) {
+      uint64_t& kept = log_bytes_[ref.job_id];
+      if (kept >= max) {
+        stats_.log_bytes_dropped_total += data.size();
+        return absl::OkStatus();
+      }
+      if (data.size() > max - kept) {
+        stats_.log_bytes_dropped_total += data.size() - (max - kept);
+        data.resize(max - kept);
+        passed_limit = true;
+      }
+      kept += data.size();
+    }
   }
   record.stream = stream;
   record.data = std::move(data);
   record.time = clock_->Now();
-  SCHED_ASSIGN_OR_RETURN(record.index, store_->AppendLog(ref.job_id, record));
-  absl::MutexLock lock(&sub_mu_);
-  for (auto& [id, fn] : log_subs_) fn(ref.job_id, record);
+  const uint32_t attempt = record.attempt;
+  std::vector<LogRecord> records;
+  if (!record.data.empty()) records.push_back(std::move(record));
+  if (passed_limit) {
+    LogRecord note;
+    note.attempt = attempt;
+    note.stream = LogStreamKind::kStderr;
+    note.data = absl::StrCat("\n[sched: this job's output passed ", options_.max_log_bytes_per_job,
+                             " bytes (--max_log_bytes_per_job); the rest is not kept]\n");
+    note.time = clock_->Now();
+    records.push_back(std::move(note));
+  }
+  for (LogRecord& r : records) {
+    SCHED_ASSIGN_OR_RETURN(r.index, store_->AppendLog(ref.job_id, r));
+    absl::MutexLock lock(&sub_mu_);
+    for (auto& [id, fn] : log_subs_) fn(ref.job_id, r);
+  }
   return absl::OkStatus();
 }
 

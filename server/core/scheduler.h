@@ -47,6 +47,9 @@ struct SchedulerOptions {
   // A submit to a project that has this many jobs pending is refused (RESOURCE_EXHAUSTED);
   // 0: no limit.
   uint64_t max_pending_per_project = 1'000'000;
+  // Output kept per job, counted since schedd started; past it a line says so and the rest is
+  // dropped. 0: no limit.
+  uint64_t max_log_bytes_per_job = uint64_t{1} << 30;
   // Seeds job ids; 0 picks a random seed.
   uint64_t seed = 0;
   // What a job that gives no runtime is expected to run, for budget caps and max_cost.
@@ -128,6 +131,7 @@ struct SchedulerStats {
   // Preemption notices agents passed on, and leases that ended in a preemption.
   uint64_t preemption_notices_total = 0;
   uint64_t preemptions_total = 0;
+  uint64_t log_bytes_dropped_total = 0;  // output past a job's limit
   uint64_t agents_connected = 0;
   uint64_t nodes_total = 0;
 };
@@ -549,6 +553,8 @@ class Scheduler {
   absl::btree_set<IdKey> job_ids_ ABSL_GUARDED_BY(mu_);
   absl::btree_map<uint64_t, Job*> by_seq_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Job*> by_request_id_ ABSL_GUARDED_BY(mu_);
+  // Output bytes kept per job since start (SchedulerOptions::max_log_bytes_per_job).
+  absl::flat_hash_map<std::string, uint64_t> log_bytes_ ABSL_GUARDED_BY(mu_);
   // Pending jobs by project (SchedulerOptions::max_pending_per_project).
   absl::flat_hash_map<std::string, uint64_t> pending_by_project_ ABSL_GUARDED_BY(mu_);
   // What spot leases of each provider saw here: preemptions and spot hours (SpotRate).

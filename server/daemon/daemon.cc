@@ -98,6 +98,7 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   so.restart_grace = absl::Milliseconds(options_.restart_grace_ms);
   so.max_attempts = options_.max_attempts;
   so.max_pending_per_project = options_.max_pending_per_project;
+  so.max_log_bytes_per_job = options_.max_log_bytes_per_job;
   if (!options_.catalog_path.empty()) {
     absl::StatusOr<cost::Catalog> catalog =
         cost::LoadCatalog(options_.catalog_path, options_.catalog_overrides);

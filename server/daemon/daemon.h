@@ -47,6 +47,7 @@ struct DaemonOptions {
   int64_t tick_interval_ms = 100;
   uint32_t max_attempts = 10;
   uint64_t max_pending_per_project = 1'000'000;  // 0: no limit
+  uint64_t max_log_bytes_per_job = uint64_t{1} << 30;  // 0: no limit
   int64_t max_message_bytes = 16 << 20;
   // Sync the store's WAL before acknowledging. Off only for benchmarks that say so.
   bool sync = true;

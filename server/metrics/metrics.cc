@@ -79,6 +79,9 @@ class SchedulerCollector final : public prometheus::Collectable {
     out.push_back(Family("sched_preemptions_total",
                          "Leases that ended in a preemption; the job went back to the queue.",
                          MetricType::Counter, {Value(s.preemptions_total)}));
+    out.push_back(Family("sched_log_bytes_dropped_total",
+                         "Job output dropped past a job's limit (--max_log_bytes_per_job).",
+                         MetricType::Counter, {Value(s.log_bytes_dropped_total)}));
     out.push_back(Family("sched_agents_connected", "Agents with an open Connect stream.",
                          MetricType::Gauge, {Value(s.agents_connected)}));
     out.push_back(Family("sched_nodes", "Nodes schedd knows, connected or not.",

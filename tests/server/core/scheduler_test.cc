@@ -64,6 +64,7 @@ class SchedulerTest : public ::testing::Test {
     o.restart_grace = absl::Seconds(5);
     o.max_attempts = 3;
     o.max_pending_per_project = max_pending_;
+    o.max_log_bytes_per_job = max_log_bytes_;
     o.seed = 42;
     o.catalog = catalog_;
     auto s = Scheduler::Create(o, &store_, &clock_);
@@ -105,6 +106,7 @@ class SchedulerTest : public ::testing::Test {
   MemoryStore store_;
   std::shared_ptr<const cost::Catalog> catalog_;
   uint64_t max_pending_ = 1'000'000;
+  uint64_t max_log_bytes_ = uint64_t{1} << 30;
   std::unique_ptr<Scheduler> scheduler_;
 };
 
@@ -1406,6 +1408,46 @@ TEST_F(SchedulerTest, AProjectWithTooManyJobsPendingIsRefusedMoreUntilSomeStart)
   EXPECT_EQ(Submit(mine).status().code(), absl::StatusCode::kResourceExhausted);
   Restart();
   EXPECT_EQ(Submit(mine).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+}  // namespace
+}  // namespace sched
+
+namespace sched {
+namespace {
+
+TEST_F(SchedulerTest, AJobsOutputPastItsLimitIsDroppedWithALineThatSaysSo) {
+  max_log_bytes_ = 10;
+  Restart();
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(1, 8 * kGiB), link);
+  auto a = Submit(Spec("chatty"));
+  ASSERT_THAT(a, IsOk());
+  const JobRef ref{a->job.id, a->job.epoch};
+  ASSERT_THAT(scheduler_->AppendLog("ws", s, ref, LogStreamKind::kStdout, "1234"), IsOk());
+  ASSERT_THAT(scheduler_->AppendLog("ws", s, ref, LogStreamKind::kStdout, "56789abcdef"), IsOk());
+  ASSERT_THAT(scheduler_->AppendLog("ws", s, ref, LogStreamKind::kStdout, "more"), IsOk());
+  auto logs = scheduler_->ReadLogs(a->job.id, 1, 10);
+  ASSERT_THAT(logs, IsOk());
+  ASSERT_THAT(*logs, SizeIs(3));
+  EXPECT_EQ((*logs)[0].data, "1234");
+  EXPECT_EQ((*logs)[1].data, "56789a");  // ten bytes in all
+  EXPECT_EQ((*logs)[2].stream, LogStreamKind::kStderr);
+  EXPECT_THAT((*logs)[2].data, HasSubstr("passed 10 bytes (--max_log_bytes_per_job)"));
+  EXPECT_EQ(scheduler_->Stats().log_bytes_dropped_total, 5u + 4u);
+  // Another job has its own.
+  auto b = Submit(Spec("quiet"));
+  ASSERT_THAT(b, IsOk());
+  ASSERT_THAT(Report("ws", s, a->job.id, a->job.epoch, JobState::kSucceeded), IsOk());
+  const Job quiet = Get(b->job.id);
+  ASSERT_EQ(quiet.state, JobState::kAssigned);
+  ASSERT_THAT(scheduler_->AppendLog("ws", s, {quiet.id, quiet.epoch}, LogStreamKind::kStdout,
+                                    "hello\n"),
+              IsOk());
+  auto other = scheduler_->ReadLogs(quiet.id, 1, 10);
+  ASSERT_THAT(other, IsOk());
+  ASSERT_THAT(*other, SizeIs(1));
+  EXPECT_EQ((*other)[0].data, "hello\n");
 }
 
 }  // namespace
