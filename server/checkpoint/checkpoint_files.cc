@@ -66,7 +66,6 @@ absl::Status AddFile(const std::string& full, const std::string& rel, v1::Checkp
   v1::CheckpointFile* file = manifest.add_files();
   file->set_path(rel);
   file->set_mode(st.st_mode & 07777);
-  Sha256 whole;
   uint64_t size = 0;
   absl::Status status;
   while (true) {
@@ -76,7 +75,6 @@ absl::Status AddFile(const std::string& full, const std::string& rel, v1::Checkp
       break;
     }
     if (data->empty()) break;
-    whole.Update(*data);
     const std::string sha = Sha256Hex(*data);
     file->add_chunks(sha);
     const uint64_t n = data->size();
@@ -89,8 +87,8 @@ absl::Status AddFile(const std::string& full, const std::string& rel, v1::Checkp
   }
   close(fd);
   if (!status.ok()) return status;
+  // No whole-file sha256: every chunk is checked by its own, which covers the file.
   file->set_size_bytes(size);
-  file->set_sha256(whole.HexDigest());
   manifest.set_size_bytes(manifest.size_bytes() + size);
   return absl::OkStatus();
 }
@@ -205,7 +203,9 @@ absl::Status CheckManifest(const v1::Checkpoint& manifest) {
         return absl::InvalidArgumentError(absl::StrCat("file path ", f.path(), " is listed twice"));
       }
     }
-    if (absl::Status s = CheckSha256Hex(f.sha256()); !s.ok()) return s;
+    if (!f.sha256().empty()) {
+      if (absl::Status s = CheckSha256Hex(f.sha256()); !s.ok()) return s;
+    }
     for (const std::string& c : f.chunks()) {
       if (absl::Status s = CheckSha256Hex(c); !s.ok()) return s;
     }
@@ -346,24 +346,30 @@ absl::Status Writer::OpenNext() {
                (f.mode() & 0777) | 0600);
     if (fd_ < 0) return Errno("creating", path);
     written_ = 0;
-    sha_ = std::make_unique<Sha256>();
+    chunk_ = std::make_unique<Sha256>();
+    whole_ = f.sha256().empty() ? nullptr : std::make_unique<Sha256>();
     if (f.size_bytes() > 0) return absl::OkStatus();
     if (absl::Status s = CloseCurrent(); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
 
+std::string Writer::FileName(const v1::CheckpointFile& f) const {
+  return f.path().empty() ? manifest_.name() : f.path();
+}
+
 absl::Status Writer::CloseCurrent() {
   const v1::CheckpointFile& f = manifest_.files(file_);
-  const std::string digest = sha_->HexDigest();
   const int fd = fd_;
   fd_ = -1;
   const bool synced = fsync(fd) == 0;
   close(fd);
-  if (digest != f.sha256()) {
-    return absl::DataLossError(absl::StrCat("file ", f.path().empty() ? manifest_.name() : f.path(),
-                                            ": sha256 ", digest, ", the manifest says ",
-                                            f.sha256()));
+  // Manifests from agents before chunk-only checking also name the whole file's sha256.
+  if (whole_ != nullptr) {
+    if (const std::string digest = whole_->HexDigest(); digest != f.sha256()) {
+      return absl::DataLossError(absl::StrCat("file ", FileName(f), ": sha256 ", digest,
+                                              ", the manifest says ", f.sha256()));
+    }
   }
   if (!synced) return Errno("syncing", tmp_path_);
   file_++;
@@ -376,11 +382,25 @@ absl::Status Writer::Add(absl::string_view data) {
       return absl::InvalidArgumentError("more bytes than the manifest's files hold");
     }
     const v1::CheckpointFile& f = manifest_.files(file_);
-    const size_t take = std::min<uint64_t>(data.size(), f.size_bytes() - written_);
-    if (absl::Status s = WriteAll(fd_, data.substr(0, take), tmp_path_); !s.ok()) return s;
-    sha_->Update(data.substr(0, take));
+    // Up to the end of the current chunk, so each chunk is checked against its name as it ends.
+    const uint64_t chunk_end =
+        std::min<uint64_t>(f.size_bytes(), (written_ / kChunkBytes + 1) * kChunkBytes);
+    const size_t take = std::min<uint64_t>(data.size(), chunk_end - written_);
+    const absl::string_view piece = data.substr(0, take);
+    if (absl::Status s = WriteAll(fd_, piece, tmp_path_); !s.ok()) return s;
+    chunk_->Update(piece);
+    if (whole_ != nullptr) whole_->Update(piece);
     written_ += take;
     data.remove_prefix(take);
+    if (written_ == chunk_end) {
+      const std::string& want = f.chunks(static_cast<int>((written_ - 1) / kChunkBytes));
+      if (const std::string got = chunk_->HexDigest(); got != want) {
+        return absl::DataLossError(absl::StrCat("file ", FileName(f), ": bytes ending at ",
+                                                written_, " hash to ", got, ", the manifest says ",
+                                                want));
+      }
+      chunk_ = std::make_unique<Sha256>();
+    }
     if (written_ == f.size_bytes()) {
       if (absl::Status s = CloseCurrent(); !s.ok()) return s;
       if (absl::Status s = OpenNext(); !s.ok()) return s;

@@ -61,10 +61,9 @@ struct LocalChunk {
 };
 
 // Reads the checkpoint published at `path` (a folder, or a single file) into a manifest: its
-// name (the last part of `path`), files in path order with their sizes, modes, chunks and
-// sha256. `chunks` gets where each chunk is, in manifest order. A symlink, device or other
-// special file anywhere in it is refused (INVALID_ARGUMENT), as are names CheckName or
-// CheckRelativePath refuse.
+// name (the last part of `path`), files in path order with their sizes, modes and chunks. `chunks`
+// gets where each chunk is, in manifest order. A symlink, device or other special file anywhere in
+// it is refused (INVALID_ARGUMENT), as are names CheckName or CheckRelativePath refuse.
 absl::StatusOr<v1::Checkpoint> Describe(const std::string& path, std::vector<LocalChunk>* chunks);
 // The same in one pass that also shows each chunk's bytes to `visit`, in manifest order, as it
 // is read (an upload sends them as they come); `visit` may move the bytes away. An error from
@@ -75,8 +74,9 @@ absl::StatusOr<v1::Checkpoint> ReadCheckpoint(const std::string& path, const Chu
 absl::StatusOr<std::string> ReadChunk(const LocalChunk& chunk);
 
 // Writes a checkpoint out as its bytes arrive in manifest order, into `dest_dir`/.tmp-<name>,
-// checking each file's size and sha256; Finish() renames it to `dest_dir`/<name>. The manifest
-// is checked first (CheckManifest); `dest_dir`/<name> must not exist yet.
+// checking each file's size and each chunk's sha256 as its last byte arrives (DATA_LOSS at the
+// first that does not match); Finish() renames it to `dest_dir`/<name>. The manifest is checked
+// first (CheckManifest); `dest_dir`/<name> must not exist yet.
 class Writer {
  public:
   static absl::StatusOr<std::unique_ptr<Writer>> Start(const std::string& dest_dir,
@@ -90,13 +90,15 @@ class Writer {
   Writer() = default;
   absl::Status OpenNext();
   absl::Status CloseCurrent();
+  std::string FileName(const v1::CheckpointFile& f) const;
 
   v1::Checkpoint manifest_;
   std::string tmp_path_, final_path_;
   int file_ = 0;  // index into manifest_.files(): the one being written
   int fd_ = -1;
-  uint64_t written_ = 0;  // of the current file
-  std::unique_ptr<Sha256> sha_;
+  uint64_t written_ = 0;           // of the current file
+  std::unique_ptr<Sha256> chunk_;  // of the current chunk
+  std::unique_ptr<Sha256> whole_;  // of the current file, when its manifest names one
   bool finished_ = false;
 };
 

@@ -150,6 +150,36 @@ absl::StatusOr<std::string> CheckpointStore::ReadChunk(const std::string& sha) c
   return data;
 }
 
+absl::Status CheckpointStore::ReadChunkPieces(
+    const std::string& sha, size_t piece_bytes,
+    const std::function<absl::Status(std::string&)>& take) const {
+  if (absl::Status s = checkpoint::CheckSha256Hex(sha); !s.ok()) return s;
+  const std::string path = ChunkPath(sha);
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::NotFoundError(absl::StrCat("chunk ", sha, " is not stored"));
+  absl::Status status;
+  std::string piece;
+  while (status.ok()) {
+    piece.resize(piece_bytes);
+    size_t got = 0;
+    while (got < piece.size()) {
+      const ssize_t n = read(fd, piece.data() + got, piece.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0)
+        status =
+            absl::DataLossError(absl::StrCat("reading chunk ", sha, ": ", std::strerror(errno)));
+      if (n <= 0) break;
+      got += n;
+    }
+    if (!status.ok() || got == 0) break;
+    piece.resize(got);
+    status = take(piece);
+    if (got < piece_bytes) break;
+  }
+  close(fd);
+  return status;
+}
+
 absl::StatusOr<v1::Checkpoint> CheckpointStore::Commit(v1::Checkpoint manifest) {
   if (absl::Status s = checkpoint::CheckManifest(manifest); !s.ok()) return s;
   uint64_t total = 0;

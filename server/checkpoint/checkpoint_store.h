@@ -7,6 +7,7 @@
 // Thread-safe.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -40,6 +41,11 @@ class CheckpointStore {
   // checkpoint::kChunkBytes; DATA_LOSS when the bytes do not hash to `sha`.
   absl::Status PutChunk(const std::string& sha, absl::string_view data);
   absl::StatusOr<std::string> ReadChunk(const std::string& sha) const;
+  // Chunk `sha`'s bytes in pieces of at most `piece_bytes`, each read straight into the string
+  // shown to `take` (which may move it away). NOT_FOUND when it is not stored; `take`'s error
+  // stops it.
+  absl::Status ReadChunkPieces(const std::string& sha, size_t piece_bytes,
+                               const std::function<absl::Status(std::string&)>& take) const;
 
   // Publishes `manifest` (job_id, name, attempt, epoch, node, create_time and files set by the
   // caller; seq and size are set here) once every chunk it names is here. INVALID_ARGUMENT for

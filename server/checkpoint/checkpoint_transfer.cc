@@ -1,10 +1,14 @@
 #include "server/checkpoint/checkpoint_transfer.h"
 
+#include <deque>
 #include <memory>
+#include <optional>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/client_context.h"
 #include "server/checkpoint/checkpoint_files.h"
 
@@ -26,18 +30,95 @@ void SetDeadline(grpc::ClientContext& ctx, absl::Duration timeout) {
 
 }  // namespace
 
+namespace {
+
+// Chunks the reader may hold ahead of the sender, and pieces the receiver ahead of the writer.
+constexpr size_t kAhead = 4;
+
+// Hands items from one thread to another, at most kAhead waiting: Put blocks while full, Take
+// while empty. After Close, Put refuses and Take drains what is left, then says there is none.
+template <typename T>
+class Handoff {
+ public:
+  bool Put(T item) {
+    absl::MutexLock lock(&mu_);
+    auto room = [this] { return closed_ || items_.size() < kAhead; };
+    mu_.Await(absl::Condition(&room));
+    if (closed_) return false;
+    items_.push_back(std::move(item));
+    return true;
+  }
+  std::optional<T> Take() {
+    absl::MutexLock lock(&mu_);
+    auto some = [this] { return closed_ || !items_.empty(); };
+    mu_.Await(absl::Condition(&some));
+    if (items_.empty()) return std::nullopt;
+    T item = std::move(items_.front());
+    items_.pop_front();
+    return item;
+  }
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::deque<T> items_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+struct Chunk {
+  std::string sha256;
+  std::string data;
+};
+
+// Reads and hashes a checkpoint's chunks on a thread of its own, kAhead ahead of the caller, so
+// the hashing here overlaps schedd's checking of the chunks already sent.
+class ChunkReader {
+ public:
+  explicit ChunkReader(const std::string& path)
+      : thread_([this, path] {
+          absl::StatusOr<v1::Checkpoint> m =
+              ReadCheckpoint(path, [this](const LocalChunk& c, std::string& data) {
+                if (chunks_.Put(Chunk{c.sha256, std::move(data)})) return absl::OkStatus();
+                return absl::CancelledError("upload stopped");
+              });
+          manifest_ = std::move(m);
+          chunks_.Close();
+        }) {}
+
+  ~ChunkReader() {
+    chunks_.Close();
+    thread_.join();
+  }
+
+  // The next chunk, or nullopt once all were read (then manifest() says how it ended).
+  std::optional<Chunk> Next() { return chunks_.Take(); }
+
+  // Once Next() said there are no more.
+  const absl::StatusOr<v1::Checkpoint>& manifest() const { return manifest_; }
+
+ private:
+  Handoff<Chunk> chunks_;
+  absl::StatusOr<v1::Checkpoint> manifest_ = absl::UnknownError("unread");
+  std::thread thread_;  // last: started once the rest is ready
+};
+
+}  // namespace
+
 absl::StatusOr<v1::Checkpoint> Upload(v1::CheckpointService::StubInterface& stub,
                                       const v1::CheckpointUploader& uploader, uint32_t attempt,
                                       const std::string& path, absl::Duration timeout,
                                       UploadStats* stats) {
-  // One pass over the files: each chunk is read and hashed once; every kBatch chunks schedd is
-  // asked which it lacks, and those go out on one PutChunks stream while the pass goes on. A
-  // chunk dropped by schedd between the ask and the commit (with an old checkpoint) makes the
-  // commit ABORTED: the whole upload runs again, once.
+  // One pass over the files, read and hashed once on a thread of their own; every kBatch chunks
+  // schedd is asked which it lacks, and those go out on one PutChunks stream while the reading
+  // goes on. A chunk dropped by schedd between the ask and the commit (with an old checkpoint)
+  // makes the commit ABORTED: the whole upload runs again, once.
   for (int round = 0;; ++round) {
     UploadStats counted;
     std::set<std::string> seen;
-    std::vector<std::pair<std::string, std::string>> batch;  // sha256, bytes
+    std::vector<Chunk> batch;
     grpc::ClientContext put_ctx;
     SetDeadline(put_ctx, timeout);
     v1::PutChunksResponse put_resp;
@@ -47,7 +128,7 @@ absl::StatusOr<v1::Checkpoint> Upload(v1::CheckpointService::StubInterface& stub
       if (batch.empty()) return absl::OkStatus();
       v1::FindMissingChunksRequest ask;
       *ask.mutable_uploader() = uploader;
-      for (const auto& [sha, data] : batch) ask.add_chunks(sha);
+      for (const Chunk& c : batch) ask.add_chunks(c.sha256);
       v1::FindMissingChunksResponse missing;
       grpc::ClientContext ctx;
       SetDeadline(ctx, timeout);
@@ -55,16 +136,16 @@ absl::StatusOr<v1::Checkpoint> Upload(v1::CheckpointService::StubInterface& stub
         return s;
       }
       const std::set<std::string> lacking(missing.missing().begin(), missing.missing().end());
-      for (auto& [sha, data] : batch) {
-        if (lacking.count(sha) == 0 || broken) continue;
+      for (Chunk& c : batch) {
+        if (lacking.count(c.sha256) == 0 || broken) continue;
         v1::PutChunkRequest req;
         if (writer == nullptr) {
           writer = stub.PutChunks(&put_ctx, &put_resp);
           *req.mutable_uploader() = uploader;
         }
-        req.set_sha256(sha);
-        const uint64_t size = data.size();
-        req.set_data(std::move(data));
+        req.set_sha256(std::move(c.sha256));
+        const uint64_t size = c.data.size();
+        req.set_data(std::move(c.data));
         if (!writer->Write(req)) {
           broken = true;
           break;
@@ -76,16 +157,21 @@ absl::StatusOr<v1::Checkpoint> Upload(v1::CheckpointService::StubInterface& stub
       return absl::OkStatus();
     };
     absl::Status sending;
-    absl::StatusOr<v1::Checkpoint> manifest =
-        ReadCheckpoint(path, [&](const LocalChunk& c, std::string& data) {
-          if (!seen.insert(c.sha256).second) return absl::OkStatus();
-          counted.chunks++;
-          batch.emplace_back(c.sha256, std::move(data));
-          if (batch.size() < kBatch) return absl::OkStatus();
-          sending = send_batch();
-          return sending;
-        });
-    if (manifest.ok()) sending = send_batch();
+    absl::StatusOr<v1::Checkpoint> manifest = absl::UnknownError("unread");
+    {
+      ChunkReader reader(path);
+      while (sending.ok()) {
+        std::optional<Chunk> c = reader.Next();
+        if (!c.has_value()) break;
+        if (!seen.insert(c->sha256).second) continue;
+        counted.chunks++;
+        batch.push_back(*std::move(c));
+        if (batch.size() == kBatch) sending = send_batch();
+      }
+      // On a sending error the reader is stopped by its destructor, so its manifest is unread.
+      if (sending.ok()) manifest = reader.manifest();
+    }
+    if (sending.ok() && manifest.ok()) sending = send_batch();
     if (writer != nullptr) {
       if (!manifest.ok() || !sending.ok()) put_ctx.TryCancel();
       writer->WritesDone();
@@ -97,8 +183,8 @@ absl::StatusOr<v1::Checkpoint> Upload(v1::CheckpointService::StubInterface& stub
       stats->chunks_sent += counted.chunks_sent;
       stats->bytes_sent += counted.bytes_sent;
     }
-    if (!manifest.ok()) return manifest.status();
     if (!sending.ok()) return sending;
+    if (!manifest.ok()) return manifest.status();
     v1::CommitCheckpointRequest req;
     *req.mutable_uploader() = uploader;
     req.set_attempt(attempt);
@@ -127,8 +213,12 @@ absl::StatusOr<Downloaded> Download(v1::CheckpointService::StubInterface& stub,
   v1::CheckpointPiece piece;
   Downloaded out;
   std::unique_ptr<Writer> writer;
+  // The bytes are checked and written on a thread of their own while the next piece arrives.
+  Handoff<std::string> pieces;
+  absl::Status written;  // the writing thread's, read once it has been joined
+  std::thread writing;
   absl::Status local;
-  while (reader->Read(&piece)) {
+  while (local.ok() && reader->Read(&piece)) {
     if (piece.has_manifest()) {
       if (writer != nullptr) {
         local = absl::DataLossError("a second manifest in one download");
@@ -141,14 +231,22 @@ absl::StatusOr<Downloaded> Download(v1::CheckpointService::StubInterface& stub,
         break;
       }
       writer = *std::move(w);
+      writing = std::thread([&] {
+        while (std::optional<std::string> data = pieces.Take()) {
+          written = writer->Add(*data);
+          if (!written.ok()) break;
+        }
+        pieces.Close();  // a Put waiting on a full handoff is let go
+      });
     } else if (writer == nullptr) {
       local = absl::DataLossError("data before the manifest");
-      break;
-    } else if (absl::Status s = writer->Add(piece.data()); !s.ok()) {
-      local = s;
-      break;
+    } else if (!pieces.Put(std::move(*piece.mutable_data()))) {
+      local = absl::CancelledError("the writing stopped");  // `written` says why
     }
   }
+  pieces.Close();
+  if (writing.joinable()) writing.join();
+  if (!written.ok()) local = written;
   if (!local.ok()) {
     ctx.TryCancel();
     reader->Finish().ok();

@@ -100,18 +100,26 @@ grpc::Status CheckpointServiceImpl::GetCheckpoint(grpc::ServerContext* ctx,
   if (!writer->Write(piece)) return grpc::Status::CANCELLED;
   for (const v1::CheckpointFile& f : c->files()) {
     for (const std::string& sha : f.chunks()) {
-      absl::StatusOr<std::string> data = store_->ReadChunk(sha);
+      // In pieces well under a client's default 4 MiB message limit, each read straight into
+      // the message.
+      bool cancelled = false;
+      absl::Status s = store_->ReadChunkPieces(sha, kPieceBytes, [&](std::string& data) {
+        piece.Clear();
+        piece.mutable_data()->swap(data);
+        if (!writer->Write(piece)) {
+          cancelled = true;
+          return absl::CancelledError("the client went away");
+        }
+        piece.mutable_data()->swap(data);  // its buffer read into again
+        return absl::OkStatus();
+      });
+      if (cancelled) return grpc::Status::CANCELLED;
       // Dropped with an older checkpoint since the manifest was read: this one was too.
-      if (!data.ok()) {
+      if (s.code() == absl::StatusCode::kNotFound) {
         return ToGrpcStatus(absl::AbortedError(
             absl::StrCat("checkpoint ", c->seq(), " of job ", *id, " was dropped meanwhile")));
       }
-      // In pieces well under a client's default 4 MiB message limit.
-      for (size_t at = 0; at < data->size(); at += kPieceBytes) {
-        piece.Clear();
-        piece.set_data(data->substr(at, kPieceBytes));
-        if (!writer->Write(piece)) return grpc::Status::CANCELLED;
-      }
+      if (!s.ok()) return ToGrpcStatus(s);
     }
   }
   return grpc::Status::OK;

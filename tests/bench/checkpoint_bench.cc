@@ -8,11 +8,13 @@
 //   upload    checkpoint::Upload as the agent runs it: chunking, sha256, the gRPC calls, and
 //             schedd checking and fsyncing each chunk (a fresh checkpoint each round: new bytes)
 //   again     the same checkpoint again under a new name: every chunk is there, none is sent
-//   download  checkpoint::Download as the agent and schedctl run it, every file's sha256 checked
+//   download  checkpoint::Download as the agent and schedctl run it, every chunk's sha256 checked
 // and prints key=value lines, MB/s and each against the copy.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -34,27 +36,54 @@ ABSL_FLAG(std::string, dir, "/tmp/sched-checkpoint-bench", "Scratch folder (empt
 ABSL_FLAG(int, mib, 256, "Checkpoint size in MiB.");
 ABSL_FLAG(int, files, 4, "Files it is spread over.");
 ABSL_FLAG(int, rounds, 3, "Times each is measured; the best is kept.");
+ABSL_FLAG(bool, fresh_pages, true,
+          "Write and delete twice the checkpoint's size of scratch file before each timed step.");
 
 namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+double CpuSeconds() {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 double Seconds(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+// Written 1 MiB at a time: a big buffer freed just before the timed copy would hand it pages
+// the host already backs, a start the upload after it does not get (this VM returns memory left
+// free a while to its host, and the first touch of such a page is slow).
 void WriteRandom(const fs::path& path, size_t bytes, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  std::string data(bytes, '\0');
-  for (size_t i = 0; i + 8 <= bytes; i += 8) {
-    const uint64_t v = rng();
-    std::memcpy(data.data() + i, &v, 8);
-  }
+  std::string data(1 << 20, '\0');
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size())) std::abort();
+  for (size_t done = 0; done < bytes; done += data.size()) {
+    const size_t n = std::min(data.size(), bytes - done);
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+      const uint64_t v = rng();
+      std::memcpy(data.data() + i, &v, 8);
+    }
+    if (write(fd, data.data(), n) != static_cast<ssize_t>(n)) std::abort();
+  }
   fsync(fd);
   close(fd);
+}
+
+// Writes and deletes `bytes` of scratch file in `dir`, so the step timed next finds that much
+// page cache just freed (see WriteRandom); every timed step is preceded by one.
+void FreshPages(const fs::path& dir, size_t bytes) {
+  const fs::path scratch = dir / "scratch";
+  std::string data(1 << 20, 'x');
+  const int fd = open(scratch.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  for (size_t done = 0; done < bytes; done += data.size()) {
+    if (write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size())) std::abort();
+  }
+  close(fd);
+  fs::remove(scratch);
 }
 
 // A checkpoint folder of random bytes.
@@ -91,6 +120,7 @@ int main(int argc, char** argv) {
   const size_t total = static_cast<size_t>(absl::GetFlag(FLAGS_mib)) << 20;
   const int files = absl::GetFlag(FLAGS_files);
   const int rounds = absl::GetFlag(FLAGS_rounds);
+  const bool fresh = absl::GetFlag(FLAGS_fresh_pages);
   fs::remove_all(root);
   fs::create_directories(root);
 
@@ -141,14 +171,18 @@ int main(int argc, char** argv) {
   who.set_node_name("bench");
 
   double copy_s = 1e9, upload_s = 1e9, again_s = 1e9, download_s = 1e9;
+  double upload_cpu_s = 1e9, download_cpu_s = 1e9;  // CPU time of both sides together
   for (int r = 0; r < rounds; ++r) {
     const fs::path src = root / "job" / absl::StrCat("step-", r);
     MakeCheckpoint(src, files, total, r + 1);
+    if (fresh) FreshPages(root, 2 * total);
     auto t0 = Clock::now();
     PlainCopy(src, root / "copy" / absl::StrCat("step-", r));
     copy_s = std::min(copy_s, Seconds(t0));
 
+    if (fresh) FreshPages(root, 2 * total);
     t0 = Clock::now();
+    const double cpu0 = CpuSeconds();
     sched::checkpoint::UploadStats stats;
     auto up = sched::checkpoint::Upload(*stub, who, 1, src.string(), absl::Minutes(10), &stats);
     if (!up.ok() || stats.bytes_sent != total) {
@@ -156,6 +190,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     upload_s = std::min(upload_s, Seconds(t0));
+    upload_cpu_s = std::min(upload_cpu_s, CpuSeconds() - cpu0);
 
     const fs::path same = root / "job" / absl::StrCat("again-", r);
     fs::copy(src, same);
@@ -168,7 +203,9 @@ int main(int argc, char** argv) {
     }
     again_s = std::min(again_s, Seconds(t0));
 
+    if (fresh) FreshPages(root, 2 * total);
     t0 = Clock::now();
+    const double down_cpu0 = CpuSeconds();
     auto down = sched::checkpoint::Download(
         *stub, job_id, up->seq(), (root / "home" / absl::StrCat(r)).string(), absl::Minutes(10));
     if (!down.ok()) {
@@ -176,13 +213,15 @@ int main(int argc, char** argv) {
       return 1;
     }
     download_s = std::min(download_s, Seconds(t0));
+    download_cpu_s = std::min(download_cpu_s, CpuSeconds() - down_cpu0);
   }
   const double mb = static_cast<double>(total) / 1e6;
   std::printf(
       "checkpoint: mib=%d files=%d rounds=%d copy_mb_s=%.0f upload_mb_s=%.0f "
-      "upload_vs_copy=%.2f again_s=%.3f download_mb_s=%.0f download_vs_copy=%.2f\n",
+      "upload_vs_copy=%.2f upload_cpu_s=%.3f again_s=%.3f download_mb_s=%.0f "
+      "download_vs_copy=%.2f download_cpu_s=%.3f\n",
       absl::GetFlag(FLAGS_mib), files, rounds, mb / copy_s, mb / upload_s, copy_s / upload_s,
-      again_s, mb / download_s, copy_s / download_s);
+      upload_cpu_s, again_s, mb / download_s, copy_s / download_s, download_cpu_s);
   daemon->reset();
   fs::remove_all(root);
   return 0;

@@ -1,0 +1,101 @@
+// checkpoint::Writer checks every chunk against its name as its last byte arrives, so a
+// download stops at the first wrong chunk and leaves nothing behind.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/checkpoint/checkpoint_files.h"
+#include "tests/testing/test_data_dir.h"
+
+namespace sched::checkpoint {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+// 2.5 chunks of bytes that differ from chunk to chunk.
+std::string Bytes() {
+  std::string b(kChunkBytes * 5 / 2, '\0');
+  for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<char>((i * 131 + i / 4096) & 0xff);
+  return b;
+}
+
+class CheckpointWriterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::path(sched::testing::TestDataDir()) / "writer";
+    fs::remove_all(root_);
+    fs::create_directories(root_ / "published" / "step-1");
+    std::ofstream(root_ / "published" / "step-1" / "model.bin", std::ios::binary) << Bytes();
+    absl::StatusOr<v1::Checkpoint> m = Describe((root_ / "published" / "step-1").string(), nullptr);
+    ASSERT_TRUE(m.ok()) << m.status();
+    manifest_ = *m;
+    ASSERT_EQ(manifest_.files_size(), 1);
+    ASSERT_EQ(manifest_.files(0).chunks_size(), 3);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  // Feeds `data` in pieces of `piece` bytes: the first error, else Finish's.
+  absl::StatusOr<std::string> Write(const v1::Checkpoint& manifest, const std::string& data,
+                                    size_t piece) {
+    absl::StatusOr<std::unique_ptr<Writer>> w = Writer::Start((root_ / "home").string(), manifest);
+    if (!w.ok()) return w.status();
+    for (size_t at = 0; at < data.size(); at += piece) {
+      if (absl::Status s = (*w)->Add(absl::string_view(data).substr(at, piece)); !s.ok()) return s;
+    }
+    return (*w)->Finish();
+  }
+
+  std::string Read(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+  fs::path root_;
+  v1::Checkpoint manifest_;
+};
+
+TEST_F(CheckpointWriterTest, WritesTheBytesWhateverPiecesTheyComeIn) {
+  EXPECT_TRUE(manifest_.files(0).sha256().empty()) << "each chunk is checked instead";
+  for (size_t piece : {size_t{1} << 20, size_t{3'000'001}, kChunkBytes * 3}) {
+    absl::StatusOr<std::string> path = Write(manifest_, Bytes(), piece);
+    ASSERT_TRUE(path.ok()) << piece << ": " << path.status();
+    EXPECT_EQ(Read(fs::path(*path) / "model.bin"), Bytes());
+    fs::remove_all(root_ / "home");
+  }
+}
+
+TEST_F(CheckpointWriterTest, AWrongByteInALaterChunkIsDataLossAndLeavesNothing) {
+  std::string bad = Bytes();
+  bad[kChunkBytes + 17] ^= 1;  // in the second chunk
+  absl::StatusOr<std::string> path = Write(manifest_, bad, 1 << 20);
+  ASSERT_FALSE(path.ok());
+  EXPECT_EQ(path.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(path.status().message(), HasSubstr(manifest_.files(0).chunks(1)));
+  EXPECT_THAT(path.status().message(), HasSubstr("ending at 8388608"));
+  EXPECT_FALSE(fs::exists(root_ / "home" / "step-1"));
+  EXPECT_FALSE(fs::exists(root_ / "home" / ".tmp-step-1"));
+}
+
+TEST_F(CheckpointWriterTest, AWholeFileSha256IsStillCheckedWhenAManifestNamesOne) {
+  v1::Checkpoint older = manifest_;
+  older.mutable_files(0)->set_sha256(Sha256Hex(Bytes()));
+  absl::StatusOr<std::string> ok = Write(older, Bytes(), 1 << 20);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  fs::remove_all(root_ / "home");
+
+  older.mutable_files(0)->set_sha256(Sha256Hex("something else"));
+  absl::StatusOr<std::string> bad = Write(older, Bytes(), 1 << 20);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(bad.status().message(),
+              HasSubstr("the manifest says " + Sha256Hex("something else")));
+}
+
+}  // namespace
+}  // namespace sched::checkpoint
