@@ -7,6 +7,7 @@
 #include "agent/backoff.h"
 #include "agent/job_end.h"
 #include "agent/log.h"
+#include "server/auth/channel.h"
 
 namespace sched::agent {
 namespace {
@@ -82,7 +83,7 @@ Agent::Agent(Options options, AgentMetrics* metrics)
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5'000);
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(), args);
+      auth::Dial(options_.server, auth::DialOptions{options_.token}, args);
   stub_ = v1::AgentService::NewStub(channel);
   CheckpointUploader::Options upload;
   upload.node_name = options_.node_name;
@@ -254,8 +255,8 @@ void Agent::WriterLoop(Stream* stream, grpc::ClientContext* context) {
         preempt_notice_due_ = false;
         v1::Preempting* p = msg.mutable_preempting();
         p->set_source(preempt_source_);
-        p->set_seconds_left(std::max<int64_t>(
-            absl::ToInt64Seconds(preempt_deadline_ - options_.clock->Now()), 0));
+        p->set_seconds_left(
+            std::max<int64_t>(absl::ToInt64Seconds(preempt_deadline_ - options_.clock->Now()), 0));
       } else if (heartbeat_due_) {
         heartbeat_due_ = false;
         msg = HeartbeatLocked();
@@ -480,14 +481,14 @@ void Agent::OnAssignment(const v1::Assignment& assignment) {
       if (got.ok()) {
         resumed->name = got->manifest.name();
         resumed->seq = got->manifest.seq();
-        *note = absl::StrFormat("sched-agent: resuming from checkpoint %s (#%d, %d bytes)\n",
-                                got->manifest.name(), got->manifest.seq(),
-                                got->manifest.size_bytes());
+        *note =
+            absl::StrFormat("sched-agent: resuming from checkpoint %s (#%d, %d bytes)\n",
+                            got->manifest.name(), got->manifest.seq(), got->manifest.size_bytes());
         return got->path;
       }
       if (got.status().code() != absl::StatusCode::kNotFound) {
-        *note = absl::StrCat("sched-agent: starting without a checkpoint: ",
-                             got.status().message(), "\n");
+        *note = absl::StrCat("sched-agent: starting without a checkpoint: ", got.status().message(),
+                             "\n");
       }
       Log("job %s: no checkpoint to resume from: %s", id, got.status().message());
       return "";

@@ -50,6 +50,7 @@ class Agent {
  public:
   struct Options {
     std::string server = "127.0.0.1:7070";        // schedd's address, host:port
+    std::string token;                            // API token (role agent); empty: none
     std::string node_name;                        // required
     v1::Capabilities capabilities;                // sent in Register
     std::string work_dir = "./sched-agent-work";  // jobs run in <work_dir>/jobs/<id>-<attempt>
@@ -60,7 +61,7 @@ class Agent {
     int64_t shutdown_flush_ms = 2'000;
     size_t max_buffered_log_bytes = 8 << 20;
     int64_t checkpoint_poll_ms = 500;  // how often job checkpoint folders are looked at
-    Clock* clock = RealClock::Get();  // leases and heartbeats; must outlive the agent
+    Clock* clock = RealClock::Get();   // leases and heartbeats; must outlive the agent
   };
 
   // `metrics` may be null; otherwise it must outlive the agent.

@@ -16,6 +16,7 @@
 #include "agent/labels.h"
 #include "agent/log.h"
 #include "agent/node_settings.h"
+#include "server/auth/channel.h"
 #include "server/common/status_macros.h"
 
 namespace {
@@ -29,6 +30,9 @@ std::string DefaultServer() {
 
 ABSL_FLAG(std::string, server, DefaultServer(),
           "schedd's address, host:port (default: $SCHED_SERVER, else 127.0.0.1:7070).");
+ABSL_FLAG(std::string, token_file, "",
+          "File holding the API token (role agent) this agent presents to schedd; default: "
+          "$SCHED_TOKEN_FILE. $SCHED_TOKEN, when set, is the token itself.");
 ABSL_FLAG(std::string, name, sched::agent::Hostname(), "This node's name (default: hostname).");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:7072",
           "host:port serving Prometheus /metrics; empty disables it.");
@@ -49,8 +53,7 @@ ABSL_FLAG(int64_t, preemption_poll_ms, 2'000, "How often aws, gcp and the hook a
 ABSL_FLAG(int64_t, sigterm_notice_seconds, 10,
           "The time a SIGTERM notice leaves for the jobs' last checkpoints and reports.");
 ABSL_FLAG(std::string, aws_metadata_url, "http://169.254.169.254", "EC2 instance metadata.");
-ABSL_FLAG(std::string, gcp_metadata_url, "http://metadata.google.internal",
-          "GCE metadata server.");
+ABSL_FLAG(std::string, gcp_metadata_url, "http://metadata.google.internal", "GCE metadata server.");
 ABSL_FLAG(bool, detect_only, false, "Print the detected capabilities as JSON and exit.");
 ABSL_FLAG(std::string, gpu_detection, "auto", "How to find GPUs: auto, nvml, nvidia-smi or none.");
 ABSL_FLAG(std::string, config, "",
@@ -87,6 +90,7 @@ ABSL_FLAG(std::string, advertise_gpus, "",
 namespace {
 
 namespace agent = sched::agent;
+namespace auth = sched::auth;
 
 // The node settings given as flags; errors start with the flag's name.
 absl::StatusOr<agent::NodeSettings> SettingsFromFlags() {
@@ -139,6 +143,22 @@ int main(int argc, char** argv) {
   agent::MainOptions options;
   options.agent.server = absl::GetFlag(FLAGS_server);
   options.agent.node_name = absl::GetFlag(FLAGS_name);
+  {
+    std::string token_file = absl::GetFlag(FLAGS_token_file);
+    const char* env_file = std::getenv("SCHED_TOKEN_FILE");
+    if (token_file.empty() && env_file != nullptr) token_file = env_file;
+    const char* env_token = std::getenv("SCHED_TOKEN");
+    if (!token_file.empty()) {
+      absl::StatusOr<std::string> token = auth::ReadTokenFile(token_file);
+      if (!token.ok()) {
+        agent::Log("--token_file: %s", token.status().message());
+        return 2;
+      }
+      options.agent.token = *std::move(token);
+    } else if (env_token != nullptr) {
+      options.agent.token = env_token;
+    }
+  }
   options.agent.work_dir = absl::GetFlag(FLAGS_work_dir);
   options.agent.kill_grace_ms = absl::GetFlag(FLAGS_kill_grace_ms);
   options.agent.checkpoint_poll_ms = absl::GetFlag(FLAGS_checkpoint_poll_ms);

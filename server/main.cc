@@ -5,10 +5,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <string>
-#include <vector>
 #include <random>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -21,6 +21,10 @@ ABSL_FLAG(std::string, data_dir, "./sched-data", "Folder of the embedded store."
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070",
           "gRPC listen address (host:port); loopback only unless "
           "--insecure_remote_no_tls_no_auth.");
+ABSL_FLAG(bool, require_tokens, false,
+          "Every call must present an API token (schedctl token create). On by itself when "
+          "--listen is beyond loopback. The first admin token is written to "
+          "<data_dir>/admin.token.");
 ABSL_FLAG(bool, insecure_remote_no_tls_no_auth, false,
           "Listen on an address other machines can reach although schedd has no TLS or "
           "authentication yet: anyone who reaches it can run code on every node.");
@@ -95,14 +99,17 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "schedd: %s\n", std::string(s.message()).c_str());
       return 2;
     }
-    std::fprintf(stderr, "schedd: FAILPOINTS ARMED (%s, seed %llu): this process will crash on "
-                 "purpose\n", failpoints.c_str(), static_cast<unsigned long long>(seed));
+    std::fprintf(stderr,
+                 "schedd: FAILPOINTS ARMED (%s, seed %llu): this process will crash on "
+                 "purpose\n",
+                 failpoints.c_str(), static_cast<unsigned long long>(seed));
   }
 
   sched::DaemonOptions options;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.listen = absl::GetFlag(FLAGS_listen);
   options.insecure_remote = absl::GetFlag(FLAGS_insecure_remote_no_tls_no_auth);
+  options.require_tokens = absl::GetFlag(FLAGS_require_tokens);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.lease_ttl_ms = absl::GetFlag(FLAGS_lease_ttl_ms);
   options.heartbeat_interval_ms = absl::GetFlag(FLAGS_heartbeat_interval_ms);

@@ -1,7 +1,13 @@
 #include "server/daemon/daemon.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <vector>
 
@@ -15,15 +21,17 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "prometheus/exposer.h"
-#include "server/common/status_macros.h"
-#include "server/metrics/metrics.h"
-#include "server/cost/catalog_yaml.h"
+#include "server/auth/auth.h"
 #include "server/checkpoint/checkpoint_store.h"
+#include "server/common/status_macros.h"
+#include "server/cost/catalog_yaml.h"
+#include "server/metrics/metrics.h"
 #include "server/service/agent_service.h"
 #include "server/service/checkpoint_service.h"
 #include "server/service/cost_service.h"
 #include "server/service/job_service.h"
 #include "server/service/node_service.h"
+#include "server/service/token_service.h"
 #include "server/store/rocksdb_store.h"
 
 namespace sched {
@@ -81,7 +89,8 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   if (!IsLoopbackAddress(options_.listen)) {
     if (!options_.insecure_remote) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "listen: ", options_.listen, " can be reached from other machines, and schedd has no "
+          "listen: ", options_.listen,
+          " can be reached from other machines, and schedd has no "
           "TLS or authentication yet: anyone who reaches it can run code on every node and "
           "spend every budget. Listen on 127.0.0.1 (and reach it through an SSH tunnel or a VPN), "
           "or pass --insecure_remote_no_tls_no_auth to accept that risk"));
@@ -103,8 +112,7 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
     absl::StatusOr<cost::Catalog> catalog =
         cost::LoadCatalog(options_.catalog_path, options_.catalog_overrides);
     if (!catalog.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("catalog: ", catalog.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat("catalog: ", catalog.status().message()));
     }
     so.catalog = std::make_shared<const cost::Catalog>(*std::move(catalog));
   }
@@ -119,17 +127,24 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
                      [rocks] { return static_cast<double>(rocks->syncs()); }});
   }
   metrics_ = std::make_unique<ServerMetrics>(scheduler_.get(), std::move(extra));
-  job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get());
-  agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get());
-  node_service_ = std::make_unique<NodeServiceImpl>(scheduler_.get());
-  cost_service_ = std::make_unique<CostServiceImpl>(scheduler_.get());
+  SCHED_ASSIGN_OR_RETURN(tokens_, auth::TokenStore::Open(store, clock));
+  // Beyond loopback tokens are required, unless the operator took the named risk of none.
+  const bool require_tokens =
+      options_.require_tokens || (!IsLoopbackAddress(options_.listen) && !options_.insecure_remote);
+  if (require_tokens) SCHED_RETURN_IF_ERROR(WriteFirstAdminToken());
+  authorizer_ = std::make_unique<auth::Authorizer>(tokens_.get(), require_tokens);
+  token_service_ = std::make_unique<TokenServiceImpl>(tokens_.get(), authorizer_.get());
+  job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get(), authorizer_.get());
+  agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get(), authorizer_.get());
+  node_service_ = std::make_unique<NodeServiceImpl>(scheduler_.get(), authorizer_.get());
+  cost_service_ = std::make_unique<CostServiceImpl>(scheduler_.get(), authorizer_.get());
   CheckpointStoreOptions checkpoint_options;
   checkpoint_options.root = (std::filesystem::path(options_.data_dir) / "checkpoints").string();
   checkpoint_options.keep_per_job = std::max<size_t>(options_.checkpoint_keep, 1);
   checkpoint_options.max_checkpoint_bytes = options_.max_checkpoint_bytes;
   SCHED_ASSIGN_OR_RETURN(checkpoints_, CheckpointStore::Open(std::move(checkpoint_options), store));
-  checkpoint_service_ =
-      std::make_unique<CheckpointServiceImpl>(scheduler_.get(), checkpoints_.get());
+  checkpoint_service_ = std::make_unique<CheckpointServiceImpl>(
+      scheduler_.get(), checkpoints_.get(), authorizer_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -140,6 +155,7 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   builder.RegisterService(node_service_.get());
   builder.RegisterService(cost_service_.get());
   builder.RegisterService(checkpoint_service_.get());
+  builder.RegisterService(token_service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
   // Agents keep one stream open for hours: keepalive finds dead peers behind NATs.
@@ -169,6 +185,40 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
     const absl::Duration every = absl::Milliseconds(options_.tick_interval_ms);
     while (!stop_.WaitForNotificationWithTimeout(every)) scheduler_->Tick();
   });
+  return absl::OkStatus();
+}
+
+std::string Daemon::admin_token_path() const {
+  return (std::filesystem::path(options_.data_dir) / "admin.token").string();
+}
+
+absl::Status Daemon::WriteFirstAdminToken() {
+  if (tokens_->HasAdmin()) return absl::OkStatus();
+  v1::CreateTokenRequest req;
+  req.set_role(v1::ROLE_ADMIN);
+  req.set_description("first admin token, made at start");
+  SCHED_ASSIGN_OR_RETURN(v1::CreateTokenResponse made, tokens_->Create(req, "bootstrap"));
+  const std::string path = admin_token_path();
+  const std::string tmp = path + ".tmp";
+  std::error_code made_dir;
+  std::filesystem::create_directories(options_.data_dir, made_dir);
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
+  }
+  const std::string line = made.secret() + "\n";
+  const bool ok = write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+                  fchmod(fd, 0600) == 0 && fsync(fd) == 0;
+  close(fd);
+  std::error_code ec;
+  if (ok) std::filesystem::rename(tmp, path, ec);
+  if (!ok || ec) {
+    std::filesystem::remove(tmp, ec);
+    return absl::FailedPreconditionError(absl::StrCat("cannot write ", path));
+  }
+  std::fprintf(stderr, "schedd: made the first admin token %s: its secret is in %s (mode 0600)\n",
+               made.token().id().c_str(), path.c_str());
   return absl::OkStatus();
 }
 

@@ -27,6 +27,11 @@ class AgentServiceImpl;
 class NodeServiceImpl;
 class CostServiceImpl;
 class CheckpointServiceImpl;
+class TokenServiceImpl;
+namespace auth {
+class TokenStore;
+class Authorizer;
+}  // namespace auth
 class CheckpointStore;
 class ServerMetrics;
 class RocksDbStore;
@@ -39,6 +44,10 @@ struct DaemonOptions {
   // authentication yet, and whoever reaches schedd can run code on every node.
   std::string listen = "127.0.0.1:7070";
   bool insecure_remote = false;
+  // Every call must present an API token (TokenService). On by itself when `listen` is beyond
+  // loopback (unless insecure_remote). With no admin token yet, one is made and written to
+  // <data_dir>/admin.token (0600).
+  bool require_tokens = false;
   // Prometheus /metrics address; empty: no metrics endpoint.
   std::string metrics_listen = "127.0.0.1:7071";
   int64_t lease_ttl_ms = 10'000;
@@ -46,7 +55,7 @@ struct DaemonOptions {
   int64_t restart_grace_ms = 10'000;
   int64_t tick_interval_ms = 100;
   uint32_t max_attempts = 10;
-  uint64_t max_pending_per_project = 1'000'000;  // 0: no limit
+  uint64_t max_pending_per_project = 1'000'000;        // 0: no limit
   uint64_t max_log_bytes_per_job = uint64_t{1} << 30;  // 0: no limit
   int64_t max_message_bytes = 16 << 20;
   // Sync the store's WAL before acknowledging. Off only for benchmarks that say so.
@@ -80,6 +89,9 @@ class Daemon {
   int metrics_port() const;
   Scheduler* scheduler() const { return scheduler_.get(); }
   CheckpointStore* checkpoints() const { return checkpoints_.get(); }
+  auth::TokenStore* tokens() const { return tokens_.get(); }
+  // Where the first admin token was written, when tokens are required.
+  std::string admin_token_path() const;
   // Blocks until Shutdown().
   void Wait();
   void Shutdown();
@@ -87,11 +99,15 @@ class Daemon {
  private:
   Daemon() = default;
   absl::Status Init(DaemonOptions options, Store* store, const Clock* clock);
+  absl::Status WriteFirstAdminToken();
 
   DaemonOptions options_;
   std::unique_ptr<RocksDbStore> owned_store_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<auth::TokenStore> tokens_;
+  std::unique_ptr<auth::Authorizer> authorizer_;
+  std::unique_ptr<TokenServiceImpl> token_service_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
   std::unique_ptr<NodeServiceImpl> node_service_;

@@ -60,8 +60,7 @@ std::vector<JobRef> RefsFromProto(const google::protobuf::RepeatedPtrField<v1::J
 }
 
 // A report the scheduler refused: tell the agent, keep the stream.
-void Reject(Sender& sender, const std::string& job_id, uint64_t epoch,
-            const absl::Status& status) {
+void Reject(Sender& sender, const std::string& job_id, uint64_t epoch, const absl::Status& status) {
   v1::ServerMessage msg;
   v1::Rejected* r = msg.mutable_rejected();
   r->set_job_id(job_id);
@@ -75,9 +74,8 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
  public:
   explicit ConnectReactor(Scheduler* scheduler)
       : scheduler_(scheduler),
-        sender_(std::make_shared<Sender>(
-            [this](const v1::ServerMessage* m) { StartWrite(m); },
-            [this](grpc::Status s) { Finish(std::move(s)); })) {
+        sender_(std::make_shared<Sender>([this](const v1::ServerMessage* m) { StartWrite(m); },
+                                         [this](grpc::Status s) { Finish(std::move(s)); })) {
     StartRead(&in_);
   }
 
@@ -158,24 +156,23 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
         report.preempted = u.preempted();
         report.resumed_from = u.resumed_from();
         report.resumed_from_seq = u.resumed_from_seq();
-        scheduler_->ReportJob(
-            name_, session_, std::move(report),
-            [sender = sender_, id = u.job_id(), epoch = u.epoch(),
-             final = IsTerminal(*state)](absl::StatusOr<Job> job) {
-              if (!job.ok()) {
-                Reject(*sender, id, epoch, job.status());
-                return;
-              }
-              // A final report is acknowledged once durable, also when it sent the job back to
-              // the queue (preempted).
-              if (!final) return;
-              v1::ServerMessage msg;
-              v1::UpdateAck* ack = msg.mutable_update_ack();
-              ack->set_job_id(id);
-              ack->set_epoch(epoch);
-              ack->set_state(JobStateToProto(job->state));
-              sender->Send(std::move(msg));
-            });
+        scheduler_->ReportJob(name_, session_, std::move(report),
+                              [sender = sender_, id = u.job_id(), epoch = u.epoch(),
+                               final = IsTerminal(*state)](absl::StatusOr<Job> job) {
+                                if (!job.ok()) {
+                                  Reject(*sender, id, epoch, job.status());
+                                  return;
+                                }
+                                // A final report is acknowledged once durable, also when it sent
+                                // the job back to the queue (preempted).
+                                if (!final) return;
+                                v1::ServerMessage msg;
+                                v1::UpdateAck* ack = msg.mutable_update_ack();
+                                ack->set_job_id(id);
+                                ack->set_epoch(epoch);
+                                ack->set_state(JobStateToProto(job->state));
+                                sender->Send(std::move(msg));
+                              });
         return absl::OkStatus();
       }
       case v1::AgentMessage::kPreempting: {
@@ -212,6 +209,9 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* ctx) {
+  if (absl::Status s = auth_->Check(*ctx, auth::Action::kAgentJoin).status(); !s.ok()) {
+    return RefuseBidi<v1::AgentMessage, v1::ServerMessage>(s);
+  }
   return new ConnectReactor(scheduler_);
 }
 

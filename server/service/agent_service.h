@@ -1,6 +1,7 @@
 #pragma once
 
 #include "sched/v1/agent_service.grpc.pb.h"
+#include "server/auth/auth.h"
 #include "server/core/scheduler.h"
 
 namespace sched {
@@ -8,13 +9,15 @@ namespace sched {
 // sched.v1.AgentService: one bidirectional Connect stream per agent, opened by the agent.
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
-  explicit AgentServiceImpl(Scheduler* scheduler) : scheduler_(scheduler) {}
+  AgentServiceImpl(Scheduler* scheduler, auth::Authorizer* auth)
+      : scheduler_(scheduler), auth_(auth) {}
 
   grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>* Connect(
       grpc::CallbackServerContext* ctx) override;
 
  private:
   Scheduler* const scheduler_;
+  auth::Authorizer* const auth_;
 };
 
 }  // namespace sched

@@ -23,6 +23,9 @@ absl::Status CheckpointServiceImpl::CheckUploader(const v1::CheckpointUploader& 
 grpc::Status CheckpointServiceImpl::FindMissingChunks(grpc::ServerContext* ctx,
                                                       const v1::FindMissingChunksRequest* req,
                                                       v1::FindMissingChunksResponse* resp) {
+  if (absl::Status s = auth_->Check(*ctx, auth::Action::kAgentWork).status(); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   if (absl::Status s = CheckUploader(req->uploader()); !s.ok()) return ToGrpcStatus(s);
   if (req->chunks_size() > kMaxAsk) {
     return ToGrpcStatus(absl::InvalidArgumentError(
@@ -38,6 +41,9 @@ grpc::Status CheckpointServiceImpl::FindMissingChunks(grpc::ServerContext* ctx,
 grpc::Status CheckpointServiceImpl::PutChunks(grpc::ServerContext* ctx,
                                               grpc::ServerReader<v1::PutChunkRequest>* reader,
                                               v1::PutChunksResponse* resp) {
+  if (absl::Status s = auth_->Check(*ctx, auth::Action::kAgentWork).status(); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   v1::PutChunkRequest req;
   bool first = true;
   while (reader->Read(&req)) {
@@ -57,6 +63,9 @@ grpc::Status CheckpointServiceImpl::PutChunks(grpc::ServerContext* ctx,
 grpc::Status CheckpointServiceImpl::CommitCheckpoint(grpc::ServerContext* ctx,
                                                      const v1::CommitCheckpointRequest* req,
                                                      v1::Checkpoint* resp) {
+  if (absl::Status s = auth_->Check(*ctx, auth::Action::kAgentWork).status(); !s.ok()) {
+    return ToGrpcStatus(s);
+  }
   if (absl::Status s = CheckUploader(req->uploader()); !s.ok()) return ToGrpcStatus(s);
   v1::Checkpoint manifest;
   manifest.set_job_id(req->uploader().job_id());
@@ -82,8 +91,16 @@ grpc::Status CheckpointServiceImpl::CommitCheckpoint(grpc::ServerContext* ctx,
 grpc::Status CheckpointServiceImpl::ListCheckpoints(grpc::ServerContext* ctx,
                                                     const v1::ListCheckpointsRequest* req,
                                                     v1::ListCheckpointsResponse* resp) {
-  absl::StatusOr<std::string> id = scheduler_->ResolveJobId(req->job_id());
-  if (!id.ok()) return ToGrpcStatus(id.status());
+  absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kRead);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  absl::StatusOr<Job> job = scheduler_->GetJob(req->job_id());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  if (absl::Status s =
+          auth::Authorizer::CheckProject(*caller, auth::Action::kRead, job->spec.project);
+      !s.ok()) {
+    return ToGrpcStatus(s);
+  }
+  const std::string* id = &job->id;
   for (v1::Checkpoint& c : store_->List(*id)) *resp->add_checkpoints() = std::move(c);
   return grpc::Status::OK;
 }
@@ -91,8 +108,17 @@ grpc::Status CheckpointServiceImpl::ListCheckpoints(grpc::ServerContext* ctx,
 grpc::Status CheckpointServiceImpl::GetCheckpoint(grpc::ServerContext* ctx,
                                                   const v1::GetCheckpointRequest* req,
                                                   grpc::ServerWriter<v1::CheckpointPiece>* writer) {
-  absl::StatusOr<std::string> id = scheduler_->ResolveJobId(req->job_id());
-  if (!id.ok()) return ToGrpcStatus(id.status());
+  // Readers in the job's project, and agents (a resumed attempt starts from it).
+  absl::StatusOr<auth::Caller> caller = auth_->Authenticate(*ctx);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  absl::StatusOr<Job> job = scheduler_->GetJob(req->job_id());
+  const absl::Status allowed = caller->role == v1::ROLE_AGENT
+                                   ? auth::Authorizer::Allow(*caller, auth::Action::kAgentWork)
+                                   : auth::Authorizer::Allow(*caller, auth::Action::kRead,
+                                                             job.ok() ? job->spec.project : "");
+  if (!allowed.ok()) return ToGrpcStatus(allowed);
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  const std::string* id = &job->id;
   absl::StatusOr<v1::Checkpoint> c = store_->Get(*id, req->seq());
   if (!c.ok()) return ToGrpcStatus(c.status());
   v1::CheckpointPiece piece;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "sched/v1/checkpoint_service.grpc.pb.h"
+#include "server/auth/auth.h"
 #include "server/checkpoint/checkpoint_store.h"
 #include "server/core/scheduler.h"
 
@@ -12,8 +13,8 @@ namespace sched {
 // only the node holding that lease may upload (Scheduler::CheckLease).
 class CheckpointServiceImpl final : public v1::CheckpointService::Service {
  public:
-  CheckpointServiceImpl(Scheduler* scheduler, CheckpointStore* store)
-      : scheduler_(scheduler), store_(store) {}
+  CheckpointServiceImpl(Scheduler* scheduler, CheckpointStore* store, auth::Authorizer* auth)
+      : scheduler_(scheduler), store_(store), auth_(auth) {}
 
   grpc::Status FindMissingChunks(grpc::ServerContext* ctx, const v1::FindMissingChunksRequest* req,
                                  v1::FindMissingChunksResponse* resp) override;
@@ -31,6 +32,7 @@ class CheckpointServiceImpl final : public v1::CheckpointService::Service {
 
   Scheduler* const scheduler_;
   CheckpointStore* const store_;
+  auth::Authorizer* const auth_;
 };
 
 }  // namespace sched

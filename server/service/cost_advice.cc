@@ -31,8 +31,7 @@ bool IsLocalNode(const NodeCapabilities& caps) {
   return IsLocalProvider(caps.provider) || caps.local_price.has_value();
 }
 
-absl::StatusOr<const Node*> PickLocalNode(const std::vector<Node>& nodes,
-                                          const std::string& name) {
+absl::StatusOr<const Node*> PickLocalNode(const std::vector<Node>& nodes, const std::string& name) {
   if (!name.empty()) {
     const Node* node = FindNode(nodes, name);
     if (node == nullptr) return absl::NotFoundError(absl::StrCat("node ", name, " not found"));

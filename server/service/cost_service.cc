@@ -60,6 +60,9 @@ void CostServiceImpl::BudgetToProto(const Budget& budget, v1::Budget* out) const
 grpc::ServerUnaryReactor* CostServiceImpl::SetBudget(grpc::CallbackServerContext* ctx,
                                                      const v1::SetBudgetRequest* req,
                                                      v1::Budget* resp) {
+  if (absl::Status s = auth_->Check(*ctx, auth::Action::kOperate).status(); !s.ok()) {
+    return FinishUnary(ctx, s);
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   Budget budget;
   budget.project = req->project();
@@ -78,6 +81,9 @@ grpc::ServerUnaryReactor* CostServiceImpl::SetBudget(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* CostServiceImpl::GetBudget(grpc::CallbackServerContext* ctx,
                                                      const v1::GetBudgetRequest* req,
                                                      v1::Budget* resp) {
+  if (absl::Status s = auth_->Check(*ctx, auth::Action::kRead).status(); !s.ok()) {
+    return FinishUnary(ctx, s);
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::StatusOr<Budget> b = scheduler_->GetBudget(req->project());
   if (b.ok()) BudgetToProto(*b, resp);
@@ -88,6 +94,9 @@ grpc::ServerUnaryReactor* CostServiceImpl::GetBudget(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* CostServiceImpl::ListBudgets(grpc::CallbackServerContext* ctx,
                                                        const v1::ListBudgetsRequest* req,
                                                        v1::ListBudgetsResponse* resp) {
+  if (absl::Status s = auth_->Check(*ctx, auth::Action::kRead).status(); !s.ok()) {
+    return FinishUnary(ctx, s);
+  }
   for (const Budget& b : scheduler_->ListBudgets()) BudgetToProto(b, resp->add_budgets());
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
@@ -97,14 +106,16 @@ grpc::ServerUnaryReactor* CostServiceImpl::ListBudgets(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* CostServiceImpl::GetCostReport(grpc::CallbackServerContext* ctx,
                                                          const v1::GetCostReportRequest* req,
                                                          v1::CostReport* resp) {
+  if (absl::Status s = auth_->Check(*ctx, auth::Action::kRead).status(); !s.ok()) {
+    return FinishUnary(ctx, s);
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::StatusOr<CostGroup> group = CostGroupFromProto(req->group_by());
   if (!group.ok()) {
     reactor->Finish(ToGrpcStatus(group.status()));
     return reactor;
   }
-  const absl::Time since =
-      req->has_since() ? TimeFromProto(req->since()) : absl::InfinitePast();
+  const absl::Time since = req->has_since() ? TimeFromProto(req->since()) : absl::InfinitePast();
   CostReport report = scheduler_->Costs(since, *group, req->project());
   TimeToProto(report.since, resp->mutable_since());
   TimeToProto(report.until, resp->mutable_until());
@@ -173,6 +184,9 @@ absl::Status CostServiceImpl::CostAdvice(const v1::GetCostAdviceRequest& req,
 grpc::ServerUnaryReactor* CostServiceImpl::GetCostAdvice(grpc::CallbackServerContext* ctx,
                                                          const v1::GetCostAdviceRequest* req,
                                                          v1::CostAdvice* resp) {
+  if (absl::Status s = auth_->Check(*ctx, auth::Action::kRead).status(); !s.ok()) {
+    return FinishUnary(ctx, s);
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpcStatus(CostAdvice(*req, resp)));
   return reactor;

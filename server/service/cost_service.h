@@ -1,6 +1,7 @@
 #pragma once
 
 #include "sched/v1/cost_service.grpc.pb.h"
+#include "server/auth/auth.h"
 #include "server/core/scheduler.h"
 
 namespace sched {
@@ -8,7 +9,8 @@ namespace sched {
 // CostService: budgets and cost reports over the Scheduler's ledger.
 class CostServiceImpl final : public v1::CostService::CallbackService {
  public:
-  explicit CostServiceImpl(Scheduler* scheduler) : scheduler_(scheduler) {}
+  CostServiceImpl(Scheduler* scheduler, auth::Authorizer* auth)
+      : scheduler_(scheduler), auth_(auth) {}
 
   grpc::ServerUnaryReactor* SetBudget(grpc::CallbackServerContext* ctx,
                                       const v1::SetBudgetRequest* req, v1::Budget* resp) override;
@@ -29,6 +31,7 @@ class CostServiceImpl final : public v1::CostService::CallbackService {
   absl::Status CostAdvice(const v1::GetCostAdviceRequest& req, v1::CostAdvice* resp) const;
 
   Scheduler* const scheduler_;
+  auth::Authorizer* const auth_;
 };
 
 }  // namespace sched

@@ -36,8 +36,9 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::St
 }
 
 bool Matches(const v1::WatchJobsRequest& req, const std::vector<JobState>& states,
-             const std::string& job_id, const Job& job) {
+             const std::string& job_id, const auth::Caller& caller, const Job& job) {
   if (!job_id.empty() && job.id != job_id) return false;
+  if (!caller.InProject(job.spec.project)) return false;
   if (!req.project().empty() && job.spec.project != req.project()) return false;
   if (states.empty()) return true;
   return std::find(states.begin(), states.end(), job.state) != states.end();
@@ -50,8 +51,9 @@ bool Matches(const v1::WatchJobsRequest& req, const std::vector<JobState>& state
 // dropped then and later, so a job's versions never go backwards on the stream.
 class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse> {
  public:
-  WatchReactor(Scheduler* scheduler, const v1::WatchJobsRequest& req)
+  WatchReactor(Scheduler* scheduler, const v1::WatchJobsRequest& req, auth::Caller caller)
       : scheduler_(scheduler),
+        caller_(std::move(caller)),
         sender_(std::make_shared<StreamSender<v1::WatchJobsResponse>>(
             [this](const v1::WatchJobsResponse* m) { StartWrite(m); },
             [this](grpc::Status s) { Finish(std::move(s)); })) {
@@ -97,8 +99,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse
     }
     auto shared = std::make_shared<Shared>();
     sub_ = scheduler_->SubscribeJobs(
-        [req, states, job_id, shared, sender = sender_](const Job& job) {
-          if (!Matches(req, states, job_id, job)) return;
+        [req, states, job_id, caller = caller_, shared, sender = sender_](const Job& job) {
+          if (!Matches(req, states, job_id, caller, job)) return;
           absl::MutexLock lock(&shared->mu);
           if (!shared->snapshot_sent) {
             shared->held.push_back(job);
@@ -117,6 +119,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse
         JobPage page = scheduler_->ListJobs(query);
         for (const Job& job : page.jobs) {
           if (!job_id.empty() && job.id != job_id) continue;
+          if (!caller_.InProject(job.spec.project)) continue;
           seen[job.id] = job.update_time;
           v1::WatchJobsResponse& resp = snapshot->emplace_back();
           JobToProto(job, resp.mutable_job());
@@ -137,6 +140,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse
   }
 
   Scheduler* const scheduler_;
+  const auth::Caller caller_;
   std::shared_ptr<StreamSender<v1::WatchJobsResponse>> sender_;
   uint64_t sub_ = 0;
 };
@@ -145,14 +149,17 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse
 // new output until the job has ended and everything stored was sent.
 class LogsReactor final : public grpc::ServerWriteReactor<v1::LogChunk> {
  public:
-  LogsReactor(Scheduler* scheduler, const v1::GetJobLogsRequest& req)
+  LogsReactor(Scheduler* scheduler, const v1::GetJobLogsRequest& req, const auth::Caller& caller)
       : scheduler_(scheduler), follow_(req.follow()), attempt_(req.attempt()) {
-    absl::StatusOr<std::string> id = scheduler_->ResolveJobId(req.job_id());
-    if (!id.ok()) {
-      Finish(ToGrpcStatus(id.status()));
+    absl::StatusOr<Job> job = scheduler_->GetJob(req.job_id());
+    absl::Status allowed =
+        job.ok() ? auth::Authorizer::CheckProject(caller, auth::Action::kRead, job->spec.project)
+                 : job.status();
+    if (!allowed.ok()) {
+      Finish(ToGrpcStatus(allowed));
       return;
     }
-    job_id_ = *id;
+    job_id_ = job->id;
     if (follow_) {
       sub_logs_ = scheduler_->SubscribeLogs([this](const std::string& job_id, const LogRecord&) {
         if (job_id == job_id_) Wake();
@@ -285,6 +292,11 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
                                                     v1::SubmitJobResponse* resp) {
   absl::StatusOr<JobSpec> spec = JobSpecFromProto(req->spec());
   if (!spec.ok()) return Reply<v1::SubmitJobResponse>(ctx, spec.status());
+  if (absl::StatusOr<auth::Caller> caller =
+          auth_->Check(*ctx, auth::Action::kSubmit, spec->project);
+      !caller.ok()) {
+    return Reply<v1::SubmitJobResponse>(ctx, caller.status());
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   scheduler_->Submit(std::move(*spec), req->request_id(),
                      [reactor, resp](absl::StatusOr<SubmitResult> result) {
@@ -302,6 +314,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::EstimateJob(grpc::CallbackServerContex
                                                       v1::EstimateJobResponse* resp) {
   absl::Status status = [&]() -> absl::Status {
     SCHED_ASSIGN_OR_RETURN(JobSpec spec, JobSpecFromProto(req->spec()));
+    SCHED_RETURN_IF_ERROR(auth_->Check(*ctx, auth::Action::kRead, spec.project).status());
     SCHED_ASSIGN_OR_RETURN(Decision decision, scheduler_->Estimate(std::move(spec)));
     DecisionToProto(decision, resp->mutable_decision());
     return absl::OkStatus();
@@ -311,18 +324,28 @@ grpc::ServerUnaryReactor* JobServiceImpl::EstimateJob(grpc::CallbackServerContex
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
                                                  const v1::GetJobRequest* req, v1::Job* resp) {
-  absl::StatusOr<Job> job = scheduler_->GetJob(req->job_id());
-  if (job.ok()) JobToProto(*job, resp);
-  return Reply<v1::Job>(ctx, job.status());
+  absl::Status status = [&]() -> absl::Status {
+    SCHED_ASSIGN_OR_RETURN(auth::Caller caller, auth_->Check(*ctx, auth::Action::kRead));
+    SCHED_ASSIGN_OR_RETURN(Job job, scheduler_->GetJob(req->job_id()));
+    SCHED_RETURN_IF_ERROR(
+        auth::Authorizer::CheckProject(caller, auth::Action::kRead, job.spec.project));
+    JobToProto(job, resp);
+    return absl::OkStatus();
+  }();
+  return Reply<v1::Job>(ctx, status);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                    const v1::ListJobsRequest* req,
                                                    v1::ListJobsResponse* resp) {
   absl::Status status = [&]() -> absl::Status {
+    SCHED_ASSIGN_OR_RETURN(auth::Caller caller,
+                           auth_->Check(*ctx, auth::Action::kRead, req->project()));
     JobQuery query;
     SCHED_ASSIGN_OR_RETURN(query.states, StatesFromProto(req->states()));
     query.project = req->project();
+    // A caller scoped to one project lists that one; to several, a page holds only theirs.
+    if (query.project.empty() && caller.projects.size() == 1) query.project = caller.projects[0];
     query.limit = req->page_size() == 0 ? kDefaultPageSize
                                         : std::min<uint32_t>(req->page_size(), kMaxPageSize);
     if (!req->page_token().empty() && !absl::SimpleAtoi(req->page_token(), &query.after_seq)) {
@@ -330,7 +353,9 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
           "page_token: not a token this server gave out; pass next_page_token unchanged");
     }
     JobPage page = scheduler_->ListJobs(query);
-    for (const Job& job : page.jobs) JobToProto(job, resp->add_jobs());
+    for (const Job& job : page.jobs) {
+      if (caller.InProject(job.spec.project)) JobToProto(job, resp->add_jobs());
+    }
     if (page.next_after_seq != 0) resp->set_next_page_token(absl::StrCat(page.next_after_seq));
     return absl::OkStatus();
   }();
@@ -340,6 +365,12 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
                                                     const v1::CancelJobRequest* req,
                                                     v1::Job* resp) {
+  absl::Status allowed = [&]() -> absl::Status {
+    SCHED_ASSIGN_OR_RETURN(auth::Caller caller, auth_->Check(*ctx, auth::Action::kCancel));
+    SCHED_ASSIGN_OR_RETURN(Job job, scheduler_->GetJob(req->job_id()));
+    return auth::Authorizer::CheckProject(caller, auth::Action::kCancel, job.spec.project);
+  }();
+  if (!allowed.ok()) return Reply<v1::Job>(ctx, allowed);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   scheduler_->Cancel(req->job_id(), req->reason(), [reactor, resp](absl::StatusOr<Job> job) {
     if (job.ok()) JobToProto(*job, resp);
@@ -350,12 +381,16 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext*
 
 grpc::ServerWriteReactor<v1::WatchJobsResponse>* JobServiceImpl::WatchJobs(
     grpc::CallbackServerContext* ctx, const v1::WatchJobsRequest* req) {
-  return new WatchReactor(scheduler_, *req);
+  absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kRead, req->project());
+  if (!caller.ok()) return RefuseStream<v1::WatchJobsResponse>(caller.status());
+  return new WatchReactor(scheduler_, *req, *std::move(caller));
 }
 
 grpc::ServerWriteReactor<v1::LogChunk>* JobServiceImpl::GetJobLogs(
     grpc::CallbackServerContext* ctx, const v1::GetJobLogsRequest* req) {
-  return new LogsReactor(scheduler_, *req);
+  absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kRead);
+  if (!caller.ok()) return RefuseStream<v1::LogChunk>(caller.status());
+  return new LogsReactor(scheduler_, *req, *caller);
 }
 
 }  // namespace sched

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "sched/v1/job_service.grpc.pb.h"
+#include "server/auth/auth.h"
 #include "server/core/scheduler.h"
 
 namespace sched {
@@ -8,7 +9,8 @@ namespace sched {
 // sched.v1.JobService over the callback API. Translates and nothing more.
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
-  explicit JobServiceImpl(Scheduler* scheduler) : scheduler_(scheduler) {}
+  JobServiceImpl(Scheduler* scheduler, auth::Authorizer* auth)
+      : scheduler_(scheduler), auth_(auth) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
                                       const v1::SubmitJobRequest* req,
@@ -30,6 +32,7 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
 
  private:
   Scheduler* const scheduler_;
+  auth::Authorizer* const auth_;
 };
 
 }  // namespace sched

@@ -18,6 +18,9 @@ Done<Node> FinishWithNode(grpc::ServerUnaryReactor* reactor, v1::Node* resp) {
 grpc::ServerUnaryReactor* NodeServiceImpl::ListNodes(grpc::CallbackServerContext* ctx,
                                                      const v1::ListNodesRequest* req,
                                                      v1::ListNodesResponse* resp) {
+  if (absl::Status s = auth_->Check(*ctx, auth::Action::kRead).status(); !s.ok()) {
+    return FinishUnary(ctx, s);
+  }
   for (const Node& node : scheduler_->ListNodes()) NodeToProto(node, resp->add_nodes());
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
@@ -25,8 +28,10 @@ grpc::ServerUnaryReactor* NodeServiceImpl::ListNodes(grpc::CallbackServerContext
 }
 
 grpc::ServerUnaryReactor* NodeServiceImpl::GetNode(grpc::CallbackServerContext* ctx,
-                                                   const v1::GetNodeRequest* req,
-                                                   v1::Node* resp) {
+                                                   const v1::GetNodeRequest* req, v1::Node* resp) {
+  if (absl::Status s = auth_->Check(*ctx, auth::Action::kRead).status(); !s.ok()) {
+    return FinishUnary(ctx, s);
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   FinishWithNode(reactor, resp)(scheduler_->GetNode(req->name()));
   return reactor;
@@ -34,6 +39,9 @@ grpc::ServerUnaryReactor* NodeServiceImpl::GetNode(grpc::CallbackServerContext* 
 
 grpc::ServerUnaryReactor* NodeServiceImpl::Cordon(grpc::CallbackServerContext* ctx,
                                                   const v1::CordonRequest* req, v1::Node* resp) {
+  if (absl::Status s = auth_->Check(*ctx, auth::Action::kOperate).status(); !s.ok()) {
+    return FinishUnary(ctx, s);
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   scheduler_->Cordon(req->name(), !req->uncordon(), FinishWithNode(reactor, resp));
   return reactor;
@@ -41,6 +49,9 @@ grpc::ServerUnaryReactor* NodeServiceImpl::Cordon(grpc::CallbackServerContext* c
 
 grpc::ServerUnaryReactor* NodeServiceImpl::Drain(grpc::CallbackServerContext* ctx,
                                                  const v1::DrainRequest* req, v1::Node* resp) {
+  if (absl::Status s = auth_->Check(*ctx, auth::Action::kOperate).status(); !s.ok()) {
+    return FinishUnary(ctx, s);
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   scheduler_->Drain(req->name(), FinishWithNode(reactor, resp));
   return reactor;

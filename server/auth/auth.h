@@ -1,0 +1,106 @@
+#pragma once
+// Who is calling schedd, and whether they may do what they ask.
+//
+// Callers present an API token ("<id>.<secret>", gRPC metadata `authorization: Bearer ...`).
+// Each handler names the Action it performs; a role is granted a fixed set of actions and
+// everything else is denied. Members and scoped viewers act only in their projects. When
+// authentication is off (schedd on loopback, the workstation alone), every caller is the local
+// admin.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/server_context.h"
+#include "sched/v1/storage.pb.h"
+#include "sched/v1/token_service.pb.h"
+#include "server/common/clock.h"
+#include "server/core/store.h"
+
+namespace sched::auth {
+
+enum class Action {
+  kRead,       // jobs, logs, checkpoints, estimates, nodes, budgets, cost reports
+  kSubmit,     // a job, in a project
+  kCancel,     // a job, in a project
+  kOperate,    // cordon and drain nodes, set budgets
+  kTokens,     // make, list and revoke tokens
+  kAgentJoin,  // connect as a node (uses up one of an agent token's joins)
+  kAgentWork,  // upload a leased job's checkpoints, download one to resume from
+};
+
+absl::string_view ActionName(Action action);
+absl::string_view RoleName(v1::Role role);
+absl::StatusOr<v1::Role> RoleFromName(absl::string_view name);
+
+// Whether `role` may do `action` at all (projects apart).
+bool RoleAllows(v1::Role role, Action action);
+
+struct Caller {
+  bool authenticated = false;  // false: authentication is off, the caller is the local admin
+  std::string token_id;
+  v1::Role role = v1::ROLE_ADMIN;
+  std::vector<std::string> projects;  // empty: all (admins, agents, unscoped viewers)
+
+  bool InProject(absl::string_view project) const;
+  // "token <id> (<role>)" or "local".
+  std::string Name() const;
+};
+
+// Tokens, kept as side records in the Store ("a/t/<id>"), secrets only as sha256.
+class TokenStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<TokenStore>> Open(Store* store, const Clock* clock);
+
+  // INVALID_ARGUMENT for no role, a member without projects, a negative ttl or uses, or bad
+  // project names and labels.
+  absl::StatusOr<v1::CreateTokenResponse> Create(const v1::CreateTokenRequest& req,
+                                                 const std::string& created_by);
+  std::vector<v1::Token> List() const;
+  // NOT_FOUND for an unknown id. Revoking twice is fine.
+  absl::StatusOr<v1::Token> Revoke(const std::string& id);
+  // The token `presented` ("<id>.<secret>") names, if the secret matches and it is neither
+  // expired, revoked nor out of joins: UNAUTHENTICATED otherwise (one message for all, so a
+  // caller learns nothing about which ids exist). `join` uses up one of an agent token's joins.
+  absl::StatusOr<v1::Token> Verify(absl::string_view presented, bool join);
+  bool HasAdmin() const;
+
+ private:
+  TokenStore(Store* store, const Clock* clock) : store_(store), clock_(clock) {}
+  absl::Status Save(const v1::StoredToken& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Store* const store_;
+  const Clock* const clock_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, v1::StoredToken> tokens_ ABSL_GUARDED_BY(mu_);
+};
+
+class Authorizer {
+ public:
+  // `required` false: authentication off, every caller is the local admin.
+  Authorizer(TokenStore* tokens, bool required) : tokens_(tokens), required_(required) {}
+
+  bool required() const { return required_; }
+
+  // The caller of `ctx`, if allowed to do `action` (in `project`, when given):
+  // UNAUTHENTICATED for a missing or bad token, PERMISSION_DENIED naming the role and action.
+  absl::StatusOr<Caller> Check(const grpc::ServerContextBase& ctx, Action action,
+                               absl::string_view project = {});
+  // Who is calling, without a verdict (UNAUTHENTICATED as above). `join`: an agent's Connect,
+  // which uses up one of its token's joins.
+  absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& ctx, bool join = false);
+  // Whether `caller` may do `action` (in `project`, when given): PERMISSION_DENIED otherwise.
+  static absl::Status Allow(const Caller& caller, Action action, absl::string_view project = {});
+  // For a project learnt after Check (a job's, once it has been read).
+  static absl::Status CheckProject(const Caller& caller, Action action, absl::string_view project);
+
+ private:
+  TokenStore* const tokens_;
+  const bool required_;
+};
+
+}  // namespace sched::auth

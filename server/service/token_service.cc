@@ -1,0 +1,41 @@
+#include "server/service/token_service.h"
+
+#include "server/common/status_macros.h"
+#include "server/service/status.h"
+
+namespace sched {
+
+grpc::ServerUnaryReactor* TokenServiceImpl::CreateToken(grpc::CallbackServerContext* ctx,
+                                                        const v1::CreateTokenRequest* req,
+                                                        v1::CreateTokenResponse* resp) {
+  absl::Status status = [&]() -> absl::Status {
+    SCHED_ASSIGN_OR_RETURN(auth::Caller caller, auth_->Check(*ctx, auth::Action::kTokens));
+    SCHED_ASSIGN_OR_RETURN(*resp,
+                           tokens_->Create(*req, caller.authenticated ? caller.token_id : "local"));
+    return absl::OkStatus();
+  }();
+  return FinishUnary(ctx, status);
+}
+
+grpc::ServerUnaryReactor* TokenServiceImpl::ListTokens(grpc::CallbackServerContext* ctx,
+                                                       const v1::ListTokensRequest* req,
+                                                       v1::ListTokensResponse* resp) {
+  absl::Status status = auth_->Check(*ctx, auth::Action::kTokens).status();
+  if (status.ok()) {
+    for (v1::Token& t : tokens_->List()) *resp->add_tokens() = std::move(t);
+  }
+  return FinishUnary(ctx, status);
+}
+
+grpc::ServerUnaryReactor* TokenServiceImpl::RevokeToken(grpc::CallbackServerContext* ctx,
+                                                        const v1::RevokeTokenRequest* req,
+                                                        v1::Token* resp) {
+  absl::Status status = [&]() -> absl::Status {
+    SCHED_RETURN_IF_ERROR(auth_->Check(*ctx, auth::Action::kTokens).status());
+    SCHED_ASSIGN_OR_RETURN(*resp, tokens_->Revoke(req->id()));
+    return absl::OkStatus();
+  }();
+  return FinishUnary(ctx, status);
+}
+
+}  // namespace sched

@@ -1,0 +1,29 @@
+#pragma once
+
+#include "sched/v1/token_service.grpc.pb.h"
+#include "server/auth/auth.h"
+
+namespace sched {
+
+// sched.v1.TokenService: API tokens, admins only.
+class TokenServiceImpl final : public v1::TokenService::CallbackService {
+ public:
+  TokenServiceImpl(auth::TokenStore* tokens, auth::Authorizer* auth)
+      : tokens_(tokens), auth_(auth) {}
+
+  grpc::ServerUnaryReactor* CreateToken(grpc::CallbackServerContext* ctx,
+                                        const v1::CreateTokenRequest* req,
+                                        v1::CreateTokenResponse* resp) override;
+  grpc::ServerUnaryReactor* ListTokens(grpc::CallbackServerContext* ctx,
+                                       const v1::ListTokensRequest* req,
+                                       v1::ListTokensResponse* resp) override;
+  grpc::ServerUnaryReactor* RevokeToken(grpc::CallbackServerContext* ctx,
+                                        const v1::RevokeTokenRequest* req,
+                                        v1::Token* resp) override;
+
+ private:
+  auth::TokenStore* const tokens_;
+  auth::Authorizer* const auth_;
+};
+
+}  // namespace sched
