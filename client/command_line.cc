@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <optional>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -13,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "client/units.h"
 #include "server/common/status_macros.h"
 
 namespace sched::client {
@@ -21,13 +23,13 @@ namespace {
 const std::map<std::string, std::string>& UsageLines() {
   static const auto* lines = new std::map<std::string, std::string>{
       {"",
-       "schedctl [--server ADDR] [--timeout DURATION] "
+       "schedctl [--server ADDR] [--timeout DURATION] [--token TOKEN|--token_file PATH] "
        "submit|estimate|get|describe|logs|cancel|checkpoints|checkpoint|cordon|uncordon|drain|"
-       "budget|cost ..."},
+       "budget|cost|token ..."},
       {"submit", "schedctl submit -f FILE|- [--request-id ID]"},
       {"estimate", "schedctl estimate -f FILE|- [-o json|yaml]"},
       {"get",
-       "schedctl get jobs|job [ID]|nodes|node [NAME] [-o wide|json|yaml] [-w] "
+       "schedctl get jobs|job [ID]|nodes|node [NAME]|tokens|token [ID] [-o wide|json|yaml] [-w] "
        "[--state STATE]... [--project P] [--limit N]"},
       {"describe", "schedctl describe job ID | describe node NAME"},
       {"logs", "schedctl logs [-f] ID [--attempt N]"},
@@ -43,6 +45,10 @@ const std::map<std::string, std::string>& UsageLines() {
       {"cost",
        "schedctl cost report [--by project|provider|job|node] [--since 7d|DATE] [--project P] "
        "[-o json|yaml] | cost advise [--days N] [--node NAME] [--all] [-o json|yaml]"},
+      {"token",
+       "schedctl token create --role admin|member|viewer|agent [--ttl DURATION] [--uses N] "
+       "[--project P]... [--label KEY=VALUE]... [--description TEXT] [-o json|yaml] | "
+       "token list [-o json|yaml] | token revoke ID"},
   };
   return *lines;
 }
@@ -60,7 +66,8 @@ ParsedCommandLine UsageError(absl::string_view command, absl::string_view what, 
 std::string CommandWord(int argc, const char* const* argv) {
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
-    if (arg == "--server" || arg == "--timeout") {
+    if (arg == "--server" || arg == "--timeout" || arg == "--token" || arg == "--token_file" ||
+        arg == "--token-file") {
       ++i;
     } else if (!absl::StartsWith(arg, "-")) {
       return std::string(arg);
@@ -69,12 +76,15 @@ std::string CommandWord(int argc, const char* const* argv) {
   return "";
 }
 
-absl::StatusOr<ResourceKind> ParseKind(const std::string& resource) {
+// `get` lists tokens too; `describe` does not.
+absl::StatusOr<ResourceKind> ParseKind(const std::string& resource, bool tokens) {
   const std::string r = absl::AsciiStrToLower(resource);
   if (r == "job" || r == "jobs") return ResourceKind::kJob;
   if (r == "node" || r == "nodes") return ResourceKind::kNode;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown resource \"", resource, "\" (expected jobs or nodes)"));
+  if (tokens && (r == "token" || r == "tokens")) return ResourceKind::kToken;
+  return absl::InvalidArgumentError(absl::StrCat("unknown resource \"", resource, "\" (expected ",
+                                                 tokens ? "jobs, nodes or tokens" : "jobs or nodes",
+                                                 ")"));
 }
 
 absl::StatusOr<OutputFormat> ParseOutput(const std::string& output) {
@@ -126,6 +136,8 @@ absl::StatusOr<absl::Duration> ParseTimeout(const std::string& text) {
 struct RawArgs {
   std::string server;
   std::string timeout = "10s";
+  std::string token;
+  std::string token_file;
   SubmitArgs submit;
   std::string resource;
   std::string name;
@@ -145,11 +157,18 @@ struct RawArgs {
   std::string checkpoints_job;
   CheckpointGetArgs checkpoint_get;
   std::string checkpoint_seq;
+  std::string token_role;
+  std::string token_ttl;
+  int64_t token_uses = 0;
+  std::vector<std::string> token_projects;
+  std::vector<std::string> token_labels;
+  std::string token_description;
+  TokenRevokeArgs token_revoke;
 };
 
 absl::StatusOr<GetArgs> MakeGetArgs(const RawArgs& raw, bool has_limit) {
   GetArgs args;
-  SCHED_ASSIGN_OR_RETURN(args.kind, ParseKind(raw.resource));
+  SCHED_ASSIGN_OR_RETURN(args.kind, ParseKind(raw.resource, /*tokens=*/true));
   SCHED_ASSIGN_OR_RETURN(args.output, ParseOutput(raw.output));
   args.name = raw.name;
   args.watch = raw.watch;
@@ -159,7 +178,7 @@ absl::StatusOr<GetArgs> MakeGetArgs(const RawArgs& raw, bool has_limit) {
     SCHED_ASSIGN_OR_RETURN(sched::v1::JobState state, ParseJobState(s));
     args.states.push_back(state);
   }
-  if (args.kind == ResourceKind::kNode &&
+  if (args.kind != ResourceKind::kJob &&
       (args.watch || has_limit || !args.states.empty() || !args.project.empty())) {
     return absl::InvalidArgumentError("-w, --state, --project and --limit apply to jobs only");
   }
@@ -174,7 +193,7 @@ absl::StatusOr<GetArgs> MakeGetArgs(const RawArgs& raw, bool has_limit) {
 
 absl::StatusOr<DescribeArgs> MakeDescribeArgs(const RawArgs& raw) {
   DescribeArgs args;
-  SCHED_ASSIGN_OR_RETURN(args.kind, ParseKind(raw.resource));
+  SCHED_ASSIGN_OR_RETURN(args.kind, ParseKind(raw.resource, /*tokens=*/false));
   args.name = raw.name;
   if (args.name.empty()) {
     return absl::InvalidArgumentError(args.kind == ResourceKind::kJob ? "a job ID is required"
@@ -195,6 +214,48 @@ absl::StatusOr<CheckpointGetArgs> MakeCheckpointGetArgs(const RawArgs& raw) {
   return args;
 }
 
+// --label KEY=VALUE, each key once.
+absl::Status AddLabels(const std::vector<std::string>& labels,
+                       google::protobuf::Map<std::string, std::string>& out) {
+  for (const std::string& label : labels) {
+    const size_t eq = label.find('=');
+    if (eq == 0 || eq == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--label: expected KEY=VALUE, got \"", label, "\""));
+    }
+    if (!out.insert({label.substr(0, eq), label.substr(eq + 1)}).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--label: ", label.substr(0, eq), " is given twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TokenCreateArgs> MakeTokenCreateArgs(const RawArgs& raw) {
+  TokenCreateArgs args;
+  sched::v1::CreateTokenRequest& request = args.request;
+  SCHED_ASSIGN_OR_RETURN(sched::v1::Role role, ParseRole(raw.token_role));
+  request.set_role(role);
+  if (!raw.token_ttl.empty()) {
+    const std::optional<absl::Duration> ttl = ParsePositiveDuration(raw.token_ttl);
+    if (!ttl) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--ttl: expected a positive duration such as 1h, 90m or 30d, got \"",
+                       raw.token_ttl, "\" (leave --ttl out for a token that does not expire)"));
+    }
+    const int64_t seconds = absl::ToInt64Seconds(*ttl);
+    request.mutable_ttl()->set_seconds(seconds);
+    request.mutable_ttl()->set_nanos(
+        static_cast<int32_t>(absl::ToInt64Nanoseconds(*ttl - absl::Seconds(seconds))));
+  }
+  request.set_uses(raw.token_uses);
+  for (const std::string& p : raw.token_projects) request.add_projects(p);
+  SCHED_RETURN_IF_ERROR(AddLabels(raw.token_labels, *request.mutable_labels()));
+  request.set_description(raw.token_description);
+  SCHED_ASSIGN_OR_RETURN(args.output, ParseDocumentOutput(raw.output));
+  return args;
+}
+
 }  // namespace
 
 ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostream& out,
@@ -207,6 +268,10 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
                  absl::StrCat("schedd address (default: $SCHED_SERVER, else 127.0.0.1:7070)"));
   app.add_option("--timeout", raw.timeout, "deadline of each request, e.g. 10s, 500ms")
       ->capture_default_str();
+  app.add_option("--token", raw.token,
+                 "API token, <id>.<secret>, sent with every request (default: $SCHED_TOKEN)");
+  app.add_option("--token_file,--token-file", raw.token_file,
+                 "file whose first line is the API token (default: $SCHED_TOKEN_FILE)");
 
   CLI::App* submit = app.add_subcommand("submit", "Queue the job described in a YAML file");
   submit->add_option("-f,--filename", raw.submit.file, "job.yaml, or - for stdin")->required();
@@ -219,9 +284,9 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
   estimate->add_option("-f,--filename", raw.estimate.file, "job.yaml, or - for stdin")->required();
   estimate->add_option("-o,--output", raw.output, "json or yaml");
 
-  CLI::App* get = app.add_subcommand("get", "List jobs or nodes, or show one");
-  get->add_option("resource", raw.resource, "jobs|job|nodes|node")->required();
-  get->add_option("name", raw.name, "job ID (or unique prefix) or node name");
+  CLI::App* get = app.add_subcommand("get", "List jobs, nodes or tokens, or show one");
+  get->add_option("resource", raw.resource, "jobs|job|nodes|node|tokens|token")->required();
+  get->add_option("name", raw.name, "job ID (or unique prefix), node name or token ID");
   get->add_option("-o,--output", raw.output, "wide, json or yaml");
   get->add_flag("-w,--watch", raw.watch, "print a row for each change until interrupted");
   get->add_option("--state", raw.states, "only jobs in this state (repeatable, or a,b)")
@@ -308,6 +373,33 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
                         "also upgrades another one beats (same jobs or more, cheaper, sooner)");
   cost_advise->add_option("-o,--output", raw.output, "json or yaml");
 
+  CLI::App* token = app.add_subcommand("token", "Make, list and revoke API tokens");
+  token->require_subcommand(1);
+  CLI::App* token_create =
+      token->add_subcommand("create", "Make a token; prints it, the only time it is shown");
+  token_create->add_option("--role", raw.token_role, "admin, member, viewer or agent")->required();
+  token_create->add_option("--ttl", raw.token_ttl,
+                           "expire after this long, e.g. 1h, 90m, 30d (default: never)");
+  token_create
+      ->add_option("--uses", raw.token_uses, "agent tokens: how many joins (default: no limit)")
+      ->check(CLI::Range(int64_t{1}, std::numeric_limits<int64_t>::max()));
+  token_create
+      ->add_option("--project", raw.token_projects,
+                   "members and viewers: a project it acts in (repeatable, or a,b)")
+      ->delimiter(',')
+      ->allow_extra_args(false);
+  token_create
+      ->add_option("--label", raw.token_labels,
+                   "agent tokens: a label KEY=VALUE for the node that joins (repeatable)")
+      ->allow_extra_args(false);
+  token_create->add_option("--description", raw.token_description, "what it is for");
+  token_create->add_option("-o,--output", raw.output, "json or yaml");
+  CLI::App* token_list = token->add_subcommand("list", "List every token, without secrets");
+  token_list->add_option("-o,--output", raw.output, "json or yaml");
+  CLI::App* token_revoke =
+      token->add_subcommand("revoke", "Cut a token off; calls that present it fail from now");
+  token_revoke->add_option("id", raw.token_revoke.id, "token ID")->required();
+
   std::string command;
   try {
     app.parse(argc, argv);
@@ -330,6 +422,8 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
 
   Invocation inv;
   if (!raw.server.empty()) inv.server = raw.server;
+  if (!raw.token.empty()) inv.token = raw.token;
+  if (!raw.token_file.empty()) inv.token_file = raw.token_file;
   absl::StatusOr<absl::Duration> timeout = ParseTimeout(raw.timeout);
   if (!timeout.ok()) return UsageError(command, timeout.status().message(), err);
   inv.timeout = *timeout;
@@ -361,6 +455,16 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
     absl::StatusOr<CheckpointGetArgs> args = MakeCheckpointGetArgs(raw);
     status = args.status();
     if (args.ok()) inv.command = *std::move(args);
+  } else if (sub == token && token_create->parsed()) {
+    absl::StatusOr<TokenCreateArgs> args = MakeTokenCreateArgs(raw);
+    status = args.status();
+    if (args.ok()) inv.command = *std::move(args);
+  } else if (sub == token && token_list->parsed()) {
+    absl::StatusOr<OutputFormat> output = ParseDocumentOutput(raw.output);
+    status = output.status();
+    if (status.ok()) inv.command = TokenListArgs{"", *output};
+  } else if (sub == token) {
+    inv.command = raw.token_revoke;
   } else if (sub == budget || sub == cost) {
     absl::StatusOr<OutputFormat> output = ParseDocumentOutput(raw.output);
     status = output.status();

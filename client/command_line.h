@@ -9,16 +9,20 @@
 #include "client/checkpoint_commands.h"
 #include "client/commands.h"
 #include "client/cost_commands.h"
+#include "client/token_commands.h"
 
 namespace sched::client {
 
 using CommandArgs =
     std::variant<SubmitArgs, EstimateArgs, GetArgs, DescribeArgs, LogsArgs, CancelArgs,
                  NodeActionArgs, BudgetSetArgs, BudgetGetArgs, CostReportArgs, CostAdviceArgs,
-                 CheckpointListArgs, CheckpointGetArgs>;
+                 CheckpointListArgs, CheckpointGetArgs, TokenCreateArgs, TokenListArgs,
+                 TokenRevokeArgs>;
 
 struct Invocation {
-  std::optional<std::string> server;  // --server, when given
+  std::optional<std::string> server;      // --server, when given
+  std::optional<std::string> token;       // --token, when given
+  std::optional<std::string> token_file;  // --token_file, when given
   absl::Duration timeout = absl::Seconds(10);
   CommandArgs command;
 };

@@ -13,6 +13,7 @@
 #include "client/resource_view.h"
 #include "client/structured_output.h"
 #include "client/table.h"
+#include "client/token_commands.h"
 #include "client/uuid.h"
 #include "server/common/status_macros.h"
 
@@ -40,11 +41,6 @@ absl::StatusOr<std::string> ReadSpecFile(const std::string& path, std::istream& 
     return absl::DataLossError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
   }
   return text.str();
-}
-
-
-bool IsTable(OutputFormat format) {
-  return format == OutputFormat::kTable || format == OutputFormat::kWide;
 }
 
 absl::Status WatchJobs(const GetArgs& args, CommandContext& ctx) {
@@ -108,6 +104,10 @@ absl::Status GetNodes(const GetArgs& args, CommandContext& ctx) {
 
 }  // namespace
 
+bool IsTable(OutputFormat format) {
+  return format == OutputFormat::kTable || format == OutputFormat::kWide;
+}
+
 absl::Status PrintDocument(const google::protobuf::Message& message, OutputFormat format,
                            bool document_start, std::ostream& out) {
   if (format == OutputFormat::kJson) {
@@ -154,6 +154,7 @@ absl::Status RunEstimate(const EstimateArgs& args, CommandContext& ctx) {
 }
 
 absl::Status RunGet(const GetArgs& args, CommandContext& ctx) {
+  if (args.kind == ResourceKind::kToken) return RunTokenList({args.name, args.output}, ctx);
   if (args.kind == ResourceKind::kNode) return GetNodes(args, ctx);
   if (args.watch) return WatchJobs(args, ctx);
   return GetJobs(args, ctx);

@@ -19,7 +19,10 @@
 namespace sched::client {
 
 enum class OutputFormat { kTable, kWide, kJson, kYaml };
-enum class ResourceKind { kJob, kNode };
+enum class ResourceKind { kJob, kNode, kToken };
+
+// kTable or kWide: output for people, not a document.
+bool IsTable(OutputFormat format);
 
 // JSON or YAML; `document_start` puts "---" before YAML so that a stream of them parses.
 absl::Status PrintDocument(const google::protobuf::Message& message, OutputFormat format,
@@ -56,9 +59,9 @@ struct GetArgs {
   std::string project;
   std::optional<uint32_t> limit;
 };
-// Tables, or one JSON/YAML document: a Job/Node for a name, else a ListJobsResponse or
-// ListNodesResponse holding every item read. With `watch`, a row (or document) per change until
-// the server ends the stream.
+// Tables, or one JSON/YAML document: a Job/Node/Token for a name, else a ListJobsResponse,
+// ListNodesResponse or ListTokensResponse holding every item read (tokens: RunTokenList). With
+// `watch`, a row (or document) per change until the server ends the stream.
 absl::Status RunGet(const GetArgs& args, CommandContext& ctx);
 
 struct DescribeArgs {

@@ -1,10 +1,8 @@
 #include "client/cost_commands.h"
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 #include "client/table.h"
 #include "client/units.h"
 #include "server/common/status_macros.h"
@@ -18,8 +16,6 @@ std::string Alerts(const google::protobuf::RepeatedField<int32_t>& percents) {
   if (percents.empty()) return "<none>";
   return absl::StrCat(absl::StrJoin(percents, ","), "%");
 }
-
-bool IsTableFormat(OutputFormat f) { return f == OutputFormat::kTable || f == OutputFormat::kWide; }
 
 absl::StatusOr<sched::v1::CostGroup> ParseGroup(const std::string& by) {
   if (by == "project") return sched::v1::COST_GROUP_PROJECT;
@@ -109,13 +105,7 @@ void PrintCostAdvice(const sched::v1::CostAdvice& a, std::ostream& out) {
 }
 
 absl::StatusOr<absl::Time> ParseSince(const std::string& text, absl::Time now) {
-  absl::string_view t = text;
-  int64_t days = 0;
-  if (absl::ConsumeSuffix(&t, "d") && absl::SimpleAtoi(t, &days) && days > 0) {
-    return now - absl::Hours(24 * days);
-  }
-  absl::Duration d;
-  if (absl::ParseDuration(text, &d) && d > absl::ZeroDuration()) return now - d;
+  if (std::optional<absl::Duration> ago = ParsePositiveDuration(text)) return now - *ago;
   absl::Time at;
   std::string err;
   if (absl::ParseTime("%Y-%m-%d", text, absl::UTCTimeZone(), &at, &err) ||
@@ -148,11 +138,11 @@ absl::Status RunBudgetGet(const BudgetGetArgs& args, CommandContext& ctx) {
     SCHED_ASSIGN_OR_RETURN(budgets, ctx.client.ListBudgets());
   } else {
     SCHED_ASSIGN_OR_RETURN(*budgets.add_budgets(), ctx.client.GetBudget(args.project));
-    if (!IsTableFormat(args.output)) {
+    if (!IsTable(args.output)) {
       return PrintDocument(budgets.budgets(0), args.output, false, ctx.out);
     }
   }
-  if (!IsTableFormat(args.output)) return PrintDocument(budgets, args.output, false, ctx.out);
+  if (!IsTable(args.output)) return PrintDocument(budgets, args.output, false, ctx.out);
   if (budgets.budgets().empty()) {
     ctx.out << "No budgets. Set one with: schedctl budget set PROJECT --monthly DOLLARS\n";
     return absl::OkStatus();
@@ -184,7 +174,7 @@ absl::Status RunCostReport(const CostReportArgs& args, CommandContext& ctx) {
     request.mutable_since()->set_seconds(absl::ToUnixSeconds(since));
   }
   SCHED_ASSIGN_OR_RETURN(sched::v1::CostReport report, ctx.client.GetCostReport(request));
-  if (!IsTableFormat(args.output)) return PrintDocument(report, args.output, false, ctx.out);
+  if (!IsTable(args.output)) return PrintDocument(report, args.output, false, ctx.out);
   ctx.out << "Cost from " << FormatTime(report.since()) << " to " << FormatTime(report.until())
           << (args.project.empty() ? "" : absl::StrCat(", project ", args.project)) << "\n";
   std::string key = args.by;
@@ -206,7 +196,7 @@ absl::Status RunCostAdvice(const CostAdviceArgs& args, CommandContext& ctx) {
   request.set_node(args.node);
   request.set_all(args.all);
   SCHED_ASSIGN_OR_RETURN(sched::v1::CostAdvice advice, ctx.client.GetCostAdvice(request));
-  if (!IsTableFormat(args.output)) return PrintDocument(advice, args.output, false, ctx.out);
+  if (!IsTable(args.output)) return PrintDocument(advice, args.output, false, ctx.out);
   PrintCostAdvice(advice, ctx.out);
   return absl::OkStatus();
 }

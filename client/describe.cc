@@ -82,14 +82,6 @@ std::string TimeField(const google::protobuf::Timestamp& ts, absl::Time now) {
                       FormatAge(now - *t), " ago)");
 }
 
-std::string DeadlineField(const google::protobuf::Timestamp& ts, absl::Time now) {
-  const std::optional<absl::Time> t = FromTimestamp(ts);
-  if (!t) return "<none>";
-  const std::string when = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", *t, absl::UTCTimeZone());
-  if (*t >= now) return absl::StrCat(when, " (in ", FormatAge(*t - now), ")");
-  return absl::StrCat(when, " (", FormatAge(now - *t), " ago)");
-}
-
 std::string PlacementName(sched::v1::PlacementPolicy p) {
   switch (p) {
     case sched::v1::PLACEMENT_POLICY_LOCAL_ONLY: return "local-only";
@@ -250,7 +242,7 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
   w.Section("Cost");
   w.Field("Placement", PlacementName(spec.placement()), 1);
   w.Field("Spot", SpotName(spec.spot()), 1);
-  w.Field("Deadline", spec.has_deadline() ? DeadlineField(spec.deadline(), now) : "<none>", 1);
+  w.Field("Deadline", spec.has_deadline() ? TimeFromNow(spec.deadline(), now) : "<none>", 1);
   w.Field("Max Cost", spec.max_cost() > 0 ? absl::StrFormat("$%.2f", spec.max_cost()) : "<none>",
           1);
   w.Field("Runtime", RuntimeField(spec), 1);

@@ -83,6 +83,18 @@ std::string AgeOf(const google::protobuf::Timestamp& ts, absl::Time now) {
   return t ? FormatAge(now - *t) : "<unknown>";
 }
 
+std::string FromNow(absl::Time t, absl::Time now) {
+  if (t >= now) return absl::StrCat("in ", FormatAge(t - now));
+  return absl::StrCat(FormatAge(now - t), " ago");
+}
+
+std::string TimeFromNow(const google::protobuf::Timestamp& ts, absl::Time now) {
+  const std::optional<absl::Time> t = FromTimestamp(ts);
+  if (!t) return "<none>";
+  return absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", *t, absl::UTCTimeZone()), " (",
+                      FromNow(*t, now), ")");
+}
+
 std::string ShortGpuModel(absl::string_view model) {
   std::string out;
   bool in_model = false;

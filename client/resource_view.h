@@ -27,6 +27,11 @@ bool HasExitCode(sched::v1::JobState state);
 std::optional<absl::Time> FromTimestamp(const google::protobuf::Timestamp& ts);
 // FormatAge(now - ts), or "<unknown>" for an unset timestamp.
 std::string AgeOf(const google::protobuf::Timestamp& ts, absl::Time now);
+// "in 5m30s" for a time after `now`, "5m30s ago" otherwise.
+std::string FromNow(absl::Time t, absl::Time now);
+// "2026-11-27T08:00:00Z (in 1h)" (UTC), "2026-11-27T08:00:00Z (3h20m ago)", or "<none>" for an
+// unset timestamp.
+std::string TimeFromNow(const google::protobuf::Timestamp& ts, absl::Time now);
 
 // "NVIDIA H100 80GB HBM3" -> "H100", "NVIDIA GeForce RTX 3080" -> "RTX3080".
 std::string ShortGpuModel(absl::string_view model);

@@ -21,7 +21,8 @@ SchedClient::SchedClient(std::shared_ptr<grpc::Channel> channel, ClientOptions o
       jobs_(sched::v1::JobService::NewStub(channel)),
       nodes_(sched::v1::NodeService::NewStub(channel)),
       costs_(sched::v1::CostService::NewStub(channel)),
-      checkpoints_(sched::v1::CheckpointService::NewStub(channel)) {}
+      checkpoints_(sched::v1::CheckpointService::NewStub(channel)),
+      tokens_(sched::v1::TokenService::NewStub(channel)) {}
 
 template <typename Stub, typename Request, typename Response>
 absl::StatusOr<Response> SchedClient::Unary(Stub& stub,
@@ -164,6 +165,22 @@ absl::StatusOr<sched::v1::ListCheckpointsResponse> SchedClient::ListCheckpoints(
 absl::StatusOr<checkpoint::Downloaded> SchedClient::DownloadCheckpoint(
     const std::string& job_id, uint64_t seq, const std::string& dest_dir) {
   return checkpoint::Download(*checkpoints_, job_id, seq, dest_dir, absl::InfiniteDuration());
+}
+
+absl::StatusOr<sched::v1::CreateTokenResponse> SchedClient::CreateToken(
+    const sched::v1::CreateTokenRequest& request) {
+  return Unary(*tokens_, &sched::v1::TokenService::Stub::CreateToken, request);
+}
+
+absl::StatusOr<sched::v1::ListTokensResponse> SchedClient::ListTokens() {
+  return Unary(*tokens_, &sched::v1::TokenService::Stub::ListTokens,
+               sched::v1::ListTokensRequest());
+}
+
+absl::StatusOr<sched::v1::Token> SchedClient::RevokeToken(const std::string& id) {
+  sched::v1::RevokeTokenRequest request;
+  request.set_id(id);
+  return Unary(*tokens_, &sched::v1::TokenService::Stub::RevokeToken, request);
 }
 
 absl::StatusOr<sched::v1::ListNodesResponse> SchedClient::ListNodes() {

@@ -15,6 +15,7 @@
 #include "sched/v1/cost_service.grpc.pb.h"
 #include "sched/v1/job_service.grpc.pb.h"
 #include "sched/v1/node_service.grpc.pb.h"
+#include "sched/v1/token_service.grpc.pb.h"
 #include "server/checkpoint/checkpoint_transfer.h"
 
 namespace sched::client {
@@ -81,6 +82,14 @@ class SchedClient {
   absl::StatusOr<checkpoint::Downloaded> DownloadCheckpoint(const std::string& job_id, uint64_t seq,
                                                             const std::string& dest_dir);
 
+  // The reply holds the secret, the only time schedd gives it out.
+  absl::StatusOr<sched::v1::CreateTokenResponse> CreateToken(
+      const sched::v1::CreateTokenRequest& request);
+  // Every token, without secrets.
+  absl::StatusOr<sched::v1::ListTokensResponse> ListTokens();
+  // NOT_FOUND for an unknown id; revoking twice is fine.
+  absl::StatusOr<sched::v1::Token> RevokeToken(const std::string& id);
+
  private:
   // One unary call with the configured deadline.
   template <typename Stub, typename Request, typename Response>
@@ -94,6 +103,7 @@ class SchedClient {
   std::unique_ptr<sched::v1::NodeService::Stub> nodes_;
   std::unique_ptr<sched::v1::CostService::Stub> costs_;
   std::unique_ptr<sched::v1::CheckpointService::Stub> checkpoints_;
+  std::unique_ptr<sched::v1::TokenService::Stub> tokens_;
 };
 
 }  // namespace sched::client

@@ -8,11 +8,12 @@
 
 #include "absl/random/random.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "client/command_line.h"
 #include "client/commands.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "server/auth/channel.h"
+#include "server/common/status_macros.h"
 
 namespace sched::client {
 namespace {
@@ -34,6 +35,19 @@ std::string ServerAddress(const Invocation& inv, const SchedctlEnv& env) {
   return kDefaultServer;
 }
 
+// Flags before the environment, a token before a token file; "" when none is given. White space
+// around a token is dropped, as ReadTokenFile drops it from a file's line.
+absl::StatusOr<std::string> Token(const Invocation& inv, const SchedctlEnv& env) {
+  if (inv.token) return std::string(absl::StripAsciiWhitespace(*inv.token));
+  if (inv.token_file) return auth::ReadTokenFile(*inv.token_file);
+  std::optional<std::string> token = GetEnv(env, kTokenEnvVar);
+  if (token) token = std::string(absl::StripAsciiWhitespace(*token));
+  if (token && !token->empty()) return *token;
+  std::optional<std::string> file = GetEnv(env, kTokenFileEnvVar);
+  if (file && !file->empty()) return auth::ReadTokenFile(*file);
+  return std::string();
+}
+
 absl::Status Dispatch(const CommandArgs& command, CommandContext& ctx) {
   return std::visit(
       [&](const auto& args) -> absl::Status {
@@ -51,6 +65,9 @@ absl::Status Dispatch(const CommandArgs& command, CommandContext& ctx) {
         if constexpr (std::is_same_v<T, CostAdviceArgs>) return RunCostAdvice(args, ctx);
         if constexpr (std::is_same_v<T, CheckpointListArgs>) return RunCheckpointList(args, ctx);
         if constexpr (std::is_same_v<T, CheckpointGetArgs>) return RunCheckpointGet(args, ctx);
+        if constexpr (std::is_same_v<T, TokenCreateArgs>) return RunTokenCreate(args, ctx);
+        if constexpr (std::is_same_v<T, TokenListArgs>) return RunTokenList(args, ctx);
+        if constexpr (std::is_same_v<T, TokenRevokeArgs>) return RunTokenRevoke(args, ctx);
       },
       command);
 }
@@ -63,15 +80,18 @@ int RunSchedctl(int argc, char** argv, std::ostream& out, std::ostream& err,
   if (!parsed.invocation) return parsed.exit_code;
   const Invocation& inv = *parsed.invocation;
 
-  grpc::ChannelArguments channel_args;
-  channel_args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
-  SchedClient client(grpc::CreateCustomChannel(ServerAddress(inv, env),
-                                               grpc::InsecureChannelCredentials(), channel_args),
-                     ClientOptions{inv.timeout, env.submit_retry});
-  absl::BitGen random;
-  CommandContext ctx{client, out, env.in != nullptr ? *env.in : std::cin,
-                     env.clock != nullptr ? *env.clock : *RealClock::Get(), random};
-  const absl::Status status = Dispatch(inv.command, ctx);
+  const absl::Status status = [&]() -> absl::Status {
+    SCHED_ASSIGN_OR_RETURN(std::string token, Token(inv, env));
+    grpc::ChannelArguments channel_args;
+    channel_args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+    SchedClient client(
+        auth::Dial(ServerAddress(inv, env), auth::DialOptions{std::move(token)}, channel_args),
+        ClientOptions{inv.timeout, env.submit_retry});
+    absl::BitGen random;
+    CommandContext ctx{client, out, env.in != nullptr ? *env.in : std::cin,
+                       env.clock != nullptr ? *env.clock : *RealClock::Get(), random};
+    return Dispatch(inv.command, ctx);
+  }();
   out.flush();
   if (!status.ok()) {
     err << "error: " << absl::StatusCodeToString(status.code()) << ": " << status.message() << "\n";

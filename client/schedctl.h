@@ -23,10 +23,14 @@ struct SchedctlEnv {
 
 inline constexpr char kDefaultServer[] = "127.0.0.1:7070";
 inline constexpr char kServerEnvVar[] = "SCHED_SERVER";
+inline constexpr char kTokenEnvVar[] = "SCHED_TOKEN";
+inline constexpr char kTokenFileEnvVar[] = "SCHED_TOKEN_FILE";
 
 // The whole of schedctl: parses argv (argv[0] is the program name), runs the command, writes
 // its output to `out` and problems to `err`. Returns the exit code: 0 success, 1 the command
-// failed ("error: NOT_FOUND: job abc not found" on `err`), 2 a usage error (with a usage line).
+// failed ("error: NOT_FOUND: job abc not found" on `err`, also for a token file that cannot be
+// read), 2 a usage error (with a usage line). Every call carries the API token, the first of
+// --token, --token_file, $SCHED_TOKEN and $SCHED_TOKEN_FILE that is set; none: no token.
 int RunSchedctl(int argc, char** argv, std::ostream& out, std::ostream& err,
                 const SchedctlEnv& env = {});
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 
 namespace sched::client {
 namespace {
@@ -107,6 +108,19 @@ std::string FormatCpus(double cpus) {
   while (!s.empty() && s.back() == '0') s.pop_back();
   if (!s.empty() && s.back() == '.') s.pop_back();
   return s;
+}
+
+std::optional<absl::Duration> ParsePositiveDuration(absl::string_view text) {
+  absl::Duration d;
+  absl::string_view days_text = text;
+  int64_t days = 0;
+  if (absl::ConsumeSuffix(&days_text, "d") && absl::SimpleAtoi(days_text, &days)) {
+    d = absl::Hours(24) * days;
+  } else if (!absl::ParseDuration(text, &d)) {
+    return std::nullopt;
+  }
+  if (d <= absl::ZeroDuration() || d == absl::InfiniteDuration()) return std::nullopt;
+  return d;
 }
 
 std::string FormatAge(absl::Duration age) {

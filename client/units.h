@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -26,6 +27,11 @@ std::string FormatGpuMemory(int64_t bytes);
 
 // CPU cores without trailing zeros: 2, 0.5, 1.25.
 std::string FormatCpus(double cpus);
+
+// A positive, finite duration as written on the command line: Go's syntax as absl::ParseDuration
+// takes it ("90m", "1h30m", "500ms") or whole days ("7d"). nullopt for anything else, zero and
+// negative durations included.
+std::optional<absl::Duration> ParsePositiveDuration(absl::string_view text);
 
 // Age in kubectl's manner: 45s, 5m30s, 45m, 3h20m, 20h, 2d5h, 45d, 2y30d. Negative ages
 // (clock skew) print as 0s.

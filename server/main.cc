@@ -19,15 +19,24 @@
 
 ABSL_FLAG(std::string, data_dir, "./sched-data", "Folder of the embedded store.");
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070",
-          "gRPC listen address (host:port); loopback only unless "
-          "--insecure_remote_no_tls_no_auth.");
+          "gRPC listen address (host:port). Beyond loopback schedd serves TLS and requires "
+          "tokens.");
+ABSL_FLAG(std::string, tls, "auto",
+          "TLS with schedd's own CA under <data_dir>/tls: auto (on when --listen is beyond "
+          "loopback), on, or off.");
+ABSL_FLAG(std::vector<std::string>, tls_name, {},
+          "Host names and IP addresses (comma-separated) the server certificate names, besides "
+          "localhost and 127.0.0.1: those agents and clients dial.");
+ABSL_FLAG(bool, rotate_ca, false,
+          "Make a new CA at start; agents' certificates from the previous one stay good until "
+          "they renew. Clients need the new ca.crt (or pin).");
 ABSL_FLAG(bool, require_tokens, false,
           "Every call must present an API token (schedctl token create). On by itself when "
           "--listen is beyond loopback. The first admin token is written to "
           "<data_dir>/admin.token.");
 ABSL_FLAG(bool, insecure_remote_no_tls_no_auth, false,
-          "Listen on an address other machines can reach although schedd has no TLS or "
-          "authentication yet: anyone who reaches it can run code on every node.");
+          "With --tls=off, listen on an address other machines can reach without TLS or "
+          "authentication: anyone who reaches it can run code on every node.");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:7071",
           "Prometheus /metrics address; empty disables it.");
 ABSL_FLAG(int64_t, lease_ttl_ms, 10'000,
@@ -110,6 +119,9 @@ int main(int argc, char** argv) {
   options.listen = absl::GetFlag(FLAGS_listen);
   options.insecure_remote = absl::GetFlag(FLAGS_insecure_remote_no_tls_no_auth);
   options.require_tokens = absl::GetFlag(FLAGS_require_tokens);
+  options.tls = absl::GetFlag(FLAGS_tls);
+  options.tls_names = absl::GetFlag(FLAGS_tls_name);
+  options.rotate_ca = absl::GetFlag(FLAGS_rotate_ca);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.lease_ttl_ms = absl::GetFlag(FLAGS_lease_ttl_ms);
   options.heartbeat_interval_ms = absl::GetFlag(FLAGS_heartbeat_interval_ms);
@@ -140,6 +152,10 @@ int main(int argc, char** argv) {
   }).detach();
   std::fprintf(stderr, "schedd: serving gRPC on port %d, metrics on port %d, data in %s\n",
                (*daemon)->port(), (*daemon)->metrics_port(), options.data_dir.c_str());
+  if (!(*daemon)->ca_pin().empty()) {
+    std::fprintf(stderr, "schedd: TLS with CA %s (pin %s)\n",
+                 ((*daemon)->tls_dir() + "/ca.crt").c_str(), (*daemon)->ca_pin().c_str());
+  }
   (*daemon)->Wait();
   std::fprintf(stderr, "schedd: shutting down\n");
   daemon->reset();

@@ -8,9 +8,13 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "grpc/grpc_security_constants.h"
+#include "server/auth/tls.h"
 #include "server/convert/convert.h"
 
 namespace sched::auth {
@@ -85,6 +89,8 @@ absl::string_view ActionName(Action action) {
       return "manage tokens";
     case Action::kAgentJoin:
       return "join as an agent";
+    case Action::kAgentConnect:
+      return "connect as an agent";
     case Action::kAgentWork:
       return "act as an agent";
   }
@@ -123,7 +129,8 @@ bool RoleAllows(v1::Role role, Action action) {
     case v1::ROLE_VIEWER:
       return action == Action::kRead;
     case v1::ROLE_AGENT:
-      return action == Action::kAgentJoin || action == Action::kAgentWork;
+      return action == Action::kAgentJoin || action == Action::kAgentConnect ||
+             action == Action::kAgentWork;
     default:
       return false;
   }
@@ -136,6 +143,7 @@ bool Caller::InProject(absl::string_view project) const {
 
 std::string Caller::Name() const {
   if (!authenticated) return "local";
+  if (!node.empty()) return absl::StrCat("node ", node, " (agent)");
   return absl::StrCat("token ", token_id, " (", RoleName(role), ")");
 }
 
@@ -298,6 +306,83 @@ bool TokenStore::HasAdmin() const {
   return false;
 }
 
+// ---- NodeIdentities
+
+namespace {
+constexpr absl::string_view kCertPrefix = "a/c/";
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<NodeIdentities>> NodeIdentities::Open(Store* store) {
+  std::unique_ptr<NodeIdentities> ids(new NodeIdentities(store));
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> rows =
+      store->ScanRecords(std::string(kCertPrefix));
+  if (!rows.ok()) return rows.status();
+  absl::MutexLock lock(&ids->mu_);
+  for (const auto& [key, value] : *rows) {
+    // "<node>\tgood" or "<node>\trevoked\t<unix seconds>"
+    std::vector<std::string> parts = absl::StrSplit(value, '\t');
+    Entry e;
+    if (parts.size() < 2 || (parts[1] == "revoked" &&
+                             (parts.size() != 3 || !absl::SimpleAtoi(parts[2], &e.revoked_unix)))) {
+      return absl::DataLossError(absl::StrCat("certificate record ", key, " does not parse"));
+    }
+    e.node = parts[0];
+    e.revoked = parts[1] == "revoked";
+    ids->certs_[key.substr(kCertPrefix.size())] = std::move(e);
+  }
+  return ids;
+}
+
+absl::Status NodeIdentities::Save(const std::string& serial, const Entry& e) {
+  return store_->PutRecord(
+      absl::StrCat(kCertPrefix, serial),
+      e.revoked ? absl::StrCat(e.node, "\trevoked\t", e.revoked_unix) : e.node + "\tgood");
+}
+
+absl::Status NodeIdentities::Issued(const std::string& serial_hex, const std::string& node) {
+  absl::MutexLock lock(&mu_);
+  Entry e{node, false};
+  if (absl::Status s = Save(serial_hex, e); !s.ok()) return s;
+  certs_[serial_hex] = std::move(e);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> NodeIdentities::Revoke(const std::string& node, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  int n = 0;
+  for (auto& [serial, e] : certs_) {
+    if (e.node != node || e.revoked) continue;
+    Entry next{e.node, true, absl::ToUnixSeconds(now)};
+    if (absl::Status s = Save(serial, next); !s.ok()) return s;
+    e = std::move(next);
+    ++n;
+  }
+  return n;
+}
+
+absl::Time NodeIdentities::RevokedAt(const std::string& node) const {
+  absl::MutexLock lock(&mu_);
+  absl::Time at = absl::InfinitePast();
+  for (const auto& [serial, e] : certs_) {
+    if (e.node == node && e.revoked) at = std::max(at, absl::FromUnixSeconds(e.revoked_unix));
+  }
+  return at;
+}
+
+absl::StatusOr<std::string> NodeIdentities::Check(const std::string& serial_hex) const {
+  absl::MutexLock lock(&mu_);
+  auto it = certs_.find(serial_hex);
+  if (it == certs_.end()) {
+    return absl::UnauthenticatedError("schedd did not issue this certificate: join again");
+  }
+  if (it->second.revoked) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("node ", it->second.node,
+                     " was revoked: it may join again only with a join token made since"));
+  }
+  return it->second.node;
+}
+
 // ---- Authorizer
 
 absl::StatusOr<Caller> Authorizer::Authenticate(const grpc::ServerContextBase& ctx, bool join) {
@@ -306,6 +391,28 @@ absl::StatusOr<Caller> Authorizer::Authenticate(const grpc::ServerContextBase& c
   const auto& md = ctx.client_metadata();
   auto it = md.find("authorization");
   if (it == md.end()) {
+    // An agent's node certificate, checked by TLS against schedd's CA, then here against the
+    // certificates schedd signed and has not revoked.
+    std::shared_ptr<const grpc::AuthContext> peer = ctx.auth_context();
+    std::vector<grpc::string_ref> pem;
+    if (identities_ != nullptr && peer != nullptr && peer->IsPeerAuthenticated()) {
+      pem = peer->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    }
+    if (!pem.empty()) {
+      absl::StatusOr<CertificateInfo> cert =
+          ReadCertificate(absl::string_view(pem[0].data(), pem[0].size()));
+      if (!cert.ok()) return absl::UnauthenticatedError("the client certificate does not parse");
+      absl::StatusOr<std::string> node = identities_->Check(cert->serial_hex);
+      if (!node.ok()) return node.status();
+      if (*node != NodeFromCommonName(cert->common_name)) {
+        return absl::UnauthenticatedError("the client certificate names another node");
+      }
+      caller.authenticated = true;
+      caller.role = v1::ROLE_AGENT;
+      caller.node = *node;
+      caller.token_id = absl::StrCat("cert:", cert->serial_hex);
+      return caller;
+    }
     return absl::UnauthenticatedError(
         "this schedd requires a token: pass --token or set SCHED_TOKEN (schedctl), "
         "--token_file (sched-agent)");
@@ -320,21 +427,40 @@ absl::StatusOr<Caller> Authorizer::Authenticate(const grpc::ServerContextBase& c
   caller.token_id = token->id();
   caller.role = token->role();
   caller.projects.assign(token->projects().begin(), token->projects().end());
+  caller.token_create_time = TimeFromProto(token->create_time());
   return caller;
 }
 
-absl::Status Authorizer::Allow(const Caller& caller, Action action, absl::string_view project) {
+absl::Status Authorizer::Allow(const Caller& caller, Action action,
+                               absl::string_view project) const {
   if (!RoleAllows(caller.role, action)) {
     return absl::PermissionDeniedError(
         absl::StrCat(caller.Name(), " may not ", ActionName(action)));
+  }
+  if (tls() && caller.role == v1::ROLE_AGENT && caller.node.empty() &&
+      (action == Action::kAgentConnect || action == Action::kAgentWork)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        caller.Name(), " may not ", ActionName(action),
+        " with a token over TLS: join first (AgentService.Join) and use the node certificate"));
+  }
+  if (tls() && action == Action::kAgentJoin && !caller.node.empty()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(caller.Name(), " already has a certificate: renew it instead"));
   }
   if (!project.empty()) return CheckProject(caller, action, project);
   return absl::OkStatus();
 }
 
+absl::Status Authorizer::CheckNode(const Caller& caller, absl::string_view node) {
+  if (caller.node.empty() || caller.node == node) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(caller.Name(), " may not act as node ", node));
+}
+
 absl::StatusOr<Caller> Authorizer::Check(const grpc::ServerContextBase& ctx, Action action,
                                          absl::string_view project) {
-  absl::StatusOr<Caller> caller = Authenticate(ctx, action == Action::kAgentJoin);
+  // A join uses up one of an agent token's joins; without TLS, connecting is the join.
+  const bool join = action == (tls() ? Action::kAgentJoin : Action::kAgentConnect);
+  absl::StatusOr<Caller> caller = Authenticate(ctx, join);
   if (!caller.ok()) return caller.status();
   if (absl::Status s = Allow(*caller, action, project); !s.ok()) return s;
   return caller;

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "grpcpp/server_context.h"
 #include "sched/v1/storage.pb.h"
 #include "sched/v1/token_service.pb.h"
@@ -24,13 +25,14 @@
 namespace sched::auth {
 
 enum class Action {
-  kRead,       // jobs, logs, checkpoints, estimates, nodes, budgets, cost reports
-  kSubmit,     // a job, in a project
-  kCancel,     // a job, in a project
-  kOperate,    // cordon and drain nodes, set budgets
-  kTokens,     // make, list and revoke tokens
-  kAgentJoin,  // connect as a node (uses up one of an agent token's joins)
-  kAgentWork,  // upload a leased job's checkpoints, download one to resume from
+  kRead,          // jobs, logs, checkpoints, estimates, nodes, budgets, cost reports
+  kSubmit,        // a job, in a project
+  kCancel,        // a job, in a project
+  kOperate,       // cordon and drain nodes, set budgets
+  kTokens,        // make, list and revoke tokens
+  kAgentJoin,     // get a node certificate over TLS (uses up one of an agent token's joins)
+  kAgentConnect,  // connect as a node (without TLS: uses up one of the token's joins)
+  kAgentWork,     // upload a leased job's checkpoints, download one to resume from
 };
 
 absl::string_view ActionName(Action action);
@@ -45,9 +47,12 @@ struct Caller {
   std::string token_id;
   v1::Role role = v1::ROLE_ADMIN;
   std::vector<std::string> projects;  // empty: all (admins, agents, unscoped viewers)
+  // Agents over mTLS: the node their certificate names. Empty for token callers.
+  std::string node;
+  absl::Time token_create_time = absl::InfinitePast();
 
   bool InProject(absl::string_view project) const;
-  // "token <id> (<role>)" or "local".
+  // "token <id> (<role>)", "node <name> (agent)" or "local".
   std::string Name() const;
 };
 
@@ -79,12 +84,43 @@ class TokenStore {
   absl::flat_hash_map<std::string, v1::StoredToken> tokens_ ABSL_GUARDED_BY(mu_);
 };
 
+// The node certificates schedd has signed, by serial, kept as side records ("a/c/<serial>"):
+// a certificate whose serial is unknown or revoked is refused even though the CA signed it.
+class NodeIdentities {
+ public:
+  static absl::StatusOr<std::unique_ptr<NodeIdentities>> Open(Store* store);
+  // Records a certificate just signed for `node`.
+  absl::Status Issued(const std::string& serial_hex, const std::string& node);
+  // Revokes every certificate of `node`: the count revoked (0: it had none).
+  absl::StatusOr<int> Revoke(const std::string& node, absl::Time now);
+  // When `node` was last revoked (InfinitePast: never). A join token made before then cannot
+  // bring it back.
+  absl::Time RevokedAt(const std::string& node) const;
+  // The node `serial_hex` was issued to, if it is known and not revoked: UNAUTHENTICATED else.
+  absl::StatusOr<std::string> Check(const std::string& serial_hex) const;
+
+ private:
+  explicit NodeIdentities(Store* store) : store_(store) {}
+  struct Entry {
+    std::string node;
+    bool revoked = false;
+    int64_t revoked_unix = 0;
+  };
+  absl::Status Save(const std::string& serial, const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Store* const store_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Entry> certs_ ABSL_GUARDED_BY(mu_);
+};
+
 class Authorizer {
  public:
-  // `required` false: authentication off, every caller is the local admin.
-  Authorizer(TokenStore* tokens, bool required) : tokens_(tokens), required_(required) {}
+  // `required` false: authentication off, every caller is the local admin. `identities`
+  // non-null: schedd serves TLS, agents connect and work with their node certificates.
+  Authorizer(TokenStore* tokens, bool required, NodeIdentities* identities = nullptr)
+      : tokens_(tokens), required_(required), identities_(identities) {}
 
   bool required() const { return required_; }
+  bool tls() const { return identities_ != nullptr; }
 
   // The caller of `ctx`, if allowed to do `action` (in `project`, when given):
   // UNAUTHENTICATED for a missing or bad token, PERMISSION_DENIED naming the role and action.
@@ -94,13 +130,17 @@ class Authorizer {
   // which uses up one of its token's joins.
   absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& ctx, bool join = false);
   // Whether `caller` may do `action` (in `project`, when given): PERMISSION_DENIED otherwise.
-  static absl::Status Allow(const Caller& caller, Action action, absl::string_view project = {});
+  // Over TLS an agent connects and works only with its node certificate, not its token.
+  absl::Status Allow(const Caller& caller, Action action, absl::string_view project = {}) const;
+  // For an agent with a node certificate: that `node` is the one it names.
+  static absl::Status CheckNode(const Caller& caller, absl::string_view node);
   // For a project learnt after Check (a job's, once it has been read).
   static absl::Status CheckProject(const Caller& caller, Action action, absl::string_view project);
 
  private:
   TokenStore* const tokens_;
   const bool required_;
+  NodeIdentities* const identities_;
 };
 
 }  // namespace sched::auth

@@ -252,6 +252,10 @@ absl::Status CheckName(absl::string_view what, absl::string_view n) {
 
 }  // namespace
 
+absl::StatusOr<std::string> ReadCaBundle(const std::string& dir) {
+  return ReadFile(fs::path(dir) / "ca.crt");
+}
+
 absl::StatusOr<std::string> CertificatePin(absl::string_view pem) {
   absl::StatusOr<Owned<X509>> cert = ParseCert(pem);
   if (!cert.ok()) return cert.status();

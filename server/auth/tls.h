@@ -45,6 +45,9 @@ struct TlsOptions {
 // not name every one of `options.names`, or it has less than a tenth of its life left.
 absl::StatusOr<ServerTls> LoadOrCreateServerTls(const TlsOptions& options);
 
+// ca.crt in `dir`: every CA schedd trusts, the current one first.
+absl::StatusOr<std::string> ReadCaBundle(const std::string& dir);
+
 // "sha256:<64 hex>" of the first certificate in `pem`.
 absl::StatusOr<std::string> CertificatePin(absl::string_view pem);
 

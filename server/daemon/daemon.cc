@@ -22,6 +22,7 @@
 #include "grpcpp/server_builder.h"
 #include "prometheus/exposer.h"
 #include "server/auth/auth.h"
+#include "server/auth/tls.h"
 #include "server/checkpoint/checkpoint_store.h"
 #include "server/common/status_macros.h"
 #include "server/cost/catalog_yaml.h"
@@ -86,14 +87,20 @@ bool IsLoopbackAddress(absl::string_view address) {
 
 absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* clock) {
   options_ = std::move(options);
-  if (!IsLoopbackAddress(options_.listen)) {
+  const bool loopback = IsLoopbackAddress(options_.listen);
+  if (options_.tls != "auto" && options_.tls != "on" && options_.tls != "off") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls: \"", options_.tls, "\" is not auto, on or off"));
+  }
+  const bool tls = options_.tls == "on" || (options_.tls == "auto" && !loopback);
+  if (!loopback && !tls) {
     if (!options_.insecure_remote) {
       return absl::FailedPreconditionError(absl::StrCat(
           "listen: ", options_.listen,
-          " can be reached from other machines, and schedd has no "
-          "TLS or authentication yet: anyone who reaches it can run code on every node and "
-          "spend every budget. Listen on 127.0.0.1 (and reach it through an SSH tunnel or a VPN), "
-          "or pass --insecure_remote_no_tls_no_auth to accept that risk"));
+          " can be reached from other machines, and --tls=off: "
+          "anyone who reaches it could read tokens off the wire, run code on every node and "
+          "spend every budget. Drop --tls=off (TLS with schedd's own CA is the default beyond "
+          "loopback), or pass --insecure_remote_no_tls_no_auth to accept that risk"));
     }
     std::fprintf(stderr,
                  "schedd: WARNING: listening on %s WITHOUT TLS OR AUTHENTICATION "
@@ -128,15 +135,37 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   }
   metrics_ = std::make_unique<ServerMetrics>(scheduler_.get(), std::move(extra));
   SCHED_ASSIGN_OR_RETURN(tokens_, auth::TokenStore::Open(store, clock));
-  // Beyond loopback tokens are required, unless the operator took the named risk of none.
-  const bool require_tokens =
-      options_.require_tokens || (!IsLoopbackAddress(options_.listen) && !options_.insecure_remote);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (tls) {
+    auth::TlsOptions tls_options;
+    tls_options.dir = tls_dir();
+    tls_options.names = options_.tls_names;
+    tls_options.rotate_ca = options_.rotate_ca;
+    SCHED_ASSIGN_OR_RETURN(auth::ServerTls server_tls, auth::LoadOrCreateServerTls(tls_options));
+    SCHED_ASSIGN_OR_RETURN(identities_, auth::NodeIdentities::Open(store));
+    ca_pin_ = server_tls.pin;
+    ca_pem_ = server_tls.ca_pem;
+    // Agents present their node certificates; clients with tokens present none.
+    grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = server_tls.ca_pem;
+    ssl.pem_key_cert_pairs.push_back({server_tls.key_pem, server_tls.cert_chain_pem});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  // Beyond loopback with TLS, tokens are always required.
+  const bool require_tokens = options_.require_tokens || (!loopback && tls);
   if (require_tokens) SCHED_RETURN_IF_ERROR(WriteFirstAdminToken());
-  authorizer_ = std::make_unique<auth::Authorizer>(tokens_.get(), require_tokens);
-  token_service_ = std::make_unique<TokenServiceImpl>(tokens_.get(), authorizer_.get());
+  authorizer_ =
+      std::make_unique<auth::Authorizer>(tokens_.get(), require_tokens, identities_.get());
+  token_service_ = std::make_unique<TokenServiceImpl>(tokens_.get(), authorizer_.get(), ca_pin_);
   job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get(), authorizer_.get());
-  agent_service_ = std::make_unique<AgentServiceImpl>(scheduler_.get(), authorizer_.get());
-  node_service_ = std::make_unique<NodeServiceImpl>(scheduler_.get(), authorizer_.get());
+  AgentServiceOptions agent_options;
+  agent_options.identities = identities_.get();
+  agent_options.tls_dir = tls ? tls_dir() : "";
+  agent_options.clock = clock;
+  agent_service_ =
+      std::make_unique<AgentServiceImpl>(scheduler_.get(), authorizer_.get(), agent_options);
+  node_service_ = std::make_unique<NodeServiceImpl>(
+      scheduler_.get(), authorizer_.get(), agent_service_->streams(), identities_.get(), clock);
   cost_service_ = std::make_unique<CostServiceImpl>(scheduler_.get(), authorizer_.get());
   CheckpointStoreOptions checkpoint_options;
   checkpoint_options.root = (std::filesystem::path(options_.data_dir) / "checkpoints").string();
@@ -149,7 +178,7 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort(options_.listen, credentials, &port_);
   builder.RegisterService(job_service_.get());
   builder.RegisterService(agent_service_.get());
   builder.RegisterService(node_service_.get());
@@ -186,6 +215,10 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
     while (!stop_.WaitForNotificationWithTimeout(every)) scheduler_->Tick();
   });
   return absl::OkStatus();
+}
+
+std::string Daemon::tls_dir() const {
+  return (std::filesystem::path(options_.data_dir) / "tls").string();
 }
 
 std::string Daemon::admin_token_path() const {

@@ -31,6 +31,7 @@ class TokenServiceImpl;
 namespace auth {
 class TokenStore;
 class Authorizer;
+class NodeIdentities;
 }  // namespace auth
 class CheckpointStore;
 class ServerMetrics;
@@ -48,6 +49,14 @@ struct DaemonOptions {
   // loopback (unless insecure_remote). With no admin token yet, one is made and written to
   // <data_dir>/admin.token (0600).
   bool require_tokens = false;
+  // TLS with schedd's own CA (<data_dir>/tls, made on first start): "auto" (on when `listen` is
+  // beyond loopback), "on" or "off". With TLS, tokens are required beyond loopback and agents
+  // join for a node certificate.
+  std::string tls = "auto";
+  // Host names and addresses the server certificate names besides localhost and 127.0.0.1.
+  std::vector<std::string> tls_names;
+  // Make a new CA at start (the previous one stays trusted for agents' certificates).
+  bool rotate_ca = false;
   // Prometheus /metrics address; empty: no metrics endpoint.
   std::string metrics_listen = "127.0.0.1:7071";
   int64_t lease_ttl_ms = 10'000;
@@ -92,6 +101,10 @@ class Daemon {
   auth::TokenStore* tokens() const { return tokens_.get(); }
   // Where the first admin token was written, when tokens are required.
   std::string admin_token_path() const;
+  // Serving TLS: the CA's pin ("sha256:<hex>") and certificates (PEM). Empty without TLS.
+  const std::string& ca_pin() const { return ca_pin_; }
+  const std::string& ca_pem() const { return ca_pem_; }
+  std::string tls_dir() const;
   // Blocks until Shutdown().
   void Wait();
   void Shutdown();
@@ -107,6 +120,8 @@ class Daemon {
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<auth::TokenStore> tokens_;
   std::unique_ptr<auth::Authorizer> authorizer_;
+  std::unique_ptr<auth::NodeIdentities> identities_;
+  std::string ca_pin_, ca_pem_;
   std::unique_ptr<TokenServiceImpl> token_service_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;

@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "server/auth/tls.h"
+#include "server/common/status_macros.h"
 #include "server/convert/convert.h"
 #include "server/service/status.h"
 #include "server/service/stream_sender.h"
@@ -13,7 +15,7 @@
 namespace sched {
 namespace {
 
-using Sender = StreamSender<v1::ServerMessage>;
+using Sender = AgentStreams::Sender;
 
 // The scheduler's handle on one agent stream. Outlives the stream safely: sends after the end
 // are dropped by the sender.
@@ -72,8 +74,10 @@ void Reject(Sender& sender, const std::string& job_id, uint64_t epoch, const abs
 
 class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage> {
  public:
-  explicit ConnectReactor(Scheduler* scheduler)
+  ConnectReactor(Scheduler* scheduler, AgentStreams* streams, auth::Caller caller)
       : scheduler_(scheduler),
+        streams_(streams),
+        caller_(std::move(caller)),
         sender_(std::make_shared<Sender>([this](const v1::ServerMessage* m) { StartWrite(m); },
                                          [this](grpc::Status s) { Finish(std::move(s)); })) {
     StartRead(&in_);
@@ -97,6 +101,7 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
   }
   void OnWriteDone(bool ok) override { sender_->OnWriteDone(ok); }
   void OnDone() override {
+    if (registered_) streams_->Remove(name_, sender_.get());
     if (session_ != 0) scheduler_->DisconnectAgent(name_, session_);
     delete this;
   }
@@ -114,7 +119,14 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
       sender_->Finish(ToGrpcStatus(caps.status()));
       return;
     }
+    // An agent with a node certificate connects only as that node.
+    if (absl::Status s = auth::Authorizer::CheckNode(caller_, reg.node_name()); !s.ok()) {
+      sender_->Finish(ToGrpcStatus(s));
+      return;
+    }
     name_ = reg.node_name();
+    streams_->Add(name_, sender_);
+    registered_ = true;
     scheduler_->ConnectAgent(
         name_, std::move(*caps), RefsFromProto(reg.running()),
         std::make_shared<StreamLink>(sender_), [this](absl::StatusOr<uint64_t> session) {
@@ -199,20 +211,98 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
   }
 
   Scheduler* const scheduler_;
+  AgentStreams* const streams_;
+  const auth::Caller caller_;
   std::shared_ptr<Sender> sender_;
   v1::AgentMessage in_;
   std::string name_;
+  bool registered_ = false;
   uint64_t session_ = 0;
 };
 
 }  // namespace
 
+void AgentStreams::Add(const std::string& node, const std::shared_ptr<Sender>& sender) {
+  absl::MutexLock lock(&mu_);
+  live_.emplace(node, sender);
+}
+
+void AgentStreams::Remove(const std::string& node, const Sender* sender) {
+  absl::MutexLock lock(&mu_);
+  auto [from, to] = live_.equal_range(node);
+  for (auto it = from; it != to;) {
+    std::shared_ptr<Sender> s = it->second.lock();
+    it = (s == nullptr || s.get() == sender) ? live_.erase(it) : std::next(it);
+  }
+}
+
+int AgentStreams::CutOff(const std::string& node, const grpc::Status& status) {
+  std::vector<std::shared_ptr<Sender>> senders;
+  {
+    absl::MutexLock lock(&mu_);
+    auto [from, to] = live_.equal_range(node);
+    for (auto it = from; it != to; ++it) {
+      if (std::shared_ptr<Sender> s = it->second.lock()) senders.push_back(std::move(s));
+    }
+  }
+  for (const auto& s : senders) s->Finish(status);
+  return static_cast<int>(senders.size());
+}
+
 grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* ctx) {
-  if (absl::Status s = auth_->Check(*ctx, auth::Action::kAgentJoin).status(); !s.ok()) {
-    return RefuseBidi<v1::AgentMessage, v1::ServerMessage>(s);
-  }
-  return new ConnectReactor(scheduler_);
+  absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kAgentConnect);
+  if (!caller.ok()) return RefuseBidi<v1::AgentMessage, v1::ServerMessage>(caller.status());
+  return new ConnectReactor(scheduler_, &streams_, *std::move(caller));
+}
+
+absl::Status AgentServiceImpl::Issue(const std::string& node, const std::string& csr_pem,
+                                     v1::NodeCertificate* resp) {
+  SCHED_ASSIGN_OR_RETURN(std::string cert,
+                         auth::SignNodeCertificate(options_.tls_dir, csr_pem, node));
+  SCHED_ASSIGN_OR_RETURN(auth::CertificateInfo info, auth::ReadCertificate(cert));
+  SCHED_RETURN_IF_ERROR(options_.identities->Issued(info.serial_hex, node));
+  SCHED_ASSIGN_OR_RETURN(std::string ca, auth::ReadCaBundle(options_.tls_dir));
+  resp->set_certificate_pem(std::move(cert));
+  resp->set_ca_pem(std::move(ca));
+  TimeToProto(info.not_after, resp->mutable_expire_time());
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* AgentServiceImpl::Join(grpc::CallbackServerContext* ctx,
+                                                 const v1::JoinRequest* req,
+                                                 v1::NodeCertificate* resp) {
+  absl::Status status = [&]() -> absl::Status {
+    SCHED_ASSIGN_OR_RETURN(auth::Caller caller, auth_->Check(*ctx, auth::Action::kAgentJoin));
+    if (options_.identities == nullptr) {
+      return absl::FailedPreconditionError(
+          "schedd serves no TLS: agents connect with their token, there is nothing to join");
+    }
+    if (options_.identities->RevokedAt(req->node_name()) >= caller.token_create_time) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("node ", req->node_name(),
+                       " was revoked after this token was made: join with a newer token"));
+    }
+    return Issue(req->node_name(), req->csr_pem(), resp);
+  }();
+  return FinishUnary(ctx, status);
+}
+
+grpc::ServerUnaryReactor* AgentServiceImpl::RenewCertificate(grpc::CallbackServerContext* ctx,
+                                                             const v1::RenewCertificateRequest* req,
+                                                             v1::NodeCertificate* resp) {
+  absl::Status status = [&]() -> absl::Status {
+    SCHED_ASSIGN_OR_RETURN(auth::Caller caller, auth_->Check(*ctx, auth::Action::kAgentConnect));
+    if (options_.identities == nullptr) {
+      return absl::FailedPreconditionError("schedd serves no TLS: there is no certificate");
+    }
+    if (caller.node.empty()) {
+      return absl::PermissionDeniedError(
+          "renewing takes the node's current certificate (mTLS), not a token");
+    }
+    return Issue(caller.node, req->csr_pem(), resp);
+  }();
+  return FinishUnary(ctx, status);
 }
 
 }  // namespace sched

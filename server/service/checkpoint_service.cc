@@ -13,20 +13,22 @@ constexpr size_t kPieceBytes = 1 << 20;  // data in one CheckpointPiece
 
 }  // namespace
 
-absl::Status CheckpointServiceImpl::CheckUploader(const v1::CheckpointUploader& u) const {
+absl::Status CheckpointServiceImpl::CheckUploader(const auth::Caller& caller,
+                                                  const v1::CheckpointUploader& u) const {
   if (u.job_id().empty() || u.node_name().empty() || u.epoch() == 0) {
     return absl::InvalidArgumentError("uploader: job_id, epoch and node_name are required");
   }
+  // An agent with a node certificate uploads only as that node.
+  if (absl::Status s = auth::Authorizer::CheckNode(caller, u.node_name()); !s.ok()) return s;
   return scheduler_->CheckLease(u.node_name(), JobRef{u.job_id(), u.epoch()});
 }
 
 grpc::Status CheckpointServiceImpl::FindMissingChunks(grpc::ServerContext* ctx,
                                                       const v1::FindMissingChunksRequest* req,
                                                       v1::FindMissingChunksResponse* resp) {
-  if (absl::Status s = auth_->Check(*ctx, auth::Action::kAgentWork).status(); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  if (absl::Status s = CheckUploader(req->uploader()); !s.ok()) return ToGrpcStatus(s);
+  absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kAgentWork);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if (absl::Status s = CheckUploader(*caller, req->uploader()); !s.ok()) return ToGrpcStatus(s);
   if (req->chunks_size() > kMaxAsk) {
     return ToGrpcStatus(absl::InvalidArgumentError(
         absl::StrCat("at most ", kMaxAsk, " chunks in one FindMissingChunks")));
@@ -41,14 +43,13 @@ grpc::Status CheckpointServiceImpl::FindMissingChunks(grpc::ServerContext* ctx,
 grpc::Status CheckpointServiceImpl::PutChunks(grpc::ServerContext* ctx,
                                               grpc::ServerReader<v1::PutChunkRequest>* reader,
                                               v1::PutChunksResponse* resp) {
-  if (absl::Status s = auth_->Check(*ctx, auth::Action::kAgentWork).status(); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
+  absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kAgentWork);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   v1::PutChunkRequest req;
   bool first = true;
   while (reader->Read(&req)) {
     if (first) {
-      if (absl::Status s = CheckUploader(req.uploader()); !s.ok()) return ToGrpcStatus(s);
+      if (absl::Status s = CheckUploader(*caller, req.uploader()); !s.ok()) return ToGrpcStatus(s);
       first = false;
     }
     if (absl::Status s = store_->PutChunk(req.sha256(), req.data()); !s.ok()) {
@@ -63,10 +64,9 @@ grpc::Status CheckpointServiceImpl::PutChunks(grpc::ServerContext* ctx,
 grpc::Status CheckpointServiceImpl::CommitCheckpoint(grpc::ServerContext* ctx,
                                                      const v1::CommitCheckpointRequest* req,
                                                      v1::Checkpoint* resp) {
-  if (absl::Status s = auth_->Check(*ctx, auth::Action::kAgentWork).status(); !s.ok()) {
-    return ToGrpcStatus(s);
-  }
-  if (absl::Status s = CheckUploader(req->uploader()); !s.ok()) return ToGrpcStatus(s);
+  absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kAgentWork);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if (absl::Status s = CheckUploader(*caller, req->uploader()); !s.ok()) return ToGrpcStatus(s);
   v1::Checkpoint manifest;
   manifest.set_job_id(req->uploader().job_id());
   manifest.set_epoch(req->uploader().epoch());
@@ -81,7 +81,7 @@ grpc::Status CheckpointServiceImpl::CommitCheckpoint(grpc::ServerContext* ctx,
       absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(absl::ToUnixSeconds(now)))));
   // The lease again, right before the manifest becomes the newest: a node that lost the job
   // while it uploaded must not publish over the new holder's checkpoints.
-  if (absl::Status s = CheckUploader(req->uploader()); !s.ok()) return ToGrpcStatus(s);
+  if (absl::Status s = CheckUploader(*caller, req->uploader()); !s.ok()) return ToGrpcStatus(s);
   absl::StatusOr<v1::Checkpoint> committed = store_->Commit(std::move(manifest));
   if (!committed.ok()) return ToGrpcStatus(committed.status());
   *resp = *std::move(committed);
@@ -112,12 +112,17 @@ grpc::Status CheckpointServiceImpl::GetCheckpoint(grpc::ServerContext* ctx,
   absl::StatusOr<auth::Caller> caller = auth_->Authenticate(*ctx);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   absl::StatusOr<Job> job = scheduler_->GetJob(req->job_id());
-  const absl::Status allowed = caller->role == v1::ROLE_AGENT
-                                   ? auth::Authorizer::Allow(*caller, auth::Action::kAgentWork)
-                                   : auth::Authorizer::Allow(*caller, auth::Action::kRead,
-                                                             job.ok() ? job->spec.project : "");
+  const absl::Status allowed =
+      caller->role == v1::ROLE_AGENT
+          ? auth_->Allow(*caller, auth::Action::kAgentWork)
+          : auth_->Allow(*caller, auth::Action::kRead, job.ok() ? job->spec.project : "");
   if (!allowed.ok()) return ToGrpcStatus(allowed);
   if (!job.ok()) return ToGrpcStatus(job.status());
+  // An agent with a node certificate downloads only for a job leased to its node.
+  if (!caller->node.empty() && job->node != caller->node) {
+    return ToGrpcStatus(
+        absl::PermissionDeniedError(absl::StrCat(caller->Name(), " does not hold job ", job->id)));
+  }
   const std::string* id = &job->id;
   absl::StatusOr<v1::Checkpoint> c = store_->Get(*id, req->seq());
   if (!c.ok()) return ToGrpcStatus(c.status());

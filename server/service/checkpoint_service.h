@@ -28,7 +28,7 @@ class CheckpointServiceImpl final : public v1::CheckpointService::Service {
                              grpc::ServerWriter<v1::CheckpointPiece>* writer) override;
 
  private:
-  absl::Status CheckUploader(const v1::CheckpointUploader& u) const;
+  absl::Status CheckUploader(const auth::Caller& caller, const v1::CheckpointUploader& u) const;
 
   Scheduler* const scheduler_;
   CheckpointStore* const store_;

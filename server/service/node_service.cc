@@ -1,5 +1,7 @@
 #include "server/service/node_service.h"
 
+#include "absl/strings/str_cat.h"
+#include "server/common/status_macros.h"
 #include "server/convert/convert.h"
 #include "server/service/status.h"
 
@@ -55,6 +57,29 @@ grpc::ServerUnaryReactor* NodeServiceImpl::Drain(grpc::CallbackServerContext* ct
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   scheduler_->Drain(req->name(), FinishWithNode(reactor, resp));
   return reactor;
+}
+
+grpc::ServerUnaryReactor* NodeServiceImpl::RevokeNode(grpc::CallbackServerContext* ctx,
+                                                      const v1::RevokeNodeRequest* req,
+                                                      v1::RevokeNodeResponse* resp) {
+  absl::Status status = [&]() -> absl::Status {
+    SCHED_RETURN_IF_ERROR(auth_->Check(*ctx, auth::Action::kOperate).status());
+    if (req->name().empty()) return absl::InvalidArgumentError("name: the node to revoke");
+    int certificates = 0;
+    if (identities_ != nullptr) {
+      SCHED_ASSIGN_OR_RETURN(certificates, identities_->Revoke(req->name(), clock_->Now()));
+    }
+    const int closed = streams_->CutOff(
+        req->name(), grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                  absl::StrCat("node ", req->name(), " was revoked")));
+    if (certificates == 0 && closed == 0 && !scheduler_->GetNode(req->name()).ok()) {
+      return absl::NotFoundError(absl::StrCat("no node ", req->name()));
+    }
+    resp->set_name(req->name());
+    resp->set_streams_closed(closed);
+    return absl::OkStatus();
+  }();
+  return FinishUnary(ctx, status);
 }
 
 }  // namespace sched

@@ -8,8 +8,9 @@ namespace sched {
 // sched.v1.TokenService: API tokens, admins only.
 class TokenServiceImpl final : public v1::TokenService::CallbackService {
  public:
-  TokenServiceImpl(auth::TokenStore* tokens, auth::Authorizer* auth)
-      : tokens_(tokens), auth_(auth) {}
+  // `ca_pin`: schedd's CA pin, handed out with each new token (empty without TLS).
+  TokenServiceImpl(auth::TokenStore* tokens, auth::Authorizer* auth, std::string ca_pin)
+      : tokens_(tokens), auth_(auth), ca_pin_(std::move(ca_pin)) {}
 
   grpc::ServerUnaryReactor* CreateToken(grpc::CallbackServerContext* ctx,
                                         const v1::CreateTokenRequest* req,
@@ -24,6 +25,7 @@ class TokenServiceImpl final : public v1::TokenService::CallbackService {
  private:
   auth::TokenStore* const tokens_;
   auth::Authorizer* const auth_;
+  const std::string ca_pin_;
 };
 
 }  // namespace sched

@@ -142,6 +142,68 @@ TEST(ParseCommandLine, Checkpoints) {
   EXPECT_EQ(n.to, ".");
 }
 
+TEST(ParseCommandLine, TokenCreateWithEveryOption) {
+  Parsed p = Parse({"token", "create", "--role", "Member", "--ttl", "30d", "--project", "llm",
+                    "--project", "cv,nlp", "--description", "ci runner", "-o", "yaml"});
+  ASSERT_TRUE(p.result.invocation) << p.err;
+  const TokenCreateArgs& args = std::get<TokenCreateArgs>(p.result.invocation->command);
+  EXPECT_EQ(args.request.role(), sched::v1::ROLE_MEMBER);
+  EXPECT_EQ(args.request.ttl().seconds(), 30 * 24 * 3600);
+  EXPECT_EQ(args.request.ttl().nanos(), 0);
+  EXPECT_THAT(args.request.projects(), ElementsAre("llm", "cv", "nlp"));
+  EXPECT_EQ(args.request.description(), "ci runner");
+  EXPECT_EQ(args.request.uses(), 0);
+  EXPECT_TRUE(args.request.labels().empty());
+  EXPECT_EQ(args.output, OutputFormat::kYaml);
+
+  Parsed agent = Parse({"token", "create", "--role", "agent", "--uses", "3", "--label",
+                        "zone=eu-west", "--label", "gpu=rtx4090", "--label", "empty="});
+  ASSERT_TRUE(agent.result.invocation) << agent.err;
+  const sched::v1::CreateTokenRequest& request =
+      std::get<TokenCreateArgs>(agent.result.invocation->command).request;
+  EXPECT_EQ(request.role(), sched::v1::ROLE_AGENT);
+  EXPECT_FALSE(request.has_ttl());
+  EXPECT_EQ(request.uses(), 3);
+  ASSERT_EQ(request.labels().size(), 3u);
+  EXPECT_EQ(request.labels().at("zone"), "eu-west");
+  EXPECT_EQ(request.labels().at("gpu"), "rtx4090");
+  EXPECT_EQ(request.labels().at("empty"), "");
+}
+
+TEST(ParseCommandLine, TokenListRevokeAndGetTokens) {
+  Parsed list = Parse({"token", "list", "-o", "json"});
+  ASSERT_TRUE(list.result.invocation) << list.err;
+  EXPECT_EQ(std::get<TokenListArgs>(list.result.invocation->command).id, "");
+  EXPECT_EQ(std::get<TokenListArgs>(list.result.invocation->command).output, OutputFormat::kJson);
+
+  Parsed revoke = Parse({"token", "revoke", "3f9c0a1b2c3d4e5f"});
+  ASSERT_TRUE(revoke.result.invocation) << revoke.err;
+  EXPECT_EQ(std::get<TokenRevokeArgs>(revoke.result.invocation->command).id, "3f9c0a1b2c3d4e5f");
+
+  Parsed get = Parse({"get", "token", "3f9c0a1b2c3d4e5f", "-o", "yaml"});
+  ASSERT_TRUE(get.result.invocation) << get.err;
+  const GetArgs& g = std::get<GetArgs>(get.result.invocation->command);
+  EXPECT_EQ(g.kind, ResourceKind::kToken);
+  EXPECT_EQ(g.name, "3f9c0a1b2c3d4e5f");
+  EXPECT_EQ(g.output, OutputFormat::kYaml);
+}
+
+TEST(ParseCommandLine, TokenOptionsBeforeOrAfterTheCommand) {
+  Parsed p = Parse({"--token", "abc.def", "get", "jobs", "--token_file", "/etc/sched/token"});
+  ASSERT_TRUE(p.result.invocation) << p.err;
+  EXPECT_EQ(p.result.invocation->token, "abc.def");
+  EXPECT_EQ(p.result.invocation->token_file, "/etc/sched/token");
+
+  Parsed dashed = Parse({"get", "nodes", "--token-file", "t"});
+  ASSERT_TRUE(dashed.result.invocation) << dashed.err;
+  EXPECT_EQ(dashed.result.invocation->token, std::nullopt);
+  EXPECT_EQ(dashed.result.invocation->token_file, "t");
+
+  Parsed unknown = Parse({"--token", "abc.def", "frobnicate"});
+  EXPECT_EQ(unknown.result.exit_code, 2);
+  EXPECT_THAT(unknown.err, StartsWith("error: unknown command \"frobnicate\""));
+}
+
 struct UsageCase {
   std::vector<std::string> args;
   const char* error;
@@ -165,7 +227,14 @@ INSTANTIATE_TEST_SUITE_P(
         UsageCase{{}, "A subcommand is required", "[--server ADDR]"},
         UsageCase{
             {"--server", "h:1", "frobnicate"}, "unknown command \"frobnicate\"", "[--server ADDR]"},
-        UsageCase{{"get", "pods"}, "unknown resource \"pods\" (expected jobs or nodes)", "get "},
+        UsageCase{
+            {"get", "pods"}, "unknown resource \"pods\" (expected jobs, nodes or tokens)", "get "},
+        UsageCase{{"describe", "token", "ab"},
+                  "unknown resource \"token\" (expected jobs or nodes)",
+                  "describe job ID"},
+        UsageCase{{"get", "tokens", "--project", "llm"},
+                  "-w, --state, --project and --limit apply to jobs only",
+                  "get "},
         UsageCase{{"get", "jobs", "-o", "xml"}, "-o: unknown output format \"xml\"", "get "},
         UsageCase{{"get", "jobs", "--state", "sleeping"},
                   "--state: unknown job state \"sleeping\"",
@@ -198,7 +267,38 @@ INSTANTIATE_TEST_SUITE_P(
                   "checkpoint get "},
         UsageCase{{"checkpoint", "get", "ab", "0x10"},
                   "SEQ: expected a checkpoint's number, 1 or more, got \"0x10\"",
-                  "checkpoint get "}));
+                  "checkpoint get "},
+        UsageCase{{"token"}, "A subcommand is required", "token create --role"},
+        UsageCase{{"token", "create"}, "--role is required", "token create --role"},
+        UsageCase{{"token", "create", "--role", "owner"},
+                  "--role: unknown role \"owner\" (expected admin, member, viewer or agent)",
+                  "token create --role"},
+        UsageCase{{"token", "create", "--role", "unspecified"},
+                  "--role: unknown role \"unspecified\"",
+                  "token "},
+        UsageCase{{"token", "create", "--role", "admin", "--ttl", "forever"},
+                  "--ttl: expected a positive duration such as 1h, 90m or 30d, got \"forever\" "
+                  "(leave --ttl out for a token that does not expire)",
+                  "token "},
+        UsageCase{{"token", "create", "--role", "admin", "--ttl", "0s"},
+                  "--ttl: expected a positive duration",
+                  "token "},
+        UsageCase{{"token", "create", "--role", "agent", "--uses", "0"},
+                  "--uses: Value 0 not in range",
+                  "token "},
+        UsageCase{{"token", "create", "--role", "agent", "--label", "zone"},
+                  "--label: expected KEY=VALUE, got \"zone\"",
+                  "token "},
+        UsageCase{{"token", "create", "--role", "agent", "--label", "=eu"},
+                  "--label: expected KEY=VALUE, got \"=eu\"",
+                  "token "},
+        UsageCase{{"token", "create", "--role", "agent", "--label", "a=1", "--label", "a=2"},
+                  "--label: a is given twice",
+                  "token "},
+        UsageCase{{"token", "create", "--role", "admin", "-o", "wide"},
+                  "-o: expected json or yaml",
+                  "token "},
+        UsageCase{{"token", "revoke"}, "id is required", "token "}));
 
 TEST(ParseCommandLine, HelpListsTheCheckpointCommands) {
   Parsed p = Parse({"--help"});
@@ -209,6 +309,21 @@ TEST(ParseCommandLine, HelpListsTheCheckpointCommands) {
   EXPECT_EQ(get.result.exit_code, 0);
   EXPECT_THAT(get.out, HasSubstr("Usage: schedctl checkpoint get [OPTIONS] job [seq]"));
   EXPECT_THAT(get.out, HasSubstr("--to TEXT=."));
+}
+
+TEST(ParseCommandLine, HelpListsTheTokenCommandsAndOptions) {
+  Parsed p = Parse({"--help"});
+  EXPECT_EQ(p.result.exit_code, 0);
+  EXPECT_THAT(p.out,
+              HasSubstr("\n  token                       Make, list and revoke API tokens\n"));
+  EXPECT_THAT(p.out, HasSubstr("--token TEXT"));
+  EXPECT_THAT(p.out, HasSubstr("--token_file"));
+  EXPECT_THAT(p.out, HasSubstr("$SCHED_TOKEN_FILE"));
+  Parsed create = Parse({"token", "create", "--help"});
+  EXPECT_EQ(create.result.exit_code, 0);
+  EXPECT_THAT(create.out, HasSubstr("Usage: schedctl token create [OPTIONS]"));
+  EXPECT_THAT(create.out, HasSubstr("--role TEXT REQUIRED"));
+  EXPECT_THAT(create.out, HasSubstr("--ttl"));
 }
 
 TEST(ParseCommandLine, HelpGoesToOutAndExitsZero) {

@@ -1,9 +1,10 @@
-// schedctl run in-process against fake JobService, NodeService and CheckpointService on a
-// loopback port.
+// schedctl run in-process against fake JobService, NodeService, CheckpointService and
+// TokenService on a loopback port.
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <regex>
@@ -24,6 +25,7 @@
 #include "sched/v1/checkpoint_service.grpc.pb.h"
 #include "sched/v1/job_service.grpc.pb.h"
 #include "sched/v1/node_service.grpc.pb.h"
+#include "sched/v1/token_service.grpc.pb.h"
 #include "server/checkpoint/checkpoint_files.h"
 #include "tests/client/sample_resources.h"
 #include "yaml-cpp/yaml.h"
@@ -243,6 +245,111 @@ class FakeCheckpointService final : public CheckpointService::Service {
   }
 };
 
+// Makes token 3f9c0a1b2c3d4e5f as asked (its create time kNow); lists `list_`; revokes the ids
+// in `list_`. Records every request and the `authorization` metadata of every call ("" when a
+// call has none).
+class FakeTokenService final : public TokenService::Service {
+ public:
+  static constexpr char kId[] = "3f9c0a1b2c3d4e5f";
+  static constexpr char kSecret[] = "3f9c0a1b2c3d4e5f.8c1e55d0b7a94f2e9d3c6b1a0f7e4d2c";
+
+  grpc::Status CreateToken(grpc::ServerContext* ctx, const CreateTokenRequest* request,
+                           CreateTokenResponse* response) override {
+    absl::MutexLock lock(&mu_);
+    Record(*ctx);
+    creates_.push_back(*request);
+    Token& t = *response->mutable_token();
+    t.set_id(kId);
+    t.set_role(request->role());
+    *t.mutable_projects() = request->projects();
+    *t.mutable_labels() = request->labels();
+    t.set_description(request->description());
+    t.mutable_create_time()->set_seconds(absl::ToUnixSeconds(testing::kNow));
+    if (request->ttl().seconds() > 0) {
+      t.mutable_expire_time()->set_seconds(absl::ToUnixSeconds(testing::kNow) +
+                                           request->ttl().seconds());
+    }
+    t.set_uses_left(request->uses() > 0 ? request->uses() : -1);
+    t.set_created_by("local");
+    response->set_secret(kSecret);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListTokens(grpc::ServerContext* ctx, const ListTokensRequest*,
+                          ListTokensResponse* response) override {
+    absl::MutexLock lock(&mu_);
+    Record(*ctx);
+    *response = list_;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RevokeToken(grpc::ServerContext* ctx, const RevokeTokenRequest* request,
+                           Token* token) override {
+    absl::MutexLock lock(&mu_);
+    Record(*ctx);
+    revokes_.push_back(*request);
+    for (const Token& t : list_.tokens()) {
+      if (t.id() == request->id()) {
+        *token = t;
+        token->set_revoked(true);
+        return grpc::Status::OK;
+      }
+    }
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "token " + request->id() + " not found");
+  }
+
+  absl::Mutex mu_;
+  ListTokensResponse list_ ABSL_GUARDED_BY(mu_);
+  std::vector<CreateTokenRequest> creates_ ABSL_GUARDED_BY(mu_);
+  std::vector<RevokeTokenRequest> revokes_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> authorizations_ ABSL_GUARDED_BY(mu_);
+
+ private:
+  void Record(const grpc::ServerContext& ctx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const auto& metadata = ctx.client_metadata();
+    const auto it = metadata.find("authorization");
+    authorizations_.push_back(
+        it == metadata.end() ? "" : std::string(it->second.data(), it->second.size()));
+  }
+};
+
+// An admin token, a member's that expires, a revoked agent's with joins left, an unscoped
+// viewer's that has expired.
+ListTokensResponse FourTokens() {
+  ListTokensResponse list;
+  const int64_t now = absl::ToUnixSeconds(testing::kNow);
+  Token* t = list.add_tokens();
+  t->set_id("0a1b2c3d4e5f6071");
+  t->set_role(ROLE_ADMIN);
+  t->set_uses_left(-1);
+  t->set_created_by("bootstrap");
+  t->set_description("first admin");
+  t = list.add_tokens();
+  t->set_id("1b2c3d4e5f607182");
+  t->set_role(ROLE_MEMBER);
+  t->add_projects("llm");
+  t->add_projects("cv");
+  t->mutable_expire_time()->set_seconds(now + 3600);
+  t->set_uses_left(-1);
+  t->set_created_by("0a1b2c3d4e5f6071");
+  t = list.add_tokens();
+  t->set_id("2c3d4e5f60718293");
+  t->set_role(ROLE_AGENT);
+  (*t->mutable_labels())["zone"] = "eu";
+  t->set_uses_left(4);
+  t->set_revoked(true);
+  t->set_created_by("0a1b2c3d4e5f6071");
+  t->set_description("ws2 join");
+  t = list.add_tokens();
+  t->set_id("3d4e5f60718293a4");
+  t->set_role(ROLE_VIEWER);
+  t->mutable_expire_time()->set_seconds(now - 2 * 3600);
+  t->set_uses_left(-1);
+  t->set_created_by("0a1b2c3d4e5f6071");
+  t->set_description("grafana");
+  return list;
+}
+
 struct Result {
   int exit_code;
   std::string out;
@@ -258,13 +365,15 @@ class SchedctlServiceTest : public ::testing::Test {
     builder.RegisterService(&jobs_);
     builder.RegisterService(&nodes_);
     builder.RegisterService(&checkpoints_);
+    builder.RegisterService(&tokens_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     address_ = "127.0.0.1:" + std::to_string(port);
   }
   void TearDown() override { server_->Shutdown(); }
 
-  // The server address comes from $SCHED_SERVER, as a user would set it.
+  // The server address comes from $SCHED_SERVER, as a user would set it; other variables from
+  // env_.
   Result Run(const std::vector<std::string>& args, const std::string& stdin_text = "") {
     std::istringstream in(stdin_text);
     SchedctlEnv env;
@@ -272,6 +381,7 @@ class SchedctlServiceTest : public ::testing::Test {
     env.clock = &clock_;
     env.getenv = [this](const std::string& name) -> std::optional<std::string> {
       if (name == kServerEnvVar) return address_;
+      if (auto it = env_.find(name); it != env_.end()) return it->second;
       return std::nullopt;
     };
     env.submit_retry.max_attempts = 3;
@@ -313,6 +423,8 @@ class SchedctlServiceTest : public ::testing::Test {
   FakeJobService jobs_;
   FakeNodeService nodes_;
   FakeCheckpointService checkpoints_;
+  FakeTokenService tokens_;
+  std::map<std::string, std::string> env_;
   FakeClock clock_{testing::kNow};
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
@@ -756,6 +868,202 @@ TEST_F(SchedctlServiceTest, CheckpointGetLeavesNothingWhenABitIsWrong) {
   EXPECT_THAT(r.err, ::testing::StartsWith("error: DATA_LOSS: "));
   EXPECT_THAT(r.out, IsEmpty());
   EXPECT_THAT(Entries(to), IsEmpty());
+}
+
+TEST_F(SchedctlServiceTest, TokenCreatePrintsTheTokenOnceAndSendsWhatWasAsked) {
+  const Result r =
+      Run({"token", "create", "--role", "agent", "--ttl", "1h", "--uses", "5", "--label", "zone=eu",
+           "--label", "gpu=rtx4090", "--description", "ws2 join"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "3f9c0a1b2c3d4e5f.8c1e55d0b7a94f2e9d3c6b1a0f7e4d2c\n"
+            "token 3f9c0a1b2c3d4e5f created: role agent, expires 2023-11-14T23:13:20Z (in 60m), 5 "
+            "joins; the line above is the token, shown only this once\n");
+  EXPECT_THAT(r.err, IsEmpty());
+  absl::MutexLock lock(&tokens_.mu_);
+  ASSERT_THAT(tokens_.creates_, SizeIs(1));
+  const CreateTokenRequest& sent = tokens_.creates_[0];
+  EXPECT_EQ(sent.role(), ROLE_AGENT);
+  EXPECT_EQ(sent.ttl().seconds(), 3600);
+  EXPECT_EQ(sent.ttl().nanos(), 0);
+  EXPECT_EQ(sent.uses(), 5);
+  EXPECT_THAT(sent.projects(), IsEmpty());
+  ASSERT_EQ(sent.labels().size(), 2u);
+  EXPECT_EQ(sent.labels().at("zone"), "eu");
+  EXPECT_EQ(sent.labels().at("gpu"), "rtx4090");
+  EXPECT_EQ(sent.description(), "ws2 join");
+}
+
+TEST_F(SchedctlServiceTest, TokenCreateForAMemberSendsItsProjects) {
+  const Result r =
+      Run({"token", "create", "--role", "MEMBER", "--project", "llm", "--project", "cv,nlp"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "3f9c0a1b2c3d4e5f.8c1e55d0b7a94f2e9d3c6b1a0f7e4d2c\n"
+            "token 3f9c0a1b2c3d4e5f created: role member, projects llm,cv,nlp, does not expire; "
+            "the line above is the token, shown only this once\n");
+  absl::MutexLock lock(&tokens_.mu_);
+  ASSERT_THAT(tokens_.creates_, SizeIs(1));
+  const CreateTokenRequest& sent = tokens_.creates_[0];
+  EXPECT_EQ(sent.role(), ROLE_MEMBER);
+  EXPECT_THAT(sent.projects(), ElementsAre("llm", "cv", "nlp"));
+  EXPECT_FALSE(sent.has_ttl());
+  EXPECT_EQ(sent.uses(), 0);
+  EXPECT_TRUE(sent.labels().empty());
+}
+
+TEST_F(SchedctlServiceTest, TokenCreateAsJsonIsTheWholeResponse) {
+  const Result r = Run({"token", "create", "--role", "viewer", "--ttl", "7d", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  CreateTokenResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &parsed).ok()) << r.out;
+  EXPECT_EQ(parsed.secret(), FakeTokenService::kSecret);
+  EXPECT_EQ(parsed.token().id(), FakeTokenService::kId);
+  EXPECT_EQ(parsed.token().role(), ROLE_VIEWER);
+  EXPECT_EQ(parsed.token().expire_time().seconds(),
+            absl::ToUnixSeconds(testing::kNow + absl::Hours(24 * 7)));
+  EXPECT_THAT(r.out, HasSubstr("\"role\": \"ROLE_VIEWER\""));
+}
+
+TEST_F(SchedctlServiceTest, TokenCreateRefusesAnUnknownRoleWithoutCallingTheServer) {
+  const Result r = Run({"token", "create", "--role", "owner"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, ::testing::StartsWith(
+                         "error: --role: unknown role \"owner\" (expected admin, member, viewer "
+                         "or agent)\nusage: schedctl token create --role "
+                         "admin|member|viewer|agent "));
+  EXPECT_THAT(r.out, IsEmpty());
+  absl::MutexLock lock(&tokens_.mu_);
+  EXPECT_THAT(tokens_.creates_, IsEmpty());
+  EXPECT_THAT(tokens_.authorizations_, IsEmpty());
+}
+
+TEST_F(SchedctlServiceTest, TokenListPrintsATableAndNoSecret) {
+  {
+    absl::MutexLock lock(&tokens_.mu_);
+    tokens_.list_ = FourTokens();
+  }
+  const std::string table =
+      "ID                 ROLE     PROJECTS   USES-LEFT   EXPIRES    CREATED-BY         REVOKED   "
+      "DESCRIPTION\n"
+      "0a1b2c3d4e5f6071   admin    -          -           never      bootstrap          no        "
+      "first admin\n"
+      "1b2c3d4e5f607182   member   llm,cv     -           in 60m     0a1b2c3d4e5f6071   no        "
+      "<none>\n"
+      "2c3d4e5f60718293   agent    -          4           never      0a1b2c3d4e5f6071   yes       "
+      "ws2 join\n"
+      "3d4e5f60718293a4   viewer   all        -           120m ago   0a1b2c3d4e5f6071   no        "
+      "grafana\n";
+  const Result r = Run({"token", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, table);
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("8c1e55d0")));
+  EXPECT_THAT(r.err, IsEmpty());
+
+  const Result get = Run({"get", "tokens"});
+  EXPECT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(get.out, table);
+}
+
+TEST_F(SchedctlServiceTest, TokenListAsYamlAndGetOneToken) {
+  {
+    absl::MutexLock lock(&tokens_.mu_);
+    tokens_.list_ = FourTokens();
+  }
+  const Result yaml = Run({"token", "list", "-o", "yaml"});
+  ASSERT_EQ(yaml.exit_code, 0) << yaml.err;
+  const YAML::Node doc = YAML::Load(yaml.out);
+  ASSERT_EQ(doc["tokens"].size(), 4u);
+  EXPECT_EQ(doc["tokens"][1]["role"].as<std::string>(), "ROLE_MEMBER");
+  EXPECT_EQ(doc["tokens"][2]["labels"]["zone"].as<std::string>(), "eu");
+
+  const Result one = Run({"get", "token", "2c3d4e5f60718293"});
+  EXPECT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_THAT(one.out, HasSubstr("\n2c3d4e5f60718293   agent "));
+  EXPECT_EQ(std::count(one.out.begin(), one.out.end(), '\n'), 2);  // header and the row
+
+  const Result json = Run({"get", "token", "2c3d4e5f60718293", "-o", "json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  Token parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &parsed).ok()) << json.out;
+  EXPECT_TRUE(MessageDifferencer::Equals(parsed, FourTokens().tokens(2))) << json.out;
+
+  const Result missing = Run({"get", "token", "ffffffffffffffff"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.err, "error: NOT_FOUND: token ffffffffffffffff not found\n");
+}
+
+TEST_F(SchedctlServiceTest, TokenListWithNoneSaysHowToMakeOne) {
+  const Result r = Run({"token", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "No tokens. Make one with: schedctl token create --role ROLE\n");
+}
+
+TEST_F(SchedctlServiceTest, TokenRevokePrintsTheLine) {
+  {
+    absl::MutexLock lock(&tokens_.mu_);
+    tokens_.list_ = FourTokens();
+  }
+  const Result r = Run({"token", "revoke", "1b2c3d4e5f607182"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "token 1b2c3d4e5f607182 revoked\n");
+  EXPECT_THAT(r.err, IsEmpty());
+
+  const Result unknown = Run({"token", "revoke", "ffffffffffffffff"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_EQ(unknown.err, "error: NOT_FOUND: token ffffffffffffffff not found\n");
+  EXPECT_THAT(unknown.out, IsEmpty());
+  absl::MutexLock lock(&tokens_.mu_);
+  ASSERT_THAT(tokens_.revokes_, SizeIs(2));
+  EXPECT_EQ(tokens_.revokes_[0].id(), "1b2c3d4e5f607182");
+}
+
+TEST_F(SchedctlServiceTest, TokenFlagIsSentAsBearerMetadata) {
+  ASSERT_EQ(Run({"--token", "0a1b2c3d4e5f6071.s3cret", "token", "list"}).exit_code, 0);
+  ASSERT_EQ(Run({"token", "list"}).exit_code, 0);
+  absl::MutexLock lock(&tokens_.mu_);
+  EXPECT_THAT(tokens_.authorizations_, ElementsAre("Bearer 0a1b2c3d4e5f6071.s3cret", ""));
+}
+
+TEST_F(SchedctlServiceTest, TokenComesFromFlagsBeforeTheEnvironmentAndTokensBeforeFiles) {
+  const std::string flag_file = WriteFile("flag.token", "  from.flagfile \n");
+  const std::string env_file = WriteFile("env.token", "from.envfile\nsecond line ignored\n");
+  const auto sent = [&](const std::vector<std::string>& args) {
+    const Result r = Run(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    absl::MutexLock lock(&tokens_.mu_);
+    return tokens_.authorizations_.empty() ? std::string("<no call>")
+                                           : tokens_.authorizations_.back();
+  };
+  env_[kTokenFileEnvVar] = env_file;
+  EXPECT_EQ(sent({"token", "list"}), "Bearer from.envfile");
+  env_[kTokenEnvVar] = " from.env\n";
+  EXPECT_EQ(sent({"token", "list"}), "Bearer from.env");
+  EXPECT_EQ(sent({"token", "list", "--token_file", flag_file}), "Bearer from.flagfile");
+  EXPECT_EQ(sent({"--token", "from.flag", "token", "list", "--token_file", flag_file}),
+            "Bearer from.flag");
+}
+
+TEST_F(SchedctlServiceTest, UnreadableTokenFileIsNotFoundAndCallsNothing) {
+  const Result flag = Run({"--token_file", "/nonexistent/sched.token", "token", "list"});
+  EXPECT_EQ(flag.exit_code, 1);
+  EXPECT_EQ(flag.err, "error: NOT_FOUND: cannot read the token file /nonexistent/sched.token\n");
+  EXPECT_THAT(flag.out, IsEmpty());
+
+  env_[kTokenFileEnvVar] = "/nonexistent/env.token";
+  const Result env = Run({"get", "jobs"});
+  EXPECT_EQ(env.exit_code, 1);
+  EXPECT_EQ(env.err, "error: NOT_FOUND: cannot read the token file /nonexistent/env.token\n");
+
+  const Result empty = Run({"--token_file", WriteFile("empty.token", "\n"), "token", "list"});
+  EXPECT_EQ(empty.exit_code, 1);
+  EXPECT_THAT(empty.err, ::testing::StartsWith("error: INVALID_ARGUMENT: "));
+  EXPECT_THAT(empty.err, HasSubstr("holds no token"));
+
+  absl::MutexLock lock(&tokens_.mu_);
+  EXPECT_THAT(tokens_.authorizations_, IsEmpty());
+  absl::MutexLock jobs_lock(&jobs_.mu_);
+  EXPECT_THAT(jobs_.list_requests_, IsEmpty());
 }
 
 TEST_F(SchedctlServiceTest, UsageErrorExitsTwoWithoutCallingTheServer) {

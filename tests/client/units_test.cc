@@ -90,6 +90,22 @@ TEST(FormatCpus, DropsTrailingZeros) {
   EXPECT_EQ(FormatCpus(0), "0");
 }
 
+TEST(ParsePositiveDuration, TakesGoDurationsAndWholeDays) {
+  EXPECT_EQ(ParsePositiveDuration("1h"), absl::Hours(1));
+  EXPECT_EQ(ParsePositiveDuration("90m"), absl::Minutes(90));
+  EXPECT_EQ(ParsePositiveDuration("1h30m"), absl::Minutes(90));
+  EXPECT_EQ(ParsePositiveDuration("500ms"), absl::Milliseconds(500));
+  EXPECT_EQ(ParsePositiveDuration("7d"), absl::Hours(24 * 7));
+  EXPECT_EQ(ParsePositiveDuration("365d"), absl::Hours(24 * 365));
+}
+
+TEST(ParsePositiveDuration, RejectsZeroNegativeAndNonsense) {
+  for (const char* bad : {"", "0", "0s", "0d", "-1h", "-3d", "1.5d", "d", "7 days", "soon", "inf",
+                          "99999999999999999d"}) {
+    EXPECT_EQ(ParsePositiveDuration(bad), std::nullopt) << bad;
+  }
+}
+
 TEST(FormatAge, FollowsKubectl) {
   EXPECT_EQ(FormatAge(absl::Seconds(0)), "0s");
   EXPECT_EQ(FormatAge(absl::Seconds(-5)), "0s");

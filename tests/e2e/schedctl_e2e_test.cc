@@ -688,7 +688,7 @@ TEST(SchedctlNoServerTest, UsageErrorsExitTwo) {
   const std::vector<Case> cases = {
       {{"frobnicate"}, "error: unknown command \"frobnicate\"", "usage: schedctl [--server ADDR]"},
       {{"get", "widgets"},
-       "error: unknown resource \"widgets\" (expected jobs or nodes)",
+       "error: unknown resource \"widgets\" (expected jobs, nodes or tokens)",
        "usage: schedctl get jobs|job [ID]|nodes|node [NAME]"},
       {{"get", "jobs", "-o", "xml"},
        "error: -o: unknown output format \"xml\" (expected wide, json or yaml)",

@@ -5,6 +5,7 @@
 #include "server/auth/auth.h"
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -24,6 +25,7 @@
 #include "sched/v1/node_service.grpc.pb.h"
 #include "sched/v1/token_service.grpc.pb.h"
 #include "server/auth/channel.h"
+#include "server/auth/tls.h"
 #include "server/daemon/daemon.h"
 #include "server/store/memory_store.h"
 #include "tests/testing/subprocess.h"
@@ -73,16 +75,39 @@ Call ServerStream(std::unique_ptr<grpc::ClientReader<Resp>> (Service::Stub::*met
   };
 }
 
-// Method full name ("sched.v1.JobService/SubmitJob") → how to call it, and the roles allowed.
+// Who calls: a token of each role, or (over TLS) an agent with its node certificate.
+enum class Who { kAdmin, kMember, kViewer, kAgent, kNode };
+constexpr Who kEveryone[] = {Who::kAdmin, Who::kMember, Who::kViewer, Who::kAgent, Who::kNode};
+
+std::string Name(Who w) {
+  switch (w) {
+    case Who::kAdmin:
+      return "admin";
+    case Who::kMember:
+      return "member";
+    case Who::kViewer:
+      return "viewer";
+    case Who::kAgent:
+      return "agent";
+    case Who::kNode:
+      return "node";
+  }
+  return "?";
+}
+
+// Method full name ("sched.v1.JobService/SubmitJob") → how to call it, and who may: without
+// TLS, and over TLS (where agents work with their node certificate, not their token).
 struct MethodCase {
   Call call;
-  std::set<v1::Role> allowed;
+  std::set<Who> allowed;
+  std::optional<std::set<Who>> tls_allowed;  // unset: the same as `allowed`
 };
 
-const std::set<v1::Role> kAll = {v1::ROLE_ADMIN, v1::ROLE_MEMBER, v1::ROLE_VIEWER};
-const std::set<v1::Role> kWriters = {v1::ROLE_ADMIN, v1::ROLE_MEMBER};
-const std::set<v1::Role> kAdmin = {v1::ROLE_ADMIN};
-const std::set<v1::Role> kAgents = {v1::ROLE_ADMIN, v1::ROLE_AGENT};
+const std::set<Who> kAll = {Who::kAdmin, Who::kMember, Who::kViewer};
+const std::set<Who> kWriters = {Who::kAdmin, Who::kMember};
+const std::set<Who> kAdmin = {Who::kAdmin};
+const std::set<Who> kAgents = {Who::kAdmin, Who::kAgent};
+const std::set<Who> kNodes = {Who::kAdmin, Who::kNode};
 
 std::map<std::string, MethodCase> Methods() {
   using JS = v1::JobService;
@@ -119,7 +144,7 @@ std::map<std::string, MethodCase> Methods() {
   m["sched.v1.CostService/GetCostReport"] = {Unary<CS>(&CS::Stub::GetCostReport), kAll};
   m["sched.v1.CostService/GetCostAdvice"] = {Unary<CS>(&CS::Stub::GetCostAdvice), kAll};
   m["sched.v1.CheckpointService/FindMissingChunks"] = {Unary<KS>(&KS::Stub::FindMissingChunks),
-                                                       kAgents};
+                                                       kAgents, kNodes};
   m["sched.v1.CheckpointService/PutChunks"] = {[](const std::shared_ptr<grpc::Channel>& ch) {
                                                  auto stub = KS::NewStub(ch);
                                                  grpc::ClientContext ctx;
@@ -129,13 +154,14 @@ std::map<std::string, MethodCase> Methods() {
                                                  writer->WritesDone();
                                                  return writer->Finish();
                                                },
-                                               kAgents};
+                                               kAgents, kNodes};
   m["sched.v1.CheckpointService/CommitCheckpoint"] = {Unary<KS>(&KS::Stub::CommitCheckpoint),
-                                                      kAgents};
+                                                      kAgents, kNodes};
   m["sched.v1.CheckpointService/ListCheckpoints"] = {Unary<KS>(&KS::Stub::ListCheckpoints), kAll};
   m["sched.v1.CheckpointService/GetCheckpoint"] = {
       ServerStream<KS>(&KS::Stub::GetCheckpoint),
-      {v1::ROLE_ADMIN, v1::ROLE_MEMBER, v1::ROLE_VIEWER, v1::ROLE_AGENT}};
+      {Who::kAdmin, Who::kMember, Who::kViewer, Who::kAgent},
+      std::set<Who>{Who::kAdmin, Who::kMember, Who::kViewer, Who::kNode}};
   m["sched.v1.AgentService/Connect"] = {[](const std::shared_ptr<grpc::Channel>& ch) {
                                           auto stub = v1::AgentService::NewStub(ch);
                                           grpc::ClientContext ctx;
@@ -147,7 +173,14 @@ std::map<std::string, MethodCase> Methods() {
                                           }
                                           return stream->Finish();
                                         },
-                                        kAgents};
+                                        kAgents, kNodes};
+  auto join = [](v1::JoinRequest& r) { r.set_node_name("node-x"); };
+  m["sched.v1.AgentService/Join"] = {Unary<v1::AgentService>(&v1::AgentService::Stub::Join, {join}),
+                                     kAgents, std::set<Who>{Who::kAdmin, Who::kAgent}};
+  m["sched.v1.AgentService/RenewCertificate"] = {
+      Unary<v1::AgentService>(&v1::AgentService::Stub::RenewCertificate), kAgents,
+      std::set<Who>{Who::kNode}};
+  m["sched.v1.NodeService/RevokeNode"] = {Unary<NS>(&NS::Stub::RevokeNode), kAdmin};
   m["sched.v1.TokenService/CreateToken"] = {
       Unary<TS>(&TS::Stub::CreateToken,
                 {[](v1::CreateTokenRequest& r) { r.set_role(v1::ROLE_VIEWER); }}),
@@ -161,8 +194,11 @@ bool IsAuthCode(grpc::StatusCode c) {
   return c == grpc::StatusCode::UNAUTHENTICATED || c == grpc::StatusCode::PERMISSION_DENIED;
 }
 
-class AuthTest : public ::testing::Test {
+// Run without TLS (loopback, tokens required) and with TLS (agents join for certificates).
+class AuthTest : public ::testing::TestWithParam<bool> {
  protected:
+  bool tls() const { return GetParam(); }
+
   void SetUp() override {
     dir_ = testing::MakeTempDir("sched_auth_");
     ASSERT_NO_FATAL_FAILURE(StartDaemon());
@@ -172,6 +208,57 @@ class AuthTest : public ::testing::Test {
     tokens_[v1::ROLE_MEMBER] = Make(v1::ROLE_MEMBER, {"alpha"});
     tokens_[v1::ROLE_VIEWER] = Make(v1::ROLE_VIEWER, {});
     tokens_[v1::ROLE_AGENT] = Make(v1::ROLE_AGENT, {});
+    if (tls()) ASSERT_NO_FATAL_FAILURE(node_ = JoinAs("node-1", tokens_[v1::ROLE_AGENT]));
+  }
+
+  // Joins as `node` with `token` and writes the node's key, certificate and CA bundle under
+  // dir_/<node>: a channel that presents them.
+  std::shared_ptr<grpc::Channel> JoinAs(const std::string& node, const std::string& token,
+                                        grpc::StatusCode want = grpc::StatusCode::OK) {
+    absl::StatusOr<auth::KeyAndRequest> kr = auth::MakeNodeKeyAndRequest(node);
+    EXPECT_TRUE(kr.ok());
+    auto stub = v1::AgentService::NewStub(As(token));
+    grpc::ClientContext ctx;
+    v1::JoinRequest req;
+    req.set_node_name(node);
+    req.set_csr_pem(kr->csr_pem);
+    v1::NodeCertificate cert;
+    const grpc::Status s = stub->Join(&ctx, req, &cert);
+    EXPECT_EQ(s.error_code(), want) << s.error_message();
+    if (!s.ok()) return nullptr;
+    return WithCertificate(node, kr->key_pem, cert.certificate_pem(), cert.ca_pem());
+  }
+
+  std::shared_ptr<grpc::Channel> WithCertificate(const std::string& name, const std::string& key,
+                                                 const std::string& cert, const std::string& ca) {
+    const fs::path d = fs::path(dir_) / name;
+    fs::create_directories(d);
+    std::ofstream(d / "node.key") << key;
+    std::ofstream(d / "node.crt") << cert;
+    std::ofstream(d / "ca.crt") << ca;
+    auth::DialOptions o;
+    o.cert_file = (d / "node.crt").string();
+    o.key_file = (d / "node.key").string();
+    o.ca_file = (d / "ca.crt").string();
+    grpc::ChannelArguments args;
+    args.SetInt("sched.test.channel", ++channels_);  // a connection of its own
+    return auth::Dial(address_, o, args);
+  }
+
+  std::shared_ptr<grpc::Channel> Caller(Who who) {
+    switch (who) {
+      case Who::kAdmin:
+        return As(tokens_[v1::ROLE_ADMIN]);
+      case Who::kMember:
+        return As(tokens_[v1::ROLE_MEMBER]);
+      case Who::kViewer:
+        return As(tokens_[v1::ROLE_VIEWER]);
+      case Who::kAgent:
+        return As(tokens_[v1::ROLE_AGENT]);
+      case Who::kNode:
+        return node_;
+    }
+    return nullptr;
   }
   void TearDown() override {
     daemon_.reset();
@@ -184,6 +271,7 @@ class AuthTest : public ::testing::Test {
     o.metrics_listen = "";
     o.data_dir = dir_ + "/schedd";
     o.require_tokens = true;
+    o.tls = tls() ? "on" : "off";
     auto d = Daemon::Start(o, &store_, &clock_);
     ASSERT_TRUE(d.ok()) << d.status();
     daemon_ = std::move(*d);
@@ -203,7 +291,12 @@ class AuthTest : public ::testing::Test {
   }
 
   std::shared_ptr<grpc::Channel> As(const std::string& token) {
-    return auth::Dial(address_, auth::DialOptions{token});
+    auth::DialOptions o;
+    o.token = token;
+    if (tls()) o.ca_pem = daemon_->ca_pem();
+    grpc::ChannelArguments args;
+    args.SetInt("sched.test.channel", ++channels_);
+    return auth::Dial(address_, o, args);
   }
 
   // A job in `project`, submitted as admin.
@@ -226,10 +319,17 @@ class AuthTest : public ::testing::Test {
   std::unique_ptr<Daemon> daemon_;
   std::string address_;
   std::map<v1::Role, std::string> tokens_;
+  std::shared_ptr<grpc::Channel> node_;  // over TLS: node-1's certificate
+  int channels_ = 0;
 };
 
+INSTANTIATE_TEST_SUITE_P(PlainAndTls, AuthTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "Tls" : "Plain";
+                         });
+
 // The table covers every method sched.v1 has: a method added without a line here fails.
-TEST_F(AuthTest, TheTableNamesEveryMethodOfEveryService) {
+TEST_P(AuthTest, TheTableNamesEveryMethodOfEveryService) {
   const std::map<std::string, MethodCase> methods = Methods();
   std::set<std::string> in_protos;
   const auto* pool = google::protobuf::DescriptorPool::generated_pool();
@@ -247,21 +347,24 @@ TEST_F(AuthTest, TheTableNamesEveryMethodOfEveryService) {
   std::set<std::string> in_table;
   for (const auto& [name, c] : methods) in_table.insert(name);
   EXPECT_EQ(in_table, in_protos);
-  EXPECT_EQ(in_protos.size(), 25u);
+  EXPECT_EQ(in_protos.size(), 28u);
 }
 
-TEST_F(AuthTest, EveryMethodTimesEveryRole) {
+TEST_P(AuthTest, EveryMethodTimesEveryRole) {
   int checked = 0;
-  for (const auto& [name, c] : Methods()) {
-    for (v1::Role role : {v1::ROLE_ADMIN, v1::ROLE_MEMBER, v1::ROLE_VIEWER, v1::ROLE_AGENT}) {
-      const grpc::Status s = c.call(As(tokens_[role]));
-      if (c.allowed.count(role) > 0) {
-        EXPECT_FALSE(IsAuthCode(s.error_code())) << name << " as " << auth::RoleName(role) << ": "
-                                                 << s.error_code() << " " << s.error_message();
+  const std::map<std::string, MethodCase> methods = Methods();
+  for (const auto& [name, c] : methods) {
+    const std::set<Who>& allowed = tls() && c.tls_allowed ? *c.tls_allowed : c.allowed;
+    for (Who who : kEveryone) {
+      if (who == Who::kNode && !tls()) continue;
+      const grpc::Status s = c.call(Caller(who));
+      if (allowed.count(who) > 0) {
+        EXPECT_FALSE(IsAuthCode(s.error_code()))
+            << name << " as " << Name(who) << ": " << s.error_code() << " " << s.error_message();
       } else {
         EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
-            << name << " as " << auth::RoleName(role) << ": " << s.error_message();
-        EXPECT_THAT(s.error_message(), HasSubstr(absl::StrCat("(", auth::RoleName(role), ")")));
+            << name << " as " << Name(who) << ": " << s.error_message();
+        EXPECT_THAT(s.error_message(), HasSubstr(who == Who::kNode ? "node-1" : "")) << name;
       }
       ++checked;
     }
@@ -271,10 +374,10 @@ TEST_F(AuthTest, EveryMethodTimesEveryRole) {
     const grpc::Status forged = c.call(As(std::string(16, 'a') + "." + std::string(64, 'b')));
     EXPECT_EQ(forged.error_code(), grpc::StatusCode::UNAUTHENTICATED) << name;
   }
-  EXPECT_EQ(checked, 25 * 4);
+  EXPECT_EQ(checked, static_cast<int>(methods.size()) * (tls() ? 5 : 4));
 }
 
-TEST_F(AuthTest, MembersAndScopedViewersActOnlyInTheirProjects) {
+TEST_P(AuthTest, MembersAndScopedViewersActOnlyInTheirProjects) {
   const std::string alpha = Submit("alpha");
   const std::string beta = Submit("beta");
   const std::string viewer_beta = Make(v1::ROLE_VIEWER, {"beta"});
@@ -351,7 +454,7 @@ TEST_F(AuthTest, MembersAndScopedViewersActOnlyInTheirProjects) {
   EXPECT_NE(job.state(), v1::JOB_STATE_CANCELLED);
 }
 
-TEST_F(AuthTest, RevokedExpiredAndUsedUpTokensStopWorking) {
+TEST_P(AuthTest, RevokedExpiredAndUsedUpTokensStopWorking) {
   auto list = [&](const std::string& token) {
     auto stub = v1::NodeService::NewStub(As(token));
     grpc::ClientContext ctx;
@@ -381,14 +484,16 @@ TEST_F(AuthTest, RevokedExpiredAndUsedUpTokensStopWorking) {
   wrong.back() = wrong.back() == '0' ? '1' : '0';
   EXPECT_EQ(list(wrong), grpc::StatusCode::UNAUTHENTICATED);
 
-  // An agent token good for one join: the second Connect is refused.
+  // An agent token good for one join (over TLS a Join, without it a Connect): the second is
+  // refused.
   const std::string once = Make(v1::ROLE_AGENT, {}, 1);
-  const Call connect = Methods()["sched.v1.AgentService/Connect"].call;
-  EXPECT_FALSE(IsAuthCode(connect(As(once)).error_code()));
-  EXPECT_EQ(connect(As(once)).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  const Call join =
+      Methods()[tls() ? "sched.v1.AgentService/Join" : "sched.v1.AgentService/Connect"].call;
+  EXPECT_FALSE(IsAuthCode(join(As(once)).error_code()));
+  EXPECT_EQ(join(As(once)).error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }
 
-TEST_F(AuthTest, TokensSurviveARestartAndOnlyTheirHashIsKept) {
+TEST_P(AuthTest, TokensSurviveARestartAndOnlyTheirHashIsKept) {
   const std::string member = Make(v1::ROLE_MEMBER, {"alpha"});
   const std::string secret = member.substr(member.find('.') + 1);
   auto rows = store_.ScanRecords("a/t/");
@@ -406,7 +511,7 @@ TEST_F(AuthTest, TokensSurviveARestartAndOnlyTheirHashIsKept) {
             fs::perms::owner_read | fs::perms::owner_write);
 }
 
-TEST_F(AuthTest, BadTokenRequestsAreRefusedAndMakeNothing) {
+TEST_P(AuthTest, BadTokenRequestsAreRefusedAndMakeNothing) {
   auto stub = v1::TokenService::NewStub(As(tokens_[v1::ROLE_ADMIN]));
   auto create = [&](std::function<void(v1::CreateTokenRequest&)> fill) {
     grpc::ClientContext ctx;
@@ -447,6 +552,172 @@ TEST_F(AuthTest, BadTokenRequestsAreRefusedAndMakeNothing) {
   req.set_id("../../etc");
   v1::Token t;
   EXPECT_EQ(stub->RevokeToken(&ctx, req, &t).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+}  // namespace
+}  // namespace sched
+
+namespace sched {
+namespace {
+
+// Over TLS: an agent's certificate binds it to its node; revoking the node cuts it off at once;
+// certificates from another CA, expired ones, and ones schedd did not issue are refused.
+class NodeIdentityTest : public AuthTest {};
+
+INSTANTIATE_TEST_SUITE_P(Tls, NodeIdentityTest, ::testing::Values(true));
+
+// Opens a Connect stream as `name` and waits for the register ack: the stream, or null.
+struct Connected {
+  std::unique_ptr<grpc::ClientContext> ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::ServerMessage>> stream;
+  std::unique_ptr<v1::AgentService::Stub> stub;
+};
+
+Connected Register(const std::shared_ptr<grpc::Channel>& ch, const std::string& name) {
+  Connected c;
+  c.stub = v1::AgentService::NewStub(ch);
+  c.ctx = std::make_unique<grpc::ClientContext>();
+  c.ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  c.stream = c.stub->Connect(c.ctx.get());
+  v1::AgentMessage reg;
+  reg.mutable_register_()->set_node_name(name);
+  reg.mutable_register_()->mutable_capabilities()->set_cpus(1);
+  reg.mutable_register_()->mutable_capabilities()->set_memory_bytes(int64_t{1} << 30);
+  c.stream->Write(reg);
+  return c;
+}
+
+TEST_P(NodeIdentityTest, AnAgentActsOnlyAsTheNodeItsCertificateNames) {
+  // As another node: the stream is refused.
+  Connected other = Register(node_, "node-2");
+  v1::ServerMessage msg;
+  EXPECT_FALSE(other.stream->Read(&msg));
+  grpc::Status s = other.stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(s.error_message(), HasSubstr("may not act as node node-2"));
+  // As itself: registered.
+  Connected self = Register(node_, "node-1");
+  ASSERT_TRUE(self.stream->Read(&msg));
+  EXPECT_TRUE(msg.has_register_ack());
+  // A checkpoint upload naming another node: refused before the lease is even looked at.
+  auto ks = v1::CheckpointService::NewStub(node_);
+  grpc::ClientContext ctx;
+  v1::FindMissingChunksRequest ask;
+  ask.mutable_uploader()->set_job_id("j");
+  ask.mutable_uploader()->set_epoch(1);
+  ask.mutable_uploader()->set_node_name("node-2");
+  v1::FindMissingChunksResponse missing;
+  s = ks->FindMissingChunks(&ctx, ask, &missing);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  self.ctx->TryCancel();
+}
+
+TEST_P(NodeIdentityTest, RevokingANodeCutsItOffAtOnceAndAnOldTokenCannotBringItBack) {
+  Connected live = Register(node_, "node-1");
+  v1::ServerMessage msg;
+  ASSERT_TRUE(live.stream->Read(&msg));
+  auto ns = v1::NodeService::NewStub(As(tokens_[v1::ROLE_ADMIN]));
+  {
+    grpc::ClientContext ctx;
+    v1::RevokeNodeRequest req;
+    req.set_name("node-1");
+    v1::RevokeNodeResponse resp;
+    const grpc::Status s = ns->RevokeNode(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(resp.streams_closed(), 1u);
+  }
+  // The open stream ends at once, with the reason.
+  while (live.stream->Read(&msg)) {
+  }
+  const grpc::Status ended = live.stream->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(ended.error_message(), HasSubstr("revoked"));
+  // Its certificate no longer works for anything.
+  Connected again = Register(node_, "node-1");
+  EXPECT_FALSE(again.stream->Read(&msg));
+  EXPECT_EQ(again.stream->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  // The token it joined with was made before the revocation: no way back with it.
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(JoinAs("node-1", tokens_[v1::ROLE_AGENT], grpc::StatusCode::PERMISSION_DENIED),
+            nullptr);
+  // Another node may still join with it; node-1 comes back with a new token.
+  EXPECT_NE(JoinAs("node-3", tokens_[v1::ROLE_AGENT]), nullptr);
+  auto back = JoinAs("node-1", Make(v1::ROLE_AGENT, {}));
+  ASSERT_NE(back, nullptr);
+  Connected fresh = Register(back, "node-1");
+  ASSERT_TRUE(fresh.stream->Read(&msg));
+  EXPECT_TRUE(msg.has_register_ack());
+  fresh.ctx->TryCancel();
+  // An unknown node is NOT_FOUND.
+  grpc::ClientContext ctx;
+  v1::RevokeNodeRequest req;
+  req.set_name("nobody");
+  v1::RevokeNodeResponse resp;
+  EXPECT_EQ(ns->RevokeNode(&ctx, req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_P(NodeIdentityTest, ForeignExpiredAndUnissuedCertificatesAreRefused) {
+  auto list = [](const std::shared_ptr<grpc::Channel>& ch) {
+    auto ks = v1::CheckpointService::NewStub(ch);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::FindMissingChunksRequest ask;
+    v1::FindMissingChunksResponse missing;
+    return ks->FindMissingChunks(&ctx, ask, &missing).error_code();
+  };
+  // The real one is accepted (and then the empty request is refused on its merits).
+  EXPECT_EQ(list(node_), grpc::StatusCode::INVALID_ARGUMENT);
+  const std::string ca = daemon_->ca_pem();
+  absl::StatusOr<auth::KeyAndRequest> kr = auth::MakeNodeKeyAndRequest("node-1");
+  ASSERT_TRUE(kr.ok());
+  // From another CA: the handshake fails.
+  auth::TlsOptions stranger;
+  stranger.dir = dir_ + "/stranger";
+  ASSERT_TRUE(auth::LoadOrCreateServerTls(stranger).ok());
+  absl::StatusOr<std::string> foreign =
+      auth::SignNodeCertificate(stranger.dir, kr->csr_pem, "node-1");
+  ASSERT_TRUE(foreign.ok());
+  EXPECT_EQ(list(WithCertificate("foreign", kr->key_pem, *foreign, ca)),
+            grpc::StatusCode::UNAVAILABLE);
+  // Signed by schedd's CA but expired: the handshake fails.
+  absl::StatusOr<std::string> expired =
+      auth::SignNodeCertificate(daemon_->tls_dir(), kr->csr_pem, "node-1", /*days=*/0);
+  ASSERT_TRUE(expired.ok());
+  EXPECT_EQ(list(WithCertificate("expired", kr->key_pem, *expired, ca)),
+            grpc::StatusCode::UNAVAILABLE);
+  // Signed by schedd's CA, valid, but never issued through a join (a copied CA key, a restored
+  // backup): refused by schedd.
+  absl::StatusOr<std::string> unissued =
+      auth::SignNodeCertificate(daemon_->tls_dir(), kr->csr_pem, "node-1");
+  ASSERT_TRUE(unissued.ok());
+  EXPECT_EQ(list(WithCertificate("unissued", kr->key_pem, *unissued, ca)),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // The server is unharmed: the real node still works.
+  EXPECT_EQ(list(node_), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_P(NodeIdentityTest, ANodeRenewsItsCertificateWithTheOldOne) {
+  absl::StatusOr<auth::KeyAndRequest> kr = auth::MakeNodeKeyAndRequest("node-1");
+  ASSERT_TRUE(kr.ok());
+  auto stub = v1::AgentService::NewStub(node_);
+  grpc::ClientContext ctx;
+  v1::RenewCertificateRequest req;
+  req.set_csr_pem(kr->csr_pem);
+  v1::NodeCertificate cert;
+  const grpc::Status s = stub->RenewCertificate(&ctx, req, &cert);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  absl::StatusOr<auth::CertificateInfo> info = auth::ReadCertificate(cert.certificate_pem());
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->common_name, "node:node-1");
+  EXPECT_GT(absl::FromUnixSeconds(cert.expire_time().seconds()),
+            absl::Now() + absl::Hours(24 * (auth::kNodeCertDays - 1)));
+  // The renewed certificate works.
+  auto renewed = WithCertificate("renewed", kr->key_pem, cert.certificate_pem(), cert.ca_pem());
+  Connected c = Register(renewed, "node-1");
+  v1::ServerMessage msg;
+  ASSERT_TRUE(c.stream->Read(&msg));
+  EXPECT_TRUE(msg.has_register_ack());
+  c.ctx->TryCancel();
 }
 
 }  // namespace

@@ -2,11 +2,14 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+
+#include <filesystem>
 #include <memory>
 #include <thread>
 
-#include "gmock/gmock.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -16,6 +19,7 @@
 #include "sched/v1/cost_service.grpc.pb.h"
 #include "sched/v1/job_service.grpc.pb.h"
 #include "sched/v1/node_service.grpc.pb.h"
+#include "server/auth/channel.h"
 #include "server/daemon/daemon.h"
 #include "server/store/memory_store.h"
 #include "tests/testing/test_data_dir.h"
@@ -114,8 +118,10 @@ class ServiceTest : public ::testing::Test {
     req.set_request_id(request_id);
     v1::SubmitJobResponse resp;
     grpc::Status s = jobs_->SubmitJob(&ctx, req, &resp);
-    if (status_out) *status_out = s;
-    else EXPECT_TRUE(s.ok()) << s.error_message();
+    if (status_out)
+      *status_out = s;
+    else
+      EXPECT_TRUE(s.ok()) << s.error_message();
     return resp;
   }
 
@@ -253,8 +259,8 @@ TEST_F(ServiceTest, BudgetsAndCostReports) {
   auto assign = agent.Next();
   ASSERT_TRUE(assign && assign->has_assignment());
   clock_.Advance(absl::Minutes(20));
-  ASSERT_TRUE(agent.Update(submitted.job().id(), assign->assignment().epoch(),
-                           v1::JOB_STATE_SUCCEEDED));
+  ASSERT_TRUE(
+      agent.Update(submitted.job().id(), assign->assignment().epoch(), v1::JOB_STATE_SUCCEEDED));
   ASSERT_TRUE(agent.Next().has_value());  // the update ack
 
   grpc::ClientContext get_ctx;
@@ -404,8 +410,8 @@ TEST_F(ServiceTest, HealthCheckAnswersServing) {
   grpc::ByteBuffer response;
   absl::Notification done;
   grpc::Status status;
-  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                    &response, [&](grpc::Status s) {
+  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                    [&](grpc::Status s) {
                       status = s;
                       done.Notify();
                     });
@@ -423,8 +429,8 @@ TEST_F(ServiceTest, HealthCheckAnswersServing) {
 class ReflectionCall {
  public:
   explicit ReflectionCall(std::shared_ptr<grpc::Channel> channel) : stub_(channel) {
-    call_ = stub_.PrepareCall(&ctx_, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                              &cq_);
+    call_ = stub_.PrepareCall(
+        &ctx_, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq_);
     call_->StartCall(Tag(1));
     Await(1);
   }
@@ -666,8 +672,8 @@ TEST(CostAdviceTest, TheCloudRunOfAJobTooBigForHomeIsWeighedAgainstUpgrades) {
   auto assign = rented.Next();
   ASSERT_TRUE(assign && assign->has_assignment());
   clock.Advance(absl::Minutes(20));
-  ASSERT_TRUE(rented.Update(submitted.job().id(), assign->assignment().epoch(),
-                            v1::JOB_STATE_SUCCEEDED));
+  ASSERT_TRUE(
+      rented.Update(submitted.job().id(), assign->assignment().epoch(), v1::JOB_STATE_SUCCEEDED));
   ASSERT_TRUE(rented.Next().has_value());  // the update ack
 
   grpc::ClientContext ctx;
@@ -706,9 +712,9 @@ TEST(SafeByDefaultTest, OnlyLoopbackAddressesCountAsLocal) {
                             "[::1]:7070", "unix:/run/sched.sock", "ipv4:127.0.0.1:7070"}) {
     EXPECT_TRUE(IsLoopbackAddress(local)) << local;
   }
-  for (const char* remote : {"0.0.0.0:7070", "[::]:7070", "10.0.0.5:7070", "sched.example.com:7070",
-                             "128.0.0.1:7070", "127.0.0.1.example.com:7070", "127.0.0:7070",
-                             "127.0.0.256:7070", ":7070", "[::2]:7070"}) {
+  for (const char* remote :
+       {"0.0.0.0:7070", "[::]:7070", "10.0.0.5:7070", "sched.example.com:7070", "128.0.0.1:7070",
+        "127.0.0.1.example.com:7070", "127.0.0:7070", "127.0.0.256:7070", ":7070", "[::2]:7070"}) {
     EXPECT_FALSE(IsLoopbackAddress(remote)) << remote;
   }
 }
@@ -720,6 +726,7 @@ TEST(SafeByDefaultTest, ARemoteAddressWithoutTlsIsRefusedUnlessTheRiskIsAccepted
   o.data_dir = testing::TestDataDir();
   o.listen = "0.0.0.0:0";
   o.metrics_listen = "";
+  o.tls = "off";
   auto refused = Daemon::Start(o, &store, &clock);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -729,11 +736,56 @@ TEST(SafeByDefaultTest, ARemoteAddressWithoutTlsIsRefusedUnlessTheRiskIsAccepted
   auto accepted = Daemon::Start(o, &store, &clock);
   ASSERT_TRUE(accepted.ok()) << accepted.status();
   EXPECT_GT((*accepted)->port(), 0);
+  EXPECT_EQ((*accepted)->ca_pin(), "");
   accepted->reset();
   o.insecure_remote = false;
   o.listen = "localhost:0";
   auto local = Daemon::Start(o, &store, &clock);
   EXPECT_TRUE(local.ok()) << local.status();
+  local->reset();
+  o.tls = "sometimes";
+  EXPECT_EQ(Daemon::Start(o, &store, &clock).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SafeByDefaultTest, ARemoteAddressGetsTlsAndTokensByDefault) {
+  FakeClock clock;
+  MemoryStore store;
+  DaemonOptions o;
+  o.data_dir = testing::TestDataDir() + "/remote";
+  o.listen = "0.0.0.0:0";
+  o.metrics_listen = "";
+  auto d = Daemon::Start(o, &store, &clock);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_THAT((*d)->ca_pin(), ::testing::StartsWith("sha256:"));
+  EXPECT_TRUE(std::filesystem::exists((*d)->tls_dir() + "/ca.key"));
+  EXPECT_TRUE(std::filesystem::exists((*d)->admin_token_path()));
+  const std::string address = absl::StrCat("127.0.0.1:", (*d)->port());
+  v1::ListNodesRequest req;
+  v1::ListNodesResponse resp;
+  // Plaintext is not understood at all.
+  {
+    auto stub =
+        v1::NodeService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    EXPECT_EQ(stub->ListNodes(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAVAILABLE);
+  }
+  auth::DialOptions dial;
+  dial.ca_pem = (*d)->ca_pem();
+  // TLS that trusts schedd's CA, without a token: refused.
+  {
+    auto stub = v1::NodeService::NewStub(auth::Dial(address, dial));
+    grpc::ClientContext ctx;
+    EXPECT_EQ(stub->ListNodes(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  // With the first admin token: served.
+  {
+    dial.token = *auth::ReadTokenFile((*d)->admin_token_path());
+    auto stub = v1::NodeService::NewStub(auth::Dial(address, dial));
+    grpc::ClientContext ctx;
+    const grpc::Status s = stub->ListNodes(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  }
 }
 
 }  // namespace
