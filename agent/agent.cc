@@ -82,8 +82,7 @@ Agent::Agent(Options options, AgentMetrics* metrics)
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5'000);
-  std::shared_ptr<grpc::Channel> channel =
-      auth::Dial(options_.server, auth::DialOptions{options_.token}, args);
+  std::shared_ptr<grpc::Channel> channel = auth::Dial(options_.server, options_.dial, args);
   stub_ = v1::AgentService::NewStub(channel);
   CheckpointUploader::Options upload;
   upload.node_name = options_.node_name;

@@ -42,6 +42,7 @@
 #include "agent/runner.h"
 #include "grpcpp/grpcpp.h"
 #include "sched/v1/agent_service.grpc.pb.h"
+#include "server/auth/channel.h"
 #include "server/common/clock.h"
 
 namespace sched::agent {
@@ -50,7 +51,7 @@ class Agent {
  public:
   struct Options {
     std::string server = "127.0.0.1:7070";        // schedd's address, host:port
-    std::string token;                            // API token (role agent); empty: none
+    auth::DialOptions dial;                       // token or node certificate (identity.h)
     std::string node_name;                        // required
     v1::Capabilities capabilities;                // sent in Register
     std::string work_dir = "./sched-agent-work";  // jobs run in <work_dir>/jobs/<id>-<attempt>

@@ -13,6 +13,9 @@
 #include <system_error>
 #include <thread>
 
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "agent/identity.h"
 #include "agent/log.h"
 #include "agent/metrics.h"
 #include "agent/nvml.h"
@@ -76,6 +79,27 @@ int RunAgentMain(MainOptions options) {
     return 1;
   }
 
+  // Who this agent is to schedd: joins first over TLS when it has no certificate yet. schedd
+  // not up yet is waited for; a refused token or pin stops the agent with the reason.
+  options.identity.server = options.agent.server;
+  options.identity.node_name = options.agent.node_name;
+  options.identity.work_dir = options.agent.work_dir;
+  for (absl::Duration wait = absl::Seconds(1);; wait = std::min(wait * 2, absl::Seconds(30))) {
+    absl::StatusOr<auth::DialOptions> dial = PrepareIdentity(options.identity);
+    if (dial.ok()) {
+      options.agent.dial = *std::move(dial);
+      break;
+    }
+    if (!absl::IsUnavailable(dial.status()) && !absl::IsDeadlineExceeded(dial.status())) {
+      Log("cannot connect to schedd at %s: %s", options.agent.server, dial.status().ToString());
+      return 2;
+    }
+    Log("schedd at %s: %s; trying again in %s", options.agent.server, dial.status().message(),
+        absl::FormatDuration(wait));
+    const timespec ts = absl::ToTimespec(wait);
+    if (sigtimedwait(&stop_signals, nullptr, &ts) > 0) return 0;
+  }
+
   auto registry = std::make_shared<prometheus::Registry>();
   AgentMetrics metrics(*registry);
   std::shared_ptr<GpuCollector> gpu_metrics;
@@ -102,9 +126,8 @@ int RunAgentMain(MainOptions options) {
       options.agent.server, options.metrics_listen.empty() ? "" : ", metrics on ",
       options.metrics_listen);
 
-  absl::StatusOr<NoticeSources> sources =
-      ParseNoticeSources(options.preemption_notice, caps.spot(), caps.provider(),
-                         options.preemption_hook);
+  absl::StatusOr<NoticeSources> sources = ParseNoticeSources(
+      options.preemption_notice, caps.spot(), caps.provider(), options.preemption_hook);
   if (!sources.ok()) {
     Log("--%s", sources.status().message());
     return 2;
@@ -140,7 +163,18 @@ int RunAgentMain(MainOptions options) {
       return;
     }
   });
+  // The node certificate is renewed well before it runs out.
+  absl::Notification stop_renewing;
+  std::thread renewer([&] {
+    const absl::Duration every = absl::Milliseconds(std::max<int64_t>(options.renew_check_ms, 10));
+    do {
+      absl::StatusOr<bool> renewed = RenewIfDue(options.identity, options.agent.dial, absl::Now());
+      if (!renewed.ok()) Log("renewing the node certificate: %s", renewed.status().ToString());
+    } while (!stop_renewing.WaitForNotificationWithTimeout(every));
+  });
   const absl::Status status = agent.Run();
+  stop_renewing.Notify();
+  renewer.join();
   done.store(true);
   pthread_kill(signals.native_handle(), SIGTERM);
   signals.join();

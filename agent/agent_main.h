@@ -4,6 +4,7 @@
 
 #include "agent/agent.h"
 #include "agent/detect.h"
+#include "agent/identity.h"
 
 namespace sched::agent {
 
@@ -25,6 +26,10 @@ struct MainOptions {
   int64_t preemption_poll_ms = 2'000;
   int64_t sigterm_notice_seconds = 10;
   std::string aws_metadata_url = "http://169.254.169.254";
+  // Token, CA file or pin (identity.h); server, node name and work_dir come from `agent`.
+  IdentityOptions identity;
+  // How often the node certificate is looked at for renewal.
+  int64_t renew_check_ms = 3'600'000;
   std::string gcp_metadata_url = "http://metadata.google.internal";
 };
 

@@ -33,6 +33,16 @@ ABSL_FLAG(std::string, server, DefaultServer(),
 ABSL_FLAG(std::string, token_file, "",
           "File holding the API token (role agent) this agent presents to schedd; default: "
           "$SCHED_TOKEN_FILE. $SCHED_TOKEN, when set, is the token itself.");
+ABSL_FLAG(std::string, ca_file, "",
+          "schedd's CA certificate (PEM, <data_dir>/tls/ca.crt there): connect over TLS, join with "
+          "the token for a node certificate, then use that. Default: $SCHED_CA_FILE.");
+ABSL_FLAG(std::string, ca_pin, "",
+          "sha256:<hex> of schedd's CA certificate (schedctl token create prints it): learn the "
+          "CA from schedd and check it against this before sending the token. Default: "
+          "$SCHED_CA_PIN.");
+ABSL_FLAG(int64_t, renew_check_ms, 3'600'000,
+          "How often the node certificate is looked at; it is renewed once a third of its life "
+          "is left.");
 ABSL_FLAG(std::string, name, sched::agent::Hostname(), "This node's name (default: hostname).");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:7072",
           "host:port serving Prometheus /metrics; empty disables it.");
@@ -154,10 +164,19 @@ int main(int argc, char** argv) {
         agent::Log("--token_file: %s", token.status().message());
         return 2;
       }
-      options.agent.token = *std::move(token);
+      options.identity.token = *std::move(token);
     } else if (env_token != nullptr) {
-      options.agent.token = env_token;
+      options.identity.token = env_token;
     }
+    options.identity.ca_file = absl::GetFlag(FLAGS_ca_file);
+    options.identity.ca_pin = absl::GetFlag(FLAGS_ca_pin);
+    if (options.identity.ca_file.empty() && std::getenv("SCHED_CA_FILE") != nullptr) {
+      options.identity.ca_file = std::getenv("SCHED_CA_FILE");
+    }
+    if (options.identity.ca_pin.empty() && std::getenv("SCHED_CA_PIN") != nullptr) {
+      options.identity.ca_pin = std::getenv("SCHED_CA_PIN");
+    }
+    options.renew_check_ms = absl::GetFlag(FLAGS_renew_check_ms);
   }
   options.agent.work_dir = absl::GetFlag(FLAGS_work_dir);
   options.agent.kill_grace_ms = absl::GetFlag(FLAGS_kill_grace_ms);

@@ -27,6 +27,9 @@ ABSL_FLAG(std::string, tls, "auto",
 ABSL_FLAG(std::vector<std::string>, tls_name, {},
           "Host names and IP addresses (comma-separated) the server certificate names, besides "
           "localhost and 127.0.0.1: those agents and clients dial.");
+ABSL_FLAG(absl::Duration, node_cert_lifetime, absl::Hours(24 * 30),
+          "How long an agent's node certificate is good for (agents renew it with a third "
+          "left).");
 ABSL_FLAG(bool, rotate_ca, false,
           "Make a new CA at start; agents' certificates from the previous one stay good until "
           "they renew. Clients need the new ca.crt (or pin).");
@@ -122,6 +125,11 @@ int main(int argc, char** argv) {
   options.tls = absl::GetFlag(FLAGS_tls);
   options.tls_names = absl::GetFlag(FLAGS_tls_name);
   options.rotate_ca = absl::GetFlag(FLAGS_rotate_ca);
+  options.node_cert_lifetime = absl::GetFlag(FLAGS_node_cert_lifetime);
+  if (options.node_cert_lifetime < absl::Seconds(10)) {
+    std::fprintf(stderr, "schedd: --node_cert_lifetime must be at least 10s\n");
+    return 2;
+  }
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.lease_ttl_ms = absl::GetFlag(FLAGS_lease_ttl_ms);
   options.heartbeat_interval_ms = absl::GetFlag(FLAGS_heartbeat_interval_ms);

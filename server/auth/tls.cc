@@ -168,15 +168,16 @@ absl::Status AddExtension(X509* cert, X509* issuer, int nid, const std::string& 
 }
 
 // A certificate for `subject_key` named `cn`, signed by `issuer_key` (self-signed when `issuer`
-// is null), valid from an hour ago for `days`.
+// is null), valid from `backdate` ago until `lifetime` from now.
 absl::StatusOr<Owned<X509>> MakeCert(EVP_PKEY* subject_key, const std::string& cn, X509* issuer,
-                                     EVP_PKEY* issuer_key, int days,
+                                     EVP_PKEY* issuer_key, absl::Duration lifetime,
+                                     absl::Duration backdate,
                                      const std::vector<std::pair<int, std::string>>& exts) {
   Owned<X509> cert(X509_new());
   if (cert == nullptr || X509_set_version(cert.get(), 2) != 1) return SslError("new certificate");
   if (absl::Status s = SetRandomSerial(cert.get()); !s.ok()) return s;
-  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(days) * 86400);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -absl::ToInt64Seconds(backdate));
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), absl::ToInt64Seconds(lifetime));
   X509_NAME* name = X509_get_subject_name(cert.get());
   X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
                              reinterpret_cast<const unsigned char*>("sched"), -1, -1, 0);
@@ -315,7 +316,7 @@ absl::StatusOr<ServerTls> LoadOrCreateServerTls(const TlsOptions& options) {
       const std::string cn =
           absl::StrCat("sched CA ", absl::Hex(id[0] << 24 | id[1] << 16 | id[2] << 8 | id[3]));
       absl::StatusOr<Owned<X509>> c =
-          MakeCert(k->get(), cn, nullptr, k->get(), kCaDays,
+          MakeCert(k->get(), cn, nullptr, k->get(), kCaLifetime, absl::Hours(1),
                    {{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
                     {NID_key_usage, "critical,keyCertSign,cRLSign"},
                     {NID_subject_key_identifier, "hash"}});
@@ -356,7 +357,7 @@ absl::StatusOr<ServerTls> LoadOrCreateServerTls(const TlsOptions& options) {
     absl::StatusOr<Owned<EVP_PKEY>> k = NewKey();
     if (!k.ok()) return k.status();
     absl::StatusOr<Owned<X509>> c =
-        MakeCert(k->get(), "schedd", ca.get(), ca_key.get(), kServerCertDays,
+        MakeCert(k->get(), "schedd", ca.get(), ca_key.get(), kServerCertLifetime, absl::Hours(1),
                  {{NID_basic_constraints, "critical,CA:FALSE"},
                   {NID_key_usage, "critical,digitalSignature,keyEncipherment"},
                   {NID_ext_key_usage, "serverAuth"},
@@ -394,7 +395,7 @@ absl::StatusOr<KeyAndRequest> MakeNodeKeyAndRequest(absl::string_view node) {
 }
 
 absl::StatusOr<std::string> SignNodeCertificate(const std::string& dir, absl::string_view csr_pem,
-                                                absl::string_view node, int days) {
+                                                absl::string_view node, absl::Duration lifetime) {
   if (absl::Status s = CheckName("node name", node); !s.ok()) return s;
   if (csr_pem.size() > 16 * 1024) {
     return absl::InvalidArgumentError("the certificate request is over 16 KiB");
@@ -425,12 +426,12 @@ absl::StatusOr<std::string> SignNodeCertificate(const std::string& dir, absl::st
   absl::StatusOr<Owned<X509>> ca = ParseCert(*ca_pem);
   if (!ca_key.ok() || !ca.ok()) return absl::DataLossError("the CA does not parse");
   // The name comes from schedd (the token's node), never from the request.
-  absl::StatusOr<Owned<X509>> cert =
-      MakeCert(key, absl::StrCat("node:", node), ca->get(), ca_key->get(), days,
-               {{NID_basic_constraints, "critical,CA:FALSE"},
-                {NID_key_usage, "critical,digitalSignature"},
-                {NID_ext_key_usage, "clientAuth"},
-                {NID_authority_key_identifier, "keyid"}});
+  absl::StatusOr<Owned<X509>> cert = MakeCert(key, absl::StrCat("node:", node), ca->get(),
+                                              ca_key->get(), lifetime, kNodeCertBackdate,
+                                              {{NID_basic_constraints, "critical,CA:FALSE"},
+                                               {NID_key_usage, "critical,digitalSignature"},
+                                               {NID_ext_key_usage, "clientAuth"},
+                                               {NID_authority_key_identifier, "keyid"}});
   if (!cert.ok()) return cert.status();
   return CertPem(cert->get());
 }

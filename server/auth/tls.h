@@ -11,7 +11,7 @@
 // The folder is 0700. A client that holds the CA certificate (or its pin, "sha256:<hex of the
 // DER>") can check it is talking to this schedd. Agents send a certificate request with their
 // join token and get back a certificate naming their node (CN "node:<name>"), good for
-// kNodeCertDays, which they renew before it runs out.
+// kNodeCertLifetime, which they renew before it runs out.
 #include <string>
 #include <vector>
 
@@ -21,9 +21,11 @@
 
 namespace sched::auth {
 
-inline constexpr int kCaDays = 3650;
-inline constexpr int kServerCertDays = 365;
-inline constexpr int kNodeCertDays = 30;
+inline constexpr absl::Duration kCaLifetime = absl::Hours(24 * 3650);
+inline constexpr absl::Duration kServerCertLifetime = absl::Hours(24 * 365);
+inline constexpr absl::Duration kNodeCertLifetime = absl::Hours(24 * 30);
+// Node certificates are valid from this long before they are made (clocks a little behind).
+inline constexpr absl::Duration kNodeCertBackdate = absl::Minutes(5);
 
 struct ServerTls {
   std::string ca_pem;          // every trusted CA certificate (the current one first)
@@ -59,10 +61,11 @@ struct KeyAndRequest {
 absl::StatusOr<KeyAndRequest> MakeNodeKeyAndRequest(absl::string_view node);
 
 // Signs `csr_pem` for node `node` with the CA in `dir`: a client certificate with CN
-// "node:<node>", valid `days` days. INVALID_ARGUMENT when the request does not parse, its
-// signature is wrong, or its key is not EC P-256 / RSA >= 2048.
+// "node:<node>", valid for `lifetime` (from kNodeCertBackdate before now). INVALID_ARGUMENT when
+// the request does not parse, its signature is wrong, or its key is not EC P-256 / RSA >= 2048.
 absl::StatusOr<std::string> SignNodeCertificate(const std::string& dir, absl::string_view csr_pem,
-                                                absl::string_view node, int days = kNodeCertDays);
+                                                absl::string_view node,
+                                                absl::Duration lifetime = kNodeCertLifetime);
 
 // Facts about the first certificate in `pem`.
 struct CertificateInfo {

@@ -162,6 +162,7 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   agent_options.identities = identities_.get();
   agent_options.tls_dir = tls ? tls_dir() : "";
   agent_options.clock = clock;
+  agent_options.node_cert_lifetime = options_.node_cert_lifetime;
   agent_service_ =
       std::make_unique<AgentServiceImpl>(scheduler_.get(), authorizer_.get(), agent_options);
   node_service_ = std::make_unique<NodeServiceImpl>(

@@ -57,6 +57,8 @@ struct DaemonOptions {
   std::vector<std::string> tls_names;
   // Make a new CA at start (the previous one stays trusted for agents' certificates).
   bool rotate_ca = false;
+  // How long a node certificate is good for; agents renew it with a third left.
+  absl::Duration node_cert_lifetime = absl::Hours(24 * 30);
   // Prometheus /metrics address; empty: no metrics endpoint.
   std::string metrics_listen = "127.0.0.1:7071";
   int64_t lease_ttl_ms = 10'000;

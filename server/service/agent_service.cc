@@ -258,8 +258,9 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>* AgentServiceImpl::
 
 absl::Status AgentServiceImpl::Issue(const std::string& node, const std::string& csr_pem,
                                      v1::NodeCertificate* resp) {
-  SCHED_ASSIGN_OR_RETURN(std::string cert,
-                         auth::SignNodeCertificate(options_.tls_dir, csr_pem, node));
+  SCHED_ASSIGN_OR_RETURN(
+      std::string cert,
+      auth::SignNodeCertificate(options_.tls_dir, csr_pem, node, options_.node_cert_lifetime));
   SCHED_ASSIGN_OR_RETURN(auth::CertificateInfo info, auth::ReadCertificate(cert));
   SCHED_RETURN_IF_ERROR(options_.identities->Issued(info.serial_hex, node));
   SCHED_ASSIGN_OR_RETURN(std::string ca, auth::ReadCaBundle(options_.tls_dir));

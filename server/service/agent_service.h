@@ -32,6 +32,7 @@ struct AgentServiceOptions {
   auth::NodeIdentities* identities = nullptr;
   std::string tls_dir;
   const Clock* clock = nullptr;
+  absl::Duration node_cert_lifetime = absl::Hours(24 * 30);
 };
 
 // sched.v1.AgentService: one bidirectional Connect stream per agent, opened by the agent; and

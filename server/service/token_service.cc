@@ -12,6 +12,7 @@ grpc::ServerUnaryReactor* TokenServiceImpl::CreateToken(grpc::CallbackServerCont
     SCHED_ASSIGN_OR_RETURN(auth::Caller caller, auth_->Check(*ctx, auth::Action::kTokens));
     SCHED_ASSIGN_OR_RETURN(*resp,
                            tokens_->Create(*req, caller.authenticated ? caller.token_id : "local"));
+    resp->set_ca_pin(ca_pin_);
     return absl::OkStatus();
   }();
   return FinishUnary(ctx, status);

@@ -681,7 +681,7 @@ TEST_P(NodeIdentityTest, ForeignExpiredAndUnissuedCertificatesAreRefused) {
             grpc::StatusCode::UNAVAILABLE);
   // Signed by schedd's CA but expired: the handshake fails.
   absl::StatusOr<std::string> expired =
-      auth::SignNodeCertificate(daemon_->tls_dir(), kr->csr_pem, "node-1", /*days=*/0);
+      auth::SignNodeCertificate(daemon_->tls_dir(), kr->csr_pem, "node-1", absl::ZeroDuration());
   ASSERT_TRUE(expired.ok());
   EXPECT_EQ(list(WithCertificate("expired", kr->key_pem, *expired, ca)),
             grpc::StatusCode::UNAVAILABLE);
@@ -710,7 +710,7 @@ TEST_P(NodeIdentityTest, ANodeRenewsItsCertificateWithTheOldOne) {
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->common_name, "node:node-1");
   EXPECT_GT(absl::FromUnixSeconds(cert.expire_time().seconds()),
-            absl::Now() + absl::Hours(24 * (auth::kNodeCertDays - 1)));
+            absl::Now() + auth::kNodeCertLifetime - absl::Hours(24));
   // The renewed certificate works.
   auto renewed = WithCertificate("renewed", kr->key_pem, cert.certificate_pem(), cert.ca_pem());
   Connected c = Register(renewed, "node-1");

@@ -126,7 +126,7 @@ TEST_F(TlsTest, NodeCertificatesNameTheNodeSchedGaveAndExpire) {
   EXPECT_EQ(NodeFromCommonName("schedd"), "");
   EXPECT_TRUE(VerifyCertificate(*cert, tls->ca_pem, absl::Now()).ok());
   const absl::Status expired =
-      VerifyCertificate(*cert, tls->ca_pem, absl::Now() + absl::Hours(24 * (kNodeCertDays + 1)));
+      VerifyCertificate(*cert, tls->ca_pem, absl::Now() + kNodeCertLifetime + absl::Hours(1));
   EXPECT_EQ(expired.code(), absl::StatusCode::kUnauthenticated);
   EXPECT_THAT(expired.message(), HasSubstr("expired"));
   // Another CA's: refused.
