@@ -7,6 +7,7 @@
 #include "agent/backoff.h"
 #include "agent/job_end.h"
 #include "agent/log.h"
+#include "agent/secret_scrubber.h"
 #include "server/auth/channel.h"
 
 namespace sched::agent {
@@ -70,6 +71,8 @@ struct Agent::HeldJob {
   uint64_t dropped_log_bytes = 0;
   v1::AgentMessage final_update;
   bool final_on_wire = false;  // written on the current stream, waiting for UpdateAck
+  // The job's secret values, kept out of its output: one per stream.
+  std::unique_ptr<SecretScrubber> scrub_stdout, scrub_stderr;
 };
 
 Agent::Agent(Options options, AgentMetrics* metrics)
@@ -464,6 +467,12 @@ void Agent::OnAssignment(const v1::Assignment& assignment) {
   held.attempt = job.attempt();
   held.serial = ++last_serial_;
   held.assigned_at = options_.clock->Now();
+  std::vector<std::pair<std::string, std::string>> secrets;
+  for (const v1::EnvVar& e : job.spec().env()) {
+    if (e.secret()) secrets.emplace_back(e.name(), e.value());
+  }
+  held.scrub_stdout = std::make_unique<SecretScrubber>(secrets);
+  held.scrub_stderr = std::make_unique<SecretScrubber>(secrets);
   const JobToken token(job.id(), held.serial);
   JobRunner::Callbacks callbacks;
   callbacks.started = [this, token](pid_t pid) { OnStarted(token, pid); };
@@ -543,6 +552,12 @@ void Agent::OnOutput(const JobToken& token, OutputStream stream, std::string dat
   absl::MutexLock lock(&mu_);
   HeldJob* job = FindLocked(token);
   if (job == nullptr) return;
+  SecretScrubber& scrub =
+      stream == OutputStream::kStdout ? *job->scrub_stdout : *job->scrub_stderr;
+  if (scrub.active()) {
+    data = scrub.Feed(data);
+    if (data.empty()) return;
+  }
   PushLogLocked(token.first, *job,
                 stream == OutputStream::kStdout ? v1::LOG_STREAM_STDOUT : v1::LOG_STREAM_STDERR,
                 std::move(data));
@@ -558,6 +573,13 @@ void Agent::OnExited(const JobToken& token, const absl::StatusOr<ExitStatus>& ex
   if (job == nullptr) return;
   reap_.push_back(std::move(job->runner));
   checkpoints_->Unwatch(token.first);
+  // What the scrubbers held back (the end of the output could have begun a secret).
+  if (std::string out = job->scrub_stdout->Flush(); !out.empty()) {
+    PushLogLocked(token.first, *job, v1::LOG_STREAM_STDOUT, std::move(out));
+  }
+  if (std::string err = job->scrub_stderr->Flush(); !err.empty()) {
+    PushLogLocked(token.first, *job, v1::LOG_STREAM_STDERR, std::move(err));
+  }
   const JobEnd end = DescribeJobEnd(exit, job->cancel_requested);
   Log("job %s: %s", token.first, end.message);
   if (job->dropped_log_bytes > 0) PushLogLocked(token.first, *job, v1::LOG_STREAM_STDERR, "");

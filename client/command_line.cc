@@ -1,5 +1,6 @@
 #include "client/command_line.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -24,8 +25,9 @@ const std::map<std::string, std::string>& UsageLines() {
   static const auto* lines = new std::map<std::string, std::string>{
       {"",
        "schedctl [--server ADDR] [--timeout DURATION] [--token TOKEN|--token_file PATH] "
+       "[--ca_file PATH|--ca_pin sha256:HEX] "
        "submit|estimate|get|describe|logs|cancel|checkpoints|checkpoint|cordon|uncordon|drain|"
-       "budget|cost|token ..."},
+       "node|budget|cost|token ..."},
       {"submit", "schedctl submit -f FILE|- [--request-id ID]"},
       {"estimate", "schedctl estimate -f FILE|- [-o json|yaml]"},
       {"get",
@@ -39,6 +41,7 @@ const std::map<std::string, std::string>& UsageLines() {
       {"cordon", "schedctl cordon NODE"},
       {"uncordon", "schedctl uncordon NODE"},
       {"drain", "schedctl drain NODE"},
+      {"node", "schedctl node revoke NODE"},
       {"budget",
        "schedctl budget set PROJECT --monthly DOLLARS [--alerts 50,80,100] [--soft] | "
        "budget get [PROJECT] [-o json|yaml]"},
@@ -67,7 +70,8 @@ std::string CommandWord(int argc, const char* const* argv) {
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
     if (arg == "--server" || arg == "--timeout" || arg == "--token" || arg == "--token_file" ||
-        arg == "--token-file") {
+        arg == "--token-file" || arg == "--ca_file" || arg == "--ca-file" || arg == "--ca_pin" ||
+        arg == "--ca-pin") {
       ++i;
     } else if (!absl::StartsWith(arg, "-")) {
       return std::string(arg);
@@ -138,6 +142,8 @@ struct RawArgs {
   std::string timeout = "10s";
   std::string token;
   std::string token_file;
+  std::string ca_file;
+  std::string ca_pin;
   SubmitArgs submit;
   std::string resource;
   std::string name;
@@ -258,6 +264,18 @@ absl::StatusOr<TokenCreateArgs> MakeTokenCreateArgs(const RawArgs& raw) {
 
 }  // namespace
 
+absl::StatusOr<std::string> ParseCaPin(absl::string_view text, absl::string_view source) {
+  constexpr absl::string_view kPrefix = "sha256:";
+  const std::string pin = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
+  const absl::string_view hex = absl::string_view(pin).substr(std::min(pin.size(), kPrefix.size()));
+  if (!absl::StartsWith(pin, kPrefix) || hex.size() != 64 ||
+      !std::all_of(hex.begin(), hex.end(), [](char c) { return absl::ascii_isxdigit(c); })) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": expected sha256: and 64 hex digits, got \"", text, "\""));
+  }
+  return pin;
+}
+
 ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostream& out,
                                    std::ostream& err) {
   RawArgs raw;
@@ -272,6 +290,13 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
                  "API token, <id>.<secret>, sent with every request (default: $SCHED_TOKEN)");
   app.add_option("--token_file,--token-file", raw.token_file,
                  "file whose first line is the API token (default: $SCHED_TOKEN_FILE)");
+  app.add_option("--ca_file,--ca-file", raw.ca_file,
+                 "schedd's CA certificates (PEM, <data_dir>/tls/ca.crt there): connect over TLS "
+                 "and trust them (default: $SCHED_CA_FILE)");
+  app.add_option("--ca_pin,--ca-pin", raw.ca_pin,
+                 "sha256:<hex> of schedd's CA certificate (token create prints it): connect over "
+                 "TLS, trusting the certificate schedd presents with this pin (default: "
+                 "$SCHED_CA_PIN)");
 
   CLI::App* submit = app.add_subcommand("submit", "Queue the job described in a YAML file");
   submit->add_option("-f,--filename", raw.submit.file, "job.yaml, or - for stdin")->required();
@@ -336,6 +361,11 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
     sub->add_option("node", raw.node, "node name")->required();
     node_actions[sub] = action;
   }
+  CLI::App* node = app.add_subcommand("node", "Revoke a node");
+  node->require_subcommand(1);
+  CLI::App* node_revoke = node->add_subcommand(
+      "revoke", "Cut a node off now: close its agent's stream, refuse its certificates");
+  node_revoke->add_option("node", raw.node, "node name")->required();
 
   CLI::App* budget = app.add_subcommand("budget", "Set or show project budgets");
   budget->require_subcommand(1);
@@ -344,8 +374,9 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
   budget_set->add_option("--monthly", raw.budget_set.monthly_limit, "dollars per calendar month")
       ->required()
       ->check(CLI::NonNegativeNumber);
-  budget_set->add_option("--alerts", raw.budget_set.alert_percents,
-                         "alert thresholds in percent, e.g. 50,80,100")
+  budget_set
+      ->add_option("--alerts", raw.budget_set.alert_percents,
+                   "alert thresholds in percent, e.g. 50,80,100")
       ->delimiter(',');
   budget_set->add_flag("--soft", raw.budget_set.soft,
                        "alert only; never hold work back (default: a hard cap)");
@@ -424,6 +455,12 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
   if (!raw.server.empty()) inv.server = raw.server;
   if (!raw.token.empty()) inv.token = raw.token;
   if (!raw.token_file.empty()) inv.token_file = raw.token_file;
+  if (!raw.ca_file.empty()) inv.ca_file = raw.ca_file;
+  if (!raw.ca_pin.empty()) {
+    absl::StatusOr<std::string> pin = ParseCaPin(raw.ca_pin, "--ca_pin");
+    if (!pin.ok()) return UsageError(command, pin.status().message(), err);
+    inv.ca_pin = *std::move(pin);
+  }
   absl::StatusOr<absl::Duration> timeout = ParseTimeout(raw.timeout);
   if (!timeout.ok()) return UsageError(command, timeout.status().message(), err);
   inv.timeout = *timeout;
@@ -465,6 +502,8 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
     if (status.ok()) inv.command = TokenListArgs{"", *output};
   } else if (sub == token) {
     inv.command = raw.token_revoke;
+  } else if (sub == node) {
+    inv.command = NodeRevokeArgs{raw.node};
   } else if (sub == budget || sub == cost) {
     absl::StatusOr<OutputFormat> output = ParseDocumentOutput(raw.output);
     status = output.status();

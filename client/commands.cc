@@ -130,6 +130,17 @@ absl::StatusOr<sched::v1::JobSpec> ReadSpec(const std::string& file, CommandCont
     return absl::Status(spec.status().code(), absl::StrCat(file == "-" ? "<stdin>" : file, ": ",
                                                            spec.status().message()));
   }
+  // Secrets take their values from this shell, so they are never written in a spec file.
+  for (sched::v1::EnvVar& var : *spec->mutable_env()) {
+    if (!var.secret()) continue;
+    std::optional<std::string> value = ctx.getenv ? ctx.getenv(var.name()) : std::nullopt;
+    if (!value.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(file == "-" ? "<stdin>" : file, ": secrets: ", var.name(),
+                       " is not set in this environment (export it before submitting)"));
+    }
+    var.set_value(*std::move(value));
+  }
   return spec;
 }
 
@@ -221,6 +232,14 @@ absl::Status RunNodeAction(const NodeActionArgs& args, CommandContext& ctx) {
   }
   SCHED_RETURN_IF_ERROR(node.status());
   ctx.out << "node/" << node->name() << " " << done << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunNodeRevoke(const NodeRevokeArgs& args, CommandContext& ctx) {
+  SCHED_ASSIGN_OR_RETURN(sched::v1::RevokeNodeResponse revoked, ctx.client.RevokeNode(args.name));
+  const uint32_t closed = revoked.streams_closed();
+  ctx.out << "node " << (revoked.name().empty() ? args.name : revoked.name()) << " revoked ("
+          << closed << " agent " << (closed == 1 ? "stream" : "streams") << " closed)\n";
   return absl::OkStatus();
 }
 

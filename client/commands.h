@@ -4,6 +4,7 @@
 #include <istream>
 #include <optional>
 #include <ostream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,8 @@ struct CommandContext {
   std::istream& in;  // `submit -f -` reads it
   const Clock& clock;
   absl::BitGenRef random;  // request ids
+  // The caller's environment, where a spec's `secrets` take their values from.
+  std::function<std::optional<std::string>(const std::string& name)> getenv;
 };
 
 struct SubmitArgs {
@@ -92,5 +95,12 @@ struct NodeActionArgs {
 };
 // Prints "node/<name> cordoned" (uncordoned, draining).
 absl::Status RunNodeAction(const NodeActionArgs& args, CommandContext& ctx);
+
+struct NodeRevokeArgs {
+  std::string name;
+};
+// Prints "node <name> revoked (1 agent stream closed)", "(0 agent streams closed)" when its agent
+// was not connected.
+absl::Status RunNodeRevoke(const NodeRevokeArgs& args, CommandContext& ctx);
 
 }  // namespace sched::client

@@ -284,7 +284,9 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
     w.Field("Env", "<none>");
   } else {
     w.Section("Env");
-    for (const auto& var : spec.env()) w.Text(absl::StrCat(var.name(), "=", var.value()), 1);
+    for (const auto& var : spec.env()) {
+      w.Text(absl::StrCat(var.name(), "=", var.secret() ? "<secret>" : var.value()), 1);
+    }
   }
   Script(w, "Setup", spec.setup());
   Script(w, "Run", spec.run());

@@ -274,7 +274,7 @@ absl::StatusOr<Enum> Choice(const YAML::Node& node, absl::string_view path,
 absl::Status ParseSpec(const YAML::Node& root, absl::Time now, JobSpec& spec) {
   if (root.IsNull()) return Invalid("run", "required");
   SCHED_ASSIGN_OR_RETURN(auto entries, Entries(root, "",
-                                               {"name", "project", "run", "setup", "env",
+                                               {"name", "project", "run", "setup", "env", "secrets",
                                                 "resources", "priority", "labels", "model",
                                                 "runtime", "deadline", "max_cost", "placement",
                                                 "spot"}));
@@ -293,6 +293,15 @@ absl::Status ParseSpec(const YAML::Node& root, absl::Time now, JobSpec& spec) {
         sched::v1::EnvVar* var = spec.add_env();
         var->set_name(name);
         SCHED_ASSIGN_OR_RETURN(*var->mutable_value(), ScalarValue(v, Child(key, name)));
+      }
+    } else if (key == "secrets") {
+      // Names only: schedctl takes each value from its own environment when it submits.
+      if (!value.IsSequence()) return Expected(key, "a list of variable names", value);
+      for (size_t i = 0; i < value.size(); ++i) {
+        SCHED_ASSIGN_OR_RETURN(std::string name, String(value[i], absl::StrCat(key, "[", i, "]")));
+        sched::v1::EnvVar* var = spec.add_env();
+        var->set_name(std::move(name));
+        var->set_secret(true);
       }
     } else if (key == "resources") {
       SCHED_RETURN_IF_ERROR(ParseResources(value, key, *spec.mutable_resources()));

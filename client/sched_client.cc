@@ -206,4 +206,10 @@ absl::StatusOr<Node> SchedClient::Drain(const std::string& name) {
   return Unary(*nodes_, &sched::v1::NodeService::Stub::Drain, request);
 }
 
+absl::StatusOr<sched::v1::RevokeNodeResponse> SchedClient::RevokeNode(const std::string& name) {
+  sched::v1::RevokeNodeRequest request;
+  request.set_name(name);
+  return Unary(*nodes_, &sched::v1::NodeService::Stub::RevokeNode, request);
+}
+
 }  // namespace sched::client

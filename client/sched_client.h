@@ -65,6 +65,9 @@ class SchedClient {
   absl::StatusOr<sched::v1::Node> GetNode(const std::string& name);
   absl::StatusOr<sched::v1::Node> Cordon(const std::string& name, bool uncordon);
   absl::StatusOr<sched::v1::Node> Drain(const std::string& name);
+  // Closes the node's agent stream and refuses its certificates from now; NOT_FOUND for an
+  // unknown node.
+  absl::StatusOr<sched::v1::RevokeNodeResponse> RevokeNode(const std::string& name);
 
   absl::StatusOr<sched::v1::Budget> SetBudget(const sched::v1::SetBudgetRequest& request);
   absl::StatusOr<sched::v1::Budget> GetBudget(const std::string& project);

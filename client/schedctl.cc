@@ -1,14 +1,20 @@
 #include "client/schedctl.h"
 
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <sstream>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "client/command_line.h"
 #include "client/commands.h"
 #include "grpcpp/support/channel_arguments.h"
@@ -48,6 +54,44 @@ absl::StatusOr<std::string> Token(const Invocation& inv, const SchedctlEnv& env)
   return std::string();
 }
 
+// The PEM certificates in `path`: NOT_FOUND when it cannot be read, INVALID_ARGUMENT when it
+// holds none.
+absl::StatusOr<std::string> ReadCaFile(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream pem;
+  if (!in || !(pem << in.rdbuf())) {
+    return absl::NotFoundError(absl::StrCat("cannot read the CA file ", path));
+  }
+  if (!absl::StrContains(pem.str(), "-----BEGIN CERTIFICATE-----")) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " holds no PEM certificate"));
+  }
+  return pem.str();
+}
+
+// The certificate schedd at `address` presents whose pin is `pin`, fetched without trusting it:
+// the pin is what makes it trusted.
+absl::StatusOr<std::string> PinnedCa(const std::string& address, const std::string& pin,
+                                     absl::Duration timeout) {
+  SCHED_ASSIGN_OR_RETURN(std::vector<std::string> chain,
+                         auth::FetchServerCertificates(address, timeout));
+  return auth::CertificateWithPin(chain, pin);
+}
+
+// The CA certificates (PEM) to trust schedd's certificate by, from the first of --ca_file,
+// --ca_pin, $SCHED_CA_FILE and $SCHED_CA_PIN that is set; "" (plaintext) when none is. As with
+// tokens, a flag wins over the variables and a file over a pin at the same level.
+absl::StatusOr<std::string> TrustedCa(const Invocation& inv, const SchedctlEnv& env,
+                                      const std::string& address) {
+  if (inv.ca_file) return ReadCaFile(*inv.ca_file);
+  if (inv.ca_pin) return PinnedCa(address, *inv.ca_pin, inv.timeout);
+  std::optional<std::string> file = GetEnv(env, kCaFileEnvVar);
+  if (file && !file->empty()) return ReadCaFile(*file);
+  std::optional<std::string> pin = GetEnv(env, kCaPinEnvVar);
+  if (!pin || absl::StripAsciiWhitespace(*pin).empty()) return std::string();
+  SCHED_ASSIGN_OR_RETURN(std::string parsed, ParseCaPin(*pin, absl::StrCat("$", kCaPinEnvVar)));
+  return PinnedCa(address, parsed, inv.timeout);
+}
+
 absl::Status Dispatch(const CommandArgs& command, CommandContext& ctx) {
   return std::visit(
       [&](const auto& args) -> absl::Status {
@@ -59,6 +103,7 @@ absl::Status Dispatch(const CommandArgs& command, CommandContext& ctx) {
         if constexpr (std::is_same_v<T, LogsArgs>) return RunLogs(args, ctx);
         if constexpr (std::is_same_v<T, CancelArgs>) return RunCancel(args, ctx);
         if constexpr (std::is_same_v<T, NodeActionArgs>) return RunNodeAction(args, ctx);
+        if constexpr (std::is_same_v<T, NodeRevokeArgs>) return RunNodeRevoke(args, ctx);
         if constexpr (std::is_same_v<T, BudgetSetArgs>) return RunBudgetSet(args, ctx);
         if constexpr (std::is_same_v<T, BudgetGetArgs>) return RunBudgetGet(args, ctx);
         if constexpr (std::is_same_v<T, CostReportArgs>) return RunCostReport(args, ctx);
@@ -81,15 +126,21 @@ int RunSchedctl(int argc, char** argv, std::ostream& out, std::ostream& err,
   const Invocation& inv = *parsed.invocation;
 
   const absl::Status status = [&]() -> absl::Status {
-    SCHED_ASSIGN_OR_RETURN(std::string token, Token(inv, env));
+    auth::DialOptions dial;
+    SCHED_ASSIGN_OR_RETURN(dial.token, Token(inv, env));
+    const std::string address = ServerAddress(inv, env);
+    SCHED_ASSIGN_OR_RETURN(dial.ca_pem, TrustedCa(inv, env, address));
     grpc::ChannelArguments channel_args;
     channel_args.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
-    SchedClient client(
-        auth::Dial(ServerAddress(inv, env), auth::DialOptions{std::move(token)}, channel_args),
-        ClientOptions{inv.timeout, env.submit_retry});
+    SchedClient client(auth::Dial(address, dial, channel_args),
+                       ClientOptions{inv.timeout, env.submit_retry});
     absl::BitGen random;
-    CommandContext ctx{client, out, env.in != nullptr ? *env.in : std::cin,
-                       env.clock != nullptr ? *env.clock : *RealClock::Get(), random};
+    CommandContext ctx{client,
+                       out,
+                       env.in != nullptr ? *env.in : std::cin,
+                       env.clock != nullptr ? *env.clock : *RealClock::Get(),
+                       random,
+                       [&env](const std::string& name) { return GetEnv(env, name); }};
     return Dispatch(inv.command, ctx);
   }();
   out.flush();

@@ -25,12 +25,17 @@ inline constexpr char kDefaultServer[] = "127.0.0.1:7070";
 inline constexpr char kServerEnvVar[] = "SCHED_SERVER";
 inline constexpr char kTokenEnvVar[] = "SCHED_TOKEN";
 inline constexpr char kTokenFileEnvVar[] = "SCHED_TOKEN_FILE";
+inline constexpr char kCaFileEnvVar[] = "SCHED_CA_FILE";
+inline constexpr char kCaPinEnvVar[] = "SCHED_CA_PIN";
 
 // The whole of schedctl: parses argv (argv[0] is the program name), runs the command, writes
 // its output to `out` and problems to `err`. Returns the exit code: 0 success, 1 the command
 // failed ("error: NOT_FOUND: job abc not found" on `err`, also for a token file that cannot be
 // read), 2 a usage error (with a usage line). Every call carries the API token, the first of
-// --token, --token_file, $SCHED_TOKEN and $SCHED_TOKEN_FILE that is set; none: no token.
+// --token, --token_file, $SCHED_TOKEN and $SCHED_TOKEN_FILE that is set; none: no token. The
+// connection is TLS trusting the CA of the first of --ca_file, --ca_pin, $SCHED_CA_FILE and
+// $SCHED_CA_PIN that is set (a pin: the certificate schedd presents with that pin, UNAUTHENTICATED
+// when none has it), else plaintext.
 int RunSchedctl(int argc, char** argv, std::ostream& out, std::ostream& err,
                 const SchedctlEnv& env = {});
 

@@ -81,6 +81,7 @@ absl::Status RunTokenCreate(const TokenCreateArgs& args, CommandContext& ctx) {
                          ctx.client.CreateToken(args.request));
   if (!IsTable(args.output)) return PrintDocument(created, args.output, false, ctx.out);
   ctx.out << created.secret() << "\n" << CreatedLine(created.token(), ctx.clock.Now());
+  if (!created.ca_pin().empty()) ctx.out << "ca pin: " << created.ca_pin() << "\n";
   return absl::OkStatus();
 }
 

@@ -19,7 +19,8 @@ struct TokenCreateArgs {
   OutputFormat output = OutputFormat::kTable;
 };
 // Prints the token ("<id>.<secret>") on a line of its own, the only time it is shown, then
-// CreatedLine. JSON/YAML: the whole CreateTokenResponse, secret included.
+// CreatedLine, then "ca pin: sha256:<hex>" when schedd serves TLS (agents pass it as --ca_pin).
+// JSON/YAML: the whole CreateTokenResponse, secret and pin included.
 absl::Status RunTokenCreate(const TokenCreateArgs& args, CommandContext& ctx);
 
 struct TokenListArgs {

@@ -22,10 +22,14 @@ absl::Time TimeFromProto(const google::protobuf::Timestamp& ts) {
 
 v1::PlacementPolicy PlacementPolicyToProto(PlacementPolicy p) {
   switch (p) {
-    case PlacementPolicy::kPreferLocal: return v1::PLACEMENT_POLICY_PREFER_LOCAL;
-    case PlacementPolicy::kLocalOnly: return v1::PLACEMENT_POLICY_LOCAL_ONLY;
-    case PlacementPolicy::kCheapest: return v1::PLACEMENT_POLICY_CHEAPEST;
-    case PlacementPolicy::kCloudOnly: return v1::PLACEMENT_POLICY_CLOUD_ONLY;
+    case PlacementPolicy::kPreferLocal:
+      return v1::PLACEMENT_POLICY_PREFER_LOCAL;
+    case PlacementPolicy::kLocalOnly:
+      return v1::PLACEMENT_POLICY_LOCAL_ONLY;
+    case PlacementPolicy::kCheapest:
+      return v1::PLACEMENT_POLICY_CHEAPEST;
+    case PlacementPolicy::kCloudOnly:
+      return v1::PLACEMENT_POLICY_CLOUD_ONLY;
   }
   return v1::PLACEMENT_POLICY_UNSPECIFIED;
 }
@@ -33,10 +37,14 @@ v1::PlacementPolicy PlacementPolicyToProto(PlacementPolicy p) {
 absl::StatusOr<PlacementPolicy> PlacementPolicyFromProto(v1::PlacementPolicy p) {
   switch (p) {
     case v1::PLACEMENT_POLICY_UNSPECIFIED:
-    case v1::PLACEMENT_POLICY_PREFER_LOCAL: return PlacementPolicy::kPreferLocal;
-    case v1::PLACEMENT_POLICY_LOCAL_ONLY: return PlacementPolicy::kLocalOnly;
-    case v1::PLACEMENT_POLICY_CHEAPEST: return PlacementPolicy::kCheapest;
-    case v1::PLACEMENT_POLICY_CLOUD_ONLY: return PlacementPolicy::kCloudOnly;
+    case v1::PLACEMENT_POLICY_PREFER_LOCAL:
+      return PlacementPolicy::kPreferLocal;
+    case v1::PLACEMENT_POLICY_LOCAL_ONLY:
+      return PlacementPolicy::kLocalOnly;
+    case v1::PLACEMENT_POLICY_CHEAPEST:
+      return PlacementPolicy::kCheapest;
+    case v1::PLACEMENT_POLICY_CLOUD_ONLY:
+      return PlacementPolicy::kCloudOnly;
     default:
       return absl::InvalidArgumentError(absl::StrCat("placement: unknown policy ", p));
   }
@@ -44,9 +52,12 @@ absl::StatusOr<PlacementPolicy> PlacementPolicyFromProto(v1::PlacementPolicy p) 
 
 v1::SpotPolicy SpotPolicyToProto(SpotPolicy p) {
   switch (p) {
-    case SpotPolicy::kAuto: return v1::SPOT_POLICY_AUTO;
-    case SpotPolicy::kSpot: return v1::SPOT_POLICY_SPOT;
-    case SpotPolicy::kOnDemand: return v1::SPOT_POLICY_ON_DEMAND;
+    case SpotPolicy::kAuto:
+      return v1::SPOT_POLICY_AUTO;
+    case SpotPolicy::kSpot:
+      return v1::SPOT_POLICY_SPOT;
+    case SpotPolicy::kOnDemand:
+      return v1::SPOT_POLICY_ON_DEMAND;
   }
   return v1::SPOT_POLICY_UNSPECIFIED;
 }
@@ -54,9 +65,12 @@ v1::SpotPolicy SpotPolicyToProto(SpotPolicy p) {
 absl::StatusOr<SpotPolicy> SpotPolicyFromProto(v1::SpotPolicy p) {
   switch (p) {
     case v1::SPOT_POLICY_UNSPECIFIED:
-    case v1::SPOT_POLICY_AUTO: return SpotPolicy::kAuto;
-    case v1::SPOT_POLICY_SPOT: return SpotPolicy::kSpot;
-    case v1::SPOT_POLICY_ON_DEMAND: return SpotPolicy::kOnDemand;
+    case v1::SPOT_POLICY_AUTO:
+      return SpotPolicy::kAuto;
+    case v1::SPOT_POLICY_SPOT:
+      return SpotPolicy::kSpot;
+    case v1::SPOT_POLICY_ON_DEMAND:
+      return SpotPolicy::kOnDemand;
     default:
       return absl::InvalidArgumentError(absl::StrCat("spot: unknown policy ", p));
   }
@@ -64,26 +78,44 @@ absl::StatusOr<SpotPolicy> SpotPolicyFromProto(v1::SpotPolicy p) {
 
 v1::JobState JobStateToProto(JobState s) {
   switch (s) {
-    case JobState::kPending: return v1::JOB_STATE_PENDING;
-    case JobState::kAssigned: return v1::JOB_STATE_ASSIGNED;
-    case JobState::kRunning: return v1::JOB_STATE_RUNNING;
-    case JobState::kSucceeded: return v1::JOB_STATE_SUCCEEDED;
-    case JobState::kFailed: return v1::JOB_STATE_FAILED;
-    case JobState::kCancelled: return v1::JOB_STATE_CANCELLED;
+    case JobState::kPending:
+      return v1::JOB_STATE_PENDING;
+    case JobState::kAssigned:
+      return v1::JOB_STATE_ASSIGNED;
+    case JobState::kRunning:
+      return v1::JOB_STATE_RUNNING;
+    case JobState::kSucceeded:
+      return v1::JOB_STATE_SUCCEEDED;
+    case JobState::kFailed:
+      return v1::JOB_STATE_FAILED;
+    case JobState::kCancelled:
+      return v1::JOB_STATE_CANCELLED;
   }
   return v1::JOB_STATE_UNSPECIFIED;
 }
 
 absl::StatusOr<JobState> JobStateFromProto(v1::JobState s) {
   switch (s) {
-    case v1::JOB_STATE_PENDING: return JobState::kPending;
-    case v1::JOB_STATE_ASSIGNED: return JobState::kAssigned;
-    case v1::JOB_STATE_RUNNING: return JobState::kRunning;
-    case v1::JOB_STATE_SUCCEEDED: return JobState::kSucceeded;
-    case v1::JOB_STATE_FAILED: return JobState::kFailed;
-    case v1::JOB_STATE_CANCELLED: return JobState::kCancelled;
+    case v1::JOB_STATE_PENDING:
+      return JobState::kPending;
+    case v1::JOB_STATE_ASSIGNED:
+      return JobState::kAssigned;
+    case v1::JOB_STATE_RUNNING:
+      return JobState::kRunning;
+    case v1::JOB_STATE_SUCCEEDED:
+      return JobState::kSucceeded;
+    case v1::JOB_STATE_FAILED:
+      return JobState::kFailed;
+    case v1::JOB_STATE_CANCELLED:
+      return JobState::kCancelled;
     default:
       return absl::InvalidArgumentError(absl::StrCat("state: unknown job state ", s));
+  }
+}
+
+void RedactSecrets(v1::Job* job) {
+  for (v1::EnvVar& e : *job->mutable_spec()->mutable_env()) {
+    if (e.secret()) e.clear_value();
   }
 }
 
@@ -96,6 +128,8 @@ void JobSpecToProto(const JobSpec& spec, v1::JobSpec* out) {
     v1::EnvVar* e = out->add_env();
     e->set_name(name);
     e->set_value(value);
+    e->set_secret(std::find(spec.secret_env.begin(), spec.secret_env.end(), name) !=
+                  spec.secret_env.end());
   }
   v1::Resources* r = out->mutable_resources();
   r->set_gpus(spec.resources.gpus);
@@ -133,7 +167,10 @@ absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& in) {
   spec.project = in.project();
   spec.run = in.run();
   spec.setup = in.setup();
-  for (const v1::EnvVar& e : in.env()) spec.env.emplace_back(e.name(), e.value());
+  for (const v1::EnvVar& e : in.env()) {
+    spec.env.emplace_back(e.name(), e.value());
+    if (e.secret()) spec.secret_env.push_back(e.name());
+  }
   const v1::Resources& r = in.resources();
   spec.resources.gpus = r.gpus();
   spec.resources.gpu_memory_bytes = r.gpu_memory_bytes();
@@ -191,7 +228,8 @@ void DecisionToProto(const Decision& d, v1::Decision* out) {
     if (o.finish != absl::InfiniteFuture() && o.finish != absl::InfinitePast()) {
       TimeToProto(o.finish, p->mutable_finish_time());
     }
-    if (o.runtime < absl::InfiniteDuration()) p->set_runtime_seconds(absl::ToDoubleSeconds(o.runtime));
+    if (o.runtime < absl::InfiniteDuration())
+      p->set_runtime_seconds(absl::ToDoubleSeconds(o.runtime));
     p->set_price_per_hour(o.price_per_hour);
     if (std::isfinite(o.cost)) p->set_cost(o.cost);
     p->set_deferred(o.deferred);
@@ -260,15 +298,20 @@ void JobToProto(const Job& job, v1::Job* out) {
   out->set_epoch(job.epoch);
   out->set_node(job.node);
   for (uint32_t g : job.gpu_indexes) out->add_gpu_indexes(g);
-  if (job.create_time != absl::InfinitePast()) TimeToProto(job.create_time, out->mutable_create_time());
-  if (job.start_time != absl::InfinitePast()) TimeToProto(job.start_time, out->mutable_start_time());
-  if (job.finish_time != absl::InfinitePast()) TimeToProto(job.finish_time, out->mutable_finish_time());
-  if (job.update_time != absl::InfinitePast()) TimeToProto(job.update_time, out->mutable_update_time());
+  if (job.create_time != absl::InfinitePast())
+    TimeToProto(job.create_time, out->mutable_create_time());
+  if (job.start_time != absl::InfinitePast())
+    TimeToProto(job.start_time, out->mutable_start_time());
+  if (job.finish_time != absl::InfinitePast())
+    TimeToProto(job.finish_time, out->mutable_finish_time());
+  if (job.update_time != absl::InfinitePast())
+    TimeToProto(job.update_time, out->mutable_update_time());
   out->set_exit_code(job.exit_code);
   out->set_message(job.message);
   out->set_cancel_requested(job.cancel_requested);
   out->set_request_id(job.request_id);
-  if (job.decision.time != absl::InfinitePast()) DecisionToProto(job.decision, out->mutable_decision());
+  if (job.decision.time != absl::InfinitePast())
+    DecisionToProto(job.decision, out->mutable_decision());
   for (const JobAttempt& a : job.attempts) {
     v1::JobAttempt* p = out->add_attempts();
     p->set_attempt(a.attempt);
@@ -395,9 +438,9 @@ absl::StatusOr<NodeCapabilities> CapabilitiesFromProto(const v1::Capabilities& i
   }
   if (in.has_local_price()) {
     const v1::Capabilities::LocalPrice& p = in.local_price();
-    for (double part : {p.power_watts(), p.electricity_dollars_per_kwh(),
-                        p.hardware_cost_dollars(), p.amortize_months(),
-                        p.energy_dollars_per_hour(), p.amortization_dollars_per_hour()}) {
+    for (double part :
+         {p.power_watts(), p.electricity_dollars_per_kwh(), p.hardware_cost_dollars(),
+          p.amortize_months(), p.energy_dollars_per_hour(), p.amortization_dollars_per_hour()}) {
       if (!std::isfinite(part) || part < 0) {
         return absl::InvalidArgumentError(
             absl::StrCat("capabilities.local_price: every part must be >= 0, got ", part));
@@ -418,12 +461,9 @@ absl::StatusOr<NodeCapabilities> CapabilitiesFromProto(const v1::Capabilities& i
   caps.instance_type = in.instance_type();
   if (in.has_local_price()) {
     const v1::Capabilities::LocalPrice& p = in.local_price();
-    caps.local_price = LocalPrice{p.power_watts(),
-                                  p.electricity_dollars_per_kwh(),
-                                  p.hardware_cost_dollars(),
-                                  p.amortize_months(),
-                                  p.energy_dollars_per_hour(),
-                                  p.amortization_dollars_per_hour()};
+    caps.local_price = LocalPrice{
+        p.power_watts(),     p.electricity_dollars_per_kwh(), p.hardware_cost_dollars(),
+        p.amortize_months(), p.energy_dollars_per_hour(),     p.amortization_dollars_per_hour()};
   }
   absl::StatusOr<cost::PriceSchedule> schedule = PriceScheduleFromProto(in.price_schedule());
   if (!schedule.ok()) {
@@ -442,19 +482,31 @@ absl::StatusOr<NodeCapabilities> CapabilitiesFromProto(const v1::Capabilities& i
 void NodeToProto(const Node& node, v1::Node* out) {
   out->set_name(node.record.name);
   switch (node.state()) {
-    case NodeState::kReady: out->set_state(v1::NODE_STATE_READY); break;
-    case NodeState::kCordoned: out->set_state(v1::NODE_STATE_CORDONED); break;
-    case NodeState::kDraining: out->set_state(v1::NODE_STATE_DRAINING); break;
-    case NodeState::kPreempting: out->set_state(v1::NODE_STATE_PREEMPTING); break;
-    case NodeState::kDown: out->set_state(v1::NODE_STATE_DOWN); break;
+    case NodeState::kReady:
+      out->set_state(v1::NODE_STATE_READY);
+      break;
+    case NodeState::kCordoned:
+      out->set_state(v1::NODE_STATE_CORDONED);
+      break;
+    case NodeState::kDraining:
+      out->set_state(v1::NODE_STATE_DRAINING);
+      break;
+    case NodeState::kPreempting:
+      out->set_state(v1::NODE_STATE_PREEMPTING);
+      break;
+    case NodeState::kDown:
+      out->set_state(v1::NODE_STATE_DOWN);
+      break;
   }
   CapabilitiesToProto(node.record.caps, out->mutable_capabilities());
   out->set_allocated_cpus(node.alloc_cpu_millis / 1000.0);
   out->set_allocated_memory_bytes(node.alloc_memory_bytes);
   for (uint32_t g : node.busy_gpus) out->add_allocated_gpu_indexes(g);
   out->set_running_jobs(node.running_jobs);
-  if (node.last_heartbeat != absl::InfinitePast()) TimeToProto(node.last_heartbeat, out->mutable_last_heartbeat_time());
-  if (node.record.register_time != absl::InfinitePast()) TimeToProto(node.record.register_time, out->mutable_register_time());
+  if (node.last_heartbeat != absl::InfinitePast())
+    TimeToProto(node.last_heartbeat, out->mutable_last_heartbeat_time());
+  if (node.record.register_time != absl::InfinitePast())
+    TimeToProto(node.record.register_time, out->mutable_register_time());
   out->set_connected(node.connected);
 }
 

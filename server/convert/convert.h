@@ -25,6 +25,9 @@ v1::JobState JobStateToProto(JobState s);
 // INVALID_ARGUMENT for UNSPECIFIED or unknown values.
 absl::StatusOr<JobState> JobStateFromProto(v1::JobState s);
 
+// Empties the value of every secret variable in `job`'s spec: what the API shows.
+void RedactSecrets(v1::Job* job);
+
 void JobSpecToProto(const JobSpec& spec, v1::JobSpec* out);
 // Structural checks only (units, ranges that the proto types allow but the core's can't hold);
 // the rules live in ValidateAndDefaultJobSpec.

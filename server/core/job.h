@@ -55,6 +55,8 @@ struct JobSpec {
   std::string run;
   std::string setup;
   std::vector<std::pair<std::string, std::string>> env;
+  // Names in `env` whose values are secret: never shown back (convert's RedactSecrets).
+  std::vector<std::string> secret_env;
   Resources resources;
   int32_t priority = 0;
   std::map<std::string, std::string> labels;

@@ -1,5 +1,7 @@
 #include "server/core/job_spec_validation.h"
 
+#include <set>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -123,7 +125,11 @@ absl::Status ValidateAndDefaultJobSpec(JobSpec& spec, absl::Time now) {
   if (spec.setup.size() > kMaxScriptBytes) {
     return Invalid("setup", absl::StrCat("longer than ", kMaxScriptBytes, " bytes"));
   }
+  std::set<std::string> env_names;
   for (const auto& [name, value] : spec.env) {
+    if (!env_names.insert(name).second) {
+      return Invalid(absl::StrCat("env.", name), "set twice (in env and secrets, or twice)");
+    }
     if (!IsValidEnvName(name)) {
       return Invalid(absl::StrCat("env.", name),
                      "not a valid variable name (letters, digits and '_', not starting with a "

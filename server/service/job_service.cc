@@ -28,6 +28,12 @@ absl::StatusOr<std::vector<JobState>> StatesFromProto(
   return out;
 }
 
+// A job as callers see it: secret variables' values left out.
+void ShowJob(const Job& job, v1::Job* out) {
+  JobToProto(job, out);
+  RedactSecrets(out);
+}
+
 template <typename Response>
 grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -87,7 +93,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse
       shared.seen.erase(it);
     }
     v1::WatchJobsResponse resp;
-    JobToProto(job, resp.mutable_job());
+    ShowJob(job, resp.mutable_job());
     sender.Send(std::move(resp));
   }
 
@@ -122,7 +128,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse
           if (!caller_.InProject(job.spec.project)) continue;
           seen[job.id] = job.update_time;
           v1::WatchJobsResponse& resp = snapshot->emplace_back();
-          JobToProto(job, resp.mutable_job());
+          ShowJob(job, resp.mutable_job());
           resp.set_initial(true);
         }
         query.after_seq = page.next_after_seq;
@@ -301,7 +307,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
   scheduler_->Submit(std::move(*spec), req->request_id(),
                      [reactor, resp](absl::StatusOr<SubmitResult> result) {
                        if (result.ok()) {
-                         JobToProto(result->job, resp->mutable_job());
+                         ShowJob(result->job, resp->mutable_job());
                          resp->set_existing(result->existing);
                        }
                        reactor->Finish(ToGrpcStatus(result.status()));
@@ -329,7 +335,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ct
     SCHED_ASSIGN_OR_RETURN(Job job, scheduler_->GetJob(req->job_id()));
     SCHED_RETURN_IF_ERROR(
         auth::Authorizer::CheckProject(caller, auth::Action::kRead, job.spec.project));
-    JobToProto(job, resp);
+    ShowJob(job, resp);
     return absl::OkStatus();
   }();
   return Reply<v1::Job>(ctx, status);
@@ -354,7 +360,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
     }
     JobPage page = scheduler_->ListJobs(query);
     for (const Job& job : page.jobs) {
-      if (caller.InProject(job.spec.project)) JobToProto(job, resp->add_jobs());
+      if (caller.InProject(job.spec.project)) ShowJob(job, resp->add_jobs());
     }
     if (page.next_after_seq != 0) resp->set_next_page_token(absl::StrCat(page.next_after_seq));
     return absl::OkStatus();
@@ -373,7 +379,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext*
   if (!allowed.ok()) return Reply<v1::Job>(ctx, allowed);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   scheduler_->Cancel(req->job_id(), req->reason(), [reactor, resp](absl::StatusOr<Job> job) {
-    if (job.ok()) JobToProto(*job, resp);
+    if (job.ok()) ShowJob(*job, resp);
     reactor->Finish(ToGrpcStatus(job.status()));
   });
   return reactor;

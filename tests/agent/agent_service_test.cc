@@ -344,3 +344,32 @@ TEST_F(AgentServiceTest, AssignmentAfterDrainStillRuns) {
 
 }  // namespace
 }  // namespace sched::agent
+
+namespace sched::agent {
+namespace {
+
+TEST_F(AgentServiceTest, ASecretValueNeverReachesTheLogs) {
+  Start();
+  ASSERT_TRUE(fake_->WaitFor(IsRegister(1)).has_value());
+  v1::ServerMessage msg = Assignment(
+      "echo \"key=$HF_TOKEN\"; printf '%s' \"$HF_TOKEN\" | cut -c1-6; echo; "
+      "printf 'split: hf_ab'; sleep 0.2; printf 'cdef99 end\\n' >&1; echo \"pub=$PUBLIC\"");
+  v1::EnvVar* secret = msg.mutable_assignment()->mutable_job()->mutable_spec()->add_env();
+  secret->set_name("HF_TOKEN");
+  secret->set_value("hf_abcdef99");
+  secret->set_secret(true);
+  v1::EnvVar* plain = msg.mutable_assignment()->mutable_job()->mutable_spec()->add_env();
+  plain->set_name("PUBLIC");
+  plain->set_value("visible");
+  ASSERT_TRUE(fake_->Send(msg));
+  ASSERT_TRUE(fake_->WaitFor(IsUpdate(v1::JOB_STATE_SUCCEEDED), absl::Seconds(5)).has_value());
+  std::string out;
+  for (const Received& r : fake_->received()) {
+    if (r.msg.has_log()) out += r.msg.log().data();
+  }
+  EXPECT_EQ(out, "key=[secret HF_TOKEN]\nhf_abc\n\nsplit: [secret HF_TOKEN] end\npub=visible\n");
+  EXPECT_EQ(out.find("hf_abcdef99"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sched::agent

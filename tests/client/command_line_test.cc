@@ -204,6 +204,64 @@ TEST(ParseCommandLine, TokenOptionsBeforeOrAfterTheCommand) {
   EXPECT_THAT(unknown.err, StartsWith("error: unknown command \"frobnicate\""));
 }
 
+TEST(ParseCommandLine, CaFileAndPinBeforeOrAfterTheCommand) {
+  const std::string pin = "sha256:" + std::string(64, 'a');
+  Parsed p = Parse({"--ca_file", "/etc/sched/ca.crt", "get", "jobs", "--ca_pin", pin});
+  ASSERT_TRUE(p.result.invocation) << p.err;
+  EXPECT_EQ(p.result.invocation->ca_file, "/etc/sched/ca.crt");
+  EXPECT_EQ(p.result.invocation->ca_pin, pin);
+
+  // Upper case is taken and kept as schedd prints pins: lower case.
+  Parsed dashed =
+      Parse({"get", "nodes", "--ca-file", "ca.pem", "--ca-pin", "SHA256:" + std::string(64, 'F')});
+  ASSERT_TRUE(dashed.result.invocation) << dashed.err;
+  EXPECT_EQ(dashed.result.invocation->ca_file, "ca.pem");
+  EXPECT_EQ(dashed.result.invocation->ca_pin, "sha256:" + std::string(64, 'f'));
+
+  Parsed none = Parse({"get", "nodes"});
+  ASSERT_TRUE(none.result.invocation) << none.err;
+  EXPECT_EQ(none.result.invocation->ca_file, std::nullopt);
+  EXPECT_EQ(none.result.invocation->ca_pin, std::nullopt);
+
+  Parsed unknown = Parse({"--ca_pin", pin, "frobnicate"});
+  EXPECT_EQ(unknown.result.exit_code, 2);
+  EXPECT_THAT(unknown.err, StartsWith("error: unknown command \"frobnicate\""));
+}
+
+TEST(ParseCaPin, TakesSha256AndSixtyFourHexDigitsOnly) {
+  const std::string hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789ABCDEF";
+  absl::StatusOr<std::string> pin = ParseCaPin(" sha256:" + hex + "\n", "$SCHED_CA_PIN");
+  ASSERT_TRUE(pin.ok()) << pin.status();
+  EXPECT_EQ(*pin, "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  const std::vector<std::string> bad_pins = {"",
+                                             "sha256:",
+                                             hex,
+                                             "sha1:" + hex,
+                                             "sha256:" + hex.substr(1),
+                                             "sha256:" + hex + "0",
+                                             "sha256:" + hex.substr(1) + "g"};
+  for (const std::string& bad : bad_pins) {
+    absl::StatusOr<std::string> refused = ParseCaPin(bad, "$SCHED_CA_PIN");
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(refused.status().message(),
+              "$SCHED_CA_PIN: expected sha256: and 64 hex digits, got \"" + bad + "\"");
+  }
+}
+
+TEST(ParseCommandLine, NodeRevoke) {
+  Parsed p = Parse({"node", "revoke", "ws2"});
+  ASSERT_TRUE(p.result.invocation) << p.err;
+  EXPECT_EQ(std::get<NodeRevokeArgs>(p.result.invocation->command).name, "ws2");
+
+  // `node` is a command now; `get node` and `describe node` still name the resource.
+  Parsed get = Parse({"get", "node", "ws2"});
+  ASSERT_TRUE(get.result.invocation) << get.err;
+  EXPECT_EQ(std::get<GetArgs>(get.result.invocation->command).kind, ResourceKind::kNode);
+  Parsed describe = Parse({"describe", "node", "ws2"});
+  ASSERT_TRUE(describe.result.invocation) << describe.err;
+  EXPECT_EQ(std::get<DescribeArgs>(describe.result.invocation->command).name, "ws2");
+}
+
 struct UsageCase {
   std::vector<std::string> args;
   const char* error;
@@ -251,6 +309,16 @@ INSTANTIATE_TEST_SUITE_P(
         UsageCase{{"describe", "node"}, "a node NAME is required", "describe job ID"},
         UsageCase{{"logs"}, "id is required", "logs [-f] ID"},
         UsageCase{{"cordon"}, "node is required", "cordon NODE"},
+        UsageCase{{"node"}, "A subcommand is required", "node revoke NODE"},
+        UsageCase{{"node", "revoke"}, "node is required", "node revoke NODE"},
+        UsageCase{{"node", "cordon", "ws1"}, "A subcommand is required", "node revoke NODE"},
+        UsageCase{{"--ca_pin", "abc", "get", "jobs"},
+                  "--ca_pin: expected sha256: and 64 hex digits, got \"abc\"",
+                  "get "},
+        UsageCase{{"get", "jobs", "--ca_pin", "sha256:0123"},
+                  "--ca_pin: expected sha256: and 64 hex digits, got \"sha256:0123\"",
+                  "get "},
+        UsageCase{{"get", "jobs", "--ca_file"}, "--ca_file: 1 required", "get "},
         UsageCase{{"cost", "advise", "--days", "0"}, "--days: Value 0 not in range", "cost "},
         UsageCase{{"cost", "advise", "-o", "wide"}, "-o: expected json or yaml", "cost "},
         UsageCase{{"checkpoints"}, "job is required", "checkpoints JOB [-o json|yaml]"},
@@ -300,30 +368,35 @@ INSTANTIATE_TEST_SUITE_P(
                   "token "},
         UsageCase{{"token", "revoke"}, "id is required", "token "}));
 
-TEST(ParseCommandLine, HelpListsTheCheckpointCommands) {
-  Parsed p = Parse({"--help"});
+// `args` asks for help: it exits 0 with every one of `wanted` in what it prints.
+void ExpectHelpSays(std::vector<std::string> args, const std::vector<std::string>& wanted) {
+  args.push_back("--help");
+  Parsed p = Parse(args);
   EXPECT_EQ(p.result.exit_code, 0);
-  EXPECT_THAT(p.out, HasSubstr("\n  checkpoints                 List a job's checkpoints\n"));
-  EXPECT_THAT(p.out, HasSubstr("\n  checkpoint                  Download a job's checkpoint\n"));
-  Parsed get = Parse({"checkpoint", "get", "--help"});
-  EXPECT_EQ(get.result.exit_code, 0);
-  EXPECT_THAT(get.out, HasSubstr("Usage: schedctl checkpoint get [OPTIONS] job [seq]"));
-  EXPECT_THAT(get.out, HasSubstr("--to TEXT=."));
+  for (const std::string& w : wanted) EXPECT_THAT(p.out, HasSubstr(w));
+}
+
+TEST(ParseCommandLine, HelpListsTheCheckpointCommands) {
+  ExpectHelpSays({}, {"\n  checkpoints                 List a job's checkpoints\n",
+                      "\n  checkpoint                  Download a job's checkpoint\n"});
+  ExpectHelpSays({"checkpoint", "get"},
+                 {"Usage: schedctl checkpoint get [OPTIONS] job [seq]", "--to TEXT=."});
 }
 
 TEST(ParseCommandLine, HelpListsTheTokenCommandsAndOptions) {
-  Parsed p = Parse({"--help"});
-  EXPECT_EQ(p.result.exit_code, 0);
-  EXPECT_THAT(p.out,
-              HasSubstr("\n  token                       Make, list and revoke API tokens\n"));
-  EXPECT_THAT(p.out, HasSubstr("--token TEXT"));
-  EXPECT_THAT(p.out, HasSubstr("--token_file"));
-  EXPECT_THAT(p.out, HasSubstr("$SCHED_TOKEN_FILE"));
-  Parsed create = Parse({"token", "create", "--help"});
-  EXPECT_EQ(create.result.exit_code, 0);
-  EXPECT_THAT(create.out, HasSubstr("Usage: schedctl token create [OPTIONS]"));
-  EXPECT_THAT(create.out, HasSubstr("--role TEXT REQUIRED"));
-  EXPECT_THAT(create.out, HasSubstr("--ttl"));
+  ExpectHelpSays({}, {"\n  token                       Make, list and revoke API tokens\n",
+                      "--token TEXT", "--token_file", "$SCHED_TOKEN_FILE"});
+  ExpectHelpSays({"token", "create"},
+                 {"Usage: schedctl token create [OPTIONS]", "--role TEXT REQUIRED", "--ttl"});
+}
+
+TEST(ParseCommandLine, HelpListsNodeRevokeAndTheTlsOptions) {
+  ExpectHelpSays({},
+                 {"\n  drain                       Cordon a node and let its running jobs "
+                  "finish\n  node                        Revoke a node\n",
+                  "--ca_file,--ca-file", "$SCHED_CA_FILE", "--ca_pin,--ca-pin", "$SCHED_CA_PIN"});
+  ExpectHelpSays({"node", "revoke"},
+                 {"Usage: schedctl node revoke [OPTIONS] node", "close its agent's stream"});
 }
 
 TEST(ParseCommandLine, HelpGoesToOutAndExitsZero) {

@@ -248,3 +248,21 @@ TEST(DescribeNode, NodeWithoutGpus) {
 
 }  // namespace
 }  // namespace sched::client
+
+namespace sched::client {
+namespace {
+
+TEST(DescribeJob, ASecretShowsItsNameOnly) {
+  sched::v1::Job job = testing::RunningJob();
+  sched::v1::EnvVar* secret = job.mutable_spec()->add_env();
+  secret->set_name("HF_TOKEN");
+  secret->set_value("should-never-come-back-but-still-hidden");
+  secret->set_secret(true);
+  std::ostringstream out;
+  DescribeJob(job, testing::kNow, out);
+  EXPECT_THAT(out.str(), HasSubstr("Env:\n  EPOCHS=3\n  HF_TOKEN=<secret>\n"));
+  EXPECT_THAT(out.str(), ::testing::Not(HasSubstr("should-never")));
+}
+
+}  // namespace
+}  // namespace sched::client

@@ -148,8 +148,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "resources.gpu_memry: unknown key (expected one of: gpus, gpu_memory, gpu_model, "
                 "cpus, memory)"},
         BadSpec{"run: x\nnmae: a\n",
-                "nmae: unknown key (expected one of: name, project, run, setup, env, resources, "
-                "priority, labels, model, runtime, deadline, max_cost, placement, spot)"},
+                "nmae: unknown key (expected one of: name, project, run, setup, env, secrets, "
+                "resources, priority, labels, model, runtime, deadline, max_cost, placement, spot)"},
         BadSpec{"run: x\nmodel: {parameters: 7B, precison: bf16}\n",
                 "model.precison: unknown key (expected one of: parameters, precision, method, "
                 "optimizer, batch_size, sequence_length, gradient_checkpointing, lora_rank)"}));
@@ -227,6 +227,31 @@ TEST(ParseJobSpecYaml, SyntaxErrorGivesLineAndColumn) {
   EXPECT_THAT(
       ParseJobSpecYaml("run: x\n  bad: indent\n"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("invalid YAML at line 2, column 6:")));
+}
+
+}  // namespace
+}  // namespace sched::client
+
+namespace sched::client {
+namespace {
+
+TEST(ParseJobSpecYaml, SecretsAreNamesWhoseValuesComeLater) {
+  absl::StatusOr<sched::v1::JobSpec> spec = ParseJobSpecYaml(R"(
+run: python train.py
+env:
+  MODE: fast
+secrets: [HF_TOKEN, WANDB_API_KEY]
+)");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_EQ(spec->env_size(), 3);
+  EXPECT_EQ(spec->env(0).name(), "MODE");
+  EXPECT_FALSE(spec->env(0).secret());
+  EXPECT_EQ(spec->env(1).name(), "HF_TOKEN");
+  EXPECT_TRUE(spec->env(1).secret());
+  EXPECT_EQ(spec->env(1).value(), "");
+  EXPECT_EQ(spec->env(2).name(), "WANDB_API_KEY");
+  EXPECT_THAT(ParseJobSpecYaml("run: x\nsecrets: {HF_TOKEN: abc}\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("a list of variable names")));
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // schedctl run in-process against fake JobService, NodeService, CheckpointService and
-// TokenService on a loopback port.
+// TokenService on a loopback port, plaintext or (SchedctlTlsTest) TLS with a CA of its own.
 
 #include <algorithm>
 #include <filesystem>
@@ -26,6 +26,7 @@
 #include "sched/v1/job_service.grpc.pb.h"
 #include "sched/v1/node_service.grpc.pb.h"
 #include "sched/v1/token_service.grpc.pb.h"
+#include "server/auth/tls.h"
 #include "server/checkpoint/checkpoint_files.h"
 #include "tests/client/sample_resources.h"
 #include "yaml-cpp/yaml.h"
@@ -166,10 +167,26 @@ class FakeNodeService final : public NodeService::Service {
     node->set_name(request->name());
     return grpc::Status::OK;
   }
+  // Knows the nodes in `streams_`, each with the agent streams it has open.
+  grpc::Status RevokeNode(grpc::ServerContext*, const RevokeNodeRequest* request,
+                          RevokeNodeResponse* response) override {
+    absl::MutexLock lock(&mu_);
+    revokes_.push_back(*request);
+    const auto it = streams_.find(request->name());
+    if (it == streams_.end()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "node " + request->name() + " not found");
+    }
+    response->set_name(request->name());
+    response->set_streams_closed(it->second);
+    it->second = 0;
+    return grpc::Status::OK;
+  }
 
   absl::Mutex mu_;
   std::vector<CordonRequest> cordons_ ABSL_GUARDED_BY(mu_);
   std::vector<DrainRequest> drains_ ABSL_GUARDED_BY(mu_);
+  std::vector<RevokeNodeRequest> revokes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, uint32_t> streams_ ABSL_GUARDED_BY(mu_);
 };
 
 // Knows job abc1234500000000 (any prefix of it). Lists `list_`; serves one checkpoint read from a
@@ -272,6 +289,7 @@ class FakeTokenService final : public TokenService::Service {
     t.set_uses_left(request->uses() > 0 ? request->uses() : -1);
     t.set_created_by("local");
     response->set_secret(kSecret);
+    response->set_ca_pin(ca_pin_);
     return grpc::Status::OK;
   }
 
@@ -299,6 +317,7 @@ class FakeTokenService final : public TokenService::Service {
   }
 
   absl::Mutex mu_;
+  std::string ca_pin_ ABSL_GUARDED_BY(mu_);  // sent with each new token
   ListTokensResponse list_ ABSL_GUARDED_BY(mu_);
   std::vector<CreateTokenRequest> creates_ ABSL_GUARDED_BY(mu_);
   std::vector<RevokeTokenRequest> revokes_ ABSL_GUARDED_BY(mu_);
@@ -361,7 +380,7 @@ class SchedctlServiceTest : public ::testing::Test {
   void SetUp() override {
     grpc::ServerBuilder builder;
     int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.AddListeningPort("127.0.0.1:0", ServerCredentials(), &port);
     builder.RegisterService(&jobs_);
     builder.RegisterService(&nodes_);
     builder.RegisterService(&checkpoints_);
@@ -370,7 +389,13 @@ class SchedctlServiceTest : public ::testing::Test {
     ASSERT_NE(server_, nullptr);
     address_ = "127.0.0.1:" + std::to_string(port);
   }
-  void TearDown() override { server_->Shutdown(); }
+  void TearDown() override {
+    if (server_ != nullptr) server_->Shutdown();
+  }
+
+  virtual std::shared_ptr<grpc::ServerCredentials> ServerCredentials() {
+    return grpc::InsecureServerCredentials();
+  }
 
   // The server address comes from $SCHED_SERVER, as a user would set it; other variables from
   // env_.
@@ -1072,6 +1097,228 @@ TEST_F(SchedctlServiceTest, UsageErrorExitsTwoWithoutCallingTheServer) {
   EXPECT_THAT(r.err, HasSubstr("usage: schedctl get "));
   absl::MutexLock lock(&jobs_.mu_);
   EXPECT_THAT(jobs_.list_requests_, IsEmpty());
+}
+
+TEST_F(SchedctlServiceTest, NodeRevokeSaysHowManyAgentStreamsItClosed) {
+  {
+    absl::MutexLock lock(&nodes_.mu_);
+    nodes_.streams_ = {{"ws1", 1}, {"ws2", 0}, {"ws3", 2}};
+  }
+  const Result r = Run({"node", "revoke", "ws1"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "node ws1 revoked (1 agent stream closed)\n");
+  EXPECT_THAT(r.err, IsEmpty());
+  EXPECT_EQ(Run({"node", "revoke", "ws2"}).out, "node ws2 revoked (0 agent streams closed)\n");
+  EXPECT_EQ(Run({"node", "revoke", "ws3"}).out, "node ws3 revoked (2 agent streams closed)\n");
+  absl::MutexLock lock(&nodes_.mu_);
+  ASSERT_THAT(nodes_.revokes_, SizeIs(3));
+  EXPECT_EQ(nodes_.revokes_[0].name(), "ws1");
+  EXPECT_EQ(nodes_.revokes_[1].name(), "ws2");
+  EXPECT_EQ(nodes_.revokes_[2].name(), "ws3");
+  EXPECT_THAT(nodes_.cordons_, IsEmpty());
+  EXPECT_THAT(nodes_.drains_, IsEmpty());
+}
+
+TEST_F(SchedctlServiceTest, NodeRevokeOfAnUnknownNodeIsNotFound) {
+  const Result r = Run({"node", "revoke", "ws9"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: NOT_FOUND: node ws9 not found\n");
+  EXPECT_THAT(r.out, IsEmpty());
+  absl::MutexLock lock(&nodes_.mu_);
+  ASSERT_THAT(nodes_.revokes_, SizeIs(1));
+  EXPECT_EQ(nodes_.revokes_[0].name(), "ws9");
+}
+
+constexpr char kPin[] = "sha256:5d41402abc4b2a76b9719d911017c5925d41402abc4b2a76b9719d911017c592";
+
+TEST_F(SchedctlServiceTest, TokenCreatePrintsTheCaPinAfterTheToken) {
+  {
+    absl::MutexLock lock(&tokens_.mu_);
+    tokens_.ca_pin_ = kPin;
+  }
+  const Result r = Run({"token", "create", "--role", "agent", "--uses", "1"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, std::string("3f9c0a1b2c3d4e5f.8c1e55d0b7a94f2e9d3c6b1a0f7e4d2c\n"
+                               "token 3f9c0a1b2c3d4e5f created: role agent, does not expire, 1 "
+                               "join; the line above is the token, shown only this once\n"
+                               "ca pin: ") +
+                       kPin + "\n");
+
+  const Result json = Run({"token", "create", "--role", "agent", "-o", "json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  CreateTokenResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &parsed).ok()) << json.out;
+  EXPECT_EQ(parsed.ca_pin(), kPin);
+}
+
+TEST_F(SchedctlServiceTest, UnreadableCaFileOrBadPinFailsBeforeAnyCall) {
+  const Result flag = Run({"--ca_file", "/nonexistent/ca.crt", "token", "list"});
+  EXPECT_EQ(flag.exit_code, 1);
+  EXPECT_EQ(flag.err, "error: NOT_FOUND: cannot read the CA file /nonexistent/ca.crt\n");
+  EXPECT_THAT(flag.out, IsEmpty());
+
+  const std::string not_pem = WriteFile("not.pem", "hello\n");
+  const Result empty = Run({"token", "list", "--ca-file", not_pem});
+  EXPECT_EQ(empty.exit_code, 1);
+  EXPECT_EQ(empty.err, "error: INVALID_ARGUMENT: " + not_pem + " holds no PEM certificate\n");
+
+  env_[kCaPinEnvVar] = "sha256:abc";
+  const Result pin = Run({"get", "jobs"});
+  EXPECT_EQ(pin.exit_code, 1);
+  EXPECT_EQ(pin.err,
+            "error: INVALID_ARGUMENT: $SCHED_CA_PIN: expected sha256: and 64 hex digits, got "
+            "\"sha256:abc\"\n");
+
+  env_[kCaFileEnvVar] = "/nonexistent/env-ca.crt";
+  const Result env = Run({"get", "jobs"});
+  EXPECT_EQ(env.exit_code, 1);
+  EXPECT_EQ(env.err, "error: NOT_FOUND: cannot read the CA file /nonexistent/env-ca.crt\n");
+
+  absl::MutexLock lock(&tokens_.mu_);
+  EXPECT_THAT(tokens_.authorizations_, IsEmpty());
+  absl::MutexLock jobs_lock(&jobs_.mu_);
+  EXPECT_THAT(jobs_.list_requests_, IsEmpty());
+}
+
+TEST_F(SchedctlServiceTest, PinAgainstAPlaintextServerIsUnavailable) {
+  const Result r = Run({"--timeout", "2s", "--ca_pin", kPin, "token", "list"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, ::testing::StartsWith("error: UNAVAILABLE: "));
+  absl::MutexLock lock(&tokens_.mu_);
+  EXPECT_THAT(tokens_.authorizations_, IsEmpty());
+}
+
+// A CA and a server certificate for localhost and 127.0.0.1 in `dir`, made as schedd makes its
+// own.
+absl::StatusOr<auth::ServerTls> MakeServerTls(const std::string& dir) {
+  auth::TlsOptions options;
+  options.dir = dir;
+  return auth::LoadOrCreateServerTls(options);
+}
+
+// The fakes behind TLS with a CA of their own.
+class SchedctlTlsTest : public SchedctlServiceTest {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<auth::ServerTls> tls = MakeServerTls(FreshDir("tls"));
+    ASSERT_TRUE(tls.ok()) << tls.status();
+    tls_ = *std::move(tls);
+    SchedctlServiceTest::SetUp();
+  }
+
+  std::shared_ptr<grpc::ServerCredentials> ServerCredentials() override {
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({tls_.key_pem, tls_.cert_chain_pem});
+    return grpc::SslServerCredentials(ssl);
+  }
+
+  // `token list` and how it ended: 0 when it reached the TokenService.
+  int TokenList(const std::vector<std::string>& options) {
+    std::vector<std::string> args = options;
+    args.insert(args.end(), {"token", "list"});
+    const Result r = Run(args);
+    EXPECT_EQ(r.exit_code == 0, r.err.empty()) << r.err;
+    return r.exit_code;
+  }
+
+  // The calls the TokenService answered, by the authorization each carried.
+  std::vector<std::string> Calls() {
+    absl::MutexLock lock(&tokens_.mu_);
+    return tokens_.authorizations_;
+  }
+
+  static std::string ZeroPin() { return "sha256:" + std::string(64, '0'); }
+
+  auth::ServerTls tls_;
+};
+
+TEST_F(SchedctlTlsTest, PinTrustsTheCaTheServerPresents) {
+  ASSERT_THAT(tls_.pin, ::testing::StartsWith("sha256:"));
+  const Result r =
+      Run({"--ca_pin", tls_.pin, "--token", "0a1b2c3d4e5f6071.s3cret", "token", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "No tokens. Make one with: schedctl token create --role ROLE\n");
+  env_[kCaPinEnvVar] = tls_.pin;
+  EXPECT_EQ(TokenList({}), 0);
+  EXPECT_THAT(Calls(), ElementsAre("Bearer 0a1b2c3d4e5f6071.s3cret", ""));
+}
+
+TEST_F(SchedctlTlsTest, PinThatMatchesNothingIsUnauthenticatedAndSendsNothing) {
+  const Result r =
+      Run({"--token", "0a1b2c3d4e5f6071.s3cret", "--ca_pin", ZeroPin(), "token", "list"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: UNAUTHENTICATED: no certificate schedd presented has the pin " +
+                       ZeroPin() + ": the address reaches something else, or the pin is wrong\n");
+  EXPECT_THAT(r.out, IsEmpty());
+  env_[kCaPinEnvVar] = ZeroPin();
+  const Result env = Run({"token", "list"});
+  EXPECT_EQ(env.exit_code, 1);
+  EXPECT_THAT(env.err, ::testing::StartsWith("error: UNAUTHENTICATED: "));
+  EXPECT_THAT(Calls(), IsEmpty());
+}
+
+TEST_F(SchedctlTlsTest, CaFileTrustsItsCertificates) {
+  const std::string ca = WriteFile("tls_ca.crt", tls_.ca_pem);
+  EXPECT_EQ(TokenList({"--ca_file", ca}), 0);
+  env_[kCaFileEnvVar] = ca;
+  EXPECT_EQ(TokenList({}), 0);
+  EXPECT_THAT(Calls(), SizeIs(2));
+}
+
+TEST_F(SchedctlTlsTest, FlagsBeatTheEnvironmentAndAFileBeatsAPin) {
+  const std::string ca = WriteFile("tls_ca.crt", tls_.ca_pem);
+  env_[kCaPinEnvVar] = ZeroPin();
+  EXPECT_EQ(TokenList({"--ca_file", ca}), 0);
+  EXPECT_EQ(TokenList({"--ca_file", ca, "--ca_pin", ZeroPin()}), 0);
+  env_[kCaFileEnvVar] = "/nonexistent/ca.crt";
+  EXPECT_EQ(TokenList({"--ca_pin", tls_.pin}), 0);
+  EXPECT_EQ(TokenList({}), 1);  // $SCHED_CA_FILE before $SCHED_CA_PIN: the file is missing
+  env_[kCaFileEnvVar] = ca;
+  EXPECT_EQ(TokenList({}), 0);
+  EXPECT_THAT(Calls(), SizeIs(4));
+}
+
+TEST_F(SchedctlTlsTest, PlaintextOrAnotherCaDoesNotReachIt) {
+  const Result plain = Run({"--timeout", "2s", "token", "list"});
+  EXPECT_EQ(plain.exit_code, 1);
+  EXPECT_THAT(plain.err, ::testing::StartsWith("error: UNAVAILABLE: "));
+
+  absl::StatusOr<auth::ServerTls> other = MakeServerTls(FreshDir("other"));
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_NE(other->pin, tls_.pin);
+  const Result wrong_ca = Run(
+      {"--timeout", "2s", "--ca_file", WriteFile("other_ca.crt", other->ca_pem), "token", "list"});
+  EXPECT_EQ(wrong_ca.exit_code, 1);
+  EXPECT_THAT(wrong_ca.err, ::testing::StartsWith("error: UNAVAILABLE: "));
+  EXPECT_THAT(Calls(), IsEmpty());
+}
+
+}  // namespace
+}  // namespace sched::client
+
+namespace sched::client {
+namespace {
+
+TEST_F(SchedctlServiceTest, SecretsTakeTheirValuesFromTheEnvironmentAndDescribeHidesThem) {
+  const std::string file = WriteFile("secret.yaml", "run: echo hi\nsecrets: [HF_TOKEN]\n");
+  // Not set here: refused before anything is sent.
+  Result r = Run({"submit", "-f", file});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("secrets: HF_TOKEN is not set in this environment"));
+  {
+    absl::MutexLock lock(&jobs_.mu_);
+    EXPECT_THAT(jobs_.submits_, IsEmpty());
+  }
+  env_["HF_TOKEN"] = "hf_abcdef99";
+  r = Run({"submit", "-f", file});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  absl::MutexLock lock(&jobs_.mu_);
+  ASSERT_THAT(jobs_.submits_, SizeIs(1));
+  const auto& env = jobs_.submits_[0].spec().env();
+  ASSERT_EQ(env.size(), 1);
+  EXPECT_EQ(env[0].name(), "HF_TOKEN");
+  EXPECT_EQ(env[0].value(), "hf_abcdef99");
+  EXPECT_TRUE(env[0].secret());
 }
 
 }  // namespace

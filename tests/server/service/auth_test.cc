@@ -554,6 +554,67 @@ TEST_P(AuthTest, BadTokenRequestsAreRefusedAndMakeNothing) {
   EXPECT_EQ(stub->RevokeToken(&ctx, req, &t).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+TEST_P(AuthTest, SecretValuesAreNeverShownBack) {
+  auto stub = v1::JobService::NewStub(As(tokens_[v1::ROLE_ADMIN]));
+  v1::SubmitJobRequest req;
+  req.mutable_spec()->set_name("j");
+  req.mutable_spec()->set_run("true");
+  req.mutable_spec()->set_project("alpha");
+  v1::EnvVar* secret = req.mutable_spec()->add_env();
+  secret->set_name("HF_TOKEN");
+  secret->set_value("hf_abcdef99");
+  secret->set_secret(true);
+  v1::EnvVar* plain = req.mutable_spec()->add_env();
+  plain->set_name("PUBLIC");
+  plain->set_value("visible");
+  auto check = [](const v1::Job& job, const std::string& where) {
+    ASSERT_EQ(job.spec().env_size(), 2) << where;
+    EXPECT_EQ(job.spec().env(0).name(), "HF_TOKEN") << where;
+    EXPECT_TRUE(job.spec().env(0).secret()) << where;
+    EXPECT_EQ(job.spec().env(0).value(), "") << where;
+    EXPECT_EQ(job.spec().env(1).value(), "visible") << where;
+    EXPECT_EQ(job.DebugString().find("hf_abcdef99"), std::string::npos) << where;
+  };
+  v1::SubmitJobResponse submitted;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->SubmitJob(&ctx, req, &submitted).ok());
+  }
+  check(submitted.job(), "SubmitJob");
+  {
+    grpc::ClientContext ctx;
+    v1::GetJobRequest get;
+    get.set_job_id(submitted.job().id());
+    v1::Job job;
+    ASSERT_TRUE(stub->GetJob(&ctx, get, &job).ok());
+    check(job, "GetJob");
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::ListJobsResponse list;
+    ASSERT_TRUE(stub->ListJobs(&ctx, v1::ListJobsRequest(), &list).ok());
+    ASSERT_EQ(list.jobs_size(), 1);
+    check(list.jobs(0), "ListJobs");
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::WatchJobsRequest watch;
+    auto reader = stub->WatchJobs(&ctx, watch);
+    v1::WatchJobsResponse first;
+    ASSERT_TRUE(reader->Read(&first));
+    check(first.job(), "WatchJobs");
+    ctx.TryCancel();
+    reader->Finish().ok();
+  }
+  // schedd itself keeps the value: it is what the agent that runs the job is given.
+  absl::StatusOr<Job> kept = daemon_->scheduler()->GetJob(submitted.job().id());
+  ASSERT_TRUE(kept.ok());
+  ASSERT_EQ(kept->spec.env.size(), 2u);
+  EXPECT_EQ(kept->spec.env[0].second, "hf_abcdef99");
+  EXPECT_EQ(kept->spec.secret_env, std::vector<std::string>{"HF_TOKEN"});
+}
+
 }  // namespace
 }  // namespace sched
 
