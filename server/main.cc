@@ -30,6 +30,9 @@ ABSL_FLAG(std::vector<std::string>, tls_name, {},
 ABSL_FLAG(absl::Duration, node_cert_lifetime, absl::Hours(24 * 30),
           "How long an agent's node certificate is good for (agents renew it with a third "
           "left).");
+ABSL_FLAG(std::string, audit_log, "",
+          "Who did what, one JSON line each: submits, cancels, budgets, tokens, nodes joined and "
+          "revoked, refused calls. Default <data_dir>/audit.log; \"none\" keeps none.");
 ABSL_FLAG(bool, rotate_ca, false,
           "Make a new CA at start; agents' certificates from the previous one stay good until "
           "they renew. Clients need the new ca.crt (or pin).");
@@ -125,6 +128,7 @@ int main(int argc, char** argv) {
   options.tls = absl::GetFlag(FLAGS_tls);
   options.tls_names = absl::GetFlag(FLAGS_tls_name);
   options.rotate_ca = absl::GetFlag(FLAGS_rotate_ca);
+  options.audit_log = absl::GetFlag(FLAGS_audit_log);
   options.node_cert_lifetime = absl::GetFlag(FLAGS_node_cert_lifetime);
   if (options.node_cert_lifetime < absl::Seconds(10)) {
     std::fprintf(stderr, "schedd: --node_cert_lifetime must be at least 10s\n");

@@ -144,6 +144,7 @@ bool Caller::InProject(absl::string_view project) const {
 std::string Caller::Name() const {
   if (!authenticated) return "local";
   if (!node.empty()) return absl::StrCat("node ", node, " (agent)");
+  if (token_id.empty()) return "unauthenticated";
   return absl::StrCat("token ", token_id, " (", RoleName(role), ")");
 }
 
@@ -428,7 +429,30 @@ absl::StatusOr<Caller> Authorizer::Authenticate(const grpc::ServerContextBase& c
   caller.role = token->role();
   caller.projects.assign(token->projects().begin(), token->projects().end());
   caller.token_create_time = TimeFromProto(token->create_time());
+  bool first_use;
+  {
+    absl::MutexLock lock(&seen_mu_);
+    first_use = seen_tokens_.insert(token->id()).second;
+  }
+  if (first_use) {
+    Audit(ctx, caller, "token_used", absl::StrCat("token ", token->id()), "", absl::OkStatus());
+  }
   return caller;
+}
+
+void Authorizer::Audit(const grpc::ServerContextBase& ctx, const Caller& caller, std::string action,
+                       std::string target, std::string project, const absl::Status& result) const {
+  if (audit_ == nullptr) return;
+  AuditEntry e;
+  e.who = caller.Name();
+  e.peer = ctx.peer();
+  e.action = std::move(action);
+  e.target = std::move(target);
+  e.project = std::move(project);
+  e.result = result.ok()
+                 ? "ok"
+                 : absl::StrCat(absl::StatusCodeToString(result.code()), ": ", result.message());
+  audit_->Record(std::move(e));
 }
 
 absl::Status Authorizer::Allow(const Caller& caller, Action action,
@@ -461,8 +485,17 @@ absl::StatusOr<Caller> Authorizer::Check(const grpc::ServerContextBase& ctx, Act
   // A join uses up one of an agent token's joins; without TLS, connecting is the join.
   const bool join = action == (tls() ? Action::kAgentJoin : Action::kAgentConnect);
   absl::StatusOr<Caller> caller = Authenticate(ctx, join);
-  if (!caller.ok()) return caller.status();
-  if (absl::Status s = Allow(*caller, action, project); !s.ok()) return s;
+  if (!caller.ok()) {
+    Caller nobody;
+    nobody.authenticated = true;
+    Audit(ctx, nobody, absl::StrCat("denied: ", ActionName(action)), "", std::string(project),
+          caller.status());
+    return caller.status();
+  }
+  if (absl::Status s = Allow(*caller, action, project); !s.ok()) {
+    Audit(ctx, *caller, absl::StrCat("denied: ", ActionName(action)), "", std::string(project), s);
+    return s;
+  }
   return caller;
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -19,6 +20,7 @@
 #include "grpcpp/server_context.h"
 #include "sched/v1/storage.pb.h"
 #include "sched/v1/token_service.pb.h"
+#include "server/auth/audit.h"
 #include "server/common/clock.h"
 #include "server/core/store.h"
 
@@ -122,6 +124,12 @@ class Authorizer {
   bool required() const { return required_; }
   bool tls() const { return identities_ != nullptr; }
 
+  // Where refusals, first uses of tokens and what handlers report go; null: nowhere.
+  void set_audit(AuditLog* audit) { audit_ = audit; }
+  // Records what `caller` did from `ctx`'s peer: `result` OK is "ok", else its code and message.
+  void Audit(const grpc::ServerContextBase& ctx, const Caller& caller, std::string action,
+             std::string target, std::string project, const absl::Status& result) const;
+
   // The caller of `ctx`, if allowed to do `action` (in `project`, when given):
   // UNAUTHENTICATED for a missing or bad token, PERMISSION_DENIED naming the role and action.
   absl::StatusOr<Caller> Check(const grpc::ServerContextBase& ctx, Action action,
@@ -141,6 +149,9 @@ class Authorizer {
   TokenStore* const tokens_;
   const bool required_;
   NodeIdentities* const identities_;
+  AuditLog* audit_ = nullptr;
+  mutable absl::Mutex seen_mu_;
+  absl::flat_hash_set<std::string> seen_tokens_ ABSL_GUARDED_BY(seen_mu_);
 };
 
 }  // namespace sched::auth

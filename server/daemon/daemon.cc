@@ -154,8 +154,17 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   // Beyond loopback with TLS, tokens are always required.
   const bool require_tokens = options_.require_tokens || (!loopback && tls);
   if (require_tokens) SCHED_RETURN_IF_ERROR(WriteFirstAdminToken());
+  const std::string audit_path =
+      options_.audit_log.empty() ? (std::filesystem::path(options_.data_dir) / "audit.log").string()
+                                 : (options_.audit_log == "none" ? "" : options_.audit_log);
+  if (!audit_path.empty()) {
+    std::error_code made_dir;
+    std::filesystem::create_directories(std::filesystem::path(audit_path).parent_path(), made_dir);
+  }
+  SCHED_ASSIGN_OR_RETURN(audit_, auth::AuditLog::Open(audit_path));
   authorizer_ =
       std::make_unique<auth::Authorizer>(tokens_.get(), require_tokens, identities_.get());
+  authorizer_->set_audit(audit_.get());
   token_service_ = std::make_unique<TokenServiceImpl>(tokens_.get(), authorizer_.get(), ca_pin_);
   job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get(), authorizer_.get());
   AgentServiceOptions agent_options;

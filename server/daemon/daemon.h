@@ -32,6 +32,7 @@ namespace auth {
 class TokenStore;
 class Authorizer;
 class NodeIdentities;
+class AuditLog;
 }  // namespace auth
 class CheckpointStore;
 class ServerMetrics;
@@ -57,6 +58,9 @@ struct DaemonOptions {
   std::vector<std::string> tls_names;
   // Make a new CA at start (the previous one stays trusted for agents' certificates).
   bool rotate_ca = false;
+  // Who did what (server/auth/audit.h), one JSON line each: empty is <data_dir>/audit.log,
+  // "none" keeps none.
+  std::string audit_log;
   // How long a node certificate is good for; agents renew it with a third left.
   absl::Duration node_cert_lifetime = absl::Hours(24 * 30);
   // Prometheus /metrics address; empty: no metrics endpoint.
@@ -101,6 +105,7 @@ class Daemon {
   Scheduler* scheduler() const { return scheduler_.get(); }
   CheckpointStore* checkpoints() const { return checkpoints_.get(); }
   auth::TokenStore* tokens() const { return tokens_.get(); }
+  auth::AuditLog* audit() const { return audit_.get(); }
   // Where the first admin token was written, when tokens are required.
   std::string admin_token_path() const;
   // Serving TLS: the CA's pin ("sha256:<hex>") and certificates (PEM). Empty without TLS.
@@ -120,6 +125,7 @@ class Daemon {
   std::unique_ptr<RocksDbStore> owned_store_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<auth::AuditLog> audit_;
   std::unique_ptr<auth::TokenStore> tokens_;
   std::unique_ptr<auth::Authorizer> authorizer_;
   std::unique_ptr<auth::NodeIdentities> identities_;

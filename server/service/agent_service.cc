@@ -279,12 +279,15 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Join(grpc::CallbackServerContext* ct
       return absl::FailedPreconditionError(
           "schedd serves no TLS: agents connect with their token, there is nothing to join");
     }
-    if (options_.identities->RevokedAt(req->node_name()) >= caller.token_create_time) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("node ", req->node_name(),
-                       " was revoked after this token was made: join with a newer token"));
-    }
-    return Issue(req->node_name(), req->csr_pem(), resp);
+    absl::Status joined =
+        options_.identities->RevokedAt(req->node_name()) >= caller.token_create_time
+            ? absl::PermissionDeniedError(
+                  absl::StrCat("node ", req->node_name(),
+                               " was revoked after this token was made: join with a newer token"))
+            : Issue(req->node_name(), req->csr_pem(), resp);
+    auth_->Audit(*ctx, caller, "node_join", absl::StrCat("node ", req->node_name().substr(0, 253)),
+                 "", joined);
+    return joined;
   }();
   return FinishUnary(ctx, status);
 }
@@ -301,7 +304,9 @@ grpc::ServerUnaryReactor* AgentServiceImpl::RenewCertificate(grpc::CallbackServe
       return absl::PermissionDeniedError(
           "renewing takes the node's current certificate (mTLS), not a token");
     }
-    return Issue(caller.node, req->csr_pem(), resp);
+    absl::Status renewed = Issue(caller.node, req->csr_pem(), resp);
+    auth_->Audit(*ctx, caller, "node_renew", absl::StrCat("node ", caller.node), "", renewed);
+    return renewed;
   }();
   return FinishUnary(ctx, status);
 }

@@ -60,9 +60,8 @@ void CostServiceImpl::BudgetToProto(const Budget& budget, v1::Budget* out) const
 grpc::ServerUnaryReactor* CostServiceImpl::SetBudget(grpc::CallbackServerContext* ctx,
                                                      const v1::SetBudgetRequest* req,
                                                      v1::Budget* resp) {
-  if (absl::Status s = auth_->Check(*ctx, auth::Action::kOperate).status(); !s.ok()) {
-    return FinishUnary(ctx, s);
-  }
+  absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kOperate);
+  if (!caller.ok()) return FinishUnary(ctx, caller.status());
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   Budget budget;
   budget.project = req->project();
@@ -71,10 +70,14 @@ grpc::ServerUnaryReactor* CostServiceImpl::SetBudget(grpc::CallbackServerContext
     budget.alert_percents.assign(req->alert_percents().begin(), req->alert_percents().end());
   }
   budget.hard_cap = !req->soft();
-  scheduler_->SetBudget(std::move(budget), [this, reactor, resp](absl::StatusOr<Budget> b) {
-    if (b.ok()) BudgetToProto(*b, resp);
-    reactor->Finish(ToGrpcStatus(b.status()));
-  });
+  scheduler_->SetBudget(std::move(budget),
+                        [this, ctx, reactor, resp, caller = *caller, project = req->project(),
+                         limit = req->monthly_limit()](absl::StatusOr<Budget> b) {
+                          if (b.ok()) BudgetToProto(*b, resp);
+                          auth_->Audit(*ctx, caller, absl::StrCat("budget_set ", limit),
+                                       absl::StrCat("project ", project), project, b.status());
+                          reactor->Finish(ToGrpcStatus(b.status()));
+                        });
   return reactor;
 }
 

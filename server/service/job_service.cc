@@ -298,18 +298,20 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
                                                     v1::SubmitJobResponse* resp) {
   absl::StatusOr<JobSpec> spec = JobSpecFromProto(req->spec());
   if (!spec.ok()) return Reply<v1::SubmitJobResponse>(ctx, spec.status());
-  if (absl::StatusOr<auth::Caller> caller =
-          auth_->Check(*ctx, auth::Action::kSubmit, spec->project);
-      !caller.ok()) {
-    return Reply<v1::SubmitJobResponse>(ctx, caller.status());
-  }
+  absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kSubmit, spec->project);
+  if (!caller.ok()) return Reply<v1::SubmitJobResponse>(ctx, caller.status());
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  std::string project = spec->project;
   scheduler_->Submit(std::move(*spec), req->request_id(),
-                     [reactor, resp](absl::StatusOr<SubmitResult> result) {
+                     [this, ctx, reactor, resp, caller = *std::move(caller),
+                      project = std::move(project)](absl::StatusOr<SubmitResult> result) {
                        if (result.ok()) {
                          ShowJob(result->job, resp->mutable_job());
                          resp->set_existing(result->existing);
                        }
+                       auth_->Audit(*ctx, caller, "submit",
+                                    result.ok() ? absl::StrCat("job ", result->job.id) : "",
+                                    project, result.status());
                        reactor->Finish(ToGrpcStatus(result.status()));
                      });
   return reactor;
@@ -371,17 +373,25 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
                                                     const v1::CancelJobRequest* req,
                                                     v1::Job* resp) {
+  auth::Caller caller;
+  std::string project;
   absl::Status allowed = [&]() -> absl::Status {
-    SCHED_ASSIGN_OR_RETURN(auth::Caller caller, auth_->Check(*ctx, auth::Action::kCancel));
+    SCHED_ASSIGN_OR_RETURN(caller, auth_->Check(*ctx, auth::Action::kCancel));
     SCHED_ASSIGN_OR_RETURN(Job job, scheduler_->GetJob(req->job_id()));
+    project = job.spec.project;
     return auth::Authorizer::CheckProject(caller, auth::Action::kCancel, job.spec.project);
   }();
   if (!allowed.ok()) return Reply<v1::Job>(ctx, allowed);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  scheduler_->Cancel(req->job_id(), req->reason(), [reactor, resp](absl::StatusOr<Job> job) {
-    if (job.ok()) ShowJob(*job, resp);
-    reactor->Finish(ToGrpcStatus(job.status()));
-  });
+  scheduler_->Cancel(req->job_id(), req->reason(),
+                     [this, ctx, reactor, resp, caller = std::move(caller),
+                      project = std::move(project)](absl::StatusOr<Job> job) {
+                       if (job.ok()) ShowJob(*job, resp);
+                       auth_->Audit(*ctx, caller, "cancel",
+                                    job.ok() ? absl::StrCat("job ", job->id) : "", project,
+                                    job.status());
+                       reactor->Finish(ToGrpcStatus(job.status()));
+                     });
   return reactor;
 }
 

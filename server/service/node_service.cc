@@ -17,6 +17,15 @@ Done<Node> FinishWithNode(grpc::ServerUnaryReactor* reactor, v1::Node* resp) {
 
 }  // namespace
 
+Done<Node> NodeServiceImpl::Audited(grpc::CallbackServerContext* ctx, const auth::Caller& caller,
+                                    std::string action, const std::string& node, Done<Node> then) {
+  return [this, ctx, caller, action = std::move(action), node = node.substr(0, 253),
+          then = std::move(then)](absl::StatusOr<Node> result) mutable {
+    auth_->Audit(*ctx, caller, action, absl::StrCat("node ", node), "", result.status());
+    then(std::move(result));
+  };
+}
+
 grpc::ServerUnaryReactor* NodeServiceImpl::ListNodes(grpc::CallbackServerContext* ctx,
                                                      const v1::ListNodesRequest* req,
                                                      v1::ListNodesResponse* resp) {
@@ -41,21 +50,22 @@ grpc::ServerUnaryReactor* NodeServiceImpl::GetNode(grpc::CallbackServerContext* 
 
 grpc::ServerUnaryReactor* NodeServiceImpl::Cordon(grpc::CallbackServerContext* ctx,
                                                   const v1::CordonRequest* req, v1::Node* resp) {
-  if (absl::Status s = auth_->Check(*ctx, auth::Action::kOperate).status(); !s.ok()) {
-    return FinishUnary(ctx, s);
-  }
+  absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kOperate);
+  if (!caller.ok()) return FinishUnary(ctx, caller.status());
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  scheduler_->Cordon(req->name(), !req->uncordon(), FinishWithNode(reactor, resp));
+  scheduler_->Cordon(req->name(), !req->uncordon(),
+                     Audited(ctx, *caller, req->uncordon() ? "uncordon" : "cordon", req->name(),
+                             FinishWithNode(reactor, resp)));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* NodeServiceImpl::Drain(grpc::CallbackServerContext* ctx,
                                                  const v1::DrainRequest* req, v1::Node* resp) {
-  if (absl::Status s = auth_->Check(*ctx, auth::Action::kOperate).status(); !s.ok()) {
-    return FinishUnary(ctx, s);
-  }
+  absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kOperate);
+  if (!caller.ok()) return FinishUnary(ctx, caller.status());
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  scheduler_->Drain(req->name(), FinishWithNode(reactor, resp));
+  scheduler_->Drain(req->name(),
+                    Audited(ctx, *caller, "drain", req->name(), FinishWithNode(reactor, resp)));
   return reactor;
 }
 
@@ -63,8 +73,10 @@ grpc::ServerUnaryReactor* NodeServiceImpl::RevokeNode(grpc::CallbackServerContex
                                                       const v1::RevokeNodeRequest* req,
                                                       v1::RevokeNodeResponse* resp) {
   absl::Status status = [&]() -> absl::Status {
-    SCHED_RETURN_IF_ERROR(auth_->Check(*ctx, auth::Action::kOperate).status());
+    SCHED_ASSIGN_OR_RETURN(auth::Caller caller, auth_->Check(*ctx, auth::Action::kOperate));
     if (req->name().empty()) return absl::InvalidArgumentError("name: the node to revoke");
+    auth_->Audit(*ctx, caller, "node_revoke", absl::StrCat("node ", req->name().substr(0, 253)), "",
+                 absl::OkStatus());
     int certificates = 0;
     if (identities_ != nullptr) {
       SCHED_ASSIGN_OR_RETURN(certificates, identities_->Revoke(req->name(), clock_->Now()));

@@ -32,6 +32,10 @@ class NodeServiceImpl final : public v1::NodeService::CallbackService {
                                        v1::RevokeNodeResponse* resp) override;
 
  private:
+  // `then`, after the outcome is written to the audit log.
+  Done<Node> Audited(grpc::CallbackServerContext* ctx, const auth::Caller& caller,
+                     std::string action, const std::string& node, Done<Node> then);
+
   Scheduler* const scheduler_;
   auth::Authorizer* const auth_;
   AgentStreams* const streams_;

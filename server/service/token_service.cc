@@ -1,5 +1,6 @@
 #include "server/service/token_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
 #include "server/service/status.h"
 
@@ -10,8 +11,11 @@ grpc::ServerUnaryReactor* TokenServiceImpl::CreateToken(grpc::CallbackServerCont
                                                         v1::CreateTokenResponse* resp) {
   absl::Status status = [&]() -> absl::Status {
     SCHED_ASSIGN_OR_RETURN(auth::Caller caller, auth_->Check(*ctx, auth::Action::kTokens));
-    SCHED_ASSIGN_OR_RETURN(*resp,
-                           tokens_->Create(*req, caller.authenticated ? caller.token_id : "local"));
+    absl::StatusOr<v1::CreateTokenResponse> made =
+        tokens_->Create(*req, caller.authenticated ? caller.token_id : "local");
+    auth_->Audit(*ctx, caller, absl::StrCat("token_create ", auth::RoleName(req->role())),
+                 made.ok() ? absl::StrCat("token ", made->token().id()) : "", "", made.status());
+    SCHED_ASSIGN_OR_RETURN(*resp, std::move(made));
     resp->set_ca_pin(ca_pin_);
     return absl::OkStatus();
   }();
@@ -32,8 +36,11 @@ grpc::ServerUnaryReactor* TokenServiceImpl::RevokeToken(grpc::CallbackServerCont
                                                         const v1::RevokeTokenRequest* req,
                                                         v1::Token* resp) {
   absl::Status status = [&]() -> absl::Status {
-    SCHED_RETURN_IF_ERROR(auth_->Check(*ctx, auth::Action::kTokens).status());
-    SCHED_ASSIGN_OR_RETURN(*resp, tokens_->Revoke(req->id()));
+    SCHED_ASSIGN_OR_RETURN(auth::Caller caller, auth_->Check(*ctx, auth::Action::kTokens));
+    absl::StatusOr<v1::Token> revoked = tokens_->Revoke(req->id());
+    auth_->Audit(*ctx, caller, "token_revoke", absl::StrCat("token ", req->id().substr(0, 64)), "",
+                 revoked.status());
+    SCHED_ASSIGN_OR_RETURN(*resp, std::move(revoked));
     return absl::OkStatus();
   }();
   return FinishUnary(ctx, status);

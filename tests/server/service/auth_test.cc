@@ -4,6 +4,8 @@
 // used up).
 #include "server/auth/auth.h"
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -615,6 +617,98 @@ TEST_P(AuthTest, SecretValuesAreNeverShownBack) {
   EXPECT_EQ(kept->spec.secret_env, std::vector<std::string>{"HF_TOKEN"});
 }
 
+TEST_P(AuthTest, TheAuditLogSaysWhoDidWhatAndNeverASecret) {
+  const std::string member_id = tokens_[v1::ROLE_MEMBER].substr(0, 16);
+  auto member = v1::JobService::NewStub(As(tokens_[v1::ROLE_MEMBER]));
+  std::string job_id;
+  {
+    grpc::ClientContext ctx;
+    v1::SubmitJobRequest req;
+    req.mutable_spec()->set_name("j");
+    req.mutable_spec()->set_project("alpha");
+    req.mutable_spec()->set_run("true");
+    v1::EnvVar* secret = req.mutable_spec()->add_env();
+    secret->set_name("HF_TOKEN");
+    secret->set_value("hf_abcdef99");
+    secret->set_secret(true);
+    v1::SubmitJobResponse resp;
+    ASSERT_TRUE(member->SubmitJob(&ctx, req, &resp).ok());
+    job_id = resp.job().id();
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::CancelJobRequest req;
+    req.set_job_id(job_id);
+    v1::Job job;
+    ASSERT_TRUE(member->CancelJob(&ctx, req, &job).ok());
+  }
+  // Refused: a viewer submitting, and a caller with no token.
+  Methods()["sched.v1.JobService/SubmitJob"].call(As(tokens_[v1::ROLE_VIEWER]));
+  Methods()["sched.v1.NodeService/ListNodes"].call(As(""));
+  // Tokens made and revoked, a budget set.
+  auto tokens = v1::TokenService::NewStub(As(tokens_[v1::ROLE_ADMIN]));
+  v1::CreateTokenResponse made;
+  {
+    grpc::ClientContext ctx;
+    v1::CreateTokenRequest req;
+    req.set_role(v1::ROLE_VIEWER);
+    ASSERT_TRUE(tokens->CreateToken(&ctx, req, &made).ok());
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::RevokeTokenRequest req;
+    req.set_id(made.token().id());
+    v1::Token t;
+    ASSERT_TRUE(tokens->RevokeToken(&ctx, req, &t).ok());
+  }
+  {
+    auto cost = v1::CostService::NewStub(As(tokens_[v1::ROLE_ADMIN]));
+    grpc::ClientContext ctx;
+    v1::SetBudgetRequest req;
+    req.set_project("alpha");
+    req.set_monthly_limit(250);
+    v1::Budget b;
+    ASSERT_TRUE(cost->SetBudget(&ctx, req, &b).ok());
+  }
+  daemon_->audit()->Flush();
+  std::ifstream in(dir_ + "/schedd/audit.log");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    EXPECT_THAT(line, ::testing::StartsWith("{\"time\":\"")) << line;
+    EXPECT_THAT(line, ::testing::EndsWith("}")) << line;
+    EXPECT_THAT(line, HasSubstr("\"peer\":\"ipv")) << line;
+    lines.push_back(line);
+  }
+  auto has = [&](const std::vector<std::string>& parts) {
+    for (const std::string& line : lines) {
+      bool all = true;
+      for (const std::string& p : parts) all = all && line.find(p) != std::string::npos;
+      if (all) return true;
+    }
+    return false;
+  };
+  const std::string member_who = absl::StrCat("\"who\":\"token ", member_id, " (member)\"");
+  EXPECT_TRUE(has({member_who, "\"action\":\"token_used\""}));
+  EXPECT_TRUE(has({member_who, "\"action\":\"submit\"", "\"target\":\"job " + job_id,
+                   "\"project\":\"alpha\"", "\"result\":\"ok\""}));
+  EXPECT_TRUE(has({member_who, "\"action\":\"cancel\"", "\"target\":\"job " + job_id}));
+  EXPECT_TRUE(has({"(viewer)", "\"action\":\"denied: submit\"", "PERMISSION_DENIED"}));
+  EXPECT_TRUE(
+      has({"\"who\":\"unauthenticated\"", "\"action\":\"denied: read\"", "UNAUTHENTICATED"}));
+  EXPECT_TRUE(has({"(admin)", "\"action\":\"token_create viewer\"",
+                   "\"target\":\"token " + made.token().id()}));
+  EXPECT_TRUE(
+      has({"(admin)", "\"action\":\"token_revoke\"", "\"target\":\"token " + made.token().id()}));
+  EXPECT_TRUE(has({"(admin)", "\"action\":\"budget_set 250\"", "\"project\":\"alpha\""}));
+  for (const std::string& line : lines) {
+    EXPECT_EQ(line.find("hf_abcdef99"), std::string::npos) << line;
+    EXPECT_EQ(line.find(made.secret().substr(17)), std::string::npos) << line;
+  }
+  struct stat st;
+  ASSERT_EQ(stat((dir_ + "/schedd/audit.log").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
 }  // namespace
 }  // namespace sched
 
@@ -783,3 +877,39 @@ TEST_P(NodeIdentityTest, ANodeRenewsItsCertificateWithTheOldOne) {
 
 }  // namespace
 }  // namespace sched
+
+namespace sched::auth {
+namespace {
+
+TEST(AuditLogTest, LinesAreJsonWhateverTheNamesHoldAndGoOutInOrder) {
+  AuditEntry e;
+  e.who = "token \"x\" (admin)";
+  e.action = "submit";
+  e.target = "job a\nb\\c\x01";
+  e.result = "ok";
+  EXPECT_EQ(AuditLog::Format(e, absl::FromUnixMillis(1'764'164'401'123)),
+            "{\"time\":\"2025-11-26T13:40:01.123Z\",\"who\":\"token \\\"x\\\" (admin)\","
+            "\"action\":\"submit\",\"target\":\"job a\\nb\\\\c\\u0001\",\"result\":\"ok\"}");
+  const std::string path = ::testing::TempDir() + "/audit_order.log";
+  std::filesystem::remove(path);
+  {
+    absl::StatusOr<std::unique_ptr<AuditLog>> log = AuditLog::Open(path);
+    ASSERT_TRUE(log.ok());
+    for (int i = 0; i < 1000; ++i) {
+      AuditEntry n;
+      n.who = "local";
+      n.action = absl::StrCat("a", i);
+      n.result = "ok";
+      (*log)->Record(n);
+    }
+  }  // closing writes everything
+  std::ifstream in(path);
+  int i = 0;
+  for (std::string line; std::getline(in, line); ++i) {
+    EXPECT_THAT(line, HasSubstr(absl::StrCat("\"action\":\"a", i, "\""))) << line;
+  }
+  EXPECT_EQ(i, 1000);
+}
+
+}  // namespace
+}  // namespace sched::auth
