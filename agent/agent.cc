@@ -81,8 +81,8 @@ Agent::Agent(Options options, AgentMetrics* metrics)
       kill_grace_(absl::Milliseconds(options_.kill_grace_ms)),
       metrics_(metrics) {
   grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, auth::kKeepaliveTimeMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, auth::kKeepaliveTimeoutMs);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5'000);
   std::shared_ptr<grpc::Channel> channel = auth::Dial(options_.server, options_.dial, args);
@@ -552,8 +552,7 @@ void Agent::OnOutput(const JobToken& token, OutputStream stream, std::string dat
   absl::MutexLock lock(&mu_);
   HeldJob* job = FindLocked(token);
   if (job == nullptr) return;
-  SecretScrubber& scrub =
-      stream == OutputStream::kStdout ? *job->scrub_stdout : *job->scrub_stderr;
+  SecretScrubber& scrub = stream == OutputStream::kStdout ? *job->scrub_stdout : *job->scrub_stderr;
   if (scrub.active()) {
     data = scrub.Feed(data);
     if (data.empty()) return;

@@ -33,6 +33,14 @@ ABSL_FLAG(absl::Duration, node_cert_lifetime, absl::Hours(24 * 30),
 ABSL_FLAG(std::string, audit_log, "",
           "Who did what, one JSON line each: submits, cancels, budgets, tokens, nodes joined and "
           "revoked, refused calls. Default <data_dir>/audit.log; \"none\" keeps none.");
+ABSL_FLAG(double, submit_rate_per_project, 0,
+          "Submits per second each project may make, a second's worth in a burst; 0: no limit.");
+ABSL_FLAG(uint64_t, max_spec_bytes, 1 << 20, "The largest job spec, encoded, in bytes.");
+ABSL_FLAG(int64_t, max_open_streams, 20'000,
+          "Streams open at once (watches, followed logs, agents), all callers together.");
+ABSL_FLAG(int32_t, max_streams_per_connection, 1'000, "Concurrent calls on one connection.");
+ABSL_FLAG(uint64_t, max_checkpoint_bytes_per_project, uint64_t{1} << 40,
+          "Bytes of checkpoints a project keeps, each at its full size; 0: no limit.");
 ABSL_FLAG(bool, rotate_ca, false,
           "Make a new CA at start; agents' certificates from the previous one stay good until "
           "they renew. Clients need the new ca.crt (or pin).");
@@ -129,6 +137,11 @@ int main(int argc, char** argv) {
   options.tls_names = absl::GetFlag(FLAGS_tls_name);
   options.rotate_ca = absl::GetFlag(FLAGS_rotate_ca);
   options.audit_log = absl::GetFlag(FLAGS_audit_log);
+  options.submit_rate_per_project = absl::GetFlag(FLAGS_submit_rate_per_project);
+  options.max_spec_bytes = absl::GetFlag(FLAGS_max_spec_bytes);
+  options.max_open_streams = absl::GetFlag(FLAGS_max_open_streams);
+  options.max_streams_per_connection = absl::GetFlag(FLAGS_max_streams_per_connection);
+  options.max_checkpoint_bytes_per_project = absl::GetFlag(FLAGS_max_checkpoint_bytes_per_project);
   options.node_cert_lifetime = absl::GetFlag(FLAGS_node_cert_lifetime);
   if (options.node_cert_lifetime < absl::Seconds(10)) {
     std::fprintf(stderr, "schedd: --node_cert_lifetime must be at least 10s\n");

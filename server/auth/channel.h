@@ -12,6 +12,14 @@
 
 namespace sched::auth {
 
+// Keepalive, one schedule for both ends: a connection quiet this long is pinged, and dropped
+// when the ping is not answered within the timeout; schedd accepts pings this far apart (less
+// than the time, or it would close agents' connections for pinging too often).
+inline constexpr int kKeepaliveTimeMs = 30'000;
+inline constexpr int kKeepaliveTimeoutMs = 10'000;
+inline constexpr int kMinPingIntervalMs = 10'000;
+static_assert(kMinPingIntervalMs < kKeepaliveTimeMs, "schedd would refuse the agents' pings");
+
 struct DialOptions {
   // "<id>.<secret>", sent on every call as `authorization: Bearer ...`; empty: none.
   std::string token;

@@ -56,6 +56,7 @@ absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
     for (const v1::CheckpointFile& f : c.files()) {
       for (const std::string& sha : f.chunks()) cs->refs_[sha]++;
     }
+    cs->project_bytes_[c.project()] += c.size_bytes();
     cs->by_job_[c.job_id()].push_back(std::move(c));  // keys sort by seq within a job
   }
   // Chunks no checkpoint uses were left by uploads that never committed: an agent still
@@ -241,6 +242,19 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Commit(v1::Checkpoint manifest) 
   manifest.set_size_bytes(total);
   absl::MutexLock lock(&mu_);
   std::vector<v1::Checkpoint>& kept = by_job_[manifest.job_id()];
+  if (options_.max_project_bytes > 0) {
+    // What the project keeps once this one is in and the job's oldest beyond keep_per_job out.
+    uint64_t after = project_bytes_[manifest.project()] + total;
+    for (size_t i = 0; i + options_.keep_per_job < kept.size() + 1; ++i) {
+      after -= kept[i].size_bytes();
+    }
+    if (after > options_.max_project_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "project ", manifest.project(), " would keep ", after,
+          " bytes of checkpoints with this one, over its limit of ", options_.max_project_bytes,
+          " (--max_checkpoint_bytes_per_project): lower keep, or free others"));
+    }
+  }
   manifest.set_seq(kept.empty() ? 1 : kept.back().seq() + 1);
   if (absl::Status s = store_->PutRecord(RecordKey(manifest.job_id(), manifest.seq()),
                                          manifest.SerializeAsString());
@@ -251,6 +265,7 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Commit(v1::Checkpoint manifest) 
     for (const std::string& sha : f.chunks()) refs_[sha]++;
   }
   kept.push_back(manifest);
+  project_bytes_[manifest.project()] += manifest.size_bytes();
   // The newest keep_per_job stay.
   if (kept.size() > options_.keep_per_job) {
     const size_t drop = kept.size() - options_.keep_per_job;
@@ -265,6 +280,7 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Commit(v1::Checkpoint manifest) 
 }
 
 void CheckpointStore::ReleaseLocked(const v1::Checkpoint& c) {
+  project_bytes_[c.project()] -= c.size_bytes();
   for (const v1::CheckpointFile& f : c.files()) {
     for (const std::string& sha : f.chunks()) {
       auto it = refs_.find(sha);

@@ -28,6 +28,8 @@ struct CheckpointStoreOptions {
   size_t keep_per_job = 3;
   // A checkpoint bigger than this is refused (RESOURCE_EXHAUSTED).
   uint64_t max_checkpoint_bytes = uint64_t{64} << 30;
+  // All the checkpoints a project keeps, each counted at its full size; 0: no limit.
+  uint64_t max_project_bytes = 0;
 };
 
 class CheckpointStore {
@@ -74,6 +76,7 @@ class CheckpointStore {
   mutable absl::Mutex mu_;
   std::map<std::string, std::vector<v1::Checkpoint>> by_job_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint64_t> refs_ ABSL_GUARDED_BY(mu_);  // by kept checkpoints
+  absl::flat_hash_map<std::string, uint64_t> project_bytes_ ABSL_GUARDED_BY(mu_);
   uint64_t chunks_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t chunk_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };

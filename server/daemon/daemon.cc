@@ -22,6 +22,7 @@
 #include "grpcpp/server_builder.h"
 #include "prometheus/exposer.h"
 #include "server/auth/auth.h"
+#include "server/auth/channel.h"
 #include "server/auth/tls.h"
 #include "server/checkpoint/checkpoint_store.h"
 #include "server/common/status_macros.h"
@@ -31,6 +32,7 @@
 #include "server/service/checkpoint_service.h"
 #include "server/service/cost_service.h"
 #include "server/service/job_service.h"
+#include "server/service/limits.h"
 #include "server/service/node_service.h"
 #include "server/service/token_service.h"
 #include "server/store/rocksdb_store.h"
@@ -166,12 +168,19 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
       std::make_unique<auth::Authorizer>(tokens_.get(), require_tokens, identities_.get());
   authorizer_->set_audit(audit_.get());
   token_service_ = std::make_unique<TokenServiceImpl>(tokens_.get(), authorizer_.get(), ca_pin_);
-  job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get(), authorizer_.get());
+  stream_slots_ = std::make_unique<StreamSlots>(options_.max_open_streams);
+  submit_rate_ = std::make_unique<SubmitRate>(options_.submit_rate_per_project, clock);
+  ServiceLimits limits;
+  limits.streams = stream_slots_.get();
+  limits.submits = submit_rate_.get();
+  limits.max_spec_bytes = options_.max_spec_bytes;
+  job_service_ = std::make_unique<JobServiceImpl>(scheduler_.get(), authorizer_.get(), limits);
   AgentServiceOptions agent_options;
   agent_options.identities = identities_.get();
   agent_options.tls_dir = tls ? tls_dir() : "";
   agent_options.clock = clock;
   agent_options.node_cert_lifetime = options_.node_cert_lifetime;
+  agent_options.streams = stream_slots_.get();
   agent_service_ =
       std::make_unique<AgentServiceImpl>(scheduler_.get(), authorizer_.get(), agent_options);
   node_service_ = std::make_unique<NodeServiceImpl>(
@@ -181,6 +190,7 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   checkpoint_options.root = (std::filesystem::path(options_.data_dir) / "checkpoints").string();
   checkpoint_options.keep_per_job = std::max<size_t>(options_.checkpoint_keep, 1);
   checkpoint_options.max_checkpoint_bytes = options_.max_checkpoint_bytes;
+  checkpoint_options.max_project_bytes = options_.max_checkpoint_bytes_per_project;
   SCHED_ASSIGN_OR_RETURN(checkpoints_, CheckpointStore::Open(std::move(checkpoint_options), store));
   checkpoint_service_ = std::make_unique<CheckpointServiceImpl>(
       scheduler_.get(), checkpoints_.get(), authorizer_.get());
@@ -198,10 +208,13 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
   // Agents keep one stream open for hours: keepalive finds dead peers behind NATs.
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  // The same schedule the agent keeps (auth/channel.h), with room for its pings.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, auth::kKeepaliveTimeMs);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, auth::kKeepaliveTimeoutMs);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             auth::kMinPingIntervalMs);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options_.max_streams_per_connection);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
   creators.push_back(metrics_->InterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(creators));

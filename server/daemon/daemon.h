@@ -28,6 +28,8 @@ class NodeServiceImpl;
 class CostServiceImpl;
 class CheckpointServiceImpl;
 class TokenServiceImpl;
+class StreamSlots;
+class SubmitRate;
 namespace auth {
 class TokenStore;
 class Authorizer;
@@ -83,6 +85,15 @@ struct DaemonOptions {
   // newest `checkpoint_keep` of each job kept, none bigger than max_checkpoint_bytes.
   size_t checkpoint_keep = 3;
   uint64_t max_checkpoint_bytes = uint64_t{64} << 30;
+  uint64_t max_checkpoint_bytes_per_project = uint64_t{1} << 40;  // 0: no limit
+  // A project's submits per second, with a second's worth in a burst; 0: no limit.
+  double submit_rate_per_project = 0;
+  // A job spec's encoded size.
+  size_t max_spec_bytes = 1 << 20;
+  // Streams that stay open (WatchJobs, GetJobLogs, agents' Connect), all callers together, and
+  // concurrent calls on one connection.
+  int64_t max_open_streams = 20'000;
+  int max_streams_per_connection = 1'000;
 };
 
 // True for an address only this machine can reach: 127.0.0.0/8, localhost, [::1], unix:...
@@ -126,6 +137,8 @@ class Daemon {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<auth::AuditLog> audit_;
+  std::unique_ptr<StreamSlots> stream_slots_;
+  std::unique_ptr<SubmitRate> submit_rate_;
   std::unique_ptr<auth::TokenStore> tokens_;
   std::unique_ptr<auth::Authorizer> authorizer_;
   std::unique_ptr<auth::NodeIdentities> identities_;

@@ -74,8 +74,10 @@ void Reject(Sender& sender, const std::string& job_id, uint64_t epoch, const abs
 
 class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage> {
  public:
-  ConnectReactor(Scheduler* scheduler, AgentStreams* streams, auth::Caller caller)
+  ConnectReactor(Scheduler* scheduler, AgentStreams* streams, auth::Caller caller,
+                 StreamSlots* slots)
       : scheduler_(scheduler),
+        slots_(slots),
         streams_(streams),
         caller_(std::move(caller)),
         sender_(std::make_shared<Sender>([this](const v1::ServerMessage* m) { StartWrite(m); },
@@ -103,6 +105,7 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
   void OnDone() override {
     if (registered_) streams_->Remove(name_, sender_.get());
     if (session_ != 0) scheduler_->DisconnectAgent(name_, session_);
+    if (slots_ != nullptr) slots_->Give();
     delete this;
   }
 
@@ -211,6 +214,7 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
   }
 
   Scheduler* const scheduler_;
+  StreamSlots* const slots_;
   AgentStreams* const streams_;
   const auth::Caller caller_;
   std::shared_ptr<Sender> sender_;
@@ -253,7 +257,12 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>* AgentServiceImpl::
     grpc::CallbackServerContext* ctx) {
   absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kAgentConnect);
   if (!caller.ok()) return RefuseBidi<v1::AgentMessage, v1::ServerMessage>(caller.status());
-  return new ConnectReactor(scheduler_, &streams_, *std::move(caller));
+  if (options_.streams != nullptr) {
+    if (absl::Status s = options_.streams->Take(); !s.ok()) {
+      return RefuseBidi<v1::AgentMessage, v1::ServerMessage>(s);
+    }
+  }
+  return new ConnectReactor(scheduler_, &streams_, *std::move(caller), options_.streams);
 }
 
 absl::Status AgentServiceImpl::Issue(const std::string& node, const std::string& csr_pem,

@@ -8,6 +8,7 @@
 #include "sched/v1/agent_service.grpc.pb.h"
 #include "server/auth/auth.h"
 #include "server/core/scheduler.h"
+#include "server/service/limits.h"
 #include "server/service/stream_sender.h"
 
 namespace sched {
@@ -33,6 +34,8 @@ struct AgentServiceOptions {
   std::string tls_dir;
   const Clock* clock = nullptr;
   absl::Duration node_cert_lifetime = absl::Hours(24 * 30);
+  // Each Connect stream takes a place while it is open; null: no cap.
+  StreamSlots* streams = nullptr;
 };
 
 // sched.v1.AgentService: one bidirectional Connect stream per agent, opened by the agent; and

@@ -75,6 +75,9 @@ grpc::Status CheckpointServiceImpl::CommitCheckpoint(grpc::ServerContext* ctx,
   manifest.set_name(req->name());
   manifest.set_is_dir(req->is_dir());
   *manifest.mutable_files() = req->files();
+  if (absl::StatusOr<Job> job = scheduler_->GetJob(req->uploader().job_id()); job.ok()) {
+    manifest.set_project(job->spec.project);
+  }
   const absl::Time now = absl::Now();
   manifest.mutable_create_time()->set_seconds(absl::ToUnixSeconds(now));
   manifest.mutable_create_time()->set_nanos(static_cast<int32_t>(

@@ -57,8 +57,10 @@ bool Matches(const v1::WatchJobsRequest& req, const std::vector<JobState>& state
 // dropped then and later, so a job's versions never go backwards on the stream.
 class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse> {
  public:
-  WatchReactor(Scheduler* scheduler, const v1::WatchJobsRequest& req, auth::Caller caller)
+  WatchReactor(Scheduler* scheduler, const v1::WatchJobsRequest& req, auth::Caller caller,
+               StreamSlots* slots)
       : scheduler_(scheduler),
+        slots_(slots),
         caller_(std::move(caller)),
         sender_(std::make_shared<StreamSender<v1::WatchJobsResponse>>(
             [this](const v1::WatchJobsResponse* m) { StartWrite(m); },
@@ -71,6 +73,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse
   void OnCancel() override { sender_->Finish(grpc::Status::CANCELLED); }
   void OnDone() override {
     if (sub_ != 0) scheduler_->Unsubscribe(sub_);
+    if (slots_ != nullptr) slots_->Give();
     delete this;
   }
 
@@ -146,6 +149,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse
   }
 
   Scheduler* const scheduler_;
+  StreamSlots* const slots_;
   const auth::Caller caller_;
   std::shared_ptr<StreamSender<v1::WatchJobsResponse>> sender_;
   uint64_t sub_ = 0;
@@ -155,8 +159,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchJobsResponse
 // new output until the job has ended and everything stored was sent.
 class LogsReactor final : public grpc::ServerWriteReactor<v1::LogChunk> {
  public:
-  LogsReactor(Scheduler* scheduler, const v1::GetJobLogsRequest& req, const auth::Caller& caller)
-      : scheduler_(scheduler), follow_(req.follow()), attempt_(req.attempt()) {
+  LogsReactor(Scheduler* scheduler, const v1::GetJobLogsRequest& req, const auth::Caller& caller,
+              StreamSlots* slots)
+      : scheduler_(scheduler), slots_(slots), follow_(req.follow()), attempt_(req.attempt()) {
     absl::StatusOr<Job> job = scheduler_->GetJob(req.job_id());
     absl::Status allowed =
         job.ok() ? auth::Authorizer::CheckProject(caller, auth::Action::kRead, job->spec.project)
@@ -197,6 +202,7 @@ class LogsReactor final : public grpc::ServerWriteReactor<v1::LogChunk> {
   void OnDone() override {
     if (sub_logs_ != 0) scheduler_->Unsubscribe(sub_logs_);
     if (sub_jobs_ != 0) scheduler_->Unsubscribe(sub_jobs_);
+    if (slots_ != nullptr) slots_->Give();
     delete this;
   }
 
@@ -275,6 +281,7 @@ class LogsReactor final : public grpc::ServerWriteReactor<v1::LogChunk> {
   }
 
   Scheduler* const scheduler_;
+  StreamSlots* const slots_;
   const bool follow_;
   const uint32_t attempt_;
   std::string job_id_;
@@ -293,13 +300,32 @@ class LogsReactor final : public grpc::ServerWriteReactor<v1::LogChunk> {
 
 }  // namespace
 
+absl::Status JobServiceImpl::CheckSpecSize(const v1::JobSpec& spec) const {
+  const size_t bytes = spec.ByteSizeLong();
+  if (bytes > limits_.max_spec_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the job spec is ", bytes,
+                                                   " bytes, over the limit of ",
+                                                   limits_.max_spec_bytes, " (--max_spec_bytes)"));
+  }
+  return absl::OkStatus();
+}
+
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
                                                     const v1::SubmitJobRequest* req,
                                                     v1::SubmitJobResponse* resp) {
+  if (absl::Status s = CheckSpecSize(req->spec()); !s.ok()) {
+    return Reply<v1::SubmitJobResponse>(ctx, s);
+  }
   absl::StatusOr<JobSpec> spec = JobSpecFromProto(req->spec());
   if (!spec.ok()) return Reply<v1::SubmitJobResponse>(ctx, spec.status());
   absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kSubmit, spec->project);
   if (!caller.ok()) return Reply<v1::SubmitJobResponse>(ctx, caller.status());
+  if (limits_.submits != nullptr) {
+    if (absl::Status s = limits_.submits->Take(spec->project.empty() ? "default" : spec->project);
+        !s.ok()) {
+      return Reply<v1::SubmitJobResponse>(ctx, s);
+    }
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   std::string project = spec->project;
   scheduler_->Submit(std::move(*spec), req->request_id(),
@@ -321,6 +347,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::EstimateJob(grpc::CallbackServerContex
                                                       const v1::EstimateJobRequest* req,
                                                       v1::EstimateJobResponse* resp) {
   absl::Status status = [&]() -> absl::Status {
+    SCHED_RETURN_IF_ERROR(CheckSpecSize(req->spec()));
     SCHED_ASSIGN_OR_RETURN(JobSpec spec, JobSpecFromProto(req->spec()));
     SCHED_RETURN_IF_ERROR(auth_->Check(*ctx, auth::Action::kRead, spec.project).status());
     SCHED_ASSIGN_OR_RETURN(Decision decision, scheduler_->Estimate(std::move(spec)));
@@ -399,14 +426,22 @@ grpc::ServerWriteReactor<v1::WatchJobsResponse>* JobServiceImpl::WatchJobs(
     grpc::CallbackServerContext* ctx, const v1::WatchJobsRequest* req) {
   absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kRead, req->project());
   if (!caller.ok()) return RefuseStream<v1::WatchJobsResponse>(caller.status());
-  return new WatchReactor(scheduler_, *req, *std::move(caller));
+  if (limits_.streams != nullptr) {
+    if (absl::Status s = limits_.streams->Take(); !s.ok()) {
+      return RefuseStream<v1::WatchJobsResponse>(s);
+    }
+  }
+  return new WatchReactor(scheduler_, *req, *std::move(caller), limits_.streams);
 }
 
 grpc::ServerWriteReactor<v1::LogChunk>* JobServiceImpl::GetJobLogs(
     grpc::CallbackServerContext* ctx, const v1::GetJobLogsRequest* req) {
   absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kRead);
   if (!caller.ok()) return RefuseStream<v1::LogChunk>(caller.status());
-  return new LogsReactor(scheduler_, *req, *caller);
+  if (limits_.streams != nullptr) {
+    if (absl::Status s = limits_.streams->Take(); !s.ok()) return RefuseStream<v1::LogChunk>(s);
+  }
+  return new LogsReactor(scheduler_, *req, *caller, limits_.streams);
 }
 
 }  // namespace sched

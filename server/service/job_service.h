@@ -3,14 +3,15 @@
 #include "sched/v1/job_service.grpc.pb.h"
 #include "server/auth/auth.h"
 #include "server/core/scheduler.h"
+#include "server/service/limits.h"
 
 namespace sched {
 
 // sched.v1.JobService over the callback API. Translates and nothing more.
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
-  JobServiceImpl(Scheduler* scheduler, auth::Authorizer* auth)
-      : scheduler_(scheduler), auth_(auth) {}
+  JobServiceImpl(Scheduler* scheduler, auth::Authorizer* auth, ServiceLimits limits = {})
+      : scheduler_(scheduler), auth_(auth), limits_(limits) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
                                       const v1::SubmitJobRequest* req,
@@ -31,8 +32,12 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
                                         v1::EstimateJobResponse* resp) override;
 
  private:
+  // INVALID_ARGUMENT for a spec over limits_.max_spec_bytes.
+  absl::Status CheckSpecSize(const v1::JobSpec& spec) const;
+
   Scheduler* const scheduler_;
   auth::Authorizer* const auth_;
+  const ServiceLimits limits_;
 };
 
 }  // namespace sched
