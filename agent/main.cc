@@ -177,6 +177,9 @@ int main(int argc, char** argv) {
       options.identity.ca_pin = std::getenv("SCHED_CA_PIN");
     }
     options.renew_check_ms = absl::GetFlag(FLAGS_renew_check_ms);
+    // Jobs inherit the agent's environment: the token must not reach them.
+    unsetenv("SCHED_TOKEN");
+    unsetenv("SCHED_TOKEN_FILE");
   }
   options.agent.work_dir = absl::GetFlag(FLAGS_work_dir);
   options.agent.kill_grace_ms = absl::GetFlag(FLAGS_kill_grace_ms);

@@ -296,6 +296,20 @@ absl::StatusOr<v1::Token> TokenStore::Verify(absl::string_view presented, bool j
   return t.token();
 }
 
+absl::Status TokenStore::UseJoin(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = tokens_.find(id);
+  if (it == tokens_.end()) return BadToken();
+  v1::StoredToken& t = it->second;
+  if (t.token().uses_left() < 0) return absl::OkStatus();
+  if (t.token().uses_left() == 0) return BadToken();
+  v1::StoredToken next = t;
+  next.mutable_token()->set_uses_left(t.token().uses_left() - 1);
+  if (absl::Status s = Save(next); !s.ok()) return s;
+  t = std::move(next);
+  return absl::OkStatus();
+}
+
 bool TokenStore::HasAdmin() const {
   absl::MutexLock lock(&mu_);
   for (const auto& [id, t] : tokens_) {
@@ -320,40 +334,47 @@ absl::StatusOr<std::unique_ptr<NodeIdentities>> NodeIdentities::Open(Store* stor
   if (!rows.ok()) return rows.status();
   absl::MutexLock lock(&ids->mu_);
   for (const auto& [key, value] : *rows) {
-    // "<node>\tgood" or "<node>\trevoked\t<unix seconds>"
-    std::vector<std::string> parts = absl::StrSplit(value, '\t');
     Entry e;
-    if (parts.size() < 2 || (parts[1] == "revoked" &&
-                             (parts.size() != 3 || !absl::SimpleAtoi(parts[2], &e.revoked_unix)))) {
+    if (!e.ParseFromString(value) || e.node().empty()) {
       return absl::DataLossError(absl::StrCat("certificate record ", key, " does not parse"));
     }
-    e.node = parts[0];
-    e.revoked = parts[1] == "revoked";
     ids->certs_[key.substr(kCertPrefix.size())] = std::move(e);
   }
   return ids;
 }
 
 absl::Status NodeIdentities::Save(const std::string& serial, const Entry& e) {
-  return store_->PutRecord(
-      absl::StrCat(kCertPrefix, serial),
-      e.revoked ? absl::StrCat(e.node, "\trevoked\t", e.revoked_unix) : e.node + "\tgood");
+  return store_->PutRecord(absl::StrCat(kCertPrefix, serial), e.SerializeAsString());
 }
 
-absl::Status NodeIdentities::Issued(const std::string& serial_hex, const std::string& node) {
+absl::Status NodeIdentities::Issued(const std::string& serial_hex, const std::string& node,
+                                    absl::Time not_after,
+                                    const google::protobuf::Map<std::string, std::string>& labels) {
   absl::MutexLock lock(&mu_);
-  Entry e{node, false};
+  Entry e;
+  e.set_node(node);
+  e.set_not_after_unix(absl::ToUnixSeconds(not_after));
+  *e.mutable_labels() = labels;
   if (absl::Status s = Save(serial_hex, e); !s.ok()) return s;
   certs_[serial_hex] = std::move(e);
   return absl::OkStatus();
+}
+
+std::map<std::string, std::string> NodeIdentities::Labels(const std::string& serial_hex) const {
+  absl::MutexLock lock(&mu_);
+  auto it = certs_.find(serial_hex);
+  if (it == certs_.end()) return {};
+  return std::map<std::string, std::string>(it->second.labels().begin(), it->second.labels().end());
 }
 
 absl::StatusOr<int> NodeIdentities::Revoke(const std::string& node, absl::Time now) {
   absl::MutexLock lock(&mu_);
   int n = 0;
   for (auto& [serial, e] : certs_) {
-    if (e.node != node || e.revoked) continue;
-    Entry next{e.node, true, absl::ToUnixSeconds(now)};
+    if (e.node() != node || e.revoked()) continue;
+    Entry next = e;
+    next.set_revoked(true);
+    next.set_revoked_unix_ms(absl::ToUnixMillis(now));
     if (absl::Status s = Save(serial, next); !s.ok()) return s;
     e = std::move(next);
     ++n;
@@ -365,9 +386,21 @@ absl::Time NodeIdentities::RevokedAt(const std::string& node) const {
   absl::MutexLock lock(&mu_);
   absl::Time at = absl::InfinitePast();
   for (const auto& [serial, e] : certs_) {
-    if (e.node == node && e.revoked) at = std::max(at, absl::FromUnixSeconds(e.revoked_unix));
+    if (e.node() == node && e.revoked()) {
+      at = std::max(at, absl::FromUnixMillis(e.revoked_unix_ms()));
+    }
   }
   return at;
+}
+
+bool NodeIdentities::HasLive(const std::string& node, absl::Time now) const {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [serial, e] : certs_) {
+    if (e.node() == node && !e.revoked() && absl::FromUnixSeconds(e.not_after_unix()) > now) {
+      return true;
+    }
+  }
+  return false;
 }
 
 absl::StatusOr<std::string> NodeIdentities::Check(const std::string& serial_hex) const {
@@ -376,12 +409,12 @@ absl::StatusOr<std::string> NodeIdentities::Check(const std::string& serial_hex)
   if (it == certs_.end()) {
     return absl::UnauthenticatedError("schedd did not issue this certificate: join again");
   }
-  if (it->second.revoked) {
+  if (it->second.revoked()) {
     return absl::UnauthenticatedError(
-        absl::StrCat("node ", it->second.node,
+        absl::StrCat("node ", it->second.node(),
                      " was revoked: it may join again only with a join token made since"));
   }
-  return it->second.node;
+  return it->second.node();
 }
 
 // ---- Authorizer
@@ -429,6 +462,7 @@ absl::StatusOr<Caller> Authorizer::Authenticate(const grpc::ServerContextBase& c
   caller.role = token->role();
   caller.projects.assign(token->projects().begin(), token->projects().end());
   caller.token_create_time = TimeFromProto(token->create_time());
+  caller.token_labels.insert(token->labels().begin(), token->labels().end());
   bool first_use;
   {
     absl::MutexLock lock(&seen_mu_);
@@ -475,6 +509,13 @@ absl::Status Authorizer::Allow(const Caller& caller, Action action,
   return absl::OkStatus();
 }
 
+absl::Status Authorizer::UseJoin(const Caller& caller) const {
+  if (!caller.authenticated || caller.token_id.empty() || !caller.node.empty()) {
+    return absl::OkStatus();
+  }
+  return tokens_->UseJoin(caller.token_id);
+}
+
 absl::Status Authorizer::CheckNode(const Caller& caller, absl::string_view node) {
   if (caller.node.empty() || caller.node == node) return absl::OkStatus();
   return absl::PermissionDeniedError(absl::StrCat(caller.Name(), " may not act as node ", node));
@@ -483,8 +524,9 @@ absl::Status Authorizer::CheckNode(const Caller& caller, absl::string_view node)
 absl::StatusOr<Caller> Authorizer::Check(const grpc::ServerContextBase& ctx, Action action,
                                          absl::string_view project) {
   // A join uses up one of an agent token's joins; without TLS, connecting is the join.
-  const bool join = action == (tls() ? Action::kAgentJoin : Action::kAgentConnect);
-  absl::StatusOr<Caller> caller = Authenticate(ctx, join);
+  // Joins are counted only over TLS, by the Join handler once a join has passed its checks
+  // (UseJoin): without TLS an agent reconnects with its token as often as it needs.
+  absl::StatusOr<Caller> caller = Authenticate(ctx);
   if (!caller.ok()) {
     Caller nobody;
     nobody.authenticated = true;

@@ -6,6 +6,7 @@
 // everything else is denied. Members and scoped viewers act only in their projects. When
 // authentication is off (schedd on loopback, the workstation alone), every caller is the local
 // admin.
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +53,8 @@ struct Caller {
   // Agents over mTLS: the node their certificate names. Empty for token callers.
   std::string node;
   absl::Time token_create_time = absl::InfinitePast();
+  // Agent tokens: the labels a node joining with it gets.
+  std::map<std::string, std::string> token_labels;
 
   bool InProject(absl::string_view project) const;
   // "token <id> (<role>)", "node <name> (agent)" or "local".
@@ -74,6 +77,9 @@ class TokenStore {
   // expired, revoked nor out of joins: UNAUTHENTICATED otherwise (one message for all, so a
   // caller learns nothing about which ids exist). `join` uses up one of an agent token's joins.
   absl::StatusOr<v1::Token> Verify(absl::string_view presented, bool join);
+  // Uses up one of token `id`'s joins (an agent token with a limit): UNAUTHENTICATED when none
+  // is left. Called once a join has passed every other check, so a refused join costs none.
+  absl::Status UseJoin(const std::string& id);
   bool HasAdmin() const;
 
  private:
@@ -91,8 +97,14 @@ class TokenStore {
 class NodeIdentities {
  public:
   static absl::StatusOr<std::unique_ptr<NodeIdentities>> Open(Store* store);
-  // Records a certificate just signed for `node`.
-  absl::Status Issued(const std::string& serial_hex, const std::string& node);
+  // Records a certificate just signed for `node`, good until `not_after`.
+  absl::Status Issued(const std::string& serial_hex, const std::string& node, absl::Time not_after,
+                      const google::protobuf::Map<std::string, std::string>& labels = {});
+  // The labels of the join token certificate `serial_hex` came from.
+  std::map<std::string, std::string> Labels(const std::string& serial_hex) const;
+  // Whether `node` holds a certificate that is neither revoked nor run out at `now`: then no
+  // one may join under its name until it is revoked.
+  bool HasLive(const std::string& node, absl::Time now) const;
   // Revokes every certificate of `node`: the count revoked (0: it had none).
   absl::StatusOr<int> Revoke(const std::string& node, absl::Time now);
   // When `node` was last revoked (InfinitePast: never). A join token made before then cannot
@@ -103,11 +115,7 @@ class NodeIdentities {
 
  private:
   explicit NodeIdentities(Store* store) : store_(store) {}
-  struct Entry {
-    std::string node;
-    bool revoked = false;
-    int64_t revoked_unix = 0;
-  };
+  using Entry = v1::StoredNodeCertificate;
   absl::Status Save(const std::string& serial, const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Store* const store_;
   mutable absl::Mutex mu_;
@@ -142,6 +150,8 @@ class Authorizer {
   absl::Status Allow(const Caller& caller, Action action, absl::string_view project = {}) const;
   // For an agent with a node certificate: that `node` is the one it names.
   static absl::Status CheckNode(const Caller& caller, absl::string_view node);
+  // Uses up one of the caller's token's joins (see TokenStore::UseJoin).
+  absl::Status UseJoin(const Caller& caller) const;
   // For a project learnt after Check (a job's, once it has been read).
   static absl::Status CheckProject(const Caller& caller, Action action, absl::string_view project);
 

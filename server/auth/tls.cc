@@ -425,7 +425,7 @@ absl::StatusOr<std::string> SignNodeCertificate(const std::string& dir, absl::st
   absl::StatusOr<Owned<EVP_PKEY>> ca_key = ParseKey(*ca_key_pem);
   absl::StatusOr<Owned<X509>> ca = ParseCert(*ca_pem);
   if (!ca_key.ok() || !ca.ok()) return absl::DataLossError("the CA does not parse");
-  // The name comes from schedd (the token's node), never from the request.
+  // The name is the one schedd checked (the join's or the renewing node's), never the request's.
   absl::StatusOr<Owned<X509>> cert = MakeCert(key, absl::StrCat("node:", node), ca->get(),
                                               ca_key->get(), lifetime, kNodeCertBackdate,
                                               {{NID_basic_constraints, "critical,CA:FALSE"},

@@ -43,9 +43,8 @@ class RocksDbStore;
 struct DaemonOptions {
   // Folder of the embedded store; created if missing. Ignored when a Store is handed in.
   std::string data_dir = "./sched-data";
-  // gRPC address; port 0 picks a free one (see Daemon::port()). Only a loopback address
-  // (127.0.0.0/8, localhost, [::1]) or a unix socket unless insecure_remote: there is no TLS or
-  // authentication yet, and whoever reaches schedd can run code on every node.
+  // gRPC address; port 0 picks a free one (see Daemon::port()). Beyond loopback (127.0.0.0/8,
+  // localhost, [::1], unix sockets) schedd serves TLS and requires tokens (see `tls`).
   std::string listen = "127.0.0.1:7070";
   bool insecure_remote = false;
   // Every call must present an API token (TokenService). On by itself when `listen` is beyond

@@ -9,6 +9,7 @@
 #include "server/auth/tls.h"
 #include "server/common/status_macros.h"
 #include "server/convert/convert.h"
+#include "server/core/job_spec_validation.h"
 #include "server/service/status.h"
 #include "server/service/stream_sender.h"
 
@@ -75,8 +76,9 @@ void Reject(Sender& sender, const std::string& job_id, uint64_t epoch, const abs
 class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage> {
  public:
   ConnectReactor(Scheduler* scheduler, AgentStreams* streams, auth::Caller caller,
-                 StreamSlots* slots)
-      : scheduler_(scheduler),
+                 StreamSlots* slots, std::map<std::string, std::string> labels)
+      : labels_(std::move(labels)),
+        scheduler_(scheduler),
         slots_(slots),
         streams_(streams),
         caller_(std::move(caller)),
@@ -127,6 +129,8 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
       sender_->Finish(ToGrpcStatus(s));
       return;
     }
+    // Labels the node's join token carried win over what the agent says of itself.
+    for (const auto& [k, v] : labels_) caps->labels[k] = v;
     name_ = reg.node_name();
     streams_->Add(name_, sender_);
     registered_ = true;
@@ -213,6 +217,7 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
     }
   }
 
+  const std::map<std::string, std::string> labels_;
   Scheduler* const scheduler_;
   StreamSlots* const slots_;
   AgentStreams* const streams_;
@@ -262,16 +267,23 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::ServerMessage>* AgentServiceImpl::
       return RefuseBidi<v1::AgentMessage, v1::ServerMessage>(s);
     }
   }
-  return new ConnectReactor(scheduler_, &streams_, *std::move(caller), options_.streams);
+  std::map<std::string, std::string> labels;
+  if (options_.identities != nullptr && !caller->node.empty()) {
+    labels = options_.identities->Labels(caller->token_id.substr(caller->token_id.find(':') + 1));
+  }
+  return new ConnectReactor(scheduler_, &streams_, *std::move(caller), options_.streams,
+                            std::move(labels));
 }
 
 absl::Status AgentServiceImpl::Issue(const std::string& node, const std::string& csr_pem,
+                                     const std::map<std::string, std::string>& labels,
                                      v1::NodeCertificate* resp) {
   SCHED_ASSIGN_OR_RETURN(
       std::string cert,
       auth::SignNodeCertificate(options_.tls_dir, csr_pem, node, options_.node_cert_lifetime));
   SCHED_ASSIGN_OR_RETURN(auth::CertificateInfo info, auth::ReadCertificate(cert));
-  SCHED_RETURN_IF_ERROR(options_.identities->Issued(info.serial_hex, node));
+  google::protobuf::Map<std::string, std::string> kept(labels.begin(), labels.end());
+  SCHED_RETURN_IF_ERROR(options_.identities->Issued(info.serial_hex, node, info.not_after, kept));
   SCHED_ASSIGN_OR_RETURN(std::string ca, auth::ReadCaBundle(options_.tls_dir));
   resp->set_certificate_pem(std::move(cert));
   resp->set_ca_pem(std::move(ca));
@@ -288,12 +300,24 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Join(grpc::CallbackServerContext* ct
       return absl::FailedPreconditionError(
           "schedd serves no TLS: agents connect with their token, there is nothing to join");
     }
-    absl::Status joined =
-        options_.identities->RevokedAt(req->node_name()) >= caller.token_create_time
-            ? absl::PermissionDeniedError(
-                  absl::StrCat("node ", req->node_name(),
-                               " was revoked after this token was made: join with a newer token"))
-            : Issue(req->node_name(), req->csr_pem(), resp);
+    const std::string& node = req->node_name();
+    absl::Status joined = absl::OkStatus();
+    if (!IsValidName(node)) {
+      joined = absl::InvalidArgumentError(absl::StrCat(
+          "node_name: must be 1-63 characters of letters, digits, '.', '_' or '-', got \"",
+          node.substr(0, 64), "\""));
+    } else if (options_.identities->RevokedAt(node) >= caller.token_create_time) {
+      joined = absl::PermissionDeniedError(absl::StrCat(
+          "node ", node, " was revoked after this token was made: join with a newer token"));
+    } else if (options_.identities->HasLive(node, absl::Now())) {
+      // Else a join token could take over a working node's name and its jobs.
+      joined = absl::AlreadyExistsError(absl::StrCat(
+          "node ", node, " already has a certificate: revoke it first (schedctl node revoke ", node,
+          ") or join under another name"));
+    } else {
+      joined = auth_->UseJoin(caller);
+      if (joined.ok()) joined = Issue(node, req->csr_pem(), caller.token_labels, resp);
+    }
     auth_->Audit(*ctx, caller, "node_join", absl::StrCat("node ", req->node_name().substr(0, 253)),
                  "", joined);
     return joined;
@@ -313,7 +337,10 @@ grpc::ServerUnaryReactor* AgentServiceImpl::RenewCertificate(grpc::CallbackServe
       return absl::PermissionDeniedError(
           "renewing takes the node's current certificate (mTLS), not a token");
     }
-    absl::Status renewed = Issue(caller.node, req->csr_pem(), resp);
+    // The renewed certificate keeps the labels the node joined with.
+    absl::Status renewed = Issue(
+        caller.node, req->csr_pem(),
+        options_.identities->Labels(caller.token_id.substr(caller.token_id.find(':') + 1)), resp);
     auth_->Audit(*ctx, caller, "node_renew", absl::StrCat("node ", caller.node), "", renewed);
     return renewed;
   }();

@@ -58,7 +58,7 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
  private:
   // Signs `csr_pem` for `node` and records the certificate.
   absl::Status Issue(const std::string& node, const std::string& csr_pem,
-                     v1::NodeCertificate* resp);
+                     const std::map<std::string, std::string>& labels, v1::NodeCertificate* resp);
 
   Scheduler* const scheduler_;
   auth::Authorizer* const auth_;

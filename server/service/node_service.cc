@@ -72,11 +72,10 @@ grpc::ServerUnaryReactor* NodeServiceImpl::Drain(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* NodeServiceImpl::RevokeNode(grpc::CallbackServerContext* ctx,
                                                       const v1::RevokeNodeRequest* req,
                                                       v1::RevokeNodeResponse* resp) {
-  absl::Status status = [&]() -> absl::Status {
-    SCHED_ASSIGN_OR_RETURN(auth::Caller caller, auth_->Check(*ctx, auth::Action::kOperate));
+  absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kOperate);
+  if (!caller.ok()) return FinishUnary(ctx, caller.status());
+  const absl::Status status = [&]() -> absl::Status {
     if (req->name().empty()) return absl::InvalidArgumentError("name: the node to revoke");
-    auth_->Audit(*ctx, caller, "node_revoke", absl::StrCat("node ", req->name().substr(0, 253)), "",
-                 absl::OkStatus());
     int certificates = 0;
     if (identities_ != nullptr) {
       SCHED_ASSIGN_OR_RETURN(certificates, identities_->Revoke(req->name(), clock_->Now()));
@@ -91,6 +90,8 @@ grpc::ServerUnaryReactor* NodeServiceImpl::RevokeNode(grpc::CallbackServerContex
     resp->set_streams_closed(closed);
     return absl::OkStatus();
   }();
+  auth_->Audit(*ctx, *caller, "node_revoke", absl::StrCat("node ", req->name().substr(0, 253)), "",
+               status);
   return FinishUnary(ctx, status);
 }
 

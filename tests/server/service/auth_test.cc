@@ -486,13 +486,18 @@ TEST_P(AuthTest, RevokedExpiredAndUsedUpTokensStopWorking) {
   wrong.back() = wrong.back() == '0' ? '1' : '0';
   EXPECT_EQ(list(wrong), grpc::StatusCode::UNAUTHENTICATED);
 
-  // An agent token good for one join (over TLS a Join, without it a Connect): the second is
-  // refused.
+  // An agent token good for one join (over TLS; without it joins are not counted): a refused
+  // join costs nothing, the second real one is refused.
   const std::string once = Make(v1::ROLE_AGENT, {}, 1);
-  const Call join =
-      Methods()[tls() ? "sched.v1.AgentService/Join" : "sched.v1.AgentService/Connect"].call;
-  EXPECT_FALSE(IsAuthCode(join(As(once)).error_code()));
-  EXPECT_EQ(join(As(once)).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  if (tls()) {
+    EXPECT_EQ(JoinAs("bad name!", once, grpc::StatusCode::INVALID_ARGUMENT), nullptr);
+    EXPECT_NE(JoinAs("node-7", once), nullptr);
+    EXPECT_EQ(JoinAs("node-8", once, grpc::StatusCode::UNAUTHENTICATED), nullptr);
+  } else {
+    const Call connect = Methods()["sched.v1.AgentService/Connect"].call;
+    EXPECT_FALSE(IsAuthCode(connect(As(once)).error_code()));
+    EXPECT_FALSE(IsAuthCode(connect(As(once)).error_code()));
+  }
 }
 
 TEST_P(AuthTest, TokensSurviveARestartAndOnlyTheirHashIsKept) {
@@ -913,3 +918,37 @@ TEST(AuditLogTest, LinesAreJsonWhateverTheNamesHoldAndGoOutInOrder) {
 
 }  // namespace
 }  // namespace sched::auth
+
+namespace sched {
+namespace {
+
+TEST_P(NodeIdentityTest, NoOneJoinsUnderALiveNodesNameAndTokenLabelsGoToTheNode) {
+  // node-1 joined in SetUp and holds a live certificate: a second join under its name is refused
+  // (it would take over its jobs) and costs the token nothing.
+  const std::string once = Make(v1::ROLE_AGENT, {}, 1);
+  EXPECT_EQ(JoinAs("node-1", once, grpc::StatusCode::ALREADY_EXISTS), nullptr);
+  // The labels a join token carries are the node's, whatever the agent says of itself.
+  v1::CreateTokenRequest req;
+  req.set_role(v1::ROLE_AGENT);
+  (*req.mutable_labels())["pool"] = "rented";
+  auto made = daemon_->tokens()->Create(req, "test");
+  ASSERT_TRUE(made.ok());
+  auto labelled = JoinAs("node-9", made->secret());
+  ASSERT_NE(labelled, nullptr);
+  Connected c = Register(labelled, "node-9");
+  v1::ServerMessage msg;
+  ASSERT_TRUE(c.stream->Read(&msg));
+  auto nodes = v1::NodeService::NewStub(As(tokens_[v1::ROLE_ADMIN]));
+  grpc::ClientContext ctx;
+  v1::GetNodeRequest get;
+  get.set_name("node-9");
+  v1::Node node;
+  ASSERT_TRUE(nodes->GetNode(&ctx, get, &node).ok());
+  EXPECT_EQ(node.capabilities().labels().at("pool"), "rented");
+  c.ctx->TryCancel();
+  // The one-join token is still good for a free name.
+  EXPECT_NE(JoinAs("node-10", once), nullptr);
+}
+
+}  // namespace
+}  // namespace sched
