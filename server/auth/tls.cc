@@ -317,18 +317,36 @@ absl::StatusOr<ServerTls> LoadOrCreateServerTls(const TlsOptions& options) {
           absl::StrCat("sched CA ", absl::Hex(id[0] << 24 | id[1] << 16 | id[2] << 8 | id[3]));
       absl::StatusOr<Owned<X509>> c =
           MakeCert(k->get(), cn, nullptr, k->get(), kCaLifetime, absl::Hours(1),
-                   {{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
+                   // pathlen 1: room for the next CA's cross-signature under this one.
+                   {{NID_basic_constraints, "critical,CA:TRUE,pathlen:1"},
                     {NID_key_usage, "critical,keyCertSign,cRLSign"},
                     {NID_subject_key_identifier, "hash"}});
       if (!c.ok()) return c.status();
-      ca_key = *std::move(k);
-      ca = *std::move(c);
-      // After a rotation the old CA stays trusted for the agents' certificates it signed.
-      ca_bundle = CertPem(ca.get());
+      // After a rotation the old CA stays trusted for the agents' certificates it signed, and
+      // the new CA is signed by the old one too (cross.crt, sent with the server certificate),
+      // so agents and clients that trust only the old CA still trust this schedd.
+      ca_bundle = CertPem(c->get());
+      std::error_code gone;
+      fs::remove(dir / "cross.crt", gone);
       if (cert_pem.ok()) {
         std::vector<Owned<X509>> old = ParseCerts(*cert_pem);
-        if (!old.empty()) ca_bundle += CertPem(old.front().get());
+        absl::StatusOr<Owned<EVP_PKEY>> old_key = ParseKey(*key_pem);
+        if (!old.empty() && old_key.ok()) {
+          ca_bundle += CertPem(old.front().get());
+          absl::StatusOr<Owned<X509>> cross =
+              MakeCert(k->get(), cn, old.front().get(), old_key->get(), kCaLifetime, absl::Hours(1),
+                       {{NID_basic_constraints, "critical,CA:TRUE,pathlen:0"},
+                        {NID_key_usage, "critical,keyCertSign,cRLSign"},
+                        {NID_subject_key_identifier, "hash"},
+                        {NID_authority_key_identifier, "keyid"}});
+          if (!cross.ok()) return cross.status();
+          if (absl::Status s = WriteFile(dir / "cross.crt", CertPem(cross->get()), 0644); !s.ok()) {
+            return s;
+          }
+        }
       }
+      ca_key = *std::move(k);
+      ca = *std::move(c);
       if (absl::Status s = WriteFile(dir / "ca.key", KeyPem(ca_key.get()), 0600); !s.ok()) {
         return s;
       }
@@ -365,7 +383,17 @@ absl::StatusOr<ServerTls> LoadOrCreateServerTls(const TlsOptions& options) {
                   {NID_authority_key_identifier, "keyid"}});
     if (!c.ok()) return c.status();
     key_pem = KeyPem(k->get());
-    cert_pem = CertPem(c->get()) + CertPem(ca.get());
+    // The chain: the current CA, or its cross-signature by the previous CA after a rotation
+    // (clients that trust the new CA find it among their roots either way).
+    std::string issuer = CertPem(ca.get());
+    if (absl::StatusOr<std::string> cross = ReadFile(dir / "cross.crt"); cross.ok()) {
+      absl::StatusOr<Owned<X509>> x = ParseCert(*cross);
+      if (x.ok() && EVP_PKEY_eq(X509_get0_pubkey(x->get()), ca_key.get()) == 1) {
+        issuer = *cross;
+      }
+      ERR_clear_error();
+    }
+    cert_pem = CertPem(c->get()) + issuer;
     if (absl::Status s = WriteFile(dir / "server.key", *key_pem, 0600); !s.ok()) return s;
     if (absl::Status s = WriteFile(dir / "server.crt", *cert_pem, 0644); !s.ok()) return s;
   }
@@ -456,12 +484,16 @@ absl::StatusOr<CertificateInfo> ReadCertificate(absl::string_view pem) {
 
 absl::Status VerifyCertificate(absl::string_view cert_pem, absl::string_view ca_pem,
                                absl::Time now) {
-  absl::StatusOr<Owned<X509>> cert = ParseCert(cert_pem);
-  if (!cert.ok()) return absl::UnauthenticatedError("not a certificate");
+  std::vector<Owned<X509>> certs = ParseCerts(cert_pem);
+  if (certs.empty()) return absl::UnauthenticatedError("not a certificate");
   Owned<X509_STORE> store(X509_STORE_new());
   for (Owned<X509>& ca : ParseCerts(ca_pem)) X509_STORE_add_cert(store.get(), ca.get());
+  // The certificates after the first are the chain it came with (not trusted by themselves).
+  std::unique_ptr<STACK_OF(X509), void (*)(STACK_OF(X509)*)> chain(
+      sk_X509_new_null(), [](STACK_OF(X509) * s) { sk_X509_free(s); });
+  for (size_t i = 1; i < certs.size(); ++i) sk_X509_push(chain.get(), certs[i].get());
   Owned<X509_STORE_CTX> ctx(X509_STORE_CTX_new());
-  X509_STORE_CTX_init(ctx.get(), store.get(), cert->get(), nullptr);
+  X509_STORE_CTX_init(ctx.get(), store.get(), certs[0].get(), chain.get());
   X509_STORE_CTX_set_time(ctx.get(), 0, absl::ToTimeT(now));
   const int ok = X509_verify_cert(ctx.get());
   const int err = X509_STORE_CTX_get_error(ctx.get());

@@ -7,6 +7,9 @@
 //                               (agents' certificates from either are accepted)
 //   <data_dir>/tls/server.key   schedd's key (0600)
 //   <data_dir>/tls/server.crt   schedd's certificate, signed by the CA, then the CA certificate
+//                               (after a rotation: the new CA signed by the previous one)
+//   <data_dir>/tls/cross.crt    after a rotation: the new CA's key signed by the previous CA, so
+//                               whoever trusts only the previous CA still trusts schedd
 //
 // The folder is 0700. A client that holds the CA certificate (or its pin, "sha256:<hex of the
 // DER>") can check it is talking to this schedd. Agents send a certificate request with their
@@ -76,8 +79,9 @@ struct CertificateInfo {
 };
 absl::StatusOr<CertificateInfo> ReadCertificate(absl::string_view pem);
 
-// Whether the first certificate in `cert_pem` is signed by one of the CAs in `ca_pem` and is
-// within its validity at `now`: OK, or UNAUTHENTICATED saying why.
+// Whether the first certificate in `cert_pem` chains to one of the CAs in `ca_pem` (through
+// the certificates after it in `cert_pem`, if any) and is within its validity at `now`: OK, or
+// UNAUTHENTICATED saying why.
 absl::Status VerifyCertificate(absl::string_view cert_pem, absl::string_view ca_pem,
                                absl::Time now);
 

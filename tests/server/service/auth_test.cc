@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -192,6 +193,13 @@ std::map<std::string, MethodCase> Methods() {
   return m;
 }
 
+std::string Read(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 bool IsAuthCode(grpc::StatusCode c) {
   return c == grpc::StatusCode::UNAUTHENTICATED || c == grpc::StatusCode::PERMISSION_DENIED;
 }
@@ -267,13 +275,14 @@ class AuthTest : public ::testing::TestWithParam<bool> {
     fs::remove_all(dir_);
   }
 
-  void StartDaemon() {
+  void StartDaemon(bool rotate_ca = false) {
     DaemonOptions o;
     o.listen = "127.0.0.1:0";
     o.metrics_listen = "";
     o.data_dir = dir_ + "/schedd";
     o.require_tokens = true;
     o.tls = tls() ? "on" : "off";
+    o.rotate_ca = rotate_ca;
     auto d = Daemon::Start(o, &store_, &clock_);
     ASSERT_TRUE(d.ok()) << d.status();
     daemon_ = std::move(*d);
@@ -948,6 +957,49 @@ TEST_P(NodeIdentityTest, NoOneJoinsUnderALiveNodesNameAndTokenLabelsGoToTheNode)
   c.ctx->TryCancel();
   // The one-join token is still good for a free name.
   EXPECT_NE(JoinAs("node-10", once), nullptr);
+}
+
+}  // namespace
+}  // namespace sched
+
+namespace sched {
+namespace {
+
+TEST_P(NodeIdentityTest, AfterACaRotationNodesAndClientsThatTrustTheOldCaKeepWorking) {
+  const std::string old_ca = daemon_->ca_pem();
+  const std::string old_pin = daemon_->ca_pin();
+  daemon_.reset();
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(/*rotate_ca=*/true));
+  EXPECT_NE(daemon_->ca_pin(), old_pin);
+  // node-1, with its certificate from the old CA and trusting only the old CA: both ways work.
+  auth::DialOptions node;
+  node.cert_file = dir_ + "/node-1/node.crt";
+  node.key_file = dir_ + "/node-1/node.key";
+  node.ca_file = dir_ + "/node-1/ca.crt";
+  ASSERT_EQ(Read(node.ca_file), old_ca);
+  Connected c = Register(auth::Dial(address_, node), "node-1");
+  v1::ServerMessage msg;
+  ASSERT_TRUE(c.stream->Read(&msg)) << c.stream->Finish().error_message();
+  EXPECT_TRUE(msg.has_register_ack());
+  c.ctx->TryCancel();
+  // Renewing brings the new CA: the bundle it returns trusts both.
+  absl::StatusOr<auth::KeyAndRequest> kr = auth::MakeNodeKeyAndRequest("node-1");
+  auto stub = v1::AgentService::NewStub(auth::Dial(address_, node));
+  grpc::ClientContext ctx;
+  v1::RenewCertificateRequest req;
+  req.set_csr_pem(kr->csr_pem);
+  v1::NodeCertificate cert;
+  ASSERT_TRUE(stub->RenewCertificate(&ctx, req, &cert).ok());
+  EXPECT_EQ(*auth::CertificatePin(cert.ca_pem()), daemon_->ca_pin());
+  EXPECT_TRUE(auth::VerifyCertificate(cert.certificate_pem(), cert.ca_pem(), absl::Now()).ok());
+  // A client holding the old ca.crt still reaches it.
+  auth::DialOptions client;
+  client.ca_pem = old_ca;
+  client.token = tokens_[v1::ROLE_ADMIN];
+  auto nodes = v1::NodeService::NewStub(auth::Dial(address_, client));
+  grpc::ClientContext list_ctx;
+  v1::ListNodesResponse resp;
+  EXPECT_TRUE(nodes->ListNodes(&list_ctx, v1::ListNodesRequest(), &resp).ok());
 }
 
 }  // namespace

@@ -101,9 +101,17 @@ TEST_F(TlsTest, RotationMakesANewCaAndKeepsTrustingTheOldOnesNodeCertificates) {
   ASSERT_TRUE(rotated.ok()) << rotated.status();
   EXPECT_NE(rotated->pin, first->pin);
   EXPECT_EQ(*CertificatePin(rotated->ca_pem), rotated->pin) << "the new CA comes first";
-  // The server certificate is from the new CA only.
+  // The server certificate is from the new CA, and verifies for those who trust it...
   EXPECT_TRUE(VerifyCertificate(rotated->cert_chain_pem, rotated->ca_pem, absl::Now()).ok());
-  EXPECT_FALSE(VerifyCertificate(rotated->cert_chain_pem, first->ca_pem, absl::Now()).ok());
+  // ...and, through the new CA's cross-signature it is sent with, for those who still trust
+  // only the old one (running agents, schedctl with the old ca.crt).
+  EXPECT_TRUE(VerifyCertificate(rotated->cert_chain_pem, first->ca_pem, absl::Now()).ok());
+  EXPECT_TRUE(fs::exists(dir_ / "cross.crt"));
+  const std::string leaf_only =
+      rotated->cert_chain_pem.substr(0, rotated->cert_chain_pem.find("-----END CERTIFICATE-----") +
+                                            std::string("-----END CERTIFICATE-----\n").size());
+  EXPECT_FALSE(VerifyCertificate(leaf_only, first->ca_pem, absl::Now()).ok());
+  EXPECT_TRUE(VerifyCertificate(leaf_only, rotated->ca_pem, absl::Now()).ok());
   // An agent's certificate from the old CA still verifies until it renews...
   EXPECT_TRUE(VerifyCertificate(*old_node, rotated->ca_pem, absl::Now()).ok());
   // ...and after a second rotation it no longer does: only one previous CA is kept.
