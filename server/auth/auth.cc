@@ -523,7 +523,6 @@ absl::Status Authorizer::CheckNode(const Caller& caller, absl::string_view node)
 
 absl::StatusOr<Caller> Authorizer::Check(const grpc::ServerContextBase& ctx, Action action,
                                          absl::string_view project) {
-  // A join uses up one of an agent token's joins; without TLS, connecting is the join.
   // Joins are counted only over TLS, by the Join handler once a join has passed its checks
   // (UseJoin): without TLS an agent reconnects with its token as often as it needs.
   absl::StatusOr<Caller> caller = Authenticate(ctx);

@@ -33,8 +33,8 @@ enum class Action {
   kCancel,        // a job, in a project
   kOperate,       // cordon and drain nodes, set budgets
   kTokens,        // make, list and revoke tokens
-  kAgentJoin,     // get a node certificate over TLS (uses up one of an agent token's joins)
-  kAgentConnect,  // connect as a node (without TLS: uses up one of the token's joins)
+  kAgentJoin,     // get a node certificate over TLS (the handler uses up one of the token's joins)
+  kAgentConnect,  // connect as a node
   kAgentWork,     // upload a leased job's checkpoints, download one to resume from
 };
 
@@ -75,7 +75,8 @@ class TokenStore {
   absl::StatusOr<v1::Token> Revoke(const std::string& id);
   // The token `presented` ("<id>.<secret>") names, if the secret matches and it is neither
   // expired, revoked nor out of joins: UNAUTHENTICATED otherwise (one message for all, so a
-  // caller learns nothing about which ids exist). `join` uses up one of an agent token's joins.
+  // caller learns nothing about which ids exist). `join` also uses up one of an agent token's joins
+  // (UseJoin does it once checks pass).
   absl::StatusOr<v1::Token> Verify(absl::string_view presented, bool join);
   // Uses up one of token `id`'s joins (an agent token with a limit): UNAUTHENTICATED when none
   // is left. Called once a join has passed every other check, so a refused join costs none.
@@ -142,8 +143,8 @@ class Authorizer {
   // UNAUTHENTICATED for a missing or bad token, PERMISSION_DENIED naming the role and action.
   absl::StatusOr<Caller> Check(const grpc::ServerContextBase& ctx, Action action,
                                absl::string_view project = {});
-  // Who is calling, without a verdict (UNAUTHENTICATED as above). `join`: an agent's Connect,
-  // which uses up one of its token's joins.
+  // Who is calling, without a verdict (UNAUTHENTICATED as above). `join`: also use up one of
+  // an agent token's joins (schedd's own handlers leave it false and call UseJoin instead).
   absl::StatusOr<Caller> Authenticate(const grpc::ServerContextBase& ctx, bool join = false);
   // Whether `caller` may do `action` (in `project`, when given): PERMISSION_DENIED otherwise.
   // Over TLS an agent connects and works only with its node certificate, not its token.

@@ -422,9 +422,10 @@ absl::StatusOr<KeyAndRequest> MakeNodeKeyAndRequest(absl::string_view node) {
   return KeyAndRequest{KeyPem(key->get()), BioText(bio.get())};
 }
 
-absl::StatusOr<std::string> SignNodeCertificate(const std::string& dir, absl::string_view csr_pem,
-                                                absl::string_view node, absl::Duration lifetime) {
-  if (absl::Status s = CheckName("node name", node); !s.ok()) return s;
+namespace {
+
+// The request in `csr_pem`, if it parses, its signature verifies and its key is strong enough.
+absl::StatusOr<Owned<X509_REQ>> ParseRequest(absl::string_view csr_pem) {
   if (csr_pem.size() > 16 * 1024) {
     return absl::InvalidArgumentError("the certificate request is over 16 KiB");
   }
@@ -445,6 +446,21 @@ absl::StatusOr<std::string> SignNodeCertificate(const std::string& dir, absl::st
   if (!strong) {
     return absl::InvalidArgumentError("the key must be EC P-256 or stronger, or RSA >= 2048");
   }
+  return req;
+}
+
+}  // namespace
+
+absl::Status CheckCertificateRequest(absl::string_view csr_pem) {
+  return ParseRequest(csr_pem).status();
+}
+
+absl::StatusOr<std::string> SignNodeCertificate(const std::string& dir, absl::string_view csr_pem,
+                                                absl::string_view node, absl::Duration lifetime) {
+  if (absl::Status s = CheckName("node name", node); !s.ok()) return s;
+  absl::StatusOr<Owned<X509_REQ>> req = ParseRequest(csr_pem);
+  if (!req.ok()) return req.status();
+  EVP_PKEY* key = X509_REQ_get0_pubkey(req->get());
   absl::StatusOr<std::string> ca_key_pem = ReadFile(fs::path(dir) / "ca.key");
   absl::StatusOr<std::string> ca_pem = ReadFile(fs::path(dir) / "ca.crt");
   if (!ca_key_pem.ok() || !ca_pem.ok()) {

@@ -63,6 +63,10 @@ struct KeyAndRequest {
 };
 absl::StatusOr<KeyAndRequest> MakeNodeKeyAndRequest(absl::string_view node);
 
+// INVALID_ARGUMENT unless `csr_pem` is a PEM certificate request whose signature verifies, for
+// an EC P-256 (or stronger) or RSA >= 2048 key.
+absl::Status CheckCertificateRequest(absl::string_view csr_pem);
+
 // Signs `csr_pem` for node `node` with the CA in `dir`: a client certificate with CN
 // "node:<node>", valid for `lifetime` (from kNodeCertBackdate before now). INVALID_ARGUMENT when
 // the request does not parse, its signature is wrong, or its key is not EC P-256 / RSA >= 2048.

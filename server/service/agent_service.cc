@@ -302,7 +302,9 @@ grpc::ServerUnaryReactor* AgentServiceImpl::Join(grpc::CallbackServerContext* ct
     }
     const std::string& node = req->node_name();
     absl::Status joined = absl::OkStatus();
-    if (!IsValidName(node)) {
+    if (absl::Status csr = auth::CheckCertificateRequest(req->csr_pem()); !csr.ok()) {
+      joined = csr;
+    } else if (!IsValidName(node)) {
       joined = absl::InvalidArgumentError(absl::StrCat(
           "node_name: must be 1-63 characters of letters, digits, '.', '_' or '-', got \"",
           node.substr(0, 64), "\""));

@@ -500,6 +500,15 @@ TEST_P(AuthTest, RevokedExpiredAndUsedUpTokensStopWorking) {
   const std::string once = Make(v1::ROLE_AGENT, {}, 1);
   if (tls()) {
     EXPECT_EQ(JoinAs("bad name!", once, grpc::StatusCode::INVALID_ARGUMENT), nullptr);
+    {
+      auto stub = v1::AgentService::NewStub(As(once));
+      grpc::ClientContext ctx;
+      v1::JoinRequest req;
+      req.set_node_name("node-7");
+      req.set_csr_pem("not a request");
+      v1::NodeCertificate cert;
+      EXPECT_EQ(stub->Join(&ctx, req, &cert).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    }
     EXPECT_NE(JoinAs("node-7", once), nullptr);
     EXPECT_EQ(JoinAs("node-8", once, grpc::StatusCode::UNAUTHENTICATED), nullptr);
   } else {
