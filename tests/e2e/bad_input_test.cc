@@ -266,6 +266,24 @@ TEST_F(BadInputTest, EveryBadInputIsRefusedAndSchedLivesOn) {
               std::string(as) == "node-1" ? Code::PERMISSION_DENIED : Code::FAILED_PRECONDITION)
         << as;
   }
+  {
+    // Nor may it download the checkpoint of a job it does not hold.
+    grpc::ClientContext ctx;
+    v1::GetCheckpointRequest req;
+    req.set_job_id(job_a.job().id());
+    auto reader = ks2->GetCheckpoint(&ctx, req);
+    v1::CheckpointPiece piece;
+    while (reader->Read(&piece)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), Code::PERMISSION_DENIED);
+  }
+  // A secret's value is never written to schedd's own log or its audit log.
+  v1::JobSpec with_secret = Spec("true");
+  v1::EnvVar* secret = with_secret.add_env();
+  secret->set_name("HF_TOKEN");
+  secret->set_value("hf_topsecret42");
+  secret->set_secret(true);
+  ASSERT_TRUE(Submit(admin_, with_secret).ok());
   // 7. A replayed token: a one-join token used twice, and a revoked one.
   {
     const std::string once = Token(v1::ROLE_AGENT, 1);
@@ -331,7 +349,7 @@ TEST_F(BadInputTest, EveryBadInputIsRefusedAndSchedLivesOn) {
   grpc::ClientContext list_ctx;
   v1::ListJobsResponse all;
   ASSERT_TRUE(jobs->ListJobs(&list_ctx, v1::ListJobsRequest(), &all).ok());
-  EXPECT_EQ(all.jobs_size(), 2) << "job A and the member's one good submit";
+  EXPECT_EQ(all.jobs_size(), 3) << "job A, the secret one and the member's one good submit";
   // node-1's stream is still up: a heartbeat is answered.
   v1::AgentMessage hb;
   hb.mutable_heartbeat()->add_running()->set_job_id(job_a.job().id());
@@ -342,6 +360,11 @@ TEST_F(BadInputTest, EveryBadInputIsRefusedAndSchedLivesOn) {
   EXPECT_TRUE(acked);
   EXPECT_TRUE(schedd_->running());
   stream_ctx.TryCancel();
+  schedd_.reset();  // its logs are whole
+  EXPECT_EQ(Read(dir_ + "/schedd.log").find("hf_topsecret42"), std::string::npos);
+  const std::string audit = Read(dir_ + "/schedd/audit.log");
+  EXPECT_THAT(audit, HasSubstr("\"action\":\"submit\""));
+  EXPECT_EQ(audit.find("hf_topsecret42"), std::string::npos);
 }
 
 }  // namespace
