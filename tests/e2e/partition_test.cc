@@ -154,6 +154,8 @@ class JobHistory {
   // The feed's side of the invariant: the epoch never goes down, and the job reaches one
   // terminal outcome (one state, one epoch) and never leaves it.
   void ExpectOneTerminalOutcome(const std::string& id) {
+    // The feed may be a moment behind the GetJob that saw the end (a loaded machine).
+    WaitFor(id, [](const v1::Job& j) { return Terminal(j.state()); }, absl::Seconds(5));
     absl::MutexLock lock(&mu_);
     uint64_t epoch = 0;
     std::optional<v1::Job> terminal;
