@@ -26,6 +26,7 @@ constexpr size_t kSecretBytes = 32;  // 64 hex characters
 constexpr size_t kMaxProjects = 100;
 constexpr size_t kMaxLabels = 64;
 constexpr size_t kMaxTextBytes = 256;
+constexpr int64_t kMaxTokenTtlSeconds = int64_t{100} * 365 * 86400;
 
 std::string Hex(const unsigned char* data, size_t n) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -208,6 +209,11 @@ absl::StatusOr<v1::CreateTokenResponse> TokenStore::Create(const v1::CreateToken
   }
   if (req.ttl().seconds() < 0 || req.ttl().nanos() < 0) {
     return absl::InvalidArgumentError("ttl must not be negative");
+  }
+  if (req.ttl().seconds() > kMaxTokenTtlSeconds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ttl: at most ", kMaxTokenTtlSeconds / (86400 * 365),
+                     " years; leave it out for a token that does not expire"));
   }
   if (req.uses() < 0) return absl::InvalidArgumentError("uses must not be negative");
   if (req.uses() > 0 && req.role() != v1::ROLE_AGENT) {

@@ -209,7 +209,8 @@ absl::Status CheckManifest(const v1::Checkpoint& manifest) {
     for (const std::string& c : f.chunks()) {
       if (absl::Status s = CheckSha256Hex(c); !s.ok()) return s;
     }
-    const uint64_t want = (f.size_bytes() + kChunkBytes - 1) / kChunkBytes;
+    // Without overflow: a size near 2^64 must not wrap to a small chunk count.
+    const uint64_t want = f.size_bytes() / kChunkBytes + (f.size_bytes() % kChunkBytes != 0);
     if (static_cast<uint64_t>(f.chunks_size()) != want) {
       return absl::InvalidArgumentError(absl::StrCat("file ", f.path(), " of ", f.size_bytes(),
                                                      " bytes should have ", want, " chunks, has ",
@@ -217,6 +218,10 @@ absl::Status CheckManifest(const v1::Checkpoint& manifest) {
     }
     if (f.mode() > 07777) {
       return absl::InvalidArgumentError(absl::StrCat("file ", f.path(), ": bad mode ", f.mode()));
+    }
+    if (f.size_bytes() > kMaxCheckpointBytes - total) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the files hold over ", kMaxCheckpointBytes, " bytes in all"));
     }
     total += f.size_bytes();
   }

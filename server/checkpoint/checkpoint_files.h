@@ -22,6 +22,8 @@ inline constexpr size_t kChunkBytes = 4 << 20;
 inline constexpr size_t kMaxNameBytes = 128;
 inline constexpr size_t kMaxPathBytes = 1024;
 inline constexpr size_t kMaxFiles = 100'000;
+// No checkpoint is larger (schedd's own cap, --max_checkpoint_bytes, is lower).
+inline constexpr uint64_t kMaxCheckpointBytes = uint64_t{1} << 50;
 
 // SHA-256, fed in pieces; hex digest in lowercase.
 class Sha256 {

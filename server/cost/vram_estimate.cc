@@ -14,9 +14,11 @@
 namespace sched::cost {
 namespace {
 
-constexpr std::pair<Precision, absl::string_view> kPrecisions[] = {
-    {Precision::kFp32, "fp32"}, {Precision::kBf16, "bf16"}, {Precision::kFp16, "fp16"},
-    {Precision::kInt8, "int8"}, {Precision::kInt4, "int4"}};
+constexpr std::pair<Precision, absl::string_view> kPrecisions[] = {{Precision::kFp32, "fp32"},
+                                                                   {Precision::kBf16, "bf16"},
+                                                                   {Precision::kFp16, "fp16"},
+                                                                   {Precision::kInt8, "int8"},
+                                                                   {Precision::kInt4, "int4"}};
 constexpr std::pair<TrainingMethod, absl::string_view> kMethods[] = {
     {TrainingMethod::kInference, "inference"},
     {TrainingMethod::kFullFineTune, "full"},
@@ -34,8 +36,8 @@ absl::StatusOr<E> FromName(const std::pair<E, absl::string_view> (&table)[N],
     if (n == folded) return value;
     known.push_back(n);
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown ", what, " \"", name, "\" (known: ",
-                                                 absl::StrJoin(known, ", "), ")"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown ", what, " \"", name, "\" (known: ", absl::StrJoin(known, ", "), ")"));
 }
 
 template <typename E, size_t N>
@@ -170,18 +172,26 @@ absl::StatusOr<VramEstimate> EstimateVram(const ModelDescription& m) {
     e.trained_parameters = trained;
     const double per_layer = kActivationBytesPerLayerToken * tokens * hidden * (c / 2);
     // Checkpointing keeps each layer's input and recomputes one layer at a time.
-    activations = m.gradient_checkpointing ? layers * tokens * hidden * c + per_layer
-                                           : layers * per_layer;
+    activations =
+        m.gradient_checkpointing ? layers * tokens * hidden * c + per_layer : layers * per_layer;
     // Logits in fp32 and their gradient.
     activations += tokens * vocab * 8;
   }
   const double allocated = weights + adapters + gradients + optimizer + activations;
+  // Past an exabyte the description is wrong, not the GPU too small, and the byte counts would
+  // not fit their integers.
+  const double overhead = kCudaContextBytes + kAllocatorSlack * allocated;
+  if (!std::isfinite(allocated + overhead) || allocated + overhead > 1e18) {
+    return Invalid(absl::StrCat(
+        "the model as described needs over 1e18 bytes of GPU memory: check batch_size, "
+        "sequence_length, hidden_size, layers, vocab_size and lora_rank"));
+  }
   e.weights = Bytes(weights);
   e.adapters = Bytes(adapters);
   e.gradients = Bytes(gradients);
   e.optimizer_state = Bytes(optimizer);
   e.activations = Bytes(activations);
-  e.overhead = Bytes(kCudaContextBytes + kAllocatorSlack * allocated);
+  e.overhead = Bytes(overhead);
   return e;
 }
 

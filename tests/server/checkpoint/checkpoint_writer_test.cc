@@ -99,3 +99,26 @@ TEST_F(CheckpointWriterTest, AWholeFileSha256IsStillCheckedWhenAManifestNamesOne
 
 }  // namespace
 }  // namespace sched::checkpoint
+
+namespace sched::checkpoint {
+namespace {
+
+// Found by fuzzing: a size near 2^64 wrapped to a small chunk count and was accepted.
+TEST(CheckManifestTest, SizesThatWouldWrapAreRefused) {
+  v1::Checkpoint m;
+  m.set_name("step-1");
+  v1::CheckpointFile* f = m.add_files();
+  f->add_chunks(std::string(64, 'a'));
+  f->set_size_bytes(UINT64_MAX);
+  EXPECT_EQ(CheckManifest(m).code(), absl::StatusCode::kInvalidArgument);
+  f->set_size_bytes(UINT64_MAX - kChunkBytes + 2);  // (size + chunk - 1) wraps to 0
+  EXPECT_EQ(CheckManifest(m).code(), absl::StatusCode::kInvalidArgument);
+  f->set_size_bytes(100);
+  EXPECT_TRUE(CheckManifest(m).ok());
+  // A chunk count that does not match the size is refused too (1 chunk for 5 MiB).
+  f->set_size_bytes(5 << 20);
+  EXPECT_EQ(CheckManifest(m).code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace sched::checkpoint

@@ -217,9 +217,9 @@ TEST(VramEstimateTest, Errors) {
                        Eq("parameters: expected between 1e6 and 1e14, got 0")));
   EXPECT_THAT(error([](ModelDescription* m) { m->batch_size = 0; }),
               StatusIs(absl::StatusCode::kInvalidArgument, Eq("batch_size: must be at least 1")));
-  EXPECT_THAT(error([](ModelDescription* m) { m->sequence_length = -1; }),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       Eq("sequence_length: must be at least 1")));
+  EXPECT_THAT(
+      error([](ModelDescription* m) { m->sequence_length = -1; }),
+      StatusIs(absl::StatusCode::kInvalidArgument, Eq("sequence_length: must be at least 1")));
   EXPECT_THAT(error([](ModelDescription* m) { m->hidden_size = -1; }),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        Eq("hidden_size: must be positive (or 0 to derive it)")));
@@ -237,6 +237,27 @@ TEST(VramEstimateTest, Errors) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        Eq("a full fine-tune cannot train int4 weights: use fp32, bf16 or fp16, "
                           "or qlora for a 4-bit base")));
+}
+
+}  // namespace
+}  // namespace sched::cost
+
+namespace sched::cost {
+namespace {
+
+// Found by fuzzing: sizes so large the byte counts overflowed their integers.
+TEST(VramEstimateTest, ADescriptionNeedingOverAnExabyteIsRefusedNotOverflowed) {
+  ModelDescription m = Llama2_7B();
+  m.batch_size = int64_t{1} << 40;
+  m.sequence_length = int64_t{1} << 40;
+  absl::StatusOr<VramEstimate> e = EstimateVram(m);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(e.status().message()), ::testing::HasSubstr("over 1e18 bytes"));
+  m = Llama2_7B();
+  m.hidden_size = INT64_MAX;
+  m.layers = INT64_MAX;
+  EXPECT_EQ(EstimateVram(m).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
