@@ -161,11 +161,20 @@ absl::StatusOr<int64_t> ParameterCount(const YAML::Node& node, absl::string_view
   double scale = 1;
   if (!text.empty()) {
     switch (absl::ascii_toupper(text.back())) {
-      case 'T': scale = 1e12; break;
-      case 'B': scale = 1e9; break;
-      case 'M': scale = 1e6; break;
-      case 'K': scale = 1e3; break;
-      default: break;
+      case 'T':
+        scale = 1e12;
+        break;
+      case 'B':
+        scale = 1e9;
+        break;
+      case 'M':
+        scale = 1e6;
+        break;
+      case 'K':
+        scale = 1e3;
+        break;
+      default:
+        break;
     }
     if (scale != 1) text.pop_back();
   }
@@ -210,8 +219,8 @@ absl::Status ParseModel(const YAML::Node& node, absl::string_view path,
       m.set_gradient_checkpointing(on);
     } else {
       SCHED_ASSIGN_OR_RETURN(
-          int64_t n, Integer(value, key_path, 1, std::numeric_limits<uint32_t>::max(),
-                             "a positive integer"));
+          int64_t n,
+          Integer(value, key_path, 1, std::numeric_limits<uint32_t>::max(), "a positive integer"));
       if (key == "batch_size") m.set_batch_size(static_cast<uint32_t>(n));
       if (key == "sequence_length") m.set_sequence_length(static_cast<uint32_t>(n));
       if (key == "lora_rank") m.set_lora_rank(static_cast<uint32_t>(n));
@@ -273,11 +282,11 @@ absl::StatusOr<Enum> Choice(const YAML::Node& node, absl::string_view path,
 
 absl::Status ParseSpec(const YAML::Node& root, absl::Time now, JobSpec& spec) {
   if (root.IsNull()) return Invalid("run", "required");
-  SCHED_ASSIGN_OR_RETURN(auto entries, Entries(root, "",
-                                               {"name", "project", "run", "setup", "env", "secrets",
-                                                "resources", "priority", "labels", "model",
-                                                "runtime", "deadline", "max_cost", "placement",
-                                                "spot"}));
+  SCHED_ASSIGN_OR_RETURN(
+      auto entries,
+      Entries(root, "",
+              {"name", "project", "run", "setup", "env", "secrets", "resources", "priority",
+               "labels", "model", "runtime", "deadline", "max_cost", "placement", "spot"}));
   for (const auto& [key, value] : entries) {
     if (key == "name") {
       SCHED_ASSIGN_OR_RETURN(*spec.mutable_name(), String(value, key));
@@ -324,22 +333,21 @@ absl::Status ParseSpec(const YAML::Node& root, absl::Time now, JobSpec& spec) {
       }
       spec.set_max_cost(dollars);
     } else if (key == "placement") {
-      SCHED_ASSIGN_OR_RETURN(
-          sched::v1::PlacementPolicy p,
-          Choice<sched::v1::PlacementPolicy>(
-              value, key,
-              {{"local-only", sched::v1::PLACEMENT_POLICY_LOCAL_ONLY},
-               {"prefer-local", sched::v1::PLACEMENT_POLICY_PREFER_LOCAL},
-               {"cheapest", sched::v1::PLACEMENT_POLICY_CHEAPEST},
-               {"cloud-only", sched::v1::PLACEMENT_POLICY_CLOUD_ONLY}}));
+      SCHED_ASSIGN_OR_RETURN(sched::v1::PlacementPolicy p,
+                             Choice<sched::v1::PlacementPolicy>(
+                                 value, key,
+                                 {{"local-only", sched::v1::PLACEMENT_POLICY_LOCAL_ONLY},
+                                  {"prefer-local", sched::v1::PLACEMENT_POLICY_PREFER_LOCAL},
+                                  {"cheapest", sched::v1::PLACEMENT_POLICY_CHEAPEST},
+                                  {"cloud-only", sched::v1::PLACEMENT_POLICY_CLOUD_ONLY}}));
       spec.set_placement(p);
     } else if (key == "spot") {
-      SCHED_ASSIGN_OR_RETURN(sched::v1::SpotPolicy p,
-                             Choice<sched::v1::SpotPolicy>(
-                                 value, key,
-                                 {{"auto", sched::v1::SPOT_POLICY_AUTO},
-                                  {"spot", sched::v1::SPOT_POLICY_SPOT},
-                                  {"on-demand", sched::v1::SPOT_POLICY_ON_DEMAND}}));
+      SCHED_ASSIGN_OR_RETURN(
+          sched::v1::SpotPolicy p,
+          Choice<sched::v1::SpotPolicy>(value, key,
+                                        {{"auto", sched::v1::SPOT_POLICY_AUTO},
+                                         {"spot", sched::v1::SPOT_POLICY_SPOT},
+                                         {"on-demand", sched::v1::SPOT_POLICY_ON_DEMAND}}));
       spec.set_spot(p);
     } else {  // labels
       SCHED_ASSIGN_OR_RETURN(auto labels, Entries(value, key, {}));
@@ -352,9 +360,46 @@ absl::Status ParseSpec(const YAML::Node& root, absl::Time now, JobSpec& spec) {
   return absl::OkStatus();
 }
 
+// Where `text` stops being UTF-8 (text.size() when it all is): overlong forms, surrogates and
+// code points past U+10FFFF count as not.
+size_t FirstNonUtf8(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto b = static_cast<unsigned char>(text[i]);
+    size_t n = 0;
+    uint32_t cp = 0, min = 0;
+    if (b < 0x80) {
+      ++i;
+      continue;
+    } else if ((b & 0xe0) == 0xc0) {
+      n = 1, cp = b & 0x1f, min = 0x80;
+    } else if ((b & 0xf0) == 0xe0) {
+      n = 2, cp = b & 0x0f, min = 0x800;
+    } else if ((b & 0xf8) == 0xf0) {
+      n = 3, cp = b & 0x07, min = 0x10000;
+    } else {
+      return i;
+    }
+    if (i + n >= text.size()) return i;  // cut short
+    for (size_t k = 1; k <= n; ++k) {
+      const auto c = static_cast<unsigned char>(text[i + k]);
+      if ((c & 0xc0) != 0x80) return i;
+      cp = (cp << 6) | (c & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+    i += n + 1;
+  }
+  return i;
+}
+
 }  // namespace
 
 absl::StatusOr<JobSpec> ParseJobSpecYaml(std::string_view yaml, absl::Time now) {
+  // Every string in a spec travels as a protobuf string, which must be UTF-8.
+  if (const size_t bad = FirstNonUtf8(yaml); bad < yaml.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the spec is not UTF-8 text (byte ", bad, " is not)"));
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));

@@ -103,8 +103,9 @@ spot: on-demand
   EXPECT_EQ(spec->placement(), sched::v1::PLACEMENT_POLICY_CHEAPEST);
   EXPECT_EQ(spec->spot(), sched::v1::SPOT_POLICY_ON_DEMAND);
 
-  spec = ParseJobSpecYaml("run: x\nruntime: 45m\ndeadline: 2026-11-27T08:00:00Z\n"
-                          "model: {parameters: 7000000000}\n");
+  spec = ParseJobSpecYaml(
+      "run: x\nruntime: 45m\ndeadline: 2026-11-27T08:00:00Z\n"
+      "model: {parameters: 7000000000}\n");
   ASSERT_THAT(spec, IsOk());
   EXPECT_EQ(spec->runtime().seconds(), 2700);
   EXPECT_TRUE(spec->runtime().gpu_model().empty());
@@ -147,9 +148,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadSpec{"run: x\nresources:\n  gpu_memry: 24GB\n",
                 "resources.gpu_memry: unknown key (expected one of: gpus, gpu_memory, gpu_model, "
                 "cpus, memory)"},
-        BadSpec{"run: x\nnmae: a\n",
-                "nmae: unknown key (expected one of: name, project, run, setup, env, secrets, "
-                "resources, priority, labels, model, runtime, deadline, max_cost, placement, spot)"},
+        BadSpec{
+            "run: x\nnmae: a\n",
+            "nmae: unknown key (expected one of: name, project, run, setup, env, secrets, "
+            "resources, priority, labels, model, runtime, deadline, max_cost, placement, spot)"},
         BadSpec{"run: x\nmodel: {parameters: 7B, precison: bf16}\n",
                 "model.precison: unknown key (expected one of: parameters, precision, method, "
                 "optimizer, batch_size, sequence_length, gradient_checkpointing, lora_rank)"}));
@@ -252,6 +254,29 @@ secrets: [HF_TOKEN, WANDB_API_KEY]
   EXPECT_EQ(spec->env(2).name(), "WANDB_API_KEY");
   EXPECT_THAT(ParseJobSpecYaml("run: x\nsecrets: {HF_TOKEN: abc}\n").status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("a list of variable names")));
+}
+
+}  // namespace
+}  // namespace sched::client
+
+namespace sched::client {
+namespace {
+
+// Found by fuzzing: bytes that are not UTF-8 made a spec schedctl could not send.
+TEST(ParseJobSpecYaml, TextThatIsNotUtf8IsRefused) {
+  EXPECT_THAT(ParseJobSpecYaml("run: |\n  e\xff\xff"
+                               "cho a\n")
+                  .status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not UTF-8 text (byte 10")));
+  EXPECT_THAT(ParseJobSpecYaml("run: echo \xc3\x28\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not UTF-8")));
+  EXPECT_THAT(ParseJobSpecYaml("run: echo \xed\xa0\x80\n").status(),  // a surrogate
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not UTF-8")));
+  EXPECT_THAT(ParseJobSpecYaml("run: echo \xe2\x82").status(),  // cut short
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not UTF-8")));
+  absl::StatusOr<sched::v1::JobSpec> ok = ParseJobSpecYaml("run: echo héllo ✓ 🚀\n");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->run(), "echo héllo ✓ 🚀");
 }
 
 }  // namespace
