@@ -433,8 +433,11 @@ absl::StatusOr<NodeCapabilities> CapabilitiesFromProto(const v1::Capabilities& i
   if (in.memory_bytes() < 0 || in.disk_bytes() < 0) {
     return absl::InvalidArgumentError("capabilities: memory and disk must be >= 0");
   }
-  if (!std::isfinite(in.price_per_hour()) || in.price_per_hour() < 0) {
-    return absl::InvalidArgumentError("capabilities.price_per_hour: must be >= 0");
+  if (!std::isfinite(in.price_per_hour()) || in.price_per_hour() < 0 ||
+      in.price_per_hour() > cost::kMaxUsdPerHour) {
+    return absl::InvalidArgumentError(absl::StrCat("capabilities.price_per_hour: must be in [0, ",
+                                                   cost::kMaxUsdPerHour, "], got ",
+                                                   in.price_per_hour()));
   }
   if (in.has_local_price()) {
     const v1::Capabilities::LocalPrice& p = in.local_price();

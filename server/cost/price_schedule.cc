@@ -357,8 +357,9 @@ absl::Status ValidatePriceSchedule(const PriceSchedule& schedule) {
       return bad("end_minute must be in [0, 1440]");
     }
     if (w.start_minute == w.end_minute) return bad("empty: start and end are the same");
-    if (!std::isfinite(w.usd_per_hour) || w.usd_per_hour < 0) {
-      return bad(absl::StrCat("price must be >= 0, got ", w.usd_per_hour));
+    if (!std::isfinite(w.usd_per_hour) || w.usd_per_hour < 0 || w.usd_per_hour > kMaxUsdPerHour) {
+      return bad(
+          absl::StrCat("price must be in [0, ", kMaxUsdPerHour, "] $/h, got ", w.usd_per_hour));
     }
   }
   return CheckWindowSet(schedule.windows,

@@ -20,6 +20,9 @@ namespace sched::cost {
 inline constexpr int32_t kMinutesPerDay = 24 * 60;
 // The most windows a schedule may have.
 inline constexpr int kMaxPriceWindows = 48;
+// No machine costs more an hour: a price past it is a mistake, and would overflow the sums of
+// cost over time.
+inline constexpr double kMaxUsdPerHour = 100'000;
 // The largest UTC offset, either way (UTC-18:00 to UTC+18:00).
 inline constexpr int32_t kMaxUtcOffsetMinutes = 18 * 60;
 

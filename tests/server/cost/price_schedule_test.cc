@@ -202,10 +202,15 @@ TEST(ValidatePriceSchedule, ChecksWhatArrivesAsNumbers) {
               StatusIs(kInvalid, HasSubstr("start_minute must be")));
   EXPECT_THAT(ValidatePriceSchedule({{{60, 60, 1}}, 0}),
               StatusIs(kInvalid, Eq("window 1 (60-60 min): empty: start and end are the same")));
-  EXPECT_THAT(ValidatePriceSchedule({{{0, 60, -2}}, 0}),
-              StatusIs(kInvalid, Eq("window 1 (0-60 min): price must be >= 0, got -2")));
+  EXPECT_THAT(
+      ValidatePriceSchedule({{{0, 60, -2}}, 0}),
+      StatusIs(kInvalid, Eq("window 1 (0-60 min): price must be in [0, 100000] $/h, got -2")));
   EXPECT_THAT(ValidatePriceSchedule({{{0, 60, std::nan("")}}, 0}),
-              StatusIs(kInvalid, HasSubstr("price must be >= 0")));
+              StatusIs(kInvalid, HasSubstr("price must be in [0, 100000]")));
+  // Found by fuzzing: prices near DBL_MAX made the cost over time infinite or NaN.
+  EXPECT_THAT(ValidatePriceSchedule({{{0, 60, 8e307}}, 0}),
+              StatusIs(kInvalid, HasSubstr("price must be in [0, 100000]")));
+  EXPECT_TRUE(ValidatePriceSchedule({{{0, 60, kMaxUsdPerHour}}, 0}).ok());
   EXPECT_THAT(ValidatePriceSchedule({{{0, 420, 1}, {360, 480, 1}}, 0}),
               StatusIs(kInvalid, Eq("windows 00:00-07:00 and 06:00-08:00 overlap")));
   EXPECT_THAT(ValidatePriceSchedule({{}, 1081}),
