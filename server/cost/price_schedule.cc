@@ -306,7 +306,7 @@ std::string FormatMinuteOfDay(int32_t minute) {
 }
 
 std::string FormatUtcOffset(int32_t utc_offset_minutes) {
-  const int32_t m = std::abs(utc_offset_minutes);
+  const int64_t m = std::abs(int64_t{utc_offset_minutes});
   return absl::StrFormat("UTC%c%02d:%02d", utc_offset_minutes < 0 ? '-' : '+', m / 60, m % 60);
 }
 
@@ -331,7 +331,7 @@ absl::StatusOr<PriceSchedule> ParsePriceSchedule(absl::string_view text,
   }
   SCHED_RETURN_IF_ERROR(CheckWindowSet(
       schedule.windows, [&](size_t i) { return absl::StrCat("\"", items[i], "\""); }));
-  if (std::abs(schedule.utc_offset_minutes) > kMaxUtcOffsetMinutes) {
+  if (std::abs(int64_t{schedule.utc_offset_minutes}) > kMaxUtcOffsetMinutes) {
     return absl::InvalidArgumentError(
         absl::StrCat("UTC offset ", schedule.utc_offset_minutes,
                      " minutes out of range (UTC-18:00 to UTC+18:00)"));
@@ -340,7 +340,7 @@ absl::StatusOr<PriceSchedule> ParsePriceSchedule(absl::string_view text,
 }
 
 absl::Status ValidatePriceSchedule(const PriceSchedule& schedule) {
-  if (std::abs(schedule.utc_offset_minutes) > kMaxUtcOffsetMinutes) {
+  if (std::abs(int64_t{schedule.utc_offset_minutes}) > kMaxUtcOffsetMinutes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "utc_offset_minutes: ", schedule.utc_offset_minutes, " is out of range (-1080 to 1080)"));
   }
