@@ -61,8 +61,9 @@ class FuzzInput {
 std::string DeterministicBytes(const google::protobuf::MessageLite& message);
 
 // A folder of this process's own, made on first use under $SCHED_FUZZ_TMPDIR, else /dev/shm
-// (writes and fsyncs there cost no disk I/O), else $TMPDIR or /tmp; removed at exit. `tag`
-// names it (sched-fuzz-<tag>-XXXXXX).
+// (writes and fsyncs there cost no disk I/O), else $TMPDIR or /tmp, named
+// sched-fuzz-<tag>-XXXXXX. Removed at a normal exit; a crash, or libFuzzer's fork mode ending a
+// job, leaves it behind.
 const std::string& ScratchDir(absl::string_view tag);
 
 }  // namespace sched::fuzz

@@ -29,11 +29,8 @@ void CheckAcceptedSchedule(const cost::PriceSchedule& s, double base, absl::stri
     return absl::StrCat(where, " accepted a schedule that ", what, ": offset ",
                         s.utc_offset_minutes, ", ", s.windows.size(), " windows");
   };
-  // Known issue "utc-offset-abs": ValidatePriceSchedule takes std::abs of an int32 offset,
-  // undefined for INT32_MIN; gcc's code then lets that offset through.
-  const bool offset_ok = std::abs(int64_t{s.utc_offset_minutes}) <= cost::kMaxUtcOffsetMinutes;
-  if (!offset_ok && KnownIssue("utc-offset-abs")) return;
-  SCHED_FUZZ_CHECK(offset_ok, fail("has its offset out of range"));
+  SCHED_FUZZ_CHECK(std::abs(int64_t{s.utc_offset_minutes}) <= cost::kMaxUtcOffsetMinutes,
+                   fail("has its offset out of range"));
   SCHED_FUZZ_CHECK(s.windows.size() <= static_cast<size_t>(cost::kMaxPriceWindows),
                    fail("has too many windows"));
   std::bitset<cost::kMinutesPerDay> covered;
