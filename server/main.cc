@@ -77,6 +77,9 @@ ABSL_FLAG(uint64_t, failpoint_seed, 0, "Seed for probabilistic failpoints; 0 pic
 ABSL_FLAG(std::string, catalog, "",
           "GPU/provider catalog YAML. Empty: $SCHED_CATALOG, else deploy/catalog/catalog.yaml "
           "beside the build, else /usr/share/sched/catalog.yaml, else none.");
+ABSL_FLAG(std::string, autoscale_config, "",
+          "YAML file of the autoscaler: providers to rent nodes from when pending jobs need "
+          "them, and the caps on what is rented (docs/autoscaling.md). Empty: no autoscaler.");
 ABSL_FLAG(std::vector<std::string>, catalog_override, {},
           "Catalog files merged over the catalog, in order (comma-separated).");
 
@@ -159,6 +162,7 @@ int main(int argc, char** argv) {
   options.catalog_path = absl::GetFlag(FLAGS_catalog);
   if (options.catalog_path.empty()) options.catalog_path = FindCatalog(argv[0]);
   options.catalog_overrides = absl::GetFlag(FLAGS_catalog_override);
+  options.autoscale_config = absl::GetFlag(FLAGS_autoscale_config);
   if (options.catalog_path.empty()) {
     std::fprintf(stderr, "schedd: no GPU catalog found; runtimes are not scaled by GPU speed\n");
   } else {

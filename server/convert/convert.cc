@@ -234,6 +234,7 @@ void DecisionToProto(const Decision& d, v1::Decision* out) {
     if (std::isfinite(o.cost)) p->set_cost(o.cost);
     p->set_deferred(o.deferred);
     p->set_cost_if_started_at_once(o.cost_at_earliest);
+    p->set_rental(o.rental);
     p->set_verdict(std::string(OptionVerdictName(o.verdict)));
     p->set_reason(o.reason);
   }
@@ -261,6 +262,7 @@ absl::StatusOr<Decision> DecisionFromProto(const v1::Decision& in) {
     o.cost = p.cost();
     o.deferred = p.deferred();
     o.cost_at_earliest = p.cost_if_started_at_once();
+    o.rental = p.rental();
     bool known = false;
     for (int v = 0; v <= static_cast<int>(kLastOptionVerdict) && !known; ++v) {
       if (OptionVerdictName(static_cast<OptionVerdict>(v)) == p.verdict()) {
@@ -500,6 +502,18 @@ void NodeToProto(const Node& node, v1::Node* out) {
     case NodeState::kDown:
       out->set_state(v1::NODE_STATE_DOWN);
       break;
+    case NodeState::kProvisioning:
+      out->set_state(v1::NODE_STATE_PROVISIONING);
+      break;
+    case NodeState::kJoining:
+      out->set_state(v1::NODE_STATE_JOINING);
+      break;
+    case NodeState::kTerminating:
+      out->set_state(v1::NODE_STATE_TERMINATING);
+      break;
+    case NodeState::kGone:
+      out->set_state(v1::NODE_STATE_GONE);
+      break;
   }
   CapabilitiesToProto(node.record.caps, out->mutable_capabilities());
   out->set_allocated_cpus(node.alloc_cpu_millis / 1000.0);
@@ -511,6 +525,89 @@ void NodeToProto(const Node& node, v1::Node* out) {
   if (node.record.register_time != absl::InfinitePast())
     TimeToProto(node.record.register_time, out->mutable_register_time());
   out->set_connected(node.connected);
+  if (node.record.rental) RentalToProto(*node.record.rental, node.cost_so_far, out->mutable_rental());
+}
+
+v1::RentalPhase RentalPhaseToProto(RentalPhase p) {
+  switch (p) {
+    case RentalPhase::kProvisioning: return v1::RENTAL_PHASE_PROVISIONING;
+    case RentalPhase::kJoining: return v1::RENTAL_PHASE_JOINING;
+    case RentalPhase::kReady: return v1::RENTAL_PHASE_READY;
+    case RentalPhase::kDraining: return v1::RENTAL_PHASE_DRAINING;
+    case RentalPhase::kTerminating: return v1::RENTAL_PHASE_TERMINATING;
+    case RentalPhase::kGone: return v1::RENTAL_PHASE_GONE;
+  }
+  return v1::RENTAL_PHASE_UNSPECIFIED;
+}
+
+absl::StatusOr<RentalPhase> RentalPhaseFromProto(v1::RentalPhase p) {
+  switch (p) {
+    case v1::RENTAL_PHASE_PROVISIONING: return RentalPhase::kProvisioning;
+    case v1::RENTAL_PHASE_JOINING: return RentalPhase::kJoining;
+    case v1::RENTAL_PHASE_READY: return RentalPhase::kReady;
+    case v1::RENTAL_PHASE_DRAINING: return RentalPhase::kDraining;
+    case v1::RENTAL_PHASE_TERMINATING: return RentalPhase::kTerminating;
+    case v1::RENTAL_PHASE_GONE: return RentalPhase::kGone;
+    default: break;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("rental phase: unknown value ", static_cast<int>(p)));
+}
+
+namespace {
+void TimeToProtoIfSet(absl::Time t, google::protobuf::Timestamp* out) {
+  if (t != absl::InfinitePast()) TimeToProto(t, out);
+}
+absl::Time TimeFromProtoIfSet(bool has, const google::protobuf::Timestamp& ts) {
+  return has ? TimeFromProto(ts) : absl::InfinitePast();
+}
+}  // namespace
+
+void RentalToProto(const Rental& r, double cost_so_far, v1::Rental* out) {
+  out->set_provider(r.provider);
+  out->set_offer_id(r.offer_id);
+  out->set_instance_id(r.instance_id);
+  out->set_owner_project(r.owner_project);
+  out->set_phase(RentalPhaseToProto(r.phase));
+  TimeToProtoIfSet(r.create_time, out->mutable_create_time());
+  TimeToProtoIfSet(r.expected_ready, out->mutable_expected_ready_time());
+  TimeToProtoIfSet(r.ready_time, out->mutable_ready_time());
+  TimeToProtoIfSet(r.end_time, out->mutable_end_time());
+  out->set_price_per_hour(r.price_per_hour);
+  out->set_message(r.message);
+  for (const RentalEvent& e : r.events) {
+    v1::RentalEvent* pe = out->add_events();
+    TimeToProtoIfSet(e.time, pe->mutable_time());
+    pe->set_phase(RentalPhaseToProto(e.phase));
+    pe->set_message(e.message);
+  }
+  out->set_cost_so_far(cost_so_far);
+  TimeToProtoIfSet(r.unleased_since, out->mutable_idle_since());
+}
+
+absl::StatusOr<Rental> RentalFromProto(const v1::Rental& in) {
+  Rental r;
+  r.provider = in.provider();
+  r.offer_id = in.offer_id();
+  r.instance_id = in.instance_id();
+  r.owner_project = in.owner_project();
+  SCHED_ASSIGN_OR_RETURN(r.phase, RentalPhaseFromProto(in.phase()));
+  r.create_time = TimeFromProtoIfSet(in.has_create_time(), in.create_time());
+  r.expected_ready = TimeFromProtoIfSet(in.has_expected_ready_time(), in.expected_ready_time());
+  r.ready_time = TimeFromProtoIfSet(in.has_ready_time(), in.ready_time());
+  r.end_time = TimeFromProtoIfSet(in.has_end_time(), in.end_time());
+  if (!std::isfinite(in.price_per_hour()) || in.price_per_hour() < 0) {
+    return absl::InvalidArgumentError("rental price_per_hour: must be a finite number >= 0");
+  }
+  r.price_per_hour = in.price_per_hour();
+  r.message = in.message();
+  for (const v1::RentalEvent& pe : in.events()) {
+    RentalEvent e;
+    e.time = TimeFromProtoIfSet(pe.has_time(), pe.time());
+    SCHED_ASSIGN_OR_RETURN(e.phase, RentalPhaseFromProto(pe.phase()));
+    e.message = pe.message();
+    r.events.push_back(std::move(e));
+  }
+  return r;
 }
 
 v1::LogStream LogStreamToProto(LogStreamKind s) {
@@ -519,6 +616,51 @@ v1::LogStream LogStreamToProto(LogStreamKind s) {
 
 LogStreamKind LogStreamFromProto(v1::LogStream s) {
   return s == v1::LOG_STREAM_STDERR ? LogStreamKind::kStderr : LogStreamKind::kStdout;
+}
+
+void NodeRecordToStored(const NodeRecord& record, v1::StoredNode* out) {
+  out->set_name(record.name);
+  CapabilitiesToProto(record.caps, out->mutable_capabilities());
+  out->set_cordoned(record.cordoned);
+  out->set_draining(record.draining);
+  if (record.register_time != absl::InfinitePast()) {
+    out->set_register_time_unix_ms(absl::ToUnixMillis(record.register_time));
+  }
+  if (record.rental) {
+    const Rental& r = *record.rental;
+    RentalToProto(r, 0, out->mutable_rental());
+    out->mutable_rental()->clear_cost_so_far();
+    out->mutable_rental()->clear_idle_since();
+    if (r.unleased_since != absl::InfinitePast()) {
+      out->set_rental_unleased_since_unix_ms(absl::ToUnixMillis(r.unleased_since));
+    }
+    out->set_rental_ledger_seq(r.ledger_seq);
+    out->set_rental_closed_cost(r.closed_cost);
+  }
+}
+
+absl::StatusOr<NodeRecord> NodeRecordFromStored(const v1::StoredNode& stored) {
+  NodeRecord record;
+  record.name = stored.name();
+  SCHED_ASSIGN_OR_RETURN(record.caps, CapabilitiesFromProto(stored.capabilities()));
+  record.cordoned = stored.cordoned();
+  record.draining = stored.draining();
+  if (stored.register_time_unix_ms() != 0) {
+    record.register_time = absl::FromUnixMillis(stored.register_time_unix_ms());
+  }
+  if (stored.has_rental()) {
+    SCHED_ASSIGN_OR_RETURN(Rental r, RentalFromProto(stored.rental()));
+    if (stored.rental_unleased_since_unix_ms() != 0) {
+      r.unleased_since = absl::FromUnixMillis(stored.rental_unleased_since_unix_ms());
+    }
+    r.ledger_seq = stored.rental_ledger_seq();
+    if (!std::isfinite(stored.rental_closed_cost())) {
+      return absl::InvalidArgumentError("rental closed cost: must be finite");
+    }
+    r.closed_cost = stored.rental_closed_cost();
+    record.rental = std::move(r);
+  }
+  return record;
 }
 
 }  // namespace sched

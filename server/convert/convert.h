@@ -45,6 +45,16 @@ absl::StatusOr<cost::PriceSchedule> PriceScheduleFromProto(const v1::PriceSchedu
 void CapabilitiesToProto(const NodeCapabilities& caps, v1::Capabilities* out);
 absl::StatusOr<NodeCapabilities> CapabilitiesFromProto(const v1::Capabilities& caps);
 void NodeToProto(const Node& node, v1::Node* out);
+v1::RentalPhase RentalPhaseToProto(RentalPhase p);
+// INVALID_ARGUMENT for UNSPECIFIED or unknown values.
+absl::StatusOr<RentalPhase> RentalPhaseFromProto(v1::RentalPhase p);
+// The rental as the API shows it; `cost_so_far` is the Node view's.
+void RentalToProto(const Rental& rental, double cost_so_far, v1::Rental* out);
+// What RentalToProto wrote, as stored (the ledger fields are kept beside it).
+absl::StatusOr<Rental> RentalFromProto(const v1::Rental& in);
+// A node's durable record as the store keeps it, and back.
+void NodeRecordToStored(const NodeRecord& record, v1::StoredNode* out);
+absl::StatusOr<NodeRecord> NodeRecordFromStored(const v1::StoredNode& stored);
 
 v1::LogStream LogStreamToProto(LogStreamKind s);
 LogStreamKind LogStreamFromProto(v1::LogStream s);

@@ -80,6 +80,12 @@ std::string Where(const Candidate& c) {
   const Node& n = *c.node;
   const std::string& provider = n.record.caps.provider;
   if (c.local) return absl::StrCat(n.record.name, " (local)");
+  if (c.rental && !n.record.rental) {
+    return absl::StrCat("a new node of offer ", n.record.name, c.spot ? " (spot)" : "");
+  }
+  if (c.rental) {
+    return absl::StrCat(n.record.name, " (", n.record.rental->provider, ", being rented)");
+  }
   return absl::StrCat(n.record.name, " (", provider.empty() ? "cloud" : provider,
                       c.spot ? ", spot" : "", ")");
 }
@@ -108,6 +114,11 @@ std::string Reason(const DecisionRules& rules, absl::Time now, const Choice& cho
       if (c.fits_now) {
         return absl::StrCat("room now; expected to finish ", When(c.finish), " for about ",
                             Dollars(c.cost));
+      }
+      if (c.rental) {
+        return absl::StrCat("rented: ready in about ", Span(c.start - now), ", finish ",
+                            When(c.finish), ", about ", Dollars(c.cost), " with ",
+                            Span(c.paid_idle), " of provisioning and idle time");
       }
       return absl::StrCat("busy; expected room in ", Span(c.start - now),
                           ", finish ", When(c.finish), ", about ", Dollars(c.cost));
@@ -194,6 +205,10 @@ std::string Summary(const DecisionRules& rules, absl::Time now, const Choice& ch
     s = absl::StrCat("waiting for the cheaper window on ", Where(c), ": start ", When(c.start),
                      ", finish ", When(c.finish), ", about ", Dollars(c.cost), ", saving ",
                      Dollars(c.cost_at_earliest - c.cost), " against starting at once");
+  } else if (choice.wait && c.rental) {
+    s = absl::StrCat("waiting for ", Where(c), ": ready in about ", Span(c.start - now),
+                     ", finish ", When(c.finish), ", about ", Dollars(c.cost), " at ",
+                     Dollars(c.price_per_hour), "/h");
   } else if (choice.wait) {
     s = absl::StrCat("waiting for ", Where(c), ": room expected in ",
                      Span(c.start - now), ", finish ", When(c.finish),
@@ -276,7 +291,7 @@ Choice Decide(const DecisionRules& rules, absl::Time now, absl::Span<Candidate> 
     if (c.expected_runtime == absl::InfiniteDuration()) {
       c.cost = c.price_per_hour > 0 ? HUGE_VAL : 0;
     } else if (c.schedule == nullptr || c.schedule->empty() || c.start == absl::InfiniteFuture()) {
-      c.cost = c.price_per_hour * absl::ToDoubleHours(c.expected_runtime);
+      c.cost = c.price_per_hour * absl::ToDoubleHours(c.expected_runtime + c.paid_idle);
     } else {
       c.cost = cost::CostOver(*c.schedule, c.price_per_hour, c.start, c.expected_runtime);
       if (rules.deadline != absl::InfiniteFuture()) {
@@ -304,7 +319,8 @@ Choice Decide(const DecisionRules& rules, absl::Time now, absl::Span<Candidate> 
       c.verdict = OptionVerdict::kOverMaxCost;
     } else if (rules.budget_room >= 0 && c.cost > kEps && c.cost > rules.budget_room + kEps) {
       c.verdict = OptionVerdict::kOverBudget;
-    } else if (!c.fits_now && (!c.local || c.start == absl::InfiniteFuture())) {
+    } else if (!c.fits_now &&
+               (!(c.local || c.rental) || c.start == absl::InfiniteFuture())) {
       c.verdict = OptionVerdict::kBusy;
     } else {
       c.verdict = OptionVerdict::kChosen;  // eligible; settled below
@@ -323,7 +339,8 @@ Choice Decide(const DecisionRules& rules, absl::Time now, absl::Span<Candidate> 
       const int local_wait = BestWhere(
           cs, [&](const Candidate& c) { return meets(c) && c.local && !c.fits_now; }, Cheaper);
       const int burst = BestWhere(
-          cs, [&](const Candidate& c) { return meets(c) && !c.local && c.fits_now; }, Cheaper);
+          cs, [&](const Candidate& c) { return meets(c) && !c.local && (c.fits_now || c.rental); },
+          Cheaper);
       if (local_wait >= 0 && (burst < 0 || cs[local_wait].cost <= cs[burst].cost + kEps)) {
         choice.chosen = local_wait;
       } else {
@@ -463,6 +480,7 @@ Decision RecordDecision(const DecisionRules& rules, absl::Time now, const Choice
     o.deferred = c.deferred;
     o.cost_at_earliest = c.cost_at_earliest;
     o.verdict = c.verdict;
+    o.rental = c.rental;
     o.reason = Reason(rules, now, choice, cs, c, resources);
     d.options.push_back(std::move(o));
   }

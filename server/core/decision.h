@@ -40,6 +40,12 @@ struct Candidate {
   int64_t cpu_left = 0;
   // The job already waits for this node (one of the user's machines).
   bool waited_for = false;
+  // A node to be rented (an offer) or one being rented (its agent has not joined yet): it has
+  // no room now but will, after `wait`, and may be waited for like the user's own machines.
+  bool rental = false;
+  // Time paid for on a rented node that is not the job's run: the provisioning of a new node
+  // and the idle time before it is given back. Counted in `cost`.
+  absl::Duration paid_idle = absl::ZeroDuration();
 
   // Filled by Decide():
   absl::Time start = absl::InfinitePast();

@@ -105,6 +105,8 @@ struct DecisionOption {
   double cost_at_earliest = 0;
   OptionVerdict verdict = OptionVerdict::kChosen;
   std::string reason;  // for people: "needs 40 GiB of GPU memory, has 24 GiB"
+  // A node to be rented: an offer (`node` is "provider/offer id") or a rental on its way.
+  bool rental = false;
 };
 
 // What kept the job off the user's own machines, when it went elsewhere.

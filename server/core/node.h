@@ -53,8 +53,62 @@ struct NodeCapabilities {
   std::string agent_version;
 };
 
-enum class NodeState { kReady, kCordoned, kDraining, kDown, kPreempting };
+enum class NodeState {
+  kReady,
+  kCordoned,
+  kDraining,
+  kDown,
+  kPreempting,
+  // A rented node's life before its agent joins and after it is given back (Rental).
+  kProvisioning,
+  kJoining,
+  kTerminating,
+  kGone,
+};
 absl::string_view NodeStateName(NodeState s);
+
+// Where a node the autoscaler rented is in its life. Metering runs from the create request
+// (kProvisioning) to the provider's word that the machine is gone (kGone).
+enum class RentalPhase {
+  kProvisioning,  // asked of the provider; the machine is not up yet
+  kJoining,       // the provider says it is up; its agent has not connected yet
+  kReady,         // its agent joined
+  kDraining,      // takes no new work; given back once its jobs end
+  kTerminating,   // being given back
+  kGone,          // given back: no longer paid for
+};
+absl::string_view RentalPhaseName(RentalPhase p);
+
+struct RentalEvent {
+  absl::Time time = absl::InfinitePast();
+  RentalPhase phase = RentalPhase::kProvisioning;
+  std::string message;
+};
+
+// A node the autoscaler rented from a provider, from the create request to the end.
+struct Rental {
+  std::string provider;  // the provider's name in schedd's autoscale config
+  std::string offer_id;
+  std::string instance_id;  // the provider's name for the machine; empty until create answers
+  // The project whose waiting job rented it: it pays the time no job holds the node.
+  std::string owner_project;
+  RentalPhase phase = RentalPhase::kProvisioning;
+  absl::Time create_time = absl::InfinitePast();
+  absl::Time expected_ready = absl::InfinitePast();
+  absl::Time ready_time = absl::InfinitePast();
+  absl::Time end_time = absl::InfinitePast();
+  double price_per_hour = 0;
+  std::string message;  // the provider's last word, or why it was given back
+  std::vector<RentalEvent> events;  // each phase it entered, oldest first (at most kMaxEvents)
+  // From when no job has held the node (InfinitePast while one does): that time is charged to
+  // the owner as ledger entries "node:<name>" numbered by ledger_seq.
+  absl::Time unleased_since = absl::InfinitePast();
+  uint64_t ledger_seq = 0;
+  double closed_cost = 0;  // dollars of its ledger entries written so far (leases and unleased)
+
+  static constexpr size_t kMaxEvents = 32;
+  bool active() const { return phase != RentalPhase::kGone; }
+};
 
 // What is durable about a node: who it is and what the operator decided about it.
 struct NodeRecord {
@@ -63,6 +117,7 @@ struct NodeRecord {
   bool cordoned = false;
   bool draining = false;
   absl::Time register_time = absl::InfinitePast();
+  std::optional<Rental> rental;  // set for nodes the autoscaler rented
 };
 
 // Live view of a node: the record plus connection and allocation.
@@ -84,8 +139,21 @@ struct Node {
   // The least and the most it costs an hour at any time of day (its price schedule's bounds).
   double min_price_per_hour = 0;
   double max_price_per_hour = 0;
+  // A rented node's dollars from its creation to now (or its end), filled in the views the
+  // Scheduler hands out.
+  double cost_so_far = 0;
 
   NodeState state() const {
+    if (record.rental) {
+      switch (record.rental->phase) {
+        case RentalPhase::kProvisioning: return NodeState::kProvisioning;
+        case RentalPhase::kJoining: return connected ? NodeState::kReady : NodeState::kJoining;
+        case RentalPhase::kTerminating: return NodeState::kTerminating;
+        case RentalPhase::kGone: return NodeState::kGone;
+        case RentalPhase::kReady:
+        case RentalPhase::kDraining: break;
+      }
+    }
     if (!connected) return NodeState::kDown;
     if (preempting) return NodeState::kPreempting;
     if (record.draining) return NodeState::kDraining;

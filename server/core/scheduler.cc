@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <tuple>
 
 #include "absl/hash/hash.h"
@@ -56,6 +57,26 @@ absl::string_view NodeStateName(NodeState s) {
       return "DOWN";
     case NodeState::kPreempting:
       return "PREEMPTING";
+    case NodeState::kProvisioning:
+      return "PROVISIONING";
+    case NodeState::kJoining:
+      return "JOINING";
+    case NodeState::kTerminating:
+      return "TERMINATING";
+    case NodeState::kGone:
+      return "GONE";
+  }
+  return "UNKNOWN";
+}
+
+absl::string_view RentalPhaseName(RentalPhase p) {
+  switch (p) {
+    case RentalPhase::kProvisioning: return "PROVISIONING";
+    case RentalPhase::kJoining: return "JOINING";
+    case RentalPhase::kReady: return "READY";
+    case RentalPhase::kDraining: return "DRAINING";
+    case RentalPhase::kTerminating: return "TERMINATING";
+    case RentalPhase::kGone: return "GONE";
   }
   return "UNKNOWN";
 }
@@ -99,6 +120,7 @@ absl::Status Scheduler::LoadState() {
     NodeEntry& entry = EntryFor(name);
     entry.node.record = std::move(record);
     RefreshNodeFacts(entry);
+    if (entry.node.record.rental && entry.node.record.rental->active()) rented_.insert(&entry);
   }
   for (LedgerEntry& entry : state.ledger) {
     auto key = std::make_pair(entry.job_id, entry.epoch);
@@ -433,7 +455,8 @@ std::vector<Node> Scheduler::ListNodes() const {
   absl::ReaderMutexLock lock(&mu_);
   std::vector<Node> nodes;
   nodes.reserve(nodes_.size());
-  for (const auto& [name, entry] : nodes_) nodes.push_back(entry.node);
+  const absl::Time now = clock_->Now();
+  for (const auto& [name, entry] : nodes_) nodes.push_back(View(entry, now));
   return nodes;
 }
 
@@ -441,7 +464,13 @@ absl::StatusOr<Node> Scheduler::GetNode(absl::string_view name) const {
   absl::ReaderMutexLock lock(&mu_);
   const NodeEntry* entry = FindNode(name);
   if (entry == nullptr) return absl::NotFoundError(absl::StrCat("node ", name, " not found"));
-  return entry->node;
+  return View(*entry, clock_->Now());
+}
+
+Node Scheduler::View(const NodeEntry& entry, absl::Time now) const {
+  Node node = entry.node;
+  if (node.record.rental) node.cost_so_far = RentalCost(entry, now);
+  return node;
 }
 
 void Scheduler::Cordon(absl::string_view name, bool cordon, Done<Node> done) {
@@ -475,7 +504,7 @@ absl::StatusOr<Node> Scheduler::SetCordonLocked(absl::string_view name, bool cor
     GainedRoom(entry);
     Schedule(out);
   }
-  return entry.node;
+  return View(entry, clock_->Now());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -503,8 +532,23 @@ absl::StatusOr<uint64_t> Scheduler::ConnectLocked(const std::string& name, NodeC
     return absl::InvalidArgumentError("capabilities.cpus: must be > 0");
   }
   const absl::Time now = clock_->Now();
+  if (const NodeEntry* known = FindNode(name);
+      known != nullptr && known->node.record.rental &&
+      (known->node.record.rental->phase == RentalPhase::kTerminating ||
+       known->node.record.rental->phase == RentalPhase::kGone)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node ", name, " was rented and is ",
+        known->node.record.rental->phase == RentalPhase::kGone ? "given back" : "being given back",
+        ": it takes no work"));
+  }
   NodeEntry& entry = EntryFor(name);
   NodeRecord& record = entry.node.record;
+  if (record.rental && (record.rental->phase == RentalPhase::kProvisioning ||
+                        record.rental->phase == RentalPhase::kJoining)) {
+    record.rental->phase = RentalPhase::kReady;
+    record.rental->ready_time = now;
+    NoteRentalEvent(*record.rental, now, RentalPhase::kReady, "its agent joined");
+  }
   const bool is_new = record.name.empty() || record.register_time == absl::InfinitePast();
   if (is_new) {
     record.name = name;
@@ -710,6 +754,7 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
   EndAttempt(job, ended, /*preempted=*/false);
   MeterLease(job, out);
   Release(job);
+  OpenUnleasedIfIdle(name, out);
   SetState(job, final_state);
   if (job.start_time == absl::InfinitePast()) job.start_time = now;
   job.finish_time = now;
@@ -906,6 +951,10 @@ void Scheduler::MeterLease(Job& job, Outbox& out) {
     op.kind = StoreOp::Kind::kPutLedger;
     op.ledger = e;
     out.batch.push_back(std::move(op));
+    if (NodeEntry* entry = FindNode(job.node); entry != nullptr && entry->node.record.rental) {
+      entry->node.record.rental->closed_cost += e.Cost();
+      PutNode(entry->node.record, out);
+    }
     auto key = std::make_pair(e.job_id, e.epoch);
     ledger_.insert_or_assign(std::move(key), std::move(e));
     // What the project has committed just changed: jobs its budget held may go now.
@@ -945,6 +994,9 @@ void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus,
   job.message.clear();
   job.finished_by_agent = false;
   job.lease_start = clock_->Now();
+  if (entry.node.record.rental && entry.node.running_jobs == 0) {
+    CloseUnleased(entry, job.lease_start, out);
+  }
   job.lease_price_per_hour = entry.node.record.caps.price_per_hour;
   job.lease_price_schedule = entry.node.record.caps.price_schedule;
   job.lease_provider = entry.node.record.caps.provider;
@@ -973,6 +1025,7 @@ void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out, bool 
   EndAttempt(job, reason, preempted);
   MeterLease(job, out);
   Release(job);
+  OpenUnleasedIfIdle(node, out);
   if (job.cancel_requested) {
     SetState(job, JobState::kCancelled);
     job.finish_time = job.update_time;
@@ -1050,28 +1103,7 @@ std::vector<const Node*> Scheduler::OpenNodes() {
 void Scheduler::RefreshNodeFacts(NodeEntry& entry) {
   Node& node = entry.node;
   const NodeCapabilities& caps = node.record.caps;
-  const cost::Catalog* catalog = options_.catalog.get();
-  const cost::Provider* provider =
-      catalog != nullptr && !caps.provider.empty() ? catalog->FindProvider(caps.provider) : nullptr;
-  node.local = caps.local_price.has_value() || caps.provider.empty() || caps.provider == "local" ||
-               (provider != nullptr && provider->local);
-  node.gpu_throughput = 0;
-  if (catalog != nullptr && !caps.gpus.empty()) {
-    const cost::GpuModel* gpu = catalog->FindGpu(caps.gpus.front().model);
-    if (gpu != nullptr) node.gpu_throughput = gpu->relative_throughput;
-  }
-  node.preemptions_per_hour = 0;
-  if (caps.spot) {
-    node.preemptions_per_hour =
-        SpotRate(caps.provider, provider != nullptr && provider->offers_spot
-                                    ? provider->spot_preemptions_per_hour
-                                    : options_.default_spot_preemptions_per_hour);
-  }
-  node.min_price_per_hour = node.max_price_per_hour = caps.price_per_hour;
-  for (const cost::PriceWindow& w : caps.price_schedule.windows) {
-    node.min_price_per_hour = std::min(node.min_price_per_hour, w.usd_per_hour);
-    node.max_price_per_hour = std::max(node.max_price_per_hour, w.usd_per_hour);
-  }
+  ComputeNodeFacts(node);
   // What those waiting for it counted on may have changed.
   entry.version++;
   for (const auto& [key, waiter] : entry.waiting) pending_.ForgetStanding(waiter.group);
@@ -1096,6 +1128,32 @@ void Scheduler::RefreshNodeFacts(NodeEntry& entry) {
     by_gpu_price_.Insert(entry.gpu_price_key, &node, &entry.gpu_price_slot);
   } else {
     unrated_gpu_nodes_.insert(&entry);
+  }
+}
+
+void Scheduler::ComputeNodeFacts(Node& node) const {
+  const NodeCapabilities& caps = node.record.caps;
+  const cost::Catalog* catalog = options_.catalog.get();
+  const cost::Provider* provider =
+      catalog != nullptr && !caps.provider.empty() ? catalog->FindProvider(caps.provider) : nullptr;
+  node.local = caps.local_price.has_value() || caps.provider.empty() || caps.provider == "local" ||
+               (provider != nullptr && provider->local);
+  node.gpu_throughput = 0;
+  if (catalog != nullptr && !caps.gpus.empty()) {
+    const cost::GpuModel* gpu = catalog->FindGpu(caps.gpus.front().model);
+    if (gpu != nullptr) node.gpu_throughput = gpu->relative_throughput;
+  }
+  node.preemptions_per_hour = 0;
+  if (caps.spot) {
+    node.preemptions_per_hour =
+        SpotRate(caps.provider, provider != nullptr && provider->offers_spot
+                                    ? provider->spot_preemptions_per_hour
+                                    : options_.default_spot_preemptions_per_hour);
+  }
+  node.min_price_per_hour = node.max_price_per_hour = caps.price_per_hour;
+  for (const cost::PriceWindow& w : caps.price_schedule.windows) {
+    node.min_price_per_hour = std::min(node.min_price_per_hour, w.usd_per_hour);
+    node.max_price_per_hour = std::max(node.max_price_per_hour, w.usd_per_hour);
   }
 }
 
@@ -1314,6 +1372,12 @@ double Scheduler::SpentAndCommitted(const std::string& project) const {
   for (const auto& [job, from] : p.overrun_scheduled) {
     if (now <= from) continue;
     dollars += cost::CostOver(job->lease_price_schedule, job->lease_price_per_hour, from, now - from);
+  }
+  for (const NodeEntry* entry : rented_) {
+    const Rental& r = *entry->node.record.rental;
+    if (r.owner_project == project && r.unleased_since != absl::InfinitePast()) {
+      dollars += UnleasedEntry(*entry, now).CostWithin(spend_month_, now);
+    }
   }
   for (const auto& [end, job_ptr] : p.open_by_end) {
     if (end >= now) break;
@@ -2036,6 +2100,7 @@ absl::StatusOr<Decision> Scheduler::Estimate(JobSpec spec) const {
   std::vector<Candidate> cs;
   const DecisionRules rules = RulesOf(job);
   Gather(job, work, rules, nullptr, /*everything=*/true, /*cached=*/false, now, cs);
+  AddOfferCandidates(job, work, cs);
   const Choice choice = Decide(rules, now, absl::MakeSpan(cs));
   Decision d = RecordDecision(rules, now, choice, cs, job.spec.resources, cs.size());
   NoteRuntimeBasis(work, d.summary);
@@ -2112,6 +2177,353 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
     }
   }
   pending_.SettleAll();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rented capacity
+
+void Scheduler::NoteRentalEvent(Rental& rental, absl::Time now, RentalPhase phase,
+                                const std::string& message) {
+  // The first event (the create request) is kept; the oldest after it make room.
+  if (rental.events.size() >= Rental::kMaxEvents) rental.events.erase(rental.events.begin() + 1);
+  rental.events.push_back({now, phase, message});
+}
+
+LedgerEntry Scheduler::UnleasedEntry(const NodeEntry& entry, absl::Time now) const {
+  const Rental& r = *entry.node.record.rental;
+  LedgerEntry e;
+  e.job_id = absl::StrCat("node:", entry.node.record.name);
+  e.epoch = r.ledger_seq + 1;
+  e.project = r.owner_project;
+  e.node = entry.node.record.name;
+  e.provider = entry.node.record.caps.provider;
+  e.price_per_hour = r.price_per_hour;
+  e.start = r.unleased_since;
+  e.end = std::max(now, r.unleased_since);
+  return e;
+}
+
+void Scheduler::CloseUnleased(NodeEntry& entry, absl::Time until, Outbox& out) {
+  Rental& r = *entry.node.record.rental;
+  if (r.unleased_since == absl::InfinitePast()) return;
+  if (until > r.unleased_since) {
+    LedgerEntry e = UnleasedEntry(entry, until);
+    r.ledger_seq = e.epoch;
+    r.closed_cost += e.Cost();
+    spend_[e.project].closed += e.CostWithin(spend_month_, absl::InfiniteFuture());
+    StoreOp op;
+    op.kind = StoreOp::Kind::kPutLedger;
+    op.ledger = e;
+    out.batch.push_back(std::move(op));
+    auto key = std::make_pair(e.job_id, e.epoch);
+    ledger_.insert_or_assign(std::move(key), std::move(e));
+  }
+  r.unleased_since = absl::InfinitePast();
+  spend_version_++;
+  PutNode(entry.node.record, out);
+}
+
+void Scheduler::OpenUnleasedIfIdle(const std::string& node, Outbox& out) {
+  NodeEntry* entry = FindNode(node);
+  if (entry == nullptr || !entry->node.record.rental) return;
+  Rental& r = *entry->node.record.rental;
+  if (!r.active() || entry->node.running_jobs > 0 || r.unleased_since != absl::InfinitePast()) {
+    return;
+  }
+  r.unleased_since = clock_->Now();
+  spend_version_++;
+  PutNode(entry->node.record, out);
+}
+
+double Scheduler::RentalCost(const NodeEntry& entry, absl::Time now) const {
+  const Rental& r = *entry.node.record.rental;
+  double dollars = r.closed_cost;
+  if (!r.active()) return dollars;
+  for (const auto& [id, job] : entry.jobs) {
+    if (job->lease_start != absl::InfinitePast() && job->lease_price_per_hour > 0) {
+      dollars += OpenEntry(*job, now).Cost();
+    }
+  }
+  if (r.unleased_since != absl::InfinitePast()) dollars += UnleasedEntry(entry, now).Cost();
+  return dollars;
+}
+
+void Scheduler::SetOffers(std::vector<Offer> offers, RentalOptions options) {
+  absl::MutexLock lock(&mu_);
+  offers_ = std::move(offers);
+  rental_options_ = options;
+  offer_nodes_.clear();
+  offer_nodes_.reserve(offers_.size());
+  for (const Offer& offer : offers_) {
+    Node& node = offer_nodes_.emplace_back();
+    node.record.name = absl::StrCat(offer.provider, "/", offer.id);
+    node.record.caps = offer.caps;
+    ComputeNodeFacts(node);
+    node.local = false;  // rented, whatever it advertises
+  }
+}
+
+void Scheduler::AddOfferCandidates(const Job& job, const Work& work,
+                                   std::vector<Candidate>& cs) const {
+  for (size_t i = 0; i < offers_.size(); ++i) {
+    const Node& node = offer_nodes_[i];
+    Candidate& c = cs.emplace_back(MakeCandidate(job, work, node, /*fits_now=*/false, 0));
+    c.rental = true;
+    if (!CouldEverFit(job.spec.resources, node.record.caps)) {
+      c.too_small = true;
+      continue;
+    }
+    c.wait = offers_[i].provisioning_time;
+    c.paid_idle = offers_[i].provisioning_time + rental_options_.idle_tail;
+  }
+}
+
+void Scheduler::PlanRentals(Done<RentalPlan> done) {
+  Apply<RentalPlan>([&](Outbox& out) ABSL_NO_THREAD_SAFETY_ANALYSIS { return PlanLocked(out); },
+                    std::move(done));
+}
+
+absl::StatusOr<RentalPlan> Scheduler::PlanLocked(Outbox& out) {
+  RentalPlan plan;
+  const absl::Time now = clock_->Now();
+  // The rented nodes on their way, and the new ones this plan makes, as copies whose room the
+  // plan's jobs take (deques: candidates point into them while more are added).
+  std::deque<Node> coming;
+  for (const NodeEntry* entry : rented_) {
+    const RentalPhase phase = entry->node.record.rental->phase;
+    if (!entry->node.connected &&
+        (phase == RentalPhase::kProvisioning || phase == RentalPhase::kJoining)) {
+      coming.push_back(entry->node);
+    }
+  }
+  std::sort(coming.begin(), coming.end(),
+            [](const Node& a, const Node& b) { return a.record.name < b.record.name; });
+  std::deque<Node> planned;  // planned[i] is plan.new_nodes[i]
+  if (coming.empty() && offers_.empty()) return plan;
+  std::vector<std::pair<PendingQueue::Key, Job*>> queue;
+  for (const PendingQueue::Group* group : pending_.Groups()) {
+    for (const auto& [key, job] : group->jobs) queue.emplace_back(key, job);
+  }
+  const size_t weighed = std::min(queue.size(), rental_options_.max_jobs);
+  std::partial_sort(queue.begin(), queue.begin() + weighed, queue.end(),
+                    [](const auto& a, const auto& b) { return a.first < b.first; });
+  by_price_.Prepare();
+  by_gpu_price_.Prepare();
+  std::vector<Candidate> cs;
+  std::vector<uint32_t> gpus;
+  auto take = [&](Node& node, const Job& job) {
+    const bool fits = Fits(job.spec.resources, node, &gpus);
+    (void)fits;  // the candidate was made because it fits
+    node.alloc_cpu_millis += job.spec.resources.cpu_millis;
+    node.alloc_memory_bytes += job.spec.resources.memory_bytes;
+    for (uint32_t g : gpus) node.busy_gpus.insert(g);
+  };
+  for (size_t q = 0; q < weighed; ++q) {
+    Job& job = *queue[q].second;
+    const Resources& r = job.spec.resources;
+    plan.jobs_weighed++;
+    const Work work = WorkOf(job);
+    const DecisionRules rules = RulesOf(job);
+    cs.clear();
+    Gather(job, work, rules, nullptr, /*everything=*/false, /*cached=*/true, now, cs);
+    const size_t first_rental = cs.size();
+    // Where each rental candidate is: 0 coming[i], 1 planned[i], 2 offers_[i].
+    std::vector<std::pair<int, size_t>> where;
+    for (size_t i = 0; i < coming.size(); ++i) {
+      if (!Fits(r, coming[i], &gpus)) continue;
+      Candidate& c = cs.emplace_back(MakeCandidate(job, work, coming[i], false, 0));
+      c.rental = true;
+      c.wait = std::max(coming[i].record.rental->expected_ready - now, absl::ZeroDuration());
+      c.paid_idle = rental_options_.idle_tail;
+      where.emplace_back(0, i);
+    }
+    for (size_t i = 0; i < planned.size(); ++i) {
+      if (!Fits(r, planned[i], &gpus)) continue;
+      Candidate& c = cs.emplace_back(MakeCandidate(job, work, planned[i], false, 0));
+      c.rental = true;
+      c.wait = offers_[plan.new_nodes[i].offer].provisioning_time;
+      c.paid_idle = rental_options_.idle_tail;
+      where.emplace_back(1, i);
+    }
+    const size_t first_offer = cs.size();
+    AddOfferCandidates(job, work, cs);
+    for (size_t i = 0; i < cs.size() - first_offer; ++i) where.emplace_back(2, i);
+    if (cs.size() == first_rental) continue;
+    const Choice choice = Decide(rules, now, absl::MakeSpan(cs));
+    if (choice.chosen >= 0 && cs[choice.chosen].rental) {
+      const Candidate& chosen = cs[choice.chosen];
+      std::string message = Summary(rules, now, choice, cs);
+      NoteRuntimeBasis(work, message);
+      if (job.message != message) {
+        job.message = message;
+        job.decision =
+            RecordDecision(rules, now, choice, cs, job.spec.resources, options_.decision_options);
+        NoteRuntimeBasis(work, job.decision.summary);
+        PutJob(job, out);
+      }
+      const auto [kind, index] = where[choice.chosen - first_rental];
+      if (kind == 0) {
+        take(coming[index], job);
+        plan.waited_for[coming[index].record.name].push_back(job.id);
+      } else if (kind == 1) {
+        take(planned[index], job);
+        plan.new_nodes[index].job_ids.push_back(job.id);
+      } else {
+        RentalPlan::NewNode& n = plan.new_nodes.emplace_back();
+        n.offer = index;
+        n.job_ids.push_back(job.id);
+        n.project = job.spec.project;
+        n.cost = chosen.cost;
+        take(planned.emplace_back(offer_nodes_[index]), job);
+      }
+      continue;
+    }
+    if (choice.chosen >= 0) continue;  // a node that is not rented: Schedule's to say why
+    // Nothing can take it: when money rules out renting, say so, with the cheapest such offer.
+    const Candidate* money = nullptr;
+    for (size_t i = first_rental; i < cs.size(); ++i) {
+      const Candidate& c = cs[i];
+      if ((c.verdict == OptionVerdict::kOverBudget || c.verdict == OptionVerdict::kOverMaxCost) &&
+          (money == nullptr || c.cost < money->cost)) {
+        money = &c;
+      }
+    }
+    if (money == nullptr) continue;
+    std::string message;
+    if (money->verdict == OptionVerdict::kOverMaxCost) {
+      message = absl::StrFormat(
+          "waiting: no node can take the job now; renting %s would cost about $%.2f, over its "
+          "max_cost $%.2f",
+          money->node->record.name, money->cost, rules.max_cost);
+    } else {
+      const Budget& cap = budgets_.at(job.spec.project);
+      message = absl::StrFormat(
+          "waiting: no node can take the job now; renting %s would pass project %s's budget of "
+          "$%.2f a month: $%.2f spent and committed, about $%.2f more there",
+          money->node->record.name, job.spec.project, cap.monthly_limit,
+          cap.monthly_limit - rules.budget_room, money->cost);
+    }
+    if (job.message != message) {
+      job.message = message;
+      job.decision =
+          RecordDecision(rules, now, choice, cs, job.spec.resources, options_.decision_options);
+      PutJob(job, out);
+    }
+  }
+  return plan;
+}
+
+void Scheduler::RentNode(NodeRecord record, Done<Node> done) {
+  Apply<Node>(
+      [&](Outbox& out) ABSL_NO_THREAD_SAFETY_ANALYSIS -> absl::StatusOr<Node> {
+        if (!IsValidName(record.name)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("node name: must be 1-63 characters of letters, digits, '.', '_' or "
+                           "'-', got \"",
+                           record.name, "\""));
+        }
+        if (!record.rental || record.rental->provider.empty() ||
+            record.rental->owner_project.empty()) {
+          return absl::InvalidArgumentError("a rented node names its provider and owner project");
+        }
+        if (!std::isfinite(record.rental->price_per_hour) || record.rental->price_per_hour < 0) {
+          return absl::InvalidArgumentError("rental price_per_hour: must be a finite number >= 0");
+        }
+        if (FindNode(record.name) != nullptr) {
+          return absl::AlreadyExistsError(absl::StrCat("node ", record.name, " exists"));
+        }
+        Node probe;
+        probe.record.caps = record.caps;
+        ComputeNodeFacts(probe);
+        if (probe.local) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "a rented node cannot advertise provider \"", record.caps.provider,
+              "\": that names the user's own machines"));
+        }
+        const absl::Time now = clock_->Now();
+        Rental& r = *record.rental;
+        r.phase = RentalPhase::kProvisioning;
+        r.create_time = now;
+        if (r.expected_ready < now) r.expected_ready = now;
+        r.ready_time = r.end_time = absl::InfinitePast();
+        r.unleased_since = now;
+        r.ledger_seq = 0;
+        r.closed_cost = 0;
+        r.events.clear();
+        NoteRentalEvent(r, now, RentalPhase::kProvisioning,
+                        r.message.empty() ? absl::StrCat("asked of ", r.provider, " (offer ",
+                                                         r.offer_id, ")")
+                                          : r.message);
+        record.register_time = absl::InfinitePast();
+        const std::string name = record.name;
+        NodeEntry& entry = EntryFor(name);
+        entry.node.record = std::move(record);
+        RefreshNodeFacts(entry);
+        rented_.insert(&entry);
+        spend_[entry.node.record.rental->owner_project];
+        spend_version_++;
+        PutNode(entry.node.record, out);
+        stats_.nodes_total = nodes_.size();
+        return View(entry, now);
+      },
+      std::move(done));
+}
+
+void Scheduler::UpdateRental(const std::string& name, RentalUpdate update, Done<Node> done) {
+  Apply<Node>(
+      [&](Outbox& out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return UpdateRentalLocked(name, std::move(update), out);
+      },
+      std::move(done));
+}
+
+absl::StatusOr<Node> Scheduler::UpdateRentalLocked(const std::string& name, RentalUpdate update,
+                                                   Outbox& out) {
+  NodeEntry* found = FindNode(name);
+  if (found == nullptr) return absl::NotFoundError(absl::StrCat("node ", name, " not found"));
+  NodeEntry& entry = *found;
+  if (!entry.node.record.rental) {
+    return absl::FailedPreconditionError(absl::StrCat("node ", name, " was not rented"));
+  }
+  Rental& r = *entry.node.record.rental;
+  if (!r.active()) {
+    return absl::FailedPreconditionError(absl::StrCat("node ", name, " is gone"));
+  }
+  const absl::Time now = clock_->Now();
+  if (update.instance_id) r.instance_id = *update.instance_id;
+  if (update.message) r.message = *update.message;
+  if (update.phase && *update.phase == RentalPhase::kReady) {
+    return absl::InvalidArgumentError("a rented node becomes READY when its agent joins");
+  }
+  // A later phase only: a provider's "running" after the agent joined changes nothing.
+  if (update.phase && static_cast<int>(*update.phase) > static_cast<int>(r.phase)) {
+    const RentalPhase phase = *update.phase;
+    if (phase == RentalPhase::kTerminating && update.only_if_unused &&
+        entry.node.running_jobs > 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("node ", name, " runs ", entry.node.running_jobs, " jobs"));
+    }
+    if (phase == RentalPhase::kDraining || phase == RentalPhase::kTerminating) {
+      entry.node.record.draining = true;
+      if (entry.link) out.commands.push_back([link = entry.link] { link->Drain(); });
+    }
+    if (phase == RentalPhase::kGone) {
+      std::vector<std::string> leased;
+      for (const auto& [id, job] : entry.jobs) leased.push_back(id);
+      for (const std::string& id : leased) {
+        EndLease(jobs_.at(id), absl::StrCat("node ", name, " was given back"), out);
+      }
+      CloseUnleased(entry, now, out);
+      r.end_time = now;
+      rented_.erase(&entry);
+      spend_version_++;
+    }
+    r.phase = phase;
+    NoteRentalEvent(r, now, phase, update.message.value_or(""));
+  }
+  PutNode(entry.node.record, out);
+  if (update.phase == RentalPhase::kGone) Schedule(out);
+  return View(entry, now);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2199,6 +2611,11 @@ std::vector<LedgerEntry> Scheduler::Ledger(absl::Time since) const {
     if (job.lease_start != absl::InfinitePast() && job.lease_price_per_hour > 0) {
       entries.emplace(std::make_pair(job.id, job.epoch), OpenEntry(job, now));
     }
+  }
+  for (const NodeEntry* entry : rented_) {
+    if (entry->node.record.rental->unleased_since == absl::InfinitePast()) continue;
+    LedgerEntry e = UnleasedEntry(*entry, now);
+    entries.emplace(std::make_pair(e.job_id, e.epoch), std::move(e));
   }
   std::vector<LedgerEntry> out;
   out.reserve(entries.size());

@@ -30,6 +30,7 @@
 #include "server/core/ledger.h"
 #include "server/core/node.h"
 #include "server/core/placement.h"
+#include "server/core/rental.h"
 #include "server/core/store.h"
 #include "server/cost/catalog.h"
 
@@ -202,6 +203,23 @@ class Scheduler {
   // Stores a piece of a job's output; refused like ReportJob when stale.
   absl::Status AppendLog(const std::string& name, uint64_t session, const JobRef& ref,
                          LogStreamKind stream, std::string data);
+
+  // ---- Rented capacity (the autoscaler) ----
+  // The offers the providers make now: candidates of PlanRentals and Estimate.
+  void SetOffers(std::vector<Offer> offers, RentalOptions options);
+  // Weighs the pending jobs (in queue order, up to RentalOptions::max_jobs) against the nodes
+  // as Schedule does plus the rented nodes on their way and the offers, and says which jobs
+  // would go to which; each such job's message and decision say what it waits for. New nodes
+  // of an offer are packed: a job goes on a node planned in the same pass when it fits there.
+  void PlanRentals(Done<RentalPlan> done);
+  // Records a node being rented (record.rental set, in kProvisioning): not schedulable until its
+  // agent joins; the time no job holds it is charged to the rental's owner from now on.
+  // ALREADY_EXISTS for a name in use.
+  void RentNode(NodeRecord record, Done<Node> done);
+  // Changes a rental's phase, instance id or message. To kGone: the machine is no longer paid
+  // for; jobs still leased there go back to the queue. NOT_FOUND for an unknown node;
+  // FAILED_PRECONDITION for a node that is not rented or already gone, or for a move back.
+  void UpdateRental(const std::string& name, RentalUpdate update, Done<Node> done);
 
   // ---- Money ----
   // Creates or replaces a project's budget. INVALID_ARGUMENT names the bad field.
@@ -414,6 +432,28 @@ class Scheduler {
   void Release(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes the ledger entry of `job`'s lease, if it held a priced node, and clears the lease.
   void MeterLease(Job& job, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A rented node's time without jobs: ends it (a job takes the node, or the node is given
+  // back) with a ledger entry for the owner; starts it when its last job let go.
+  void CloseUnleased(NodeEntry& entry, absl::Time until, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OpenUnleasedIfIdle(const std::string& node, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The open part of a rented node's time without jobs, as a ledger entry ending `now`.
+  LedgerEntry UnleasedEntry(const NodeEntry& entry, absl::Time now) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // A rented node's dollars so far: entries written, leases open on it, its open unleased time.
+  double RentalCost(const NodeEntry& entry, absl::Time now) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // A copy of the node for the outside, with the figures only the Scheduler has.
+  Node View(const NodeEntry& entry, absl::Time now) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  static void NoteRentalEvent(Rental& rental, absl::Time now, RentalPhase phase,
+                              const std::string& message);
+  absl::StatusOr<RentalPlan> PlanLocked(Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Node> UpdateRentalLocked(const std::string& name, RentalUpdate update,
+                                          Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Each offer as a candidate for `job` into `cs`: a new node, ready after its provisioning.
+  void AddOfferCandidates(const Job& job, const Work& work, std::vector<Candidate>& cs) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // What the cost model derives from a node's capabilities (Node's derived fields).
+  void ComputeNodeFacts(Node& node) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // The open lease of a leased job as a ledger entry ending `now`.
   LedgerEntry OpenEntry(const Job& job, absl::Time now) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // The lease of `job` ends without a report from its agent (or, `preempted`, with one that
@@ -604,6 +644,13 @@ class Scheduler {
   uint64_t last_publish_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   SchedulerStats stats_ ABSL_GUARDED_BY(mu_);
+  // Rented nodes not yet gone; the offers (as nodes the decision can weigh, in offers_'s order)
+  // and how the planner costs them.
+  absl::flat_hash_set<NodeEntry*> rented_ ABSL_GUARDED_BY(mu_);
+  std::vector<Offer> offers_ ABSL_GUARDED_BY(mu_);
+  std::vector<Node> offer_nodes_ ABSL_GUARDED_BY(mu_);
+  RentalOptions rental_options_ ABSL_GUARDED_BY(mu_);
+
   // verify_timelines, written under the exclusive lock.
   mutable uint64_t timeline_reads_ ABSL_GUARDED_BY(mu_) = 0;
   mutable uint64_t timeline_mismatches_ ABSL_GUARDED_BY(mu_) = 0;

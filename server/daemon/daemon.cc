@@ -28,6 +28,7 @@
 #include "server/common/status_macros.h"
 #include "server/cost/catalog_yaml.h"
 #include "server/metrics/metrics.h"
+#include "server/provision/autoscaler.h"
 #include "server/service/agent_service.h"
 #include "server/service/checkpoint_service.h"
 #include "server/service/cost_service.h"
@@ -155,6 +156,7 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   }
   // Beyond loopback with TLS, tokens are always required.
   const bool require_tokens = options_.require_tokens || (!loopback && tls);
+  require_tokens_ = require_tokens;
   if (require_tokens) SCHED_RETURN_IF_ERROR(WriteFirstAdminToken());
   const std::string audit_path =
       options_.audit_log.empty() ? (std::filesystem::path(options_.data_dir) / "audit.log").string()
@@ -233,10 +235,51 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
     exposer_->RegisterCollectable(metrics_->registry());
     exposer_->RegisterCollectable(metrics_->scheduler_collector());
   }
+  if (!options_.autoscale_config.empty()) SCHED_RETURN_IF_ERROR(StartAutoscaler(clock));
   ticker_ = std::thread([this] {
     const absl::Duration every = absl::Milliseconds(options_.tick_interval_ms);
     while (!stop_.WaitForNotificationWithTimeout(every)) scheduler_->Tick();
   });
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::StartAutoscaler(const Clock* clock) {
+  SCHED_ASSIGN_OR_RETURN(provision::AutoscaleConfig config,
+                         provision::LoadAutoscaleConfig(options_.autoscale_config));
+  provision::Autoscaler::Deps deps;
+  deps.scheduler = scheduler_.get();
+  deps.clock = clock;
+  deps.catalog = scheduler_->options().catalog.get();
+  deps.ca_pin = ca_pin_;
+  deps.registry = metrics_->registry();
+  // What agents of rented nodes dial, unless the config says: the address schedd serves, with
+  // a wildcard host made this machine's loopback (remote providers need schedd_address).
+  std::string host = options_.listen.substr(0, options_.listen.rfind(':'));
+  if (host == "0.0.0.0" || host == "[::]" || host.empty()) {
+    if (config.schedd_address.empty()) {
+      std::fprintf(stderr,
+                   "schedd: autoscaler: schedd_address not set; rented nodes are told to dial "
+                   "127.0.0.1:%d, which only works for nodes on this machine\n",
+                   port_);
+    }
+    host = "127.0.0.1";
+  }
+  deps.schedd_address = absl::StrCat(host, ":", port_);
+  if (require_tokens_) {
+    auth::TokenStore* tokens = tokens_.get();
+    deps.join_token = [tokens](const std::string& node,
+                               absl::Duration ttl) -> absl::StatusOr<std::string> {
+      v1::CreateTokenRequest req;
+      req.set_role(v1::ROLE_AGENT);
+      req.mutable_ttl()->set_seconds(absl::ToInt64Seconds(ttl));
+      req.set_uses(1);
+      req.set_description(absl::StrCat("join token of rented node ", node));
+      SCHED_ASSIGN_OR_RETURN(v1::CreateTokenResponse made, tokens->Create(req, "autoscaler"));
+      return made.secret();
+    };
+  }
+  autoscaler_ = std::make_unique<provision::Autoscaler>(std::move(config), std::move(deps));
+  autoscaler_->Start();
   return absl::OkStatus();
 }
 
@@ -293,6 +336,7 @@ void Daemon::Shutdown() {
 Daemon::~Daemon() {
   Shutdown();
   if (ticker_.joinable()) ticker_.join();
+  autoscaler_.reset();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   exposer_.reset();
   checkpoint_service_.reset();

@@ -38,6 +38,9 @@ class AuditLog;
 }  // namespace auth
 class CheckpointStore;
 class ServerMetrics;
+namespace provision {
+class Autoscaler;
+}
 class RocksDbStore;
 
 struct DaemonOptions {
@@ -93,6 +96,9 @@ struct DaemonOptions {
   // concurrent calls on one connection.
   int64_t max_open_streams = 20'000;
   int max_streams_per_connection = 1'000;
+  // The autoscaler's YAML file (docs/autoscaling.md): providers to rent nodes from, and the
+  // caps on what is rented. Empty: no autoscaler.
+  std::string autoscale_config;
 };
 
 // True for an address only this machine can reach: 127.0.0.0/8, localhost, [::1], unix:...
@@ -116,6 +122,8 @@ class Daemon {
   CheckpointStore* checkpoints() const { return checkpoints_.get(); }
   auth::TokenStore* tokens() const { return tokens_.get(); }
   auth::AuditLog* audit() const { return audit_.get(); }
+  // Null without an autoscale config.
+  provision::Autoscaler* autoscaler() const { return autoscaler_.get(); }
   // Where the first admin token was written, when tokens are required.
   std::string admin_token_path() const;
   // Serving TLS: the CA's pin ("sha256:<hex>") and certificates (PEM). Empty without TLS.
@@ -130,6 +138,7 @@ class Daemon {
   Daemon() = default;
   absl::Status Init(DaemonOptions options, Store* store, const Clock* clock);
   absl::Status WriteFirstAdminToken();
+  absl::Status StartAutoscaler(const Clock* clock);
 
   DaemonOptions options_;
   std::unique_ptr<RocksDbStore> owned_store_;
@@ -151,6 +160,8 @@ class Daemon {
   std::unique_ptr<CheckpointServiceImpl> checkpoint_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<provision::Autoscaler> autoscaler_;
+  bool require_tokens_ = false;
   int port_ = 0;
   absl::Notification stop_;
   std::thread ticker_;

@@ -61,11 +61,7 @@ void Encode(const StoreOp& op, rocksdb::WriteBatch& wb) {
     }
     case StoreOp::Kind::kPutNode: {
       v1::StoredNode stored;
-      stored.set_name(op.node.name);
-      CapabilitiesToProto(op.node.caps, stored.mutable_capabilities());
-      stored.set_cordoned(op.node.cordoned);
-      stored.set_draining(op.node.draining);
-      stored.set_register_time_unix_ms(MillisOrZero(op.node.register_time));
+      NodeRecordToStored(op.node, &stored);
       stored.SerializeToString(&value);
       wb.Put(absl::StrCat(kNodePrefix, op.node.name), value);
       break;
@@ -172,12 +168,7 @@ absl::StatusOr<LoadedState> RocksDbStore::Load() {
       }));
   SCHED_RETURN_IF_ERROR(ForEachRecord<v1::StoredNode>(
       *db_, kNodePrefix, "node", [&](const v1::StoredNode& stored) -> absl::Status {
-        NodeRecord record;
-        record.name = stored.name();
-        SCHED_ASSIGN_OR_RETURN(record.caps, CapabilitiesFromProto(stored.capabilities()));
-        record.cordoned = stored.cordoned();
-        record.draining = stored.draining();
-        record.register_time = TimeOrPast(stored.register_time_unix_ms());
+        SCHED_ASSIGN_OR_RETURN(NodeRecord record, NodeRecordFromStored(stored));
         state.nodes.push_back(std::move(record));
         return absl::OkStatus();
       }));

@@ -82,11 +82,7 @@ absl::StatusOr<NodeRecord> LoadNode(const v1::StoredNode& stored) {
 
 v1::StoredNode EncodeNode(const NodeRecord& node) {
   v1::StoredNode stored;
-  stored.set_name(node.name);
-  CapabilitiesToProto(node.caps, stored.mutable_capabilities());
-  stored.set_cordoned(node.cordoned);
-  stored.set_draining(node.draining);
-  stored.set_register_time_unix_ms(MillisOrZero(node.register_time));
+  NodeRecordToStored(node, &stored);
   return stored;
 }
 
