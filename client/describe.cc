@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -84,18 +85,25 @@ std::string TimeField(const google::protobuf::Timestamp& ts, absl::Time now) {
 
 std::string PlacementName(sched::v1::PlacementPolicy p) {
   switch (p) {
-    case sched::v1::PLACEMENT_POLICY_LOCAL_ONLY: return "local-only";
-    case sched::v1::PLACEMENT_POLICY_CHEAPEST: return "cheapest";
-    case sched::v1::PLACEMENT_POLICY_CLOUD_ONLY: return "cloud-only";
-    default: return "prefer-local";
+    case sched::v1::PLACEMENT_POLICY_LOCAL_ONLY:
+      return "local-only";
+    case sched::v1::PLACEMENT_POLICY_CHEAPEST:
+      return "cheapest";
+    case sched::v1::PLACEMENT_POLICY_CLOUD_ONLY:
+      return "cloud-only";
+    default:
+      return "prefer-local";
   }
 }
 
 std::string SpotName(sched::v1::SpotPolicy p) {
   switch (p) {
-    case sched::v1::SPOT_POLICY_SPOT: return "spot";
-    case sched::v1::SPOT_POLICY_ON_DEMAND: return "on-demand";
-    default: return "auto";
+    case sched::v1::SPOT_POLICY_SPOT:
+      return "spot";
+    case sched::v1::SPOT_POLICY_ON_DEMAND:
+      return "on-demand";
+    default:
+      return "auto";
   }
 }
 
@@ -119,9 +127,9 @@ std::string ModelField(const sched::v1::JobSpec& spec) {
 
 std::string RuntimeField(const sched::v1::JobSpec& spec) {
   if (!spec.has_runtime() || spec.runtime().seconds() <= 0) return "<not given>";
-  return absl::StrCat(absl::FormatDuration(absl::Seconds(spec.runtime().seconds())), " on ",
-                      spec.runtime().gpu_model().empty() ? "the reference GPU"
-                                                         : spec.runtime().gpu_model());
+  return absl::StrCat(
+      absl::FormatDuration(absl::Seconds(spec.runtime().seconds())), " on ",
+      spec.runtime().gpu_model().empty() ? "the reference GPU" : spec.runtime().gpu_model());
 }
 
 std::map<std::string, std::string> SortedLabels(
@@ -157,11 +165,10 @@ void LocalPriceSection(DescribeWriter& w, const sched::v1::Capabilities::LocalPr
               : "<none>",
           1);
   w.Field("Hardware",
-          p.amortize_months() > 0
-              ? absl::StrFormat("$%.4f/h ($%g over %g months of 730 h)",
-                                p.amortization_dollars_per_hour(), p.hardware_cost_dollars(),
-                                p.amortize_months())
-              : "<none>",
+          p.amortize_months() > 0 ? absl::StrFormat("$%.4f/h ($%g over %g months of 730 h)",
+                                                    p.amortization_dollars_per_hour(),
+                                                    p.hardware_cost_dollars(), p.amortize_months())
+                                  : "<none>",
           1);
 }
 
@@ -231,10 +238,10 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
   w.Section("Resources");
   w.Field("GPUs", absl::StrCat(r.gpus()), 1);
   w.Field("GPU Memory",
-          r.gpu_memory_bytes() <= 0          ? "any"
-          : r.gpu_memory_estimated()         ? absl::StrCat(FormatBytes(r.gpu_memory_bytes()),
-                                                            " (estimated from the model)")
-                                             : FormatBytes(r.gpu_memory_bytes()),
+          r.gpu_memory_bytes() <= 0 ? "any"
+          : r.gpu_memory_estimated()
+              ? absl::StrCat(FormatBytes(r.gpu_memory_bytes()), " (estimated from the model)")
+              : FormatBytes(r.gpu_memory_bytes()),
           1);
   w.Field("GPU Models", r.gpu_models().empty() ? "any" : absl::StrJoin(r.gpu_models(), ", "), 1);
   w.Field("CPUs", FormatCpus(r.cpus() > 0 ? r.cpus() : 1.0), 1);
@@ -252,8 +259,7 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
             spent->leases() == 0
                 ? "$0.00"
                 : absl::StrFormat("$%.2f (%d lease%s, %.2f node-hours)", spent->dollars(),
-                                  spent->leases(), spent->leases() == 1 ? "" : "s",
-                                  spent->hours()),
+                                  spent->leases(), spent->leases() == 1 ? "" : "s", spent->hours()),
             1);
   }
   if (job.has_decision()) {
@@ -291,6 +297,41 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
   Script(w, "Setup", spec.setup());
   Script(w, "Run", spec.run());
   w.Print(out);
+}
+
+std::string RentalPhaseText(sched::v1::RentalPhase p) {
+  return absl::AsciiStrToUpper(absl::StripPrefix(sched::v1::RentalPhase_Name(p), "RENTAL_PHASE_"));
+}
+
+// What the autoscaler knows of a node it rented: where from, for whom, what it cost, its life.
+void RentalSection(DescribeWriter& w, const sched::v1::Rental& r, absl::Time now) {
+  w.Section("Rental");
+  w.Field("Provider", r.provider(), 1);
+  w.Field("Offer", r.offer_id(), 1);
+  w.Field("Instance", OrNone(r.instance_id()), 1);
+  w.Field("Owner Project", r.owner_project(), 1);
+  w.Field("Phase", RentalPhaseText(r.phase()), 1);
+  w.Field("Asked For", TimeField(r.create_time(), now), 1);
+  w.Field("Expected Ready", TimeField(r.expected_ready_time(), now), 1);
+  w.Field("Joined", TimeField(r.ready_time(), now), 1);
+  w.Field("Ended", TimeField(r.end_time(), now), 1);
+  w.Field("Idle Since", TimeField(r.idle_since(), now), 1);
+  w.Field("Price/h", FormatPrice(r.price_per_hour()), 1);
+  w.Field("Cost So Far", absl::StrFormat("$%.2f", r.cost_so_far()), 1);
+  w.Field("Message", OrNone(r.message()), 1);
+  if (r.events().empty()) return;
+  w.Section("Events");
+  Table events({"TIME", "PHASE", "MESSAGE"});
+  for (const sched::v1::RentalEvent& e : r.events()) {
+    const std::optional<absl::Time> t = FromTimestamp(e.time());
+    events.AddRow({t ? absl::StrCat(FormatAge(now - *t), " ago") : "-", RentalPhaseText(e.phase()),
+                   e.message().empty() ? "-" : e.message()});
+  }
+  std::ostringstream table;
+  events.Print(table);
+  std::string text = table.str();
+  text.pop_back();  // the last newline
+  w.Text(text, 1);
 }
 
 void DescribeNode(const sched::v1::Node& node, absl::Time now, std::ostream& out) {
@@ -345,6 +386,7 @@ void DescribeNode(const sched::v1::Node& node, absl::Time now, std::ostream& out
                        node.allocated_gpu_indexes_size(), " of ", caps.gpus_size(), ")"),
           1);
   w.Field("Running Jobs", absl::StrCat(node.running_jobs()), 1);
+  if (node.has_rental()) RentalSection(w, node.rental(), now);
   w.Print(out);
 }
 

@@ -196,7 +196,7 @@ void PrintJobTable(const google::protobuf::RepeatedPtrField<Job>& jobs, bool wid
 
 std::vector<std::string> NodeTableHeader(bool wide) {
   std::vector<std::string> h = {"NAME",     "STATE",   "CPUS", "MEMORY", "GPUS",
-                                "PROVIDER", "PRICE/H", "JOBS", "AGE"};
+                                "PROVIDER", "PRICE/H", "COST", "JOBS",   "AGE"};
   if (wide) {
     h.insert(h.end(), {"SPOT", "REGION", "INSTANCE-TYPE", "ALLOC-CPUS", "ALLOC-MEMORY",
                        "ALLOC-GPUS", "HEARTBEAT"});
@@ -207,15 +207,14 @@ std::vector<std::string> NodeTableHeader(bool wide) {
 std::vector<std::string> NodeTableRow(const Node& node, bool wide, absl::Time now) {
   const sched::v1::Capabilities& caps = node.capabilities();
   std::vector<std::string> row = {
-      node.name(),
-      ShortNodeState(node.state()),
-      FormatCpus(caps.cpus()),
-      FormatBytes(caps.memory_bytes()),
-      NodeGpuSummary(caps),
+      node.name(), ShortNodeState(node.state()), FormatCpus(caps.cpus()),
+      FormatBytes(caps.memory_bytes()), NodeGpuSummary(caps),
       OrNone(caps.provider()) + (IsAdvertised(caps, "provider") ? kAdvertisedMark : ""),
       FormatPrice(caps.price_per_hour()),
+      // A rented node's dollars so far, and its age from the create request.
+      node.has_rental() ? absl::StrFormat("$%.2f", node.rental().cost_so_far()) : "-",
       absl::StrCat(node.running_jobs()),
-      AgeOf(node.register_time(), now)};
+      AgeOf(node.has_rental() ? node.rental().create_time() : node.register_time(), now)};
   if (!wide) return row;
   row.insert(row.end(),
              {caps.spot() ? "yes" : "no", caps.region().empty() ? "-" : caps.region(),

@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ccache pkg-config git curl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev prometheus-cpp-dev libabsl-dev libyaml-cpp-dev libcli11-dev
-  libgtest-dev libgmock-dev libssl-dev python3
+  libgtest-dev libgmock-dev libssl-dev nlohmann-json3-dev python3
 )
 
 missing=()

@@ -175,6 +175,32 @@ TEST(DescribeNode, PrintsCapabilitiesGpusAndAllocation) {
             "  Running Jobs:  1\n");
 }
 
+TEST(DescribeNode, ARentedNodeShowsItsRentalAndEvents) {
+  std::ostringstream out;
+  DescribeNode(testing::RentedNode(), testing::kNow, out);
+  EXPECT_THAT(out.str(), HasSubstr("State:           JOINING\n"));
+  EXPECT_THAT(out.str(),
+              HasSubstr("Rental:\n"
+                        "  Provider:        runpod\n"
+                        "  Offer:           h100-secure\n"
+                        "  Instance:        pod-xyz\n"
+                        "  Owner Project:   llm\n"
+                        "  Phase:           JOINING\n"
+                        "  Asked For:       2023-11-14T22:08:20Z (5m ago)\n"
+                        "  Expected Ready:  2023-11-14T22:12:20Z (60s ago)\n"
+                        "  Joined:          <none>\n"
+                        "  Ended:           <none>\n"
+                        "  Idle Since:      2023-11-14T22:08:20Z (5m ago)\n"
+                        "  Price/h:         $2.50\n"
+                        "  Cost So Far:     $0.21\n"
+                        "  Message:         the machine is up; waiting for its agent\n"
+                        "Events:\n"
+                        "  TIME     PHASE          MESSAGE\n"
+                        "  5m ago   PROVISIONING   asked of runpod (offer h100-secure, $2.50/h) for "
+                        "job 3f2a\n"
+                        "  2m ago   JOINING        the machine is up; waiting for its agent\n"));
+}
+
 TEST(DescribeNode, MarksAdvertisedValuesAndShowsCost) {
   std::ostringstream out;
   DescribeNode(testing::AdvertisedNode(), testing::kNow, out);

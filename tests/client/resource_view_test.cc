@@ -68,9 +68,21 @@ TEST(NodeTable, AlignsTheDefaultColumns) {
   PrintNodeTable(SampleNodes(), /*wide=*/false, kNow, out);
   EXPECT_EQ(
       out.str(),
-      "NAME     STATE      CPUS   MEMORY   GPUS             PROVIDER   PRICE/H   JOBS   AGE\n"
-      "vast-1   READY      16     64GiB    2xH100 80GB      vastai     $0.40     1      120m\n"
-      "ws1      CORDONED   8      32GiB    1xRTX3080 10GB   local      -         0      2d5h\n");
+      "NAME     STATE      CPUS   MEMORY   GPUS             PROVIDER   PRICE/H   COST   JOBS   AGE\n"
+      "vast-1   READY      16     64GiB    2xH100 80GB      vastai     $0.40     -      1      120m\n"
+      "ws1      CORDONED   8      32GiB    1xRTX3080 10GB   local      -         -      0      2d5h\n");
+}
+
+TEST(NodeTable, ARentedNodeShowsItsPhaseCostAndAgeSinceItWasAskedFor) {
+  google::protobuf::RepeatedPtrField<sched::v1::Node> nodes;
+  *nodes.Add() = testing::RentedNode();
+  std::ostringstream out;
+  PrintNodeTable(nodes, /*wide=*/false, kNow, out);
+  EXPECT_EQ(out.str(),
+            "NAME            STATE     CPUS   MEMORY   GPUS          PROVIDER   PRICE/H   COST    "
+            "JOBS   AGE\n"
+            "runpod-1a2b3c   JOINING   16     128GiB   1xH100 80GB   runpod     $2.50     $0.21   "
+            "0      5m\n");
 }
 
 TEST(NodeTable, WideAddsCostAllocationAndHeartbeat) {
@@ -81,11 +93,11 @@ TEST(NodeTable, WideAddsCostAllocationAndHeartbeat) {
   PrintNodeTable(nodes, /*wide=*/true, kNow, out);
   EXPECT_EQ(
       out.str(),
-      "NAME     STATE      CPUS   MEMORY   GPUS             PROVIDER   PRICE/H   JOBS   AGE    "
+      "NAME     STATE      CPUS   MEMORY   GPUS             PROVIDER   PRICE/H   COST   JOBS   AGE    "
       "SPOT   REGION    INSTANCE-TYPE   ALLOC-CPUS   ALLOC-MEMORY   ALLOC-GPUS   HEARTBEAT\n"
-      "vast-1   READY      16     64GiB    2xH100 80GB      vastai     $0.40     1      120m   "
+      "vast-1   READY      16     64GiB    2xH100 80GB      vastai     $0.40     -      1      120m   "
       "yes    EU-SE-1   -               2            8GB            0            3s\n"
-      "ws1      CORDONED   8      32GiB    1xRTX3080 10GB   local      -         0      2d5h   "
+      "ws1      CORDONED   8      32GiB    1xRTX3080 10GB   local      -         -      0      2d5h   "
       "no     -         -               0            0              -            <unknown>\n");
 }
 
@@ -95,9 +107,9 @@ TEST(NodeTable, MarksAdvertisedValuesWithAFootnote) {
   std::ostringstream out;
   PrintNodeTable(nodes, /*wide=*/true, kNow, out);
   EXPECT_EQ(out.str(),
-            "NAME   STATE   CPUS   MEMORY   GPUS              PROVIDER   PRICE/H   JOBS   AGE   "
+            "NAME   STATE   CPUS   MEMORY   GPUS              PROVIDER   PRICE/H   COST   JOBS   AGE   "
             "SPOT   REGION    INSTANCE-TYPE   ALLOC-CPUS   ALLOC-MEMORY   ALLOC-GPUS   HEARTBEAT\n"
-            "demo   READY   2      8GiB     2xRTX4090 24GB*   vastai*    $0.40     0      5m    "
+            "demo   READY   2      8GiB     2xRTX4090 24GB*   vastai*    $0.40     -      0      5m    "
             "yes    us-east   2x4090          0            0              -            <unknown>\n"
             "* advertised: given to the agent (--advertise_gpus, --provider or its config), not "
             "detected\n");

@@ -102,6 +102,40 @@ inline sched::v1::Node CloudNode() {
   return node;
 }
 
+// A node the autoscaler rented five minutes ago, up but its agent not joined yet.
+inline sched::v1::Node RentedNode() {
+  sched::v1::Node node;
+  node.set_name("runpod-1a2b3c");
+  node.set_state(sched::v1::NODE_STATE_JOINING);
+  sched::v1::Capabilities& caps = *node.mutable_capabilities();
+  caps.set_cpus(16);
+  caps.set_memory_bytes(128 * kGiB);
+  *caps.add_gpus() = Gpu(0, "NVIDIA H100 80GB HBM3", int64_t{81559} << 20);
+  caps.set_provider("runpod");
+  caps.set_price_per_hour(2.5);
+  sched::v1::Rental& r = *node.mutable_rental();
+  r.set_provider("runpod");
+  r.set_offer_id("h100-secure");
+  r.set_instance_id("pod-xyz");
+  r.set_owner_project("llm");
+  r.set_phase(sched::v1::RENTAL_PHASE_JOINING);
+  *r.mutable_create_time() = At(kNow - absl::Minutes(5));
+  *r.mutable_expected_ready_time() = At(kNow - absl::Minutes(1));
+  r.set_price_per_hour(2.5);
+  r.set_message("the machine is up; waiting for its agent");
+  r.set_cost_so_far(0.2083);
+  *r.mutable_idle_since() = At(kNow - absl::Minutes(5));
+  sched::v1::RentalEvent* e = r.add_events();
+  *e->mutable_time() = At(kNow - absl::Minutes(5));
+  e->set_phase(sched::v1::RENTAL_PHASE_PROVISIONING);
+  e->set_message("asked of runpod (offer h100-secure, $2.50/h) for job 3f2a");
+  e = r.add_events();
+  *e->mutable_time() = At(kNow - absl::Minutes(2));
+  e->set_phase(sched::v1::RENTAL_PHASE_JOINING);
+  e->set_message("the machine is up; waiting for its agent");
+  return node;
+}
+
 // The owner's workstation, cordoned: one RTX 3080, no price.
 inline sched::v1::Node LocalNode() {
   sched::v1::Node node;
