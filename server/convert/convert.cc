@@ -554,9 +554,12 @@ absl::StatusOr<RentalPhase> RentalPhaseFromProto(v1::RentalPhase p) {
 }
 
 namespace {
-void TimeToProtoIfSet(absl::Time t, google::protobuf::Timestamp* out) {
-  if (t != absl::InfinitePast()) TimeToProto(t, out);
-}
+// Sets the timestamp `field` of `msg` when `t` is known (InfinitePast: left unset, since asking
+// for the mutable field would set it).
+#define SCHED_SET_TIME_IF_KNOWN(t, msg, field)              \
+  do {                                                      \
+    if ((t) != absl::InfinitePast()) TimeToProto((t), (msg)->mutable_##field()); \
+  } while (false)
 absl::Time TimeFromProtoIfSet(bool has, const google::protobuf::Timestamp& ts) {
   return has ? TimeFromProto(ts) : absl::InfinitePast();
 }
@@ -568,21 +571,22 @@ void RentalToProto(const Rental& r, double cost_so_far, v1::Rental* out) {
   out->set_instance_id(r.instance_id);
   out->set_owner_project(r.owner_project);
   out->set_phase(RentalPhaseToProto(r.phase));
-  TimeToProtoIfSet(r.create_time, out->mutable_create_time());
-  TimeToProtoIfSet(r.expected_ready, out->mutable_expected_ready_time());
-  TimeToProtoIfSet(r.ready_time, out->mutable_ready_time());
-  TimeToProtoIfSet(r.end_time, out->mutable_end_time());
+  SCHED_SET_TIME_IF_KNOWN(r.create_time, out, create_time);
+  SCHED_SET_TIME_IF_KNOWN(r.expected_ready, out, expected_ready_time);
+  SCHED_SET_TIME_IF_KNOWN(r.ready_time, out, ready_time);
+  SCHED_SET_TIME_IF_KNOWN(r.end_time, out, end_time);
   out->set_price_per_hour(r.price_per_hour);
   out->set_message(r.message);
   for (const RentalEvent& e : r.events) {
     v1::RentalEvent* pe = out->add_events();
-    TimeToProtoIfSet(e.time, pe->mutable_time());
+    SCHED_SET_TIME_IF_KNOWN(e.time, pe, time);
     pe->set_phase(RentalPhaseToProto(e.phase));
     pe->set_message(e.message);
   }
   out->set_cost_so_far(cost_so_far);
-  TimeToProtoIfSet(r.unleased_since, out->mutable_idle_since());
+  SCHED_SET_TIME_IF_KNOWN(r.unleased_since, out, idle_since);
 }
+#undef SCHED_SET_TIME_IF_KNOWN
 
 absl::StatusOr<Rental> RentalFromProto(const v1::Rental& in) {
   Rental r;

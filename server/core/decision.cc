@@ -61,6 +61,7 @@ int BestWhere(absl::Span<const Candidate> cs, Pred pred, Less less) {
 
 // A duration for people: whole minutes, or whole seconds under a minute.
 std::string Span(absl::Duration d) {
+  if (d < absl::Seconds(1)) return "0s";
   return absl::FormatDuration(
       absl::Trunc(d, d < absl::Minutes(1) ? absl::Seconds(1) : absl::Minutes(1)));
 }

@@ -629,8 +629,8 @@ TEST_F(SchedctlServiceTest, GetNodesAsYamlAndAsTable) {
   const Result table = Run({"get", "node", "vast-1"});
   ASSERT_EQ(table.exit_code, 0) << table.err;
   EXPECT_EQ(table.out,
-            "NAME     STATE   CPUS   MEMORY   GPUS          PROVIDER   PRICE/H   JOBS   AGE\n"
-            "vast-1   READY   16     64GiB    2xH100 80GB   vastai     $0.40     1      120m\n");
+            "NAME     STATE   CPUS   MEMORY   GPUS          PROVIDER   PRICE/H   COST   JOBS   AGE\n"
+            "vast-1   READY   16     64GiB    2xH100 80GB   vastai     $0.40     -      1      120m\n");
 }
 
 TEST_F(SchedctlServiceTest, ServerErrorExitsOneWithTheMessage) {

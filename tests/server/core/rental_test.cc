@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/convert/convert.h"
 #include "server/core/scheduler.h"
 #include "server/store/memory_store.h"
 #include "tests/testing/fake_agent_link.h"
@@ -310,6 +311,13 @@ TEST_F(RentalTest, TheLedgerChargesARentedNodeExactlyItsLifetime) {
   // 490 s at $3.60/h: without a job 0-60 and 180-490, the job's lease 60-180.
   EXPECT_NEAR(NodeDollars("cloud-bbbbbb"), 0.49, 1e-9);
   EXPECT_NEAR(gone->cost_so_far, 0.49, 1e-9);
+  v1::Node shown;
+  NodeToProto(*gone, &shown);
+  EXPECT_EQ(shown.state(), v1::NODE_STATE_GONE);
+  EXPECT_EQ(shown.rental().phase(), v1::RENTAL_PHASE_GONE);
+  EXPECT_NEAR(shown.rental().cost_so_far(), 0.49, 1e-9);
+  EXPECT_FALSE(shown.rental().has_idle_since()) << shown.DebugString();
+  EXPECT_EQ(shown.rental().end_time().seconds(), absl::ToUnixSeconds(created) + 490);
   int entries = 0;
   for (const LedgerEntry& e : scheduler_->Ledger(absl::InfinitePast())) {
     if (e.node != "cloud-bbbbbb") continue;
