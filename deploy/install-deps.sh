@@ -8,6 +8,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev prometheus-cpp-dev libabsl-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev libgmock-dev libssl-dev nlohmann-json3-dev python3
+  slurm-wlm munge
 )
 
 missing=()

@@ -314,7 +314,7 @@ absl::StatusOr<Offer> ParseOffer(const json& o, const ProviderConfig& provider,
       catalog != nullptr && !gpu.empty() ? catalog->FindGpu(gpu) : nullptr;
   int64_t gpu_memory = model != nullptr ? model->memory_bytes : 0;
   if (Has(o, "gpu_memory_gib")) {
-    SCHED_ASSIGN_OR_RETURN(double g, Number(o, where, "gpu_memory_gib", 0.001, 1 << 20));
+    SCHED_ASSIGN_OR_RETURN(double g, Number(o, where, "gpu_memory_gib", 0, 1 << 20));
     gpu_memory = std::llround(g * (1 << 30));
   }
   if (gpu_count > 0 && gpu_memory <= 0) {

@@ -459,6 +459,16 @@ TEST(ParseOfferTest, ChecksEachFieldAndFillsWhatTheCatalogKnows) {
   bad.erase("gpu_memory_gib");
   EXPECT_THAT(ParseOffer(bad, p, nullptr).status().message(), HasSubstr("gpu_memory_gib"));
   bad = H100Offer("a", 2.5);
+  bad["gpu_memory_gib"] = 0;  // with GPUs: missing
+  EXPECT_THAT(ParseOffer(bad, p, nullptr).status().message(), HasSubstr("gpu_memory_gib"));
+  json cpu_only = H100Offer("cpu", 0.1);
+  cpu_only["gpu"] = "";
+  cpu_only["gpu_count"] = 0;
+  cpu_only["gpu_memory_gib"] = 0;
+  auto cpu = ParseOffer(cpu_only, p, nullptr);
+  ASSERT_THAT(cpu, IsOk());
+  EXPECT_TRUE(cpu->caps.gpus.empty());
+  bad = H100Offer("a", 2.5);
   bad["gpu_count"] = 1.5;
   EXPECT_THAT(ParseOffer(bad, p, nullptr).status().message(), HasSubstr("whole number"));
   bad = H100Offer("a", 2.5);
