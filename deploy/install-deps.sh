@@ -8,8 +8,12 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev prometheus-cpp-dev libabsl-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev libgmock-dev libssl-dev nlohmann-json3-dev python3
-  slurm-wlm munge
 )
+# With --tests, also what only the tests use: a real Slurm for the slurm provider's end-to-end
+# test (its daemons are started by the test itself, not as services).
+if [ "${1:-}" = "--tests" ]; then
+  PACKAGES+=(slurm-wlm munge)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -3,7 +3,7 @@
 # fast ones first (unit, store, service), then integration and e2e.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-deploy/install-deps.sh
+deploy/install-deps.sh --tests
 deploy/build.sh
 BUILD_DIR=${BUILD_DIR:-build}
 cd "$BUILD_DIR"
