@@ -74,12 +74,18 @@ class AutoscaleTest : public ::testing::Test {
         "      agent: ",
         BinaryPath("sched-agent"), "\n      state_dir: ", dir_, "/provider\n      offers:\n",
         offers);
+    metrics_port_ = PickFreePort();
     schedd_ = std::make_unique<Subprocess>(
         std::vector<std::string>{BinaryPath("schedd"), "--data_dir=" + dir_ + "/schedd",
                                  "--listen=" + address_,
-                                 "--metrics_listen=", "--autoscale_config=" + config},
+                                 absl::StrCat("--metrics_listen=127.0.0.1:", metrics_port_),
+                                 "--autoscale_config=" + config},
         dir_ + "/schedd.log");
     ASSERT_TRUE(WaitForPort(port, 10'000)) << "schedd did not listen; log in " << dir_;
+  }
+
+  std::string Metrics() {
+    return RunShell(absl::StrCat("curl -s http://127.0.0.1:", metrics_port_, "/metrics")).text;
   }
 
   void TearDown() override {
@@ -147,6 +153,7 @@ class AutoscaleTest : public ::testing::Test {
   }
 
   std::string dir_, address_;
+  int metrics_port_ = 0;
   std::unique_ptr<Subprocess> schedd_;
   int jobs_ = 0;
 };
@@ -205,6 +212,15 @@ TEST_F(AutoscaleTest, RentsANodeForTheJobRunsItAndGivesItBackChargingItsLifetime
                                                "RENTAL_PHASE_TERMINATING", "RENTAL_PHASE_GONE"}));
   const ShellOutput table = Ctl("get nodes");
   EXPECT_THAT(table.text, HasSubstr("GONE"));
+  // Each transition is counted, and each provider call with its result.
+  const std::string metrics = Metrics();
+  EXPECT_THAT(metrics, HasSubstr("sched_rented_node_transitions_total{phase=\"GONE\","
+                                 "provider=\"local\"} 2"));
+  EXPECT_THAT(metrics, HasSubstr("sched_rented_node_transitions_total{phase=\"READY\","
+                                 "provider=\"local\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("sched_provider_calls_total{op=\"create\",provider=\"local\","
+                                 "result=\"ok\"} 2"));
+  EXPECT_THAT(metrics, HasSubstr("sched_rented_nodes{phase=\"READY\"} 0"));
 }
 
 TEST_F(AutoscaleTest, AProviderWhoseCreateHangsIsKilledAndTheNextOfferTried) {
