@@ -24,6 +24,9 @@ struct Offer {
   NodeCapabilities caps;
   // Expected from the create request to its agent joining.
   absl::Duration provisioning_time = absl::Minutes(5);
+  // Why no node of it is rented now though jobs may choose it (a fleet or provider cap); said
+  // in the messages of the jobs that wait for it. Empty: it may be rented.
+  std::string blocked;
 };
 
 struct RentalOptions {

@@ -2353,6 +2353,11 @@ absl::StatusOr<RentalPlan> Scheduler::PlanLocked(Outbox& out) {
     if (choice.chosen >= 0 && cs[choice.chosen].rental) {
       const Candidate& chosen = cs[choice.chosen];
       std::string message = Summary(rules, now, choice, cs);
+      const auto [kind, index] = where[choice.chosen - first_rental];
+      const std::string& blocked = kind == 2   ? offers_[index].blocked
+                                   : kind == 1 ? offers_[plan.new_nodes[index].offer].blocked
+                                               : std::string();
+      if (!blocked.empty()) absl::StrAppend(&message, "; not rented now: ", blocked);
       NoteRuntimeBasis(work, message);
       if (job.message != message) {
         job.message = message;
@@ -2361,7 +2366,6 @@ absl::StatusOr<RentalPlan> Scheduler::PlanLocked(Outbox& out) {
         NoteRuntimeBasis(work, job.decision.summary);
         PutJob(job, out);
       }
-      const auto [kind, index] = where[choice.chosen - first_rental];
       if (kind == 0) {
         take(coming[index], job);
         plan.waited_for[coming[index].record.name].push_back(job.id);

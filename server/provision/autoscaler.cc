@@ -275,6 +275,24 @@ void Autoscaler::Pass() {
       offered_.push_back(o);
     }
   }
+  // What the caps leave room for now: an offer they rule out is still weighed (its jobs wait
+  // for it and say why), but not rented.
+  {
+    int fleet_nodes = 0;
+    double fleet_price = 0;
+    std::map<std::string, int> per_provider;
+    for (const Node& node : deps_.scheduler->ListNodes()) {
+      if (!Active(node)) continue;
+      fleet_nodes++;
+      fleet_price += node.record.rental->price_per_hour;
+      per_provider[node.record.rental->provider]++;
+    }
+    for (Offer& o : offered_) {
+      const ProviderConfig& pc = providers_[ProviderIndex(o.provider)].config;
+      o.blocked = CapBlocking(fleet_nodes, fleet_price, per_provider[o.provider], pc,
+                              o.caps.price_per_hour);
+    }
+  }
   RentalOptions options;
   options.idle_tail = config_.idle_timeout;
   options.max_jobs = config_.max_jobs_per_pass;
@@ -323,19 +341,14 @@ void Autoscaler::Pass() {
     const size_t pi = ProviderIndex(offer.provider);
     if (pi == providers_.size()) continue;
     Provider& p = providers_[pi];
-    std::string blocked;
-    if (fleet_nodes + 1 > config_.max_nodes) {
-      blocked = absl::StrCat("the fleet's cap of ", config_.max_nodes, " rented nodes");
-    } else if (p.config.max_nodes > 0 && per_provider[p.config.name] + 1 > p.config.max_nodes) {
-      blocked =
-          absl::StrCat("provider ", p.config.name, "'s cap of ", p.config.max_nodes, " nodes");
-    } else if (fleet_price + offer.caps.price_per_hour > config_.max_dollars_per_hour + 1e-9) {
-      blocked = absl::StrFormat("the fleet's cap of $%.2f an hour ($%.2f rented now)",
-                                config_.max_dollars_per_hour, fleet_price);
-    }
+    const std::string blocked = CapBlocking(fleet_nodes, fleet_price, per_provider[p.config.name],
+                                            p.config, offer.caps.price_per_hour);
     if (!blocked.empty()) {
-      Log(absl::StrCat("offer ", offer.provider, "/", offer.id, " not rented for job ",
-                       want.job_ids.front(), ": ", blocked));
+      // Said once a job and reason; the job's message says it all along.
+      if (told_blocked_.insert(absl::StrCat(want.job_ids.front(), "/", blocked)).second) {
+        Log(absl::StrCat("offer ", offer.provider, "/", offer.id, " not rented for job ",
+                         want.job_ids.front(), ": ", blocked));
+      }
       continue;
     }
     Rent(want, offer);
@@ -359,6 +372,21 @@ void Autoscaler::Pass() {
                            providers_[i].failures, providers_[i].backoff_until,
                            providers_[i].last_error};
   }
+}
+
+std::string Autoscaler::CapBlocking(int fleet_nodes, double fleet_price, int provider_nodes,
+                                    const ProviderConfig& provider, double price) const {
+  if (fleet_nodes + 1 > config_.max_nodes) {
+    return absl::StrCat("the fleet's cap of ", config_.max_nodes, " rented nodes");
+  }
+  if (provider.max_nodes > 0 && provider_nodes + 1 > provider.max_nodes) {
+    return absl::StrCat("provider ", provider.name, "'s cap of ", provider.max_nodes, " nodes");
+  }
+  if (fleet_price + price > config_.max_dollars_per_hour + 1e-9) {
+    return absl::StrFormat("the fleet's cap of $%.2f an hour ($%.2f rented now)",
+                           config_.max_dollars_per_hour, fleet_price);
+  }
+  return "";
 }
 
 void Autoscaler::Rent(const RentalPlan::NewNode& want, const Offer& offer) {

@@ -5,6 +5,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -120,6 +121,9 @@ class Autoscaler {
   void Status(const Node& node);
   void Delete(const Node& node);
   void Rent(const RentalPlan::NewNode& want, const Offer& offer);
+  // Which cap one more node at `price` would pass, in words; "" when none.
+  std::string CapBlocking(int fleet_nodes, double fleet_price, int provider_nodes,
+                          const ProviderConfig& provider, double price) const;
   absl::StatusOr<Node> Update(const std::string& node, RentalUpdate update);
   size_t ProviderIndex(const std::string& name) const;
   void Transition(const std::string& provider, RentalPhase phase);
@@ -132,6 +136,7 @@ class Autoscaler {
   std::map<std::string, Tracked> tracked_;  // by node name; the pass only
   std::vector<Offer> offered_;              // the offers handed to the Scheduler, in its order
   std::map<std::string, RentalPhase> seen_phase_;  // for transition counts
+  std::set<std::string> told_blocked_;             // "job/reason" already logged
 
   mutable absl::Mutex mu_;
   std::vector<Finished> finished_ ABSL_GUARDED_BY(mu_);

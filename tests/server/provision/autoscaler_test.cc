@@ -344,6 +344,12 @@ TEST_F(AutoscalerTest, TheFleetCapsHoldWhateverIsPending) {
   Pass();
   EXPECT_THAT(Rented(), SizeIs(2));
   EXPECT_EQ(provider_.calls("create"), 2);
+  // The jobs left waiting say which cap holds them.
+  int told = 0;
+  for (const Job& job : scheduler_->ListJobs({}).jobs) {
+    told += absl::StrContains(job.message, "not rented now: the fleet's cap of 2 rented nodes");
+  }
+  EXPECT_EQ(told, 2);
 }
 
 TEST_F(AutoscalerTest, TheDollarCapHoldsToo) {
