@@ -1,6 +1,7 @@
 // sched-agent: the per-machine agent. Flags fill MainOptions; the rest is in the library.
 
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <random>
 #include <string>
@@ -8,6 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "agent/agent_main.h"
@@ -166,7 +168,11 @@ int main(int argc, char** argv) {
       }
       options.identity.token = *std::move(token);
     } else if (env_token != nullptr) {
-      options.identity.token = env_token;
+      // Trimmed like a token file's line (a Secret made from a file ends in a newline).
+      options.identity.token = std::string(absl::StripAsciiWhitespace(env_token));
+      // The value is overwritten where it lies, not only unset: /proc/<pid>/environ shows the
+      // environment the process started with, and jobs run as this user could read it there.
+      std::memset(const_cast<char*>(env_token), 'x', std::strlen(env_token));
     }
     options.identity.ca_file = absl::GetFlag(FLAGS_ca_file);
     options.identity.ca_pin = absl::GetFlag(FLAGS_ca_pin);

@@ -162,3 +162,41 @@ TEST(SchedAgentBinary, BadCostFlagsNameTheFlagAndExitBeforeConnecting) {
 
 }  // namespace
 }  // namespace sched::agent
+
+namespace sched::agent {
+namespace {
+
+// A join token given in $SCHED_TOKEN is not left where jobs (run as the same user) could read
+// it: not in the environment they inherit, and not in /proc/<agent>/environ either.
+TEST(SchedAgentBinary, AJoinTokenInTheEnvironmentIsWipedFromProcEnviron) {
+  const std::string work = "/tmp/sched-agent-binary-test-token";
+  const std::string secret = "tokid.s3cr3t-value-that-must-not-linger";
+  const std::string pidfile = work + ".pid";
+  // The agent dials a port nothing serves and keeps retrying; its environment is read meanwhile.
+  int status = -1;
+  RunCommand(absl::StrCat("mkdir -p ", work, "; SCHED_TOKEN='", secret, "\n' ", AgentBinary(),
+                          " --server=127.0.0.1:1 --name=token-test --metrics_listen= "
+                          "--gpu_detection=none --work_dir=",
+                          work, " >/dev/null 2>&1 & echo $! > ", pidfile),
+             &status);
+  ASSERT_EQ(status, 0);
+  int pid = 0;
+  for (int i = 0; i < 50 && pid == 0; ++i) {
+    FILE* f = std::fopen(pidfile.c_str(), "r");
+    if (f != nullptr) {
+      if (std::fscanf(f, "%d", &pid) != 1) pid = 0;
+      std::fclose(f);
+    }
+  }
+  ASSERT_GT(pid, 0);
+  // Long enough to be past reading its flags and the environment.
+  RunCommand("sleep 0.5", &status);
+  const std::string environ =
+      RunCommand(absl::StrCat("tr '\\0' '\\n' < /proc/", pid, "/environ"), &status);
+  RunCommand(absl::StrCat("kill -9 ", pid, "; rm -rf ", work, " ", pidfile), &status);
+  EXPECT_NE(environ.find("SCHED_TOKEN="), std::string::npos) << "the variable's slot stays";
+  EXPECT_EQ(environ.find("s3cr3t"), std::string::npos) << environ;
+}
+
+}  // namespace
+}  // namespace sched::agent
