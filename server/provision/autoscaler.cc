@@ -345,6 +345,7 @@ void Autoscaler::Pass() {
                                             p.config, offer.caps.price_per_hour);
     if (!blocked.empty()) {
       // Said once a job and reason; the job's message says it all along.
+      if (told_blocked_.size() > 10000) told_blocked_.clear();  // said again, at worst
       if (told_blocked_.insert(absl::StrCat(want.job_ids.front(), "/", blocked)).second) {
         Log(absl::StrCat("offer ", offer.provider, "/", offer.id, " not rented for job ",
                          want.job_ids.front(), ": ", blocked));
