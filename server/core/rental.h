@@ -56,8 +56,8 @@ struct RentalUpdate {
   std::optional<RentalPhase> phase;  // kReady comes with the agent; not set here
   std::optional<std::string> instance_id;
   std::optional<std::string> message;
-  // With kTerminating: refused (FAILED_PRECONDITION) when a job holds the node or waits for it,
-  // so that giving back an idle node cannot race a placement.
+  // With kTerminating: refused (FAILED_PRECONDITION) when a job holds the node, so that giving
+  // back an idle node cannot race a placement.
   bool only_if_unused = false;
 };
 

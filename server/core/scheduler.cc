@@ -71,12 +71,18 @@ absl::string_view NodeStateName(NodeState s) {
 
 absl::string_view RentalPhaseName(RentalPhase p) {
   switch (p) {
-    case RentalPhase::kProvisioning: return "PROVISIONING";
-    case RentalPhase::kJoining: return "JOINING";
-    case RentalPhase::kReady: return "READY";
-    case RentalPhase::kDraining: return "DRAINING";
-    case RentalPhase::kTerminating: return "TERMINATING";
-    case RentalPhase::kGone: return "GONE";
+    case RentalPhase::kProvisioning:
+      return "PROVISIONING";
+    case RentalPhase::kJoining:
+      return "JOINING";
+    case RentalPhase::kReady:
+      return "READY";
+    case RentalPhase::kDraining:
+      return "DRAINING";
+    case RentalPhase::kTerminating:
+      return "TERMINATING";
+    case RentalPhase::kGone:
+      return "GONE";
   }
   return "UNKNOWN";
 }
@@ -156,9 +162,8 @@ absl::Status Scheduler::LoadState() {
   for (const auto& [seq, job] : by_seq_) {
     if (job->state == JobState::kSucceeded) succeeded.push_back(job);
   }
-  std::stable_sort(succeeded.begin(), succeeded.end(), [](const Job* a, const Job* b) {
-    return a->finish_time < b->finish_time;
-  });
+  std::stable_sort(succeeded.begin(), succeeded.end(),
+                   [](const Job* a, const Job* b) { return a->finish_time < b->finish_time; });
   for (const Job* job : succeeded) RecordRun(*job);
   // The spot risk seen here, from every ended lease on a spot node; then the spot nodes' rates.
   for (const auto& [seq, job] : by_seq_) {
@@ -377,8 +382,8 @@ absl::StatusOr<std::string> Scheduler::ResolveLocked(absl::string_view prefix) c
   auto next = std::next(it);
   if (next != job_ids_.end() && absl::StartsWith(next->id, prefix)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("job id prefix ", prefix, " is ambiguous: matches ", it->id, ", ",
-                     next->id, " and maybe more; give more characters"));
+        absl::StrCat("job id prefix ", prefix, " is ambiguous: matches ", it->id, ", ", next->id,
+                     " and maybe more; give more characters"));
   }
   return std::string(it->id);
 }
@@ -554,6 +559,15 @@ absl::StatusOr<uint64_t> Scheduler::ConnectLocked(const std::string& name, NodeC
     record.name = name;
     record.register_time = now;
   }
+  if (record.rental) {
+    // What it was rented as stays what it is: its provider (never the user's own machine) and
+    // the price it is metered at, whatever its agent says.
+    caps.provider = record.caps.provider;
+    caps.price_per_hour = record.rental->price_per_hour;
+    caps.spot = record.caps.spot;
+    caps.local_price.reset();
+    caps.price_schedule = {};
+  }
   record.caps = std::move(caps);
   RefreshNodeFacts(entry);
   PutNode(record, out);
@@ -573,8 +587,7 @@ absl::StatusOr<uint64_t> Scheduler::ConnectLocked(const std::string& name, NodeC
     if (!held.count(id)) lost.push_back(id);
   }
   for (const std::string& id : lost) {
-    EndLease(jobs_.at(id), absl::StrCat("agent on ", name, " reconnected without the job"),
-             out);
+    EndLease(jobs_.at(id), absl::StrCat("agent on ", name, " reconnected without the job"), out);
   }
   RenewLeases(entry, running, out);
   if (record.draining) out.commands.push_back([link = entry.link] { link->Drain(); });
@@ -642,8 +655,7 @@ void Scheduler::RenewLeases(NodeEntry& entry, const std::vector<JobRef>& refs, O
       SetLeaseExpiry(**job, expiry);
       // The cancel sent earlier may have been lost with a stream: say it again until it ends.
       if ((*job)->cancel_requested && entry.link) {
-        out.commands.push_back(
-            [link = entry.link, ref] { link->Cancel(ref.job_id, ref.epoch); });
+        out.commands.push_back([link = entry.link, ref] { link->Cancel(ref.job_id, ref.epoch); });
       }
     } else if (entry.link) {
       out.commands.push_back(
@@ -971,8 +983,8 @@ void Scheduler::MeterLease(Job& job, Outbox& out) {
   job.lease_reserved = absl::ZeroDuration();
 }
 
-void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus,
-                       Decision decision, Outbox& out) {
+void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus, Decision decision,
+                       Outbox& out) {
   auto waited = waiting_for_.find(job.id);
   NodeEntry* waited_for = waited != waiting_for_.end() ? waited->second : nullptr;
   ClearWaiting(job);
@@ -1185,10 +1197,9 @@ absl::Status Scheduler::CheckRuntimeGpu(const JobSpec& spec) const {
   }
   std::vector<std::string> keys;
   for (const cost::GpuModel& gpu : catalog->gpus()) keys.push_back(gpu.key);
-  return absl::InvalidArgumentError(
-      absl::StrCat("runtime.gpu_model: \"", spec.runtime_gpu_model,
-                   "\" is not in the GPU catalog; known: ", absl::StrJoin(keys, ", "),
-                   " (or their NVML names and aliases)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "runtime.gpu_model: \"", spec.runtime_gpu_model, "\" is not in the GPU catalog; known: ",
+      absl::StrJoin(keys, ", "), " (or their NVML names and aliases)"));
 }
 
 void Scheduler::RecordRun(const Job& job) {
@@ -1215,17 +1226,16 @@ Scheduler::Work Scheduler::WorkOf(const Job& job) const {
     w.known = true;
     w.plain = job.spec.runtime;
     if (gpus > 0 && catalog != nullptr) {
-      const cost::GpuAllocation on{job.spec.runtime_gpu_model.empty()
-                                       ? catalog->reference_gpu().key
-                                       : job.spec.runtime_gpu_model,
+      const cost::GpuAllocation on{job.spec.runtime_gpu_model.empty() ? catalog->reference_gpu().key
+                                                                      : job.spec.runtime_gpu_model,
                                    static_cast<int32_t>(gpus)};
       absl::StatusOr<double> speed = cost::AllocationThroughput(*catalog, on);
       if (speed.ok()) w.gpu_work_hours = absl::ToDoubleHours(job.spec.runtime) * *speed;
     }
     return w;
   }
-  auto it = job.spec.name.empty() ? history_.end()
-                                   : history_.find({job.spec.project, job.spec.name});
+  auto it =
+      job.spec.name.empty() ? history_.end() : history_.find({job.spec.project, job.spec.name});
   if (it != history_.end() && !it->second.runs.empty()) {
     std::vector<double> work, hours;
     for (const auto& [gpu_work, wall] : it->second.runs) {
@@ -1371,7 +1381,8 @@ double Scheduler::SpentAndCommitted(const std::string& project) const {
   dollars += p.overrun_rate * absl::ToDoubleHours(now - absl::UnixEpoch()) - p.overrun_base;
   for (const auto& [job, from] : p.overrun_scheduled) {
     if (now <= from) continue;
-    dollars += cost::CostOver(job->lease_price_schedule, job->lease_price_per_hour, from, now - from);
+    dollars +=
+        cost::CostOver(job->lease_price_schedule, job->lease_price_per_hour, from, now - from);
   }
   for (const NodeEntry* entry : rented_) {
     const Rental& r = *entry->node.record.rental;
@@ -1384,10 +1395,10 @@ double Scheduler::SpentAndCommitted(const std::string& project) const {
     const Job& job = *job_ptr;
     const absl::Time from = std::max(end, spend_month_);
     if (now <= from) continue;
-    dollars += job.lease_price_schedule.empty()
-                   ? job.lease_price_per_hour * absl::ToDoubleHours(now - from)
-                   : cost::CostOver(job.lease_price_schedule, job.lease_price_per_hour, from,
-                                    now - from);
+    dollars +=
+        job.lease_price_schedule.empty()
+            ? job.lease_price_per_hour * absl::ToDoubleHours(now - from)
+            : cost::CostOver(job.lease_price_schedule, job.lease_price_per_hour, from, now - from);
   }
   p.memo_version = spend_version_;
   p.memo_at = now;
@@ -1474,7 +1485,7 @@ void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeli
   struct Cursor {
     absl::btree_map<PendingQueue::Key, Job*>::const_iterator at, end;
     absl::Duration runtime;
-    uint64_t usable;  // a group's jobs ask the same
+    uint64_t usable;        // a group's jobs ask the same
     PendingQueue::Key key;  // at's, while at != end
   };
   const NodeCapabilities& caps = entry.node.record.caps;
@@ -1526,7 +1537,7 @@ void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeli
     // Jobs from the first that changed on (or, when only what lies past the items changed,
     // those past them) start differently now.
     const bool past = same == items.size() && same == tl.items.size();
-    const PendingQueue::Key from = past ? items.back().key
+    const PendingQueue::Key from = past                   ? items.back().key
                                    : same == items.size() ? tl.items[same].key
                                    : same == tl.items.size()
                                        ? items[same].key
@@ -1542,10 +1553,10 @@ void Scheduler::BuildTimeline(const NodeEntry& entry, absl::Time now, WaitTimeli
   if (&tl == &entry.timeline) {
     // Past the last job counted, when more wait than are counted, a job that comes or goes
     // changes nothing here.
-    const PendingQueue::Key last =
-        truncated ? items.back().key
-                  : PendingQueue::Key{std::numeric_limits<int64_t>::max(),
-                                      std::numeric_limits<uint64_t>::max()};
+    const PendingQueue::Key last = truncated
+                                       ? items.back().key
+                                       : PendingQueue::Key{std::numeric_limits<int64_t>::max(),
+                                                           std::numeric_limits<uint64_t>::max()};
     for (const auto& [key, waiter] : entry.waiting) {
       waiter.group->horizon = std::max(waiter.group->horizon, last);
     }
@@ -1596,12 +1607,10 @@ absl::Duration Scheduler::WaitOn(const Job& job, const NodeEntry& entry, absl::T
                ? absl::InfiniteDuration()
                : std::max(known->second - now, absl::ZeroDuration());
   }
-  const size_t ahead =
-      std::lower_bound(tl->items.begin(), tl->items.end(), mine,
-                       [](const WaitTimeline::Item& item, const PendingQueue::Key& k) {
-                         return item.key < k;
-                       }) -
-      tl->items.begin();
+  const size_t ahead = std::lower_bound(tl->items.begin(), tl->items.end(), mine,
+                                        [](const WaitTimeline::Item& item,
+                                           const PendingQueue::Key& k) { return item.key < k; }) -
+                       tl->items.begin();
   if (tl->truncated && ahead == tl->items.size()) {  // too far back to say
     tl->starts[mine] = absl::InfiniteFuture();
     return absl::InfiniteDuration();
@@ -1628,8 +1637,7 @@ absl::Duration Scheduler::WaitOn(const Job& job, const NodeEntry& entry, absl::T
       StartIn(*item.resources, item.usable, item.runtime, st);
     }
   }
-  const bool room =
-      RoomFor(job.spec.resources, UsableGpus(job.spec.resources, caps), caps, st);
+  const bool room = RoomFor(job.spec.resources, UsableGpus(job.spec.resources, caps), caps, st);
   tl->starts[mine] = room ? st.t : absl::InfiniteFuture();
   if (!room) return absl::InfiniteDuration();
   return std::max(st.t - now, absl::ZeroDuration());
@@ -1741,9 +1749,8 @@ void Scheduler::Gather(const Job& job, const Work& work, const DecisionRules& ru
     for (const NodeEntry* entry : local_nodes_) {
       const Node& node = entry->node;
       if (!node.Schedulable()) continue;
-      if (local_fits > 0 && std::any_of(cs.begin(), cs.end(), [&](const Candidate& c) {
-            return c.node == &node;
-          })) {
+      if (local_fits > 0 &&
+          std::any_of(cs.begin(), cs.end(), [&](const Candidate& c) { return c.node == &node; })) {
         continue;
       }
       if (Fits(r, node, &gpus)) {
@@ -1773,7 +1780,8 @@ DecisionRules Scheduler::RulesOf(const Job& job) const {
   rules.max_cost = job.spec.max_cost;
   auto b = budgets_.find(job.spec.project);
   if (b != budgets_.end() && b->second.hard_cap) {
-    rules.budget_room = std::max(0.0, b->second.monthly_limit - SpentAndCommitted(job.spec.project));
+    rules.budget_room =
+        std::max(0.0, b->second.monthly_limit - SpentAndCommitted(job.spec.project));
   }
   return rules;
 }
@@ -1814,8 +1822,8 @@ Scheduler::NodeEntry* Scheduler::TimelineKeptBy(const Job& job) {
   if (w == waiting_for_.end()) return nullptr;
   NodeEntry* entry = w->second;
   const WaitTimeline& tl = entry->timeline;
-  const bool current = tl.node_version == entry->version &&
-                       tl.groups_version == WaitingGroupsVersion(*entry);
+  const bool current =
+      tl.node_version == entry->version && tl.groups_version == WaitingGroupsVersion(*entry);
   return current && tl.truncated && !tl.items.empty() &&
                  tl.items.back().key < PendingQueue::KeyOf(job)
              ? entry
@@ -1841,8 +1849,7 @@ void Scheduler::QueuedAhead(const PendingQueue::Group* group, const Job& job) {
 }
 
 void Scheduler::KeepStanding(const Job& job, const Work& work, const DecisionRules& rules,
-                             absl::Time now, const Choice& choice,
-                             absl::Span<const Candidate> cs) {
+                             absl::Time now, const Choice& choice, absl::Span<const Candidate> cs) {
   PendingQueue::Standing s;
   s.known = true;
   s.budget_room = rules.budget_room;
@@ -1870,8 +1877,8 @@ void Scheduler::KeepStanding(const Job& job, const Work& work, const DecisionRul
     const Candidate& c = cs[choice.chosen];
     s.bar = c.expected_runtime == absl::InfiniteDuration()
                 ? HUGE_VAL
-                : std::max(c.cost, absl::ToDoubleHours(c.expected_runtime) *
-                                       c.node->max_price_per_hour);
+                : std::max(c.cost,
+                           absl::ToDoubleHours(c.expected_runtime) * c.node->max_price_per_hour);
   }
   pending_.SetStanding(job, s);
 }
@@ -1896,10 +1903,10 @@ bool Scheduler::CouldChange(const PendingQueue::Group& group, const Node& node, 
   const Resources& r = spec.resources;
   if (!node.local && s.finish_bar == absl::InfiniteFuture() && s.bar < HUGE_VAL) {
     const bool by_speed = r.gpus > 0 && s.gpu_work_hours > 0 && node.gpu_throughput > 0;
-    const double least =
-        by_speed ? node.min_price_per_hour / node.gpu_throughput * s.gpu_work_hours /
-                       cost::ScaledThroughput(1.0, static_cast<int32_t>(r.gpus))
-                 : node.min_price_per_hour * absl::ToDoubleHours(s.plain);
+    const double least = by_speed
+                             ? node.min_price_per_hour / node.gpu_throughput * s.gpu_work_hours /
+                                   cost::ScaledThroughput(1.0, static_cast<int32_t>(r.gpus))
+                             : node.min_price_per_hour * absl::ToDoubleHours(s.plain);
     if (least > s.bar + 1e-9) return false;
   }
   // The node as the decision would weigh it, alone.
@@ -1987,15 +1994,15 @@ void Scheduler::NoteWait(Job& job, const Work& work, const DecisionRules& rules,
     return t == absl::InfiniteFuture() ? -1 : absl::ToUnixSeconds(t) / 60;
   };
   auto cents = [](double d) { return std::isfinite(d) ? std::llround(d * 100) : -1; };
-  uint64_t fingerprint = absl::Hash<std::tuple<const void*, bool, bool, int64_t, int64_t,
-                                               long long, const void*, long long, long long,
-                                               std::string_view, bool>>{}(
-      {chosen != nullptr ? chosen->node : nullptr, choice.wait, choice.meets_deadline,
-       chosen ? minutes(chosen->start) : 0, chosen ? minutes(chosen->finish) : 0,
-       chosen ? cents(chosen->cost) : 0, money_node ? money_node->node : nullptr,
-       money_node ? cents(money_node->cost) : 0, cents(rules.budget_room),
-       std::string_view(reinterpret_cast<const char*>(verdicts), sizeof(verdicts)),
-       chosen != nullptr && chosen->deferred});
+  uint64_t fingerprint =
+      absl::Hash<std::tuple<const void*, bool, bool, int64_t, int64_t, long long, const void*,
+                            long long, long long, std::string_view, bool>>{}(
+          {chosen != nullptr ? chosen->node : nullptr, choice.wait, choice.meets_deadline,
+           chosen ? minutes(chosen->start) : 0, chosen ? minutes(chosen->finish) : 0,
+           chosen ? cents(chosen->cost) : 0, money_node ? money_node->node : nullptr,
+           money_node ? cents(money_node->cost) : 0, cents(rules.budget_room),
+           std::string_view(reinterpret_cast<const char*>(verdicts), sizeof(verdicts)),
+           chosen != nullptr && chosen->deferred});
   fingerprint |= 1;  // never 0, the value of "no wait noted"
   const bool same = fingerprint == job.wait_fingerprint && !job.message.empty();
   if (same && chosen == nullptr) return;
@@ -2164,12 +2171,10 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
     }
     Job& job = *group->first;
     Decision record;
-    std::optional<Placement> p =
-        PlaceWithin(job, group->settled ? &grown : nullptr, out, &record);
+    std::optional<Placement> p = PlaceWithin(job, group->settled ? &grown : nullptr, out, &record);
     if (!p) continue;  // it waits, and says why (NoteWait)
     const std::string project = job.spec.project;
-    Assign(job, *FindNode(p->node->record.name), std::move(p->gpu_indexes), std::move(record),
-           out);
+    Assign(job, *FindNode(p->node->record.name), std::move(p->gpu_indexes), std::move(record), out);
     room_left.erase(project);  // less is left under its cap
     if (group->first != nullptr) {
       live.push_back(group);
@@ -2440,9 +2445,9 @@ void Scheduler::RentNode(NodeRecord record, Done<Node> done) {
         probe.record.caps = record.caps;
         ComputeNodeFacts(probe);
         if (probe.local) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "a rented node cannot advertise provider \"", record.caps.provider,
-              "\": that names the user's own machines"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("a rented node cannot advertise provider \"", record.caps.provider,
+                           "\": that names the user's own machines"));
         }
         const absl::Time now = clock_->Now();
         Rental& r = *record.rental;
@@ -2455,9 +2460,9 @@ void Scheduler::RentNode(NodeRecord record, Done<Node> done) {
         r.closed_cost = 0;
         r.events.clear();
         NoteRentalEvent(r, now, RentalPhase::kProvisioning,
-                        r.message.empty() ? absl::StrCat("asked of ", r.provider, " (offer ",
-                                                         r.offer_id, ")")
-                                          : r.message);
+                        r.message.empty()
+                            ? absl::StrCat("asked of ", r.provider, " (offer ", r.offer_id, ")")
+                            : r.message);
         record.register_time = absl::InfinitePast();
         const std::string name = record.name;
         NodeEntry& entry = EntryFor(name);

@@ -267,11 +267,14 @@ absl::Status Daemon::StartAutoscaler(const Clock* clock) {
   deps.schedd_address = absl::StrCat(host, ":", port_);
   if (require_tokens_) {
     auth::TokenStore* tokens = tokens_.get();
-    deps.join_token = [tokens](const std::string& node,
+    const bool tls = !ca_pin_.empty();
+    deps.join_token = [tokens, tls](const std::string& node,
                                absl::Duration ttl) -> absl::StatusOr<std::string> {
       v1::CreateTokenRequest req;
       req.set_role(v1::ROLE_AGENT);
-      req.mutable_ttl()->set_seconds(absl::ToInt64Seconds(ttl));
+      // With TLS the token is spent once, on the join, for a node certificate: it need not
+      // outlive the provisioning. Without TLS the agent presents it on every call.
+      if (tls) req.mutable_ttl()->set_seconds(absl::ToInt64Seconds(ttl));
       req.set_uses(1);
       req.set_description(absl::StrCat("join token of rented node ", node));
       SCHED_ASSIGN_OR_RETURN(v1::CreateTokenResponse made, tokens->Create(req, "autoscaler"));

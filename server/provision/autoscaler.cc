@@ -616,8 +616,10 @@ void Autoscaler::Advance(const Node& node, const RentalPlan& plan) {
     }
     case RentalPhase::kReady:
     case RentalPhase::kDraining: {
+      // Idle since its last job ended, or since it joined if none has run on it yet.
+      const absl::Time idle_since = std::max(r.unleased_since, r.ready_time);
       if (node.running_jobs == 0 && r.unleased_since != absl::InfinitePast() &&
-          now - r.unleased_since >= config_.idle_timeout) {
+          now - idle_since >= config_.idle_timeout) {
         terminate(absl::StrCat("idle for ", absl::FormatDuration(config_.idle_timeout)), true);
         return;
       }

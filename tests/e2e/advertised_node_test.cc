@@ -107,8 +107,8 @@ class AdvertisedNodeTest : public ::testing::Test {
 TEST_F(AdvertisedNodeTest, ListedMarkedAndGivenToAJobThatFits) {
   const ShellOutput wide = Ctl("get nodes -o wide");
   ASSERT_EQ(wide.exit_code, 0) << wide.text;
-  // NAME STATE CPUS MEMORY GPUS PROVIDER PRICE/H JOBS AGE SPOT ...
-  EXPECT_THAT(wide.text, HasSubstr("   2xRTX4090 24GB*   vastai*    $0.40     0      "))
+  // NAME STATE CPUS MEMORY GPUS PROVIDER PRICE/H COST JOBS AGE SPOT ...
+  EXPECT_THAT(wide.text, HasSubstr("   2xRTX4090 24GB*   vastai*    $0.40     -      0      "))
       << wide.text;
   EXPECT_THAT(wide.text, HasSubstr("SPOT   REGION   INSTANCE-TYPE")) << wide.text;
   EXPECT_THAT(wide.text, HasSubstr("   yes    -        -               ")) << wide.text;

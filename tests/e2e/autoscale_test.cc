@@ -61,7 +61,7 @@ class AutoscaleTest : public ::testing::Test {
     std::ofstream(config) << absl::StrCat(
         "interval: 200ms\n"
         "idle_timeout: 3s\n"
-        "provisioning_timeout: 5s\n"
+        "provisioning_timeout: 8s\n"
         "status_interval: 300ms\n"
         "backoff_base: 1s\n"
         "max_nodes: 4\n"
@@ -163,7 +163,7 @@ auto IsState(v1::NodeState s) {
 }
 
 TEST_F(AutoscaleTest, RentsANodeForTheJobRunsItAndGivesItBackChargingItsLifetime) {
-  // The cheaper offer's node never joins: given back at 5 s, and the next offer rented.
+  // The cheaper offer's node never joins: given back at 8 s, and the next offer rented.
   Start(Offer("h100-stuck", 1.0, "never-joins") + Offer("h100", 3.6, "normal", 1));
   const std::string id = Submit(kH100Job);
   ASSERT_FALSE(id.empty());
@@ -175,7 +175,7 @@ TEST_F(AutoscaleTest, RentsANodeForTheJobRunsItAndGivesItBackChargingItsLifetime
   ASSERT_TRUE(stuck.has_value()) << "the stuck node was not given back; logs in " << dir_;
   bool said = false;
   for (const v1::RentalEvent& e : stuck->rental().events()) {
-    said |= absl::StrContains(e.message(), "did not join within 5s");
+    said |= absl::StrContains(e.message(), "did not join within 8s");
   }
   EXPECT_TRUE(said) << stuck->DebugString();
   // Paid from the create request to its end, nothing more.

@@ -481,7 +481,7 @@ TEST_F(SchedctlE2eTest, NodesListedCordonedAndUncordoned) {
   EXPECT_EQ(nodes.exit_code, 0) << nodes;
   EXPECT_EQ(Fields(Lines(nodes.out).at(0)),
             (std::vector<std::string>{"NAME", "STATE", "CPUS", "MEMORY", "GPUS", "PROVIDER",
-                                      "PRICE/H", "JOBS", "AGE"}));
+                                      "PRICE/H", "COST", "JOBS", "AGE"}));
   EXPECT_EQ(TableRow(nodes.out, kNode).at(1), "READY");
 
   CliResult cordon = Ctl({"cordon", kNode});

@@ -268,6 +268,34 @@ TEST_F(AutoscalerTest, RentsForAJobRunsItAndGivesTheNodeBackWhenIdle) {
   EXPECT_NEAR(scheduler_->SpentThisMonth("alpha"), 2.0 * absl::ToDoubleHours(life), 1e-9);
 }
 
+TEST_F(AutoscalerTest, ADrainedRentedNodeIsGivenBackOnceItsJobsEnd) {
+  StartAutoscaler();
+  const std::string id = Submit("big");
+  Pass();
+  ASSERT_THAT(Rented(), SizeIs(1));
+  const std::string name = Rented()[0].record.name;
+  const uint64_t session = Join(*scheduler_->GetNode(name), std::make_shared<FakeAgentLink>());
+  ASSERT_EQ(scheduler_->GetJob(id)->node, name);
+  ASSERT_THAT(Call<Node>([&](auto done) { scheduler_->Drain(name, std::move(done)); }), IsOk());
+  EXPECT_EQ(scheduler_->GetNode(name)->state(), NodeState::kDraining);
+  clock_.Advance(absl::Minutes(1));
+  Pass();
+  EXPECT_EQ(scheduler_->GetNode(name)->state(), NodeState::kDraining);  // its job still runs
+  const uint64_t epoch = scheduler_->GetJob(id)->epoch;
+  ASSERT_THAT(Call<Job>([&](auto done) {
+                scheduler_->ReportJob(name, session,
+                                      JobReport{id, epoch, JobState::kSucceeded, 0, ""},
+                                      std::move(done));
+              }),
+              IsOk());
+  Pass();
+  const Node gone = scheduler_->GetNode(name).value();
+  EXPECT_EQ(gone.state(), NodeState::kGone);
+  bool drained = false;
+  for (const RentalEvent& e : gone.record.rental->events) drained |= e.message == "drained";
+  EXPECT_TRUE(drained);
+}
+
 TEST_F(AutoscalerTest, ANodeStuckProvisioningIsGivenBackAndTheNextOfferTried) {
   StartAutoscaler();
   Submit("big");
