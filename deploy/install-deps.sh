@@ -10,9 +10,10 @@ PACKAGES=(
   libgtest-dev libgmock-dev libssl-dev nlohmann-json3-dev python3
 )
 # With --tests, also what only the tests use: a real Slurm for the slurm provider's end-to-end
-# test (its daemons are started by the test itself, not as services).
+# test (its daemons are started by the test itself, not as services); gRPC, protobuf and YAML
+# for Python, for the Python client's test.
 if [ "${1:-}" = "--tests" ]; then
-  PACKAGES+=(slurm-wlm munge)
+  PACKAGES+=(slurm-wlm munge python3-grpcio python3-protobuf python3-yaml)
 fi
 
 missing=()
