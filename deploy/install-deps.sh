@@ -11,9 +11,10 @@ PACKAGES=(
 )
 # With --tests, also what only the tests use: a real Slurm for the slurm provider's end-to-end
 # test (its daemons are started by the test itself, not as services); gRPC, protobuf and YAML
-# for Python, for the Python client's test.
+# for Python, for the Python client's test; Prometheus and promtool for deploy/prometheus's
+# tests (the e2e test runs a prometheus of its own, not the package's service).
 if [ "${1:-}" = "--tests" ]; then
-  PACKAGES+=(slurm-wlm munge python3-grpcio python3-protobuf python3-yaml)
+  PACKAGES+=(slurm-wlm munge python3-grpcio python3-protobuf python3-yaml prometheus)
 fi
 
 missing=()
