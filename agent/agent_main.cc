@@ -22,6 +22,7 @@
 #include "agent/preemption.h"
 #include "google/protobuf/util/json_util.h"
 #include "prometheus/exposer.h"
+#include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 
 namespace sched::agent {
@@ -102,6 +103,13 @@ int RunAgentMain(MainOptions options) {
 
   auto registry = std::make_shared<prometheus::Registry>();
   AgentMetrics metrics(*registry);
+  // Which node this agent is, to join its series with schedd's sched_node_up{node}.
+  prometheus::BuildGauge()
+      .Name("sched_agent_info")
+      .Help("Always 1; its labels name the node this agent is and its provider.")
+      .Register(*registry)
+      .Add({{"node", options.agent.node_name}, {"provider", options.agent.capabilities.provider()}})
+      .Set(1);
   std::shared_ptr<GpuCollector> gpu_metrics;
   std::unique_ptr<prometheus::Exposer> exposer;
   if (!options.metrics_listen.empty()) {

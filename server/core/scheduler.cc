@@ -2651,6 +2651,23 @@ CostReport Scheduler::Costs(absl::Time since, CostGroup group, const std::string
   return GroupCosts(Ledger(since), since, now, group, project);
 }
 
+std::map<std::string, absl::Duration> Scheduler::OldestPendingAge() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::map<std::string, absl::Time> oldest;
+  for (const PendingQueue::Group* group : pending_.Groups()) {
+    for (const auto& [key, job] : group->jobs) {
+      auto [it, added] = oldest.try_emplace(job->spec.project, job->create_time);
+      if (!added) it->second = std::min(it->second, job->create_time);
+    }
+  }
+  const absl::Time now = clock_->Now();
+  std::map<std::string, absl::Duration> ages;
+  for (const auto& [project, since] : oldest) {
+    ages[project] = std::max(now - since, absl::ZeroDuration());
+  }
+  return ages;
+}
+
 SchedulerStats Scheduler::Stats() const {
   absl::ReaderMutexLock lock(&mu_);
   SchedulerStats stats = stats_;

@@ -255,6 +255,8 @@ class Scheduler {
                                                   size_t max) const;
 
   SchedulerStats Stats() const;
+  // How long each project's oldest pending job has waited since it was submitted.
+  std::map<std::string, absl::Duration> OldestPendingAge() const;
   const SchedulerOptions& options() const { return options_; }
 
   // How much work a job is, for the runtime on any node: learned or given once, scaled per node.

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -196,6 +197,39 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   SCHED_ASSIGN_OR_RETURN(checkpoints_, CheckpointStore::Open(std::move(checkpoint_options), store));
   checkpoint_service_ = std::make_unique<CheckpointServiceImpl>(
       scheduler_.get(), checkpoints_.get(), authorizer_.get());
+  {
+    CheckpointServiceImpl* checkpoints = checkpoint_service_.get();
+    metrics_->AddFamily([checkpoints] {
+      const CheckpointServiceImpl::UploadCounts n = checkpoints->Uploads();
+      return ServerMetrics::MakeFamily(
+          "sched_checkpoint_uploads_total",
+          "Checkpoint uploads schedd committed (ok) or refused or failed (failed).",
+          prometheus::MetricType::Counter,
+          {{static_cast<double>(n.ok), {{"result", "ok"}}},
+           {static_cast<double>(n.failed), {{"result", "failed"}}}});
+    });
+    const std::string data_dir = options_.data_dir;
+    metrics_->AddFamily([data_dir] {
+      struct statvfs fs {};
+      const bool known = statvfs(data_dir.c_str(), &fs) == 0;
+      // Left out, not 0, when the filesystem cannot be read: 0 would read as a full disk.
+      std::vector<ServerMetrics::LabeledValue> free;
+      if (known) free.push_back({static_cast<double>(fs.f_bavail) * fs.f_frsize, {}});
+      return ServerMetrics::MakeFamily(
+          "sched_store_disk_free_bytes",
+          "Bytes free to schedd on the filesystem holding its data folder.",
+          prometheus::MetricType::Gauge, std::move(free));
+    });
+    metrics_->AddFamily([data_dir] {
+      struct statvfs fs {};
+      const bool known = statvfs(data_dir.c_str(), &fs) == 0;
+      std::vector<ServerMetrics::LabeledValue> size;
+      if (known) size.push_back({static_cast<double>(fs.f_blocks) * fs.f_frsize, {}});
+      return ServerMetrics::MakeFamily("sched_store_disk_size_bytes",
+                                       "Size of the filesystem holding schedd's data folder.",
+                                       prometheus::MetricType::Gauge, std::move(size));
+    });
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -269,7 +303,7 @@ absl::Status Daemon::StartAutoscaler(const Clock* clock) {
     auth::TokenStore* tokens = tokens_.get();
     const bool tls = !ca_pin_.empty();
     deps.join_token = [tokens, tls](const std::string& node,
-                               absl::Duration ttl) -> absl::StatusOr<std::string> {
+                                    absl::Duration ttl) -> absl::StatusOr<std::string> {
       v1::CreateTokenRequest req;
       req.set_role(v1::ROLE_AGENT);
       // With TLS the token is spent once, on the join, for a node certificate: it need not

@@ -1,21 +1,36 @@
 #include "server/metrics/metrics.h"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <string>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 
 namespace sched {
 namespace {
 
 const char* CodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
   int i = static_cast<int>(code);
   return i >= 0 && i <= 16 ? kNames[i] : "UNKNOWN";
 }
@@ -40,18 +55,22 @@ prometheus::MetricFamily Family(std::string name, std::string help, prometheus::
 
 class SchedulerCollector final : public prometheus::Collectable {
  public:
-  SchedulerCollector(const Scheduler* scheduler,
-                     std::vector<ServerMetrics::ExtraCounter> extra)
+  SchedulerCollector(const Scheduler* scheduler, std::vector<ServerMetrics::ExtraCounter> extra)
       : scheduler_(scheduler), extra_(std::move(extra)) {}
+
+  void AddFamily(std::function<prometheus::MetricFamily()> collect) {
+    absl::MutexLock lock(&mu_);
+    families_.push_back(std::move(collect));
+  }
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     using prometheus::MetricType;
     const SchedulerStats s = scheduler_->Stats();
     std::vector<prometheus::ClientMetric> by_state;
     for (int i = 0; i < 6; ++i) {
-      by_state.push_back(Value(
-          s.jobs_by_state[i],
-          {{"state", absl::AsciiStrToLower(JobStateName(static_cast<JobState>(i)))}}));
+      by_state.push_back(
+          Value(s.jobs_by_state[i],
+                {{"state", absl::AsciiStrToLower(JobStateName(static_cast<JobState>(i)))}}));
     }
     std::vector<prometheus::MetricFamily> out;
     out.push_back(Family("sched_jobs", "Jobs known to schedd, by state.", MetricType::Gauge,
@@ -84,12 +103,12 @@ class SchedulerCollector final : public prometheus::Collectable {
                          MetricType::Counter, {Value(s.log_bytes_dropped_total)}));
     out.push_back(Family("sched_agents_connected", "Agents with an open Connect stream.",
                          MetricType::Gauge, {Value(s.agents_connected)}));
-    out.push_back(Family("sched_nodes", "Nodes schedd knows, connected or not.",
-                         MetricType::Gauge, {Value(s.nodes_total)}));
+    out.push_back(Family("sched_nodes", "Nodes schedd knows, connected or not.", MetricType::Gauge,
+                         {Value(s.nodes_total)}));
     // Money: this calendar month (UTC), leases still running counted up to now.
     std::map<std::string, double> spent;
-    for (const CostLine& line : scheduler_->Costs(absl::InfinitePast(), CostGroup::kProject, "")
-                                    .lines) {
+    for (const CostLine& line :
+         scheduler_->Costs(absl::InfinitePast(), CostGroup::kProject, "").lines) {
       spent[line.key] = line.dollars;
     }
     std::vector<prometheus::ClientMetric> limits, used;
@@ -112,15 +131,64 @@ class SchedulerCollector final : public prometheus::Collectable {
     out.push_back(Family("sched_project_budget_used_ratio",
                          "This month's spend over the monthly budget, by project.",
                          MetricType::Gauge, std::move(used)));
+    // Budgets: each alert threshold as a ratio, and whether the cap is hard.
+    std::vector<prometheus::ClientMetric> thresholds, hard;
+    for (const Budget& b : scheduler_->ListBudgets()) {
+      for (int percent : b.alert_percents) {
+        thresholds.push_back(
+            Value(percent / 100.0, {{"project", b.project}, {"threshold", absl::StrCat(percent)}}));
+      }
+      hard.push_back(Value(b.hard_cap ? 1 : 0, {{"project", b.project}}));
+    }
+    out.push_back(Family("sched_project_budget_threshold_ratio",
+                         "Each alert threshold of a project's monthly budget, as a ratio of it.",
+                         MetricType::Gauge, std::move(thresholds)));
+    out.push_back(Family("sched_project_budget_hard_cap",
+                         "1 when a project's budget is a hard cap placements never pass.",
+                         MetricType::Gauge, std::move(hard)));
+    std::vector<prometheus::ClientMetric> by_provider;
+    for (const CostLine& line :
+         scheduler_->Costs(absl::InfinitePast(), CostGroup::kProvider, "").lines) {
+      by_provider.push_back(Value(line.dollars, {{"provider", line.key}}));
+    }
+    out.push_back(Family("sched_provider_spend_dollars",
+                         "Dollars spent this calendar month (UTC) on priced nodes, by provider.",
+                         MetricType::Gauge, std::move(by_provider)));
+    // The queue: how long each project's oldest pending job has waited.
+    std::vector<prometheus::ClientMetric> oldest;
+    for (const auto& [project, age] : scheduler_->OldestPendingAge()) {
+      oldest.push_back(Value(absl::ToDoubleSeconds(age), {{"project", project}}));
+    }
+    out.push_back(Family("sched_pending_jobs_oldest_age_seconds",
+                         "Seconds since each project's oldest pending job was submitted.",
+                         MetricType::Gauge, std::move(oldest)));
+    // Nodes: up or not, and their price. Rented nodes given back are left out.
+    std::vector<prometheus::ClientMetric> up, price;
+    for (const Node& node : scheduler_->ListNodes()) {
+      if (node.state() == NodeState::kGone) continue;
+      std::vector<prometheus::ClientMetric::Label> labels = {
+          {"node", node.record.name}, {"provider", node.record.caps.provider}};
+      up.push_back(Value(node.connected ? 1 : 0, labels));
+      price.push_back(Value(node.record.caps.price_per_hour, labels));
+    }
+    out.push_back(Family("sched_node_up", "1 while the node's agent is connected, else 0.",
+                         MetricType::Gauge, std::move(up)));
+    out.push_back(Family("sched_node_price_dollars_per_hour",
+                         "What the node costs an hour as it advertises (0: unpriced).",
+                         MetricType::Gauge, std::move(price)));
     for (const auto& c : extra_) {
       out.push_back(Family(c.name, c.help, MetricType::Counter, {Value(c.read())}));
     }
+    absl::MutexLock lock(&mu_);
+    for (const auto& collect : families_) out.push_back(collect());
     return out;
   }
 
  private:
   const Scheduler* scheduler_;
   std::vector<ServerMetrics::ExtraCounter> extra_;
+  mutable absl::Mutex mu_;
+  std::vector<std::function<prometheus::MetricFamily()>> families_ ABSL_GUARDED_BY(mu_);
 };
 
 class RpcTimer final : public grpc::experimental::Interceptor {
@@ -169,6 +237,18 @@ ServerMetrics::ServerMetrics(const Scheduler* scheduler, std::vector<ExtraCounte
                          .Help("Time from a unary RPC's arrival to its status, by method.")
                          .Register(*registry_)),
       collector_(std::make_shared<SchedulerCollector>(scheduler, std::move(extra))) {}
+
+void ServerMetrics::AddFamily(std::function<prometheus::MetricFamily()> collect) {
+  static_cast<SchedulerCollector*>(collector_.get())->AddFamily(std::move(collect));
+}
+
+prometheus::MetricFamily ServerMetrics::MakeFamily(std::string name, std::string help,
+                                                   prometheus::MetricType type,
+                                                   std::vector<LabeledValue> values) {
+  std::vector<prometheus::ClientMetric> metrics;
+  for (LabeledValue& v : values) metrics.push_back(Value(v.value, std::move(v.labels)));
+  return Family(std::move(name), std::move(help), type, std::move(metrics));
+}
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 ServerMetrics::InterceptorFactory() {

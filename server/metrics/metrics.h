@@ -24,6 +24,17 @@ class ServerMetrics {
   };
   ServerMetrics(const Scheduler* scheduler, std::vector<ExtraCounter> extra_counters = {});
 
+  // A family read at scrape time, added by the parts of schedd that keep their own numbers
+  // (checkpoint uploads, the store's disk).
+  void AddFamily(std::function<prometheus::MetricFamily()> collect);
+  struct LabeledValue {
+    double value = 0;
+    std::vector<prometheus::ClientMetric::Label> labels;
+  };
+  static prometheus::MetricFamily MakeFamily(std::string name, std::string help,
+                                             prometheus::MetricType type,
+                                             std::vector<LabeledValue> values);
+
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
   std::shared_ptr<prometheus::Collectable> scheduler_collector() const { return collector_; }
   // Give to grpc::ServerBuilder::experimental().SetInterceptorCreators().

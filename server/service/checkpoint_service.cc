@@ -53,6 +53,7 @@ grpc::Status CheckpointServiceImpl::PutChunks(grpc::ServerContext* ctx,
       first = false;
     }
     if (absl::Status s = store_->PutChunk(req.sha256(), req.data()); !s.ok()) {
+      uploads_failed_++;
       return ToGrpcStatus(s);
     }
     resp->set_chunks_stored(resp->chunks_stored() + 1);
@@ -64,6 +65,14 @@ grpc::Status CheckpointServiceImpl::PutChunks(grpc::ServerContext* ctx,
 grpc::Status CheckpointServiceImpl::CommitCheckpoint(grpc::ServerContext* ctx,
                                                      const v1::CommitCheckpointRequest* req,
                                                      v1::Checkpoint* resp) {
+  grpc::Status s = Commit(ctx, req, resp);
+  (s.ok() ? uploads_ok_ : uploads_failed_)++;
+  return s;
+}
+
+grpc::Status CheckpointServiceImpl::Commit(grpc::ServerContext* ctx,
+                                           const v1::CommitCheckpointRequest* req,
+                                           v1::Checkpoint* resp) {
   absl::StatusOr<auth::Caller> caller = auth_->Check(*ctx, auth::Action::kAgentWork);
   if (!caller.ok()) return ToGrpcStatus(caller.status());
   if (absl::Status s = CheckUploader(*caller, req->uploader()); !s.ok()) return ToGrpcStatus(s);

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+
 #include "sched/v1/checkpoint_service.grpc.pb.h"
 #include "server/auth/auth.h"
 #include "server/checkpoint/checkpoint_store.h"
@@ -27,8 +30,19 @@ class CheckpointServiceImpl final : public v1::CheckpointService::Service {
   grpc::Status GetCheckpoint(grpc::ServerContext* ctx, const v1::GetCheckpointRequest* req,
                              grpc::ServerWriter<v1::CheckpointPiece>* writer) override;
 
+  // Checkpoint uploads: committed, and refused or failed (at a chunk or at the commit).
+  struct UploadCounts {
+    uint64_t ok = 0;
+    uint64_t failed = 0;
+  };
+  UploadCounts Uploads() const { return {uploads_ok_.load(), uploads_failed_.load()}; }
+
  private:
+  grpc::Status Commit(grpc::ServerContext* ctx, const v1::CommitCheckpointRequest* req,
+                      v1::Checkpoint* resp);
   absl::Status CheckUploader(const auth::Caller& caller, const v1::CheckpointUploader& u) const;
+  std::atomic<uint64_t> uploads_ok_{0};
+  std::atomic<uint64_t> uploads_failed_{0};
 
   Scheduler* const scheduler_;
   CheckpointStore* const store_;

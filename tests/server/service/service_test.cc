@@ -587,6 +587,20 @@ TEST(MetricsTest, SchedulerAndRpcSeriesAreExported) {
   EXPECT_THAT(money, HasSubstr("sched_project_spend_dollars{project=\"default\"} 1\n"));
   EXPECT_THAT(money, HasSubstr("sched_project_budget_dollars{project=\"default\"} 10\n"));
   EXPECT_THAT(money, HasSubstr("sched_project_budget_used_ratio{project=\"default\"} 0.1\n"));
+  // Its thresholds (the defaults 50, 80, 100) and its cap, the spend by provider, the queue's
+  // oldest job, each node, the store's disk and checkpoint uploads.
+  EXPECT_THAT(money, HasSubstr("sched_project_budget_threshold_ratio{project=\"default\","
+                               "threshold=\"80\"} 0.8\n"));
+  EXPECT_THAT(money, HasSubstr("sched_project_budget_hard_cap{project=\"default\"} 1\n"));
+  EXPECT_THAT(money, HasSubstr("sched_provider_spend_dollars{provider=\"vastai\"} 1\n"));
+  EXPECT_THAT(money, HasSubstr("sched_pending_jobs_oldest_age_seconds{project=\"default\"} 1800\n"));
+  EXPECT_THAT(money, HasSubstr("sched_node_up{node=\"ws\",provider=\"vastai\"} 1\n"));
+  EXPECT_THAT(money,
+              HasSubstr("sched_node_price_dollars_per_hour{node=\"ws\",provider=\"vastai\"} 2\n"));
+  EXPECT_THAT(money, HasSubstr("sched_checkpoint_uploads_total{result=\"ok\"} 0\n"));
+  EXPECT_THAT(money, HasSubstr("sched_checkpoint_uploads_total{result=\"failed\"} 0\n"));
+  EXPECT_THAT(money, ::testing::ContainsRegex("sched_store_disk_free_bytes [1-9][0-9]*"));
+  EXPECT_THAT(money, ::testing::ContainsRegex("sched_store_disk_size_bytes [1-9][0-9]*"));
 }
 
 v1::AgentMessage RegisterWithGpu(const std::string& name, const std::string& provider,
