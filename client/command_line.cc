@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <optional>
@@ -42,6 +43,7 @@ const std::map<std::string, std::string>& UsageLines() {
       {"uncordon", "schedctl uncordon NODE"},
       {"drain", "schedctl drain NODE"},
       {"node", "schedctl node revoke NODE"},
+      {"admin", "schedctl admin backup PATH [--skip-checkpoints]"},
       {"budget",
        "schedctl budget set PROJECT --monthly DOLLARS [--alerts 50,80,100] [--soft] | "
        "budget get [PROJECT] [-o json|yaml]"},
@@ -170,6 +172,7 @@ struct RawArgs {
   std::vector<std::string> token_labels;
   std::string token_description;
   TokenRevokeArgs token_revoke;
+  BackupArgs backup;
 };
 
 absl::StatusOr<GetArgs> MakeGetArgs(const RawArgs& raw, bool has_limit) {
@@ -366,6 +369,16 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
   CLI::App* node_revoke = node->add_subcommand(
       "revoke", "Cut a node off now: close its agent's stream, refuse its certificates");
   node_revoke->add_option("node", raw.node, "node name")->required();
+  CLI::App* admin = app.add_subcommand("admin", "Look after schedd itself");
+  admin->require_subcommand(1);
+  CLI::App* admin_backup = admin->add_subcommand(
+      "backup",
+      "Copy schedd's state, while it runs, into a new folder on schedd's machine: a data folder "
+      "schedd --data_dir can start from");
+  admin_backup->add_option("path", raw.backup.path, "a folder that does not exist yet")
+      ->required();
+  admin_backup->add_flag("--skip-checkpoints", raw.backup.skip_checkpoints,
+                         "leave the checkpoint chunks out");
 
   CLI::App* budget = app.add_subcommand("budget", "Set or show project budgets");
   budget->require_subcommand(1);
@@ -504,6 +517,15 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
     inv.command = raw.token_revoke;
   } else if (sub == node) {
     inv.command = NodeRevokeArgs{raw.node};
+  } else if (sub == admin) {
+    BackupArgs args = raw.backup;
+    // A relative path means this folder, when schedd runs on this machine.
+    if (!args.path.empty() && args.path.front() != '/') {
+      std::error_code ec;
+      const std::filesystem::path absolute = std::filesystem::absolute(args.path, ec);
+      if (!ec) args.path = absolute.lexically_normal().string();
+    }
+    inv.command = std::move(args);
   } else if (sub == budget || sub == cost) {
     absl::StatusOr<OutputFormat> output = ParseDocumentOutput(raw.output);
     status = output.status();

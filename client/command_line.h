@@ -19,7 +19,7 @@ using CommandArgs =
     std::variant<SubmitArgs, EstimateArgs, GetArgs, DescribeArgs, LogsArgs, CancelArgs,
                  NodeActionArgs, NodeRevokeArgs, BudgetSetArgs, BudgetGetArgs, CostReportArgs,
                  CostAdviceArgs, CheckpointListArgs, CheckpointGetArgs, TokenCreateArgs,
-                 TokenListArgs, TokenRevokeArgs>;
+                 TokenListArgs, TokenRevokeArgs, BackupArgs>;
 
 struct Invocation {
   std::optional<std::string> server;      // --server, when given

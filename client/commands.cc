@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "client/decision_view.h"
 #include "client/describe.h"
 #include "client/job_spec_yaml.h"
@@ -14,6 +15,7 @@
 #include "client/structured_output.h"
 #include "client/table.h"
 #include "client/token_commands.h"
+#include "client/units.h"
 #include "client/uuid.h"
 #include "server/common/status_macros.h"
 
@@ -240,6 +242,23 @@ absl::Status RunNodeRevoke(const NodeRevokeArgs& args, CommandContext& ctx) {
   const uint32_t closed = revoked.streams_closed();
   ctx.out << "node " << (revoked.name().empty() ? args.name : revoked.name()) << " revoked ("
           << closed << " agent " << (closed == 1 ? "stream" : "streams") << " closed)\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunBackup(const BackupArgs& args, CommandContext& ctx) {
+  sched::v1::BackupRequest request;
+  request.set_path(args.path);
+  request.set_skip_checkpoints(args.skip_checkpoints);
+  SCHED_ASSIGN_OR_RETURN(sched::v1::BackupResponse made, ctx.client.Backup(request));
+  ctx.out << "backup " << made.path() << ": " << made.jobs() << " jobs, store "
+          << FormatBytes(static_cast<int64_t>(made.store_bytes()));
+  if (args.skip_checkpoints) {
+    ctx.out << ", checkpoints left out";
+  } else {
+    ctx.out << ", " << made.checkpoint_files() << " checkpoint files ("
+            << FormatBytes(static_cast<int64_t>(made.checkpoint_bytes())) << ")";
+  }
+  ctx.out << absl::StrFormat(", %.1fs\n", made.seconds());
   return absl::OkStatus();
 }
 

@@ -22,7 +22,8 @@ SchedClient::SchedClient(std::shared_ptr<grpc::Channel> channel, ClientOptions o
       nodes_(sched::v1::NodeService::NewStub(channel)),
       costs_(sched::v1::CostService::NewStub(channel)),
       checkpoints_(sched::v1::CheckpointService::NewStub(channel)),
-      tokens_(sched::v1::TokenService::NewStub(channel)) {}
+      tokens_(sched::v1::TokenService::NewStub(channel)),
+      admin_(sched::v1::AdminService::NewStub(channel)) {}
 
 template <typename Stub, typename Request, typename Response>
 absl::StatusOr<Response> SchedClient::Unary(Stub& stub,
@@ -210,6 +211,11 @@ absl::StatusOr<sched::v1::RevokeNodeResponse> SchedClient::RevokeNode(const std:
   sched::v1::RevokeNodeRequest request;
   request.set_name(name);
   return Unary(*nodes_, &sched::v1::NodeService::Stub::RevokeNode, request);
+}
+
+absl::StatusOr<sched::v1::BackupResponse> SchedClient::Backup(
+    const sched::v1::BackupRequest& request) {
+  return Unary(*admin_, &sched::v1::AdminService::Stub::Backup, request);
 }
 
 }  // namespace sched::client

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/support/status.h"
+#include "sched/v1/admin_service.grpc.pb.h"
 #include "sched/v1/checkpoint_service.grpc.pb.h"
 #include "sched/v1/cost_service.grpc.pb.h"
 #include "sched/v1/job_service.grpc.pb.h"
@@ -68,6 +69,7 @@ class SchedClient {
   // Closes the node's agent stream and refuses its certificates from now; NOT_FOUND for an
   // unknown node.
   absl::StatusOr<sched::v1::RevokeNodeResponse> RevokeNode(const std::string& name);
+  absl::StatusOr<sched::v1::BackupResponse> Backup(const sched::v1::BackupRequest& request);
 
   absl::StatusOr<sched::v1::Budget> SetBudget(const sched::v1::SetBudgetRequest& request);
   absl::StatusOr<sched::v1::Budget> GetBudget(const std::string& project);
@@ -107,6 +109,7 @@ class SchedClient {
   std::unique_ptr<sched::v1::CostService::Stub> costs_;
   std::unique_ptr<sched::v1::CheckpointService::Stub> checkpoints_;
   std::unique_ptr<sched::v1::TokenService::Stub> tokens_;
+  std::unique_ptr<sched::v1::AdminService::Stub> admin_;
 };
 
 }  // namespace sched::client

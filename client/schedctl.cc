@@ -104,6 +104,7 @@ absl::Status Dispatch(const CommandArgs& command, CommandContext& ctx) {
         if constexpr (std::is_same_v<T, CancelArgs>) return RunCancel(args, ctx);
         if constexpr (std::is_same_v<T, NodeActionArgs>) return RunNodeAction(args, ctx);
         if constexpr (std::is_same_v<T, NodeRevokeArgs>) return RunNodeRevoke(args, ctx);
+        if constexpr (std::is_same_v<T, BackupArgs>) return RunBackup(args, ctx);
         if constexpr (std::is_same_v<T, BudgetSetArgs>) return RunBudgetSet(args, ctx);
         if constexpr (std::is_same_v<T, BudgetGetArgs>) return RunBudgetGet(args, ctx);
         if constexpr (std::is_same_v<T, CostReportArgs>) return RunCostReport(args, ctx);

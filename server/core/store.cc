@@ -15,4 +15,8 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Store::ScanReco
   return absl::UnimplementedError("this store keeps no side records");
 }
 
+absl::Status Store::Backup(const std::string& dir) {
+  return absl::UnimplementedError("this store is kept in memory: there is nothing to back up");
+}
+
 }  // namespace sched

@@ -76,6 +76,10 @@ class Store {
   // Every record whose key starts with `prefix`, in key order.
   virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ScanRecords(
       const std::string& prefix);
+
+  // A consistent copy of everything durable so far into the new folder `dir`, from which a
+  // store of the same kind opens. A store that cannot answers UNIMPLEMENTED.
+  virtual absl::Status Backup(const std::string& dir);
 };
 
 }  // namespace sched

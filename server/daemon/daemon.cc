@@ -30,6 +30,7 @@
 #include "server/cost/catalog_yaml.h"
 #include "server/metrics/metrics.h"
 #include "server/provision/autoscaler.h"
+#include "server/service/admin_service.h"
 #include "server/service/agent_service.h"
 #include "server/service/checkpoint_service.h"
 #include "server/service/cost_service.h"
@@ -197,6 +198,8 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   SCHED_ASSIGN_OR_RETURN(checkpoints_, CheckpointStore::Open(std::move(checkpoint_options), store));
   checkpoint_service_ = std::make_unique<CheckpointServiceImpl>(
       scheduler_.get(), checkpoints_.get(), authorizer_.get());
+  admin_service_ = std::make_unique<AdminServiceImpl>(scheduler_.get(), store,
+                                                      authorizer_.get(), options_.data_dir);
   {
     CheckpointServiceImpl* checkpoints = checkpoint_service_.get();
     metrics_->AddFamily([checkpoints] {
@@ -241,6 +244,7 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   builder.RegisterService(cost_service_.get());
   builder.RegisterService(checkpoint_service_.get());
   builder.RegisterService(token_service_.get());
+  builder.RegisterService(admin_service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
   // Agents keep one stream open for hours: keepalive finds dead peers behind NATs.
@@ -377,6 +381,7 @@ Daemon::~Daemon() {
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   exposer_.reset();
   checkpoint_service_.reset();
+  admin_service_.reset();
   checkpoints_.reset();
   scheduler_.reset();  // waits for in-flight store callbacks
   owned_store_.reset();

@@ -27,6 +27,7 @@ class AgentServiceImpl;
 class NodeServiceImpl;
 class CostServiceImpl;
 class CheckpointServiceImpl;
+class AdminServiceImpl;
 class TokenServiceImpl;
 class StreamSlots;
 class SubmitRate;
@@ -158,6 +159,7 @@ class Daemon {
   std::unique_ptr<CostServiceImpl> cost_service_;
   std::unique_ptr<CheckpointStore> checkpoints_;
   std::unique_ptr<CheckpointServiceImpl> checkpoint_service_;
+  std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<provision::Autoscaler> autoscaler_;

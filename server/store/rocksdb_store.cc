@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
+#include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 #include "sched/v1/storage.pb.h"
 #include "server/common/failpoint.h"
@@ -23,9 +24,7 @@ constexpr absl::string_view kLedgerPrefix = "c/";
 constexpr absl::string_view kBudgetPrefix = "b/";
 constexpr absl::string_view kRecordPrefix = "x/";  // side records: x/<the caller's key>
 
-int64_t MillisOrZero(absl::Time t) {
-  return t == absl::InfinitePast() ? 0 : absl::ToUnixMillis(t);
-}
+int64_t MillisOrZero(absl::Time t) { return t == absl::InfinitePast() ? 0 : absl::ToUnixMillis(t); }
 absl::Time TimeOrPast(int64_t unix_ms) {
   return unix_ms == 0 ? absl::InfinitePast() : absl::FromUnixMillis(unix_ms);
 }
@@ -113,6 +112,15 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(RocksDbStoreOpt
   if (!s.ok()) return FromRocks(s, absl::StrCat("opening store at ", options.path));
   return std::unique_ptr<RocksDbStore>(
       new RocksDbStore(std::move(options), std::unique_ptr<rocksdb::DB>(raw)));
+}
+
+absl::Status RocksDbStore::Backup(const std::string& dir) {
+  rocksdb::Checkpoint* raw = nullptr;
+  SCHED_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "backup"));
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  // The logs are copied whatever their size (never flushed first): what they hold is synced.
+  return FromRocks(checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/UINT64_MAX),
+                   absl::StrCat("backup into ", dir));
 }
 
 RocksDbStore::RocksDbStore(RocksDbStoreOptions options, std::unique_ptr<rocksdb::DB> db)
@@ -225,9 +233,8 @@ void RocksDbStore::WriterLoop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](RocksDbStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
-            return s->stop_ || !s->queue_.empty();
-          },
+          +[](RocksDbStore* s)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return s->stop_ || !s->queue_.empty(); },
           this));
       if (queue_.empty() && stop_) return;
       group.swap(queue_);
@@ -277,8 +284,8 @@ absl::StatusOr<uint64_t> RocksDbStore::AppendLog(const std::string& job_id, LogR
   stored.set_stream(LogStreamToProto(record.stream));
   stored.set_data(std::move(record.data));
   stored.set_time_unix_ms(absl::ToUnixMillis(record.time));
-  rocksdb::Status s = db_->Put(rocksdb::WriteOptions(), LogKey(job_id, index),
-                               stored.SerializeAsString());
+  rocksdb::Status s =
+      db_->Put(rocksdb::WriteOptions(), LogKey(job_id, index), stored.SerializeAsString());
   SCHED_RETURN_IF_ERROR(FromRocks(s, "storing log"));
   it->second = index;
   return index;

@@ -49,6 +49,9 @@ class RocksDbStore final : public Store {
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ScanRecords(
       const std::string& prefix) override;
 
+  // A RocksDB checkpoint (hard-linked table files, copied logs) of what is durable now.
+  absl::Status Backup(const std::string& dir) override;
+
   uint64_t batches_committed() const;
   uint64_t syncs() const;
 

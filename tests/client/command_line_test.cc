@@ -1,5 +1,6 @@
 #include "client/command_line.h"
 
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -246,6 +247,24 @@ TEST(ParseCaPin, TakesSha256AndSixtyFourHexDigitsOnly) {
     EXPECT_EQ(refused.status().message(),
               "$SCHED_CA_PIN: expected sha256: and 64 hex digits, got \"" + bad + "\"");
   }
+}
+
+TEST(ParseCommandLine, AdminBackup) {
+  Parsed p = Parse({"admin", "backup", "/var/backups/s1", "--skip-checkpoints"});
+  ASSERT_TRUE(p.result.invocation) << p.err;
+  const BackupArgs& args = std::get<BackupArgs>(p.result.invocation->command);
+  EXPECT_EQ(args.path, "/var/backups/s1");
+  EXPECT_TRUE(args.skip_checkpoints);
+  // A relative path is this folder's, as schedd on this machine sees it.
+  Parsed rel = Parse({"admin", "backup", "copies/../b2"});
+  ASSERT_TRUE(rel.result.invocation) << rel.err;
+  const BackupArgs& made = std::get<BackupArgs>(rel.result.invocation->command);
+  EXPECT_EQ(made.path, (std::filesystem::current_path() / "b2").string());
+  EXPECT_FALSE(made.skip_checkpoints);
+  Parsed none = Parse({"admin", "backup"});
+  EXPECT_FALSE(none.result.invocation);
+  EXPECT_EQ(none.result.exit_code, kExitUsage);
+  EXPECT_THAT(none.err, HasSubstr("schedctl admin backup PATH"));
 }
 
 TEST(ParseCommandLine, NodeRevoke) {
