@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "rocksdb/db.h"
@@ -99,6 +100,48 @@ void Encode(const StoreOp& op, rocksdb::WriteBatch& wb) {
   }
 }
 
+constexpr absl::string_view kFormatKey = "m/format";
+
+// The steps that bring a store of format f to f + 1, run in order at open: kMigrations[f - 1].
+// None yet: format 1 is the first written.
+using Migration = absl::Status (*)(rocksdb::DB& db);
+constexpr Migration kMigrations[] = {nullptr};
+
+// Reads the store's format (a store from before formats were written is format 1), refuses a
+// newer one, and migrates an older one, writing each step's format as it completes.
+absl::Status CheckFormat(rocksdb::DB& db, const std::string& path) {
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  std::string value;
+  const rocksdb::Status got = db.Get(rocksdb::ReadOptions(), std::string(kFormatKey), &value);
+  int format = 1;
+  if (got.IsNotFound()) {
+    value = std::to_string(RocksDbStore::kFormat);
+    return FromRocks(db.Put(synced, std::string(kFormatKey), value), "writing the store format");
+  }
+  SCHED_RETURN_IF_ERROR(FromRocks(got, "reading the store format"));
+  if (!absl::SimpleAtoi(value, &format) || format < 1) {
+    return absl::DataLossError(
+        absl::StrCat("store at ", path, ": its format record says \"", value.substr(0, 32), "\""));
+  }
+  if (format > RocksDbStore::kFormat) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store at ", path, " has format ", format,
+                     ", written by a newer schedd; this one reads "
+                     "formats up to ",
+                     RocksDbStore::kFormat,
+                     ": run the newer schedd, or start from a backup made before the upgrade"));
+  }
+  for (; format < RocksDbStore::kFormat; ++format) {
+    const Migration step = kMigrations[format - 1];
+    if (step != nullptr) SCHED_RETURN_IF_ERROR(step(db));
+    SCHED_RETURN_IF_ERROR(FromRocks(
+        db.Put(synced, std::string(kFormatKey), std::to_string(format + 1)), "migrating"));
+    std::fprintf(stderr, "schedd: store at %s migrated to format %d\n", path.c_str(), format + 1);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(RocksDbStoreOptions options) {
@@ -110,8 +153,9 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(RocksDbStoreOpt
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, &raw);
   if (!s.ok()) return FromRocks(s, absl::StrCat("opening store at ", options.path));
-  return std::unique_ptr<RocksDbStore>(
-      new RocksDbStore(std::move(options), std::unique_ptr<rocksdb::DB>(raw)));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  SCHED_RETURN_IF_ERROR(CheckFormat(*db, options.path));
+  return std::unique_ptr<RocksDbStore>(new RocksDbStore(std::move(options), std::move(db)));
 }
 
 absl::Status RocksDbStore::Backup(const std::string& dir) {

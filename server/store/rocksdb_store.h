@@ -32,6 +32,11 @@ struct RocksDbStoreOptions {
 // longer match the disk, and a restart reloads the truth.
 class RocksDbStore final : public Store {
  public:
+  // The store's format, kept under "m/format". A newer schedd that changes how records are kept
+  // raises it and migrates older stores at open; an older schedd refuses a newer store
+  // (FAILED_PRECONDITION) rather than misread it.
+  static constexpr int kFormat = 1;
+
   static absl::StatusOr<std::unique_ptr<RocksDbStore>> Open(RocksDbStoreOptions options);
   // Commits what is queued, then closes the database.
   ~RocksDbStore() override;

@@ -8,6 +8,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
 #include "server/store/memory_store.h"
 #include "server/store/rocksdb_store.h"
 #include "tests/testing/status_matchers.h"
@@ -321,19 +322,18 @@ TEST_P(StoreContractTest, LogsKeepOrderAndContinueAfterReopen) {
 
 INSTANTIATE_TEST_SUITE_P(
     Stores, StoreContractTest,
-    ::testing::Values(
-        StoreFactory{"memory",
-                     [](const std::string&) -> std::unique_ptr<Store> {
-                       return std::make_unique<MemoryStore>();
-                     },
-                     false},
-        StoreFactory{"rocksdb",
-                     [](const std::string& dir) -> std::unique_ptr<Store> {
-                       auto s = RocksDbStore::Open({dir, true});
-                       EXPECT_TRUE(s.ok()) << s.status();
-                       return std::move(s).value();
-                     },
-                     true}),
+    ::testing::Values(StoreFactory{"memory",
+                                   [](const std::string&) -> std::unique_ptr<Store> {
+                                     return std::make_unique<MemoryStore>();
+                                   },
+                                   false},
+                      StoreFactory{"rocksdb",
+                                   [](const std::string& dir) -> std::unique_ptr<Store> {
+                                     auto s = RocksDbStore::Open({dir, true});
+                                     EXPECT_TRUE(s.ok()) << s.status();
+                                     return std::move(s).value();
+                                   },
+                                   true}),
     [](const ::testing::TestParamInfo<StoreFactory>& info) { return info.param.name; });
 
 TEST(RocksDbStoreTest, ConcurrentWritersShareSyncs) {
@@ -358,6 +358,59 @@ TEST(RocksDbStoreTest, ConcurrentWritersShareSyncs) {
   // 16 writers waiting on each other's syncs: far fewer syncs than batches.
   EXPECT_LT((*store)->syncs(), 800u / 2);
   store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// The store's format: written at the first open, kept as it is later, and a format newer than this
+// schedd reads is refused without touching the store.
+TEST(RocksDbStoreTest, AStoreFromANewerScheddIsRefused) {
+  const std::string dir = "/tmp/store_format_" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  {
+    auto store = RocksDbStore::Open({dir, true});
+    ASSERT_THAT(store, IsOk());
+    StoreBatch b(1);
+    b[0].job = SampleJob("0000000000000001", 1);
+    absl::Notification n;
+    (*store)->WhenDurable((*store)->Append(std::move(b)), [&](absl::Status) { n.Notify(); });
+    n.WaitForNotification();
+  }
+  auto format = [&]() {
+    rocksdb::DB* raw = nullptr;
+    rocksdb::Options o;
+    EXPECT_TRUE(rocksdb::DB::Open(o, dir, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::string v;
+    EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), "m/format", &v).ok());
+    return v;
+  };
+  EXPECT_EQ(format(), std::to_string(RocksDbStore::kFormat));
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "m/format", "99").ok());
+  }
+  auto newer = RocksDbStore::Open({dir, true});
+  ASSERT_FALSE(newer.ok());
+  EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(newer.status().message()),
+              ::testing::HasSubstr("has format 99, written by a newer schedd"));
+  EXPECT_EQ(format(), "99");  // untouched
+  {
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), dir, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), "m/format").ok());
+  }
+  // A store from before formats were written is format 1, and keeps its records.
+  auto old = RocksDbStore::Open({dir, true});
+  ASSERT_THAT(old, IsOk());
+  auto loaded = (*old)->Load();
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->jobs.size(), 1u);
+  old->reset();
+  EXPECT_EQ(format(), "1");
   std::filesystem::remove_all(dir);
 }
 
