@@ -13,8 +13,9 @@ PACKAGES=(
 # test (its daemons are started by the test itself, not as services); gRPC, protobuf and YAML
 # for Python, for the Python client's test; Prometheus and promtool for deploy/prometheus's
 # tests (the e2e test runs a prometheus of its own, not the package's service).
+# patchelf for the agent bundle (deploy/bundle/make-agent-bundle.sh).
 if [ "${1:-}" = "--tests" ]; then
-  PACKAGES+=(slurm-wlm munge python3-grpcio python3-protobuf python3-yaml prometheus)
+  PACKAGES+=(slurm-wlm munge python3-grpcio python3-protobuf python3-yaml prometheus patchelf)
 fi
 
 missing=()
