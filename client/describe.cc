@@ -224,6 +224,21 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
                          ? absl::StrCat(job.attempt(), " (", job.preemptions(),
                                         " lost to preemption, not counted as failures)")
                          : absl::StrCat(job.attempt()));
+  if (spec.has_retry() && spec.retry().max_restarts() > 0) {
+    const sched::v1::RetryPolicy& retry = spec.retry();
+    w.Field("Restarts",
+            absl::StrCat(job.restarts(), " of ", retry.max_restarts(), " (on ",
+                         retry.exit_codes().empty()
+                             ? std::string("any failure")
+                             : absl::StrCat("exit code ", absl::StrJoin(retry.exit_codes(), ", ")),
+                         "; backoff ", absl::FormatDuration(absl::Seconds(retry.backoff_seconds())),
+                         " doubling up to ",
+                         absl::FormatDuration(absl::Seconds(retry.max_backoff_seconds())), ")"));
+  }
+  if (job.state() == sched::v1::JOB_STATE_PENDING && job.has_hold_until() &&
+      absl::FromUnixSeconds(job.hold_until().seconds()) > now) {
+    w.Field("Held Until", TimeFromNow(job.hold_until(), now));
+  }
   w.Field("Epoch", absl::StrCat(job.epoch()));
   w.Field("Node", OrNone(job.node()));
   w.Field("GPU Indexes", FormatIndexes(job.gpu_indexes()));
@@ -252,6 +267,15 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
   w.Field("Deadline", spec.has_deadline() ? TimeFromNow(spec.deadline(), now) : "<none>", 1);
   w.Field("Max Cost", spec.max_cost() > 0 ? absl::StrFormat("$%.2f", spec.max_cost()) : "<none>",
           1);
+  if (spec.max_duration_seconds() > 0) {
+    w.Field("Max Duration",
+            absl::StrCat(absl::FormatDuration(absl::Seconds(spec.max_duration_seconds())), " (",
+                         absl::FormatDuration(absl::Trunc(absl::Seconds(job.run_seconds()),
+                                                          absl::Seconds(1))),
+                         " used by ended attempts)"),
+            1);
+  }
+  if (spec.has_not_before()) w.Field("Not Before", TimeFromNow(spec.not_before(), now), 1);
   w.Field("Runtime", RuntimeField(spec), 1);
   w.Field("Model", ModelField(spec), 1);
   if (spent.has_value()) {

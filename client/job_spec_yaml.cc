@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
@@ -269,6 +270,53 @@ absl::Status ParseDeadline(const YAML::Node& node, absl::string_view path, absl:
   return absl::OkStatus();
 }
 
+// "retry: 3" (three restarts on any failure), or a mapping with max_restarts, exit_codes,
+// backoff and max_backoff.
+absl::Status ParseRetry(const YAML::Node& node, absl::string_view path,
+                        sched::v1::RetryPolicy& r) {
+  constexpr int64_t kMaxRestarts = 100;
+  if (node.IsScalar()) {
+    SCHED_ASSIGN_OR_RETURN(int64_t n, Integer(node, path, 0, kMaxRestarts,
+                                              "a number of restarts, or a mapping"));
+    r.set_max_restarts(static_cast<uint32_t>(n));
+    return absl::OkStatus();
+  }
+  SCHED_ASSIGN_OR_RETURN(
+      auto entries,
+      Entries(node, path, {"max_restarts", "exit_codes", "backoff", "max_backoff"}));
+  bool restarts_given = false;
+  for (const auto& [key, value] : entries) {
+    const std::string key_path = Child(path, key);
+    if (key == "max_restarts") {
+      SCHED_ASSIGN_OR_RETURN(int64_t n, Integer(value, key_path, 0, kMaxRestarts,
+                                                "a non-negative integer"));
+      r.set_max_restarts(static_cast<uint32_t>(n));
+      restarts_given = true;
+    } else if (key == "exit_codes") {
+      std::vector<YAML::Node> codes;
+      if (value.IsScalar()) {
+        codes.push_back(value);
+      } else if (value.IsSequence()) {
+        for (size_t i = 0; i < value.size(); ++i) codes.push_back(value[i]);
+      } else {
+        return Expected(key_path, "an exit code or a list of them", value);
+      }
+      for (size_t i = 0; i < codes.size(); ++i) {
+        SCHED_ASSIGN_OR_RETURN(int64_t code, Integer(codes[i], absl::StrCat(key_path, "[", i, "]"),
+                                                     1, 255, "an exit code 1..255"));
+        r.add_exit_codes(static_cast<int32_t>(code));
+      }
+    } else {
+      SCHED_ASSIGN_OR_RETURN(absl::Duration d, Duration(value, key_path));
+      const int64_t seconds = std::max<int64_t>(1, absl::ToInt64Seconds(d));
+      if (key == "backoff") r.set_backoff_seconds(seconds);
+      if (key == "max_backoff") r.set_max_backoff_seconds(seconds);
+    }
+  }
+  if (!restarts_given) return Invalid(Child(path, "max_restarts"), "required");
+  return absl::OkStatus();
+}
+
 template <typename Enum>
 absl::StatusOr<Enum> Choice(const YAML::Node& node, absl::string_view path,
                             const std::vector<std::pair<std::string, Enum>>& choices) {
@@ -286,7 +334,8 @@ absl::Status ParseSpec(const YAML::Node& root, absl::Time now, JobSpec& spec) {
       auto entries,
       Entries(root, "",
               {"name", "project", "run", "setup", "env", "secrets", "resources", "priority",
-               "labels", "model", "runtime", "deadline", "max_cost", "placement", "spot"}));
+               "labels", "model", "runtime", "deadline", "max_cost", "placement", "spot",
+               "retry", "max_duration", "not_before"}));
   for (const auto& [key, value] : entries) {
     if (key == "name") {
       SCHED_ASSIGN_OR_RETURN(*spec.mutable_name(), String(value, key));
@@ -324,6 +373,13 @@ absl::Status ParseSpec(const YAML::Node& root, absl::Time now, JobSpec& spec) {
       SCHED_RETURN_IF_ERROR(ParseRuntime(value, key, *spec.mutable_runtime()));
     } else if (key == "deadline") {
       SCHED_RETURN_IF_ERROR(ParseDeadline(value, key, now, *spec.mutable_deadline()));
+    } else if (key == "not_before") {
+      SCHED_RETURN_IF_ERROR(ParseDeadline(value, key, now, *spec.mutable_not_before()));
+    } else if (key == "max_duration") {
+      SCHED_ASSIGN_OR_RETURN(absl::Duration d, Duration(value, key));
+      spec.set_max_duration_seconds(std::max<int64_t>(1, absl::ToInt64Seconds(d)));
+    } else if (key == "retry") {
+      SCHED_RETURN_IF_ERROR(ParseRetry(value, key, *spec.mutable_retry()));
     } else if (key == "max_cost") {
       double dollars = 0;
       std::string text = value.IsScalar() ? value.Scalar() : "";
@@ -400,6 +456,17 @@ absl::StatusOr<JobSpec> ParseJobSpecYaml(std::string_view yaml, absl::Time now) 
     return absl::InvalidArgumentError(
         absl::StrCat("the spec is not UTF-8 text (byte ", bad, " is not)"));
   }
+  // yaml-cpp reads a NUL and the byte after it as one character that is not UTF-8, and other
+  // control characters have no place in a spec: only tab and line breaks may appear.
+  for (size_t i = 0; i < yaml.size(); ++i) {
+    const auto c = static_cast<unsigned char>(yaml[i]);
+    if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "the spec holds a control character (byte %d is 0x%02x); only tab and line breaks may "
+          "appear",
+          i, c));
+    }
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));
@@ -415,6 +482,13 @@ absl::StatusOr<JobSpec> ParseJobSpecYaml(std::string_view yaml, absl::Time now) 
     status = absl::InvalidArgumentError(absl::StrCat("invalid job spec: ", e.what()));
   }
   SCHED_RETURN_IF_ERROR(status);
+  // What schedd receives is what these bytes parse back to; a value the YAML reader made that
+  // is not UTF-8 (an escape) would not survive the trip.
+  std::string bytes;
+  JobSpec sent;
+  if (!spec.SerializeToString(&bytes) || !sent.ParseFromString(bytes)) {
+    return absl::InvalidArgumentError("a value in the spec is not UTF-8 text");
+  }
   return spec;
 }
 

@@ -10,10 +10,32 @@ namespace sched {
 
 void TimeToProto(absl::Time t, google::protobuf::Timestamp* out) {
   if (t == absl::InfinitePast() || t == absl::InfiniteFuture()) return;
-  const int64_t nanos = absl::ToUnixNanos(t);
-  out->set_seconds(nanos / 1'000'000'000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+  // Whole seconds, floored, and the nanoseconds past them: exact for every finite time (Unix
+  // nanoseconds would saturate past the year 2262).
+  const int64_t seconds = absl::ToUnixSeconds(t);
+  out->set_seconds(seconds);
+  out->set_nanos(static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(seconds))));
 }
+
+namespace {
+
+// A Timestamp from outside (a request, a stored record) must lie in protobuf's range, years
+// 1..9999: any other would not be written back as it was read.
+absl::StatusOr<absl::Time> CheckedTime(const google::protobuf::Timestamp& ts,
+                                       absl::string_view field) {
+  constexpr int64_t kMinSeconds = -62'135'596'800;  // 0001-01-01T00:00:00Z
+  constexpr int64_t kMaxSeconds = 253'402'300'799;  // 9999-12-31T23:59:59Z
+  if (ts.seconds() < kMinSeconds || ts.seconds() > kMaxSeconds || ts.nanos() < 0 ||
+      ts.nanos() > 999'999'999) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": not a time between the years 1 and 9999 (seconds ", ts.seconds(),
+                     ", nanos ", ts.nanos(), ")"));
+  }
+  return TimeFromProto(ts);
+}
+
+}  // namespace
 
 absl::Time TimeFromProto(const google::protobuf::Timestamp& ts) {
   if (ts.seconds() == 0 && ts.nanos() == 0) return absl::InfinitePast();
@@ -159,6 +181,17 @@ void JobSpecToProto(const JobSpec& spec, v1::JobSpec* out) {
   out->set_max_cost(spec.max_cost);
   out->set_placement(PlacementPolicyToProto(spec.placement));
   out->set_spot(SpotPolicyToProto(spec.spot));
+  if (spec.retry.max_restarts > 0) {
+    v1::RetryPolicy* retry = out->mutable_retry();
+    retry->set_max_restarts(spec.retry.max_restarts);
+    for (int32_t code : spec.retry.exit_codes) retry->add_exit_codes(code);
+    retry->set_backoff_seconds(absl::ToInt64Seconds(spec.retry.backoff));
+    retry->set_max_backoff_seconds(absl::ToInt64Seconds(spec.retry.max_backoff));
+  }
+  out->set_max_duration_seconds(absl::ToInt64Seconds(spec.max_duration));
+  if (spec.not_before != absl::InfinitePast()) {
+    TimeToProto(spec.not_before, out->mutable_not_before());
+  }
 }
 
 absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& in) {
@@ -204,10 +237,35 @@ absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& in) {
     spec.runtime = absl::Seconds(in.runtime().seconds());
     spec.runtime_gpu_model = in.runtime().gpu_model();
   }
-  if (in.has_deadline()) spec.deadline = TimeFromProto(in.deadline());
+  if (in.has_deadline()) {
+    SCHED_ASSIGN_OR_RETURN(spec.deadline, CheckedTime(in.deadline(), "deadline"));
+  }
   spec.max_cost = in.max_cost();
   SCHED_ASSIGN_OR_RETURN(spec.placement, PlacementPolicyFromProto(in.placement()));
   SCHED_ASSIGN_OR_RETURN(spec.spot, SpotPolicyFromProto(in.spot()));
+  if (in.has_retry()) {
+    const v1::RetryPolicy& rp = in.retry();
+    constexpr int64_t kMaxSeconds = int64_t{366} * 24 * 3600;
+    if (rp.backoff_seconds() < 0 || rp.backoff_seconds() > kMaxSeconds ||
+        rp.max_backoff_seconds() < 0 || rp.max_backoff_seconds() > kMaxSeconds) {
+      return absl::InvalidArgumentError(
+          "retry.backoff: must be between 0 and a year, in seconds");
+    }
+    spec.retry.max_restarts = rp.max_restarts();
+    spec.retry.exit_codes.assign(rp.exit_codes().begin(), rp.exit_codes().end());
+    if (rp.backoff_seconds() > 0) spec.retry.backoff = absl::Seconds(rp.backoff_seconds());
+    if (rp.max_backoff_seconds() > 0) {
+      spec.retry.max_backoff = absl::Seconds(rp.max_backoff_seconds());
+    }
+  }
+  if (in.max_duration_seconds() < 0 || in.max_duration_seconds() > int64_t{366} * 24 * 3600) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_duration: must be between 0 and a year, got ", in.max_duration_seconds(), " s"));
+  }
+  spec.max_duration = absl::Seconds(in.max_duration_seconds());
+  if (in.has_not_before()) {
+    SCHED_ASSIGN_OR_RETURN(spec.not_before, CheckedTime(in.not_before(), "not_before"));
+  }
   return spec;
 }
 
@@ -245,7 +303,7 @@ void DecisionToProto(const Decision& d, v1::Decision* out) {
 
 absl::StatusOr<Decision> DecisionFromProto(const v1::Decision& in) {
   Decision d;
-  d.time = TimeFromProto(in.decide_time());
+  SCHED_ASSIGN_OR_RETURN(d.time, CheckedTime(in.decide_time(), "decision.decide_time"));
   d.placed = in.placed();
   d.summary = in.summary();
   for (const v1::DecisionOption& p : in.options()) {
@@ -255,8 +313,14 @@ absl::StatusOr<Decision> DecisionFromProto(const v1::Decision& in) {
     o.local = p.local();
     o.spot = p.spot();
     o.fits_now = p.fits_now();
-    o.start = p.has_start_time() ? TimeFromProto(p.start_time()) : absl::InfiniteFuture();
-    o.finish = p.has_finish_time() ? TimeFromProto(p.finish_time()) : absl::InfiniteFuture();
+    o.start = o.finish = absl::InfiniteFuture();
+    if (p.has_start_time()) {
+      SCHED_ASSIGN_OR_RETURN(o.start, CheckedTime(p.start_time(), "decision.options.start_time"));
+    }
+    if (p.has_finish_time()) {
+      SCHED_ASSIGN_OR_RETURN(o.finish,
+                             CheckedTime(p.finish_time(), "decision.options.finish_time"));
+    }
     o.runtime = absl::Seconds(p.runtime_seconds());
     o.price_per_hour = p.price_per_hour();
     o.cost = p.cost();
@@ -329,6 +393,13 @@ void JobToProto(const Job& job, v1::Job* out) {
     p->set_resumed_from_seq(a.resumed_from_seq);
   }
   out->set_preemptions(job.preemptions);
+  out->set_restarts(job.restarts);
+  if (job.hold_until != absl::InfinitePast()) {
+    TimeToProto(job.hold_until, out->mutable_hold_until());
+  }
+  out->set_run_seconds(absl::ToDoubleSeconds(job.run_time));
+  out->set_spent(job.spent);
+  out->set_stop_reason(job.stop_reason);
 }
 
 absl::StatusOr<Job> JobFromProto(const v1::Job& in) {
@@ -340,10 +411,10 @@ absl::StatusOr<Job> JobFromProto(const v1::Job& in) {
   job.epoch = in.epoch();
   job.node = in.node();
   job.gpu_indexes.assign(in.gpu_indexes().begin(), in.gpu_indexes().end());
-  job.create_time = TimeFromProto(in.create_time());
-  job.start_time = TimeFromProto(in.start_time());
-  job.finish_time = TimeFromProto(in.finish_time());
-  job.update_time = TimeFromProto(in.update_time());
+  SCHED_ASSIGN_OR_RETURN(job.create_time, CheckedTime(in.create_time(), "create_time"));
+  SCHED_ASSIGN_OR_RETURN(job.start_time, CheckedTime(in.start_time(), "start_time"));
+  SCHED_ASSIGN_OR_RETURN(job.finish_time, CheckedTime(in.finish_time(), "finish_time"));
+  SCHED_ASSIGN_OR_RETURN(job.update_time, CheckedTime(in.update_time(), "update_time"));
   job.exit_code = in.exit_code();
   job.message = in.message();
   job.cancel_requested = in.cancel_requested();
@@ -358,14 +429,26 @@ absl::StatusOr<Job> JobFromProto(const v1::Job& in) {
     a.node = p.node();
     a.provider = p.provider();
     a.spot = p.spot();
-    a.start = TimeFromProto(p.start_time());
-    a.end = TimeFromProto(p.end_time());
+    SCHED_ASSIGN_OR_RETURN(a.start, CheckedTime(p.start_time(), "attempts.start_time"));
+    SCHED_ASSIGN_OR_RETURN(a.end, CheckedTime(p.end_time(), "attempts.end_time"));
     a.end_reason = p.end_reason();
     a.preempted = p.preempted();
     a.resumed_from = p.resumed_from();
     a.resumed_from_seq = p.resumed_from_seq();
   }
   job.preemptions = in.preemptions();
+  job.restarts = in.restarts();
+  if (in.has_hold_until()) {
+    SCHED_ASSIGN_OR_RETURN(job.hold_until, CheckedTime(in.hold_until(), "hold_until"));
+  }
+  if (!std::isfinite(in.run_seconds()) || in.run_seconds() < 0 || in.run_seconds() > 1e12 ||
+      !std::isfinite(in.spent()) || in.spent() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job ", in.id(), ": run_seconds and spent must be finite and >= 0"));
+  }
+  job.run_time = absl::Seconds(in.run_seconds());
+  job.spent = in.spent();
+  job.stop_reason = in.stop_reason();
   return job;
 }
 

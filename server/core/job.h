@@ -49,6 +49,20 @@ struct ModelDescription {
   uint32_t lora_rank = 0;
 };
 
+// When a failed job runs again (proto RetryPolicy).
+struct RetryPolicy {
+  uint32_t max_restarts = 0;
+  std::vector<int32_t> exit_codes;  // empty: any failure
+  absl::Duration backoff = absl::Seconds(10);
+  absl::Duration max_backoff = absl::Minutes(10);
+  // True when a failure with `exit_code` should restart a job that has restarted `restarts`
+  // times.
+  bool Restarts(int32_t exit_code, uint32_t restarts) const;
+  // The wait before restart number `restart` (1 for the first): backoff doubled each time,
+  // at most max_backoff.
+  absl::Duration Backoff(uint32_t restart) const;
+};
+
 struct JobSpec {
   std::string name;
   std::string project;
@@ -68,6 +82,9 @@ struct JobSpec {
   double max_cost = 0;  // dollars; 0: no limit of its own
   PlacementPolicy placement = PlacementPolicy::kPreferLocal;
   SpotPolicy spot = SpotPolicy::kAuto;
+  RetryPolicy retry;
+  absl::Duration max_duration = absl::ZeroDuration();  // zero: no limit
+  absl::Time not_before = absl::InfinitePast();         // InfinitePast: at once
 };
 
 // How one node fared when the scheduler decided where a job goes.
@@ -188,6 +205,16 @@ struct Job {
   static constexpr size_t kMaxAttemptsKept = 50;
   // Leases lost to preemption notices; not counted against SchedulerOptions::max_attempts.
   uint32_t preemptions = 0;
+  // Restarts after failed exits (spec.retry).
+  uint32_t restarts = 0;
+  // A pending job is held back until then (not_before, a restart's backoff); InfinitePast: not
+  // held.
+  absl::Time hold_until = absl::InfinitePast();
+  // What its ended attempts took: time on nodes and dollars (for max_duration and max_cost).
+  absl::Duration run_time = absl::ZeroDuration();
+  double spent = 0;
+  // Why schedd is stopping it for a limit; the job ends FAILED with this once it stops.
+  std::string stop_reason;
 };
 
 }  // namespace sched

@@ -1,5 +1,6 @@
 #include "server/core/job_spec_validation.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -97,6 +98,18 @@ absl::string_view SpotPolicyName(SpotPolicy p) {
   return "unknown";
 }
 
+bool RetryPolicy::Restarts(int32_t exit_code, uint32_t restarts) const {
+  if (restarts >= max_restarts) return false;
+  return exit_codes.empty() ||
+         std::find(exit_codes.begin(), exit_codes.end(), exit_code) != exit_codes.end();
+}
+
+absl::Duration RetryPolicy::Backoff(uint32_t restart) const {
+  absl::Duration wait = backoff;
+  for (uint32_t i = 1; i < restart && wait < max_backoff; ++i) wait *= 2;
+  return std::min(wait, max_backoff);
+}
+
 bool IsValidName(absl::string_view name) {
   if (name.empty() || name.size() > 63 || !absl::ascii_isalnum(name[0])) return false;
   for (char c : name) {
@@ -180,6 +193,42 @@ absl::Status ValidateAndDefaultJobSpec(JobSpec& spec, absl::Time now) {
   if (!(spec.max_cost >= 0) || spec.max_cost > kMaxCostDollars) {
     return Invalid("max_cost", absl::StrCat("must be between 0 and ", kMaxCostDollars,
                                             " dollars, got ", spec.max_cost));
+  }
+  const RetryPolicy& retry = spec.retry;
+  if (retry.max_restarts > kMaxRestarts) {
+    return Invalid("retry.max_restarts",
+                   absl::StrCat("at most ", kMaxRestarts, ", got ", retry.max_restarts));
+  }
+  if (retry.exit_codes.size() > 255) return Invalid("retry.exit_codes", "at most 255 codes");
+  for (int32_t code : retry.exit_codes) {
+    if (code < 1 || code > 255) {
+      return Invalid("retry.exit_codes",
+                     absl::StrCat("an exit code is 1..255 (128+N for signal N), got ", code));
+    }
+  }
+  if (retry.max_restarts == 0 && !retry.exit_codes.empty()) {
+    return Invalid("retry.exit_codes", "set, but retry.max_restarts is 0");
+  }
+  if (retry.backoff <= absl::ZeroDuration() || retry.max_backoff <= absl::ZeroDuration()) {
+    return Invalid("retry.backoff", "must be positive");
+  }
+  if (retry.backoff > retry.max_backoff) {
+    return Invalid("retry.backoff",
+                   absl::StrCat(absl::FormatDuration(retry.backoff), " is above retry.max_backoff ",
+                                absl::FormatDuration(retry.max_backoff)));
+  }
+  if (spec.max_duration < absl::ZeroDuration() || spec.max_duration > absl::Hours(24 * 366)) {
+    return Invalid("max_duration", absl::StrCat("must be between 0 and a year, got ",
+                                                absl::FormatDuration(spec.max_duration)));
+  }
+  if (spec.not_before != absl::InfinitePast() && spec.not_before > now + absl::Hours(24 * 366)) {
+    return Invalid("not_before", absl::StrCat("more than a year ahead: ",
+                                              absl::FormatTime(absl::RFC3339_sec, spec.not_before,
+                                                               absl::UTCTimeZone())));
+  }
+  if (spec.not_before != absl::InfinitePast() && spec.deadline != absl::InfiniteFuture() &&
+      spec.not_before >= spec.deadline) {
+    return Invalid("not_before", "is at or after the deadline");
   }
   return absl::OkStatus();
 }

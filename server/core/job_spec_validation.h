@@ -15,6 +15,7 @@ inline constexpr int64_t kMaxModelParameters = 100'000'000'000'000;  // 100T
 inline constexpr uint32_t kMaxBatchSize = 1 << 20;
 inline constexpr uint32_t kMaxSequenceLength = 1 << 24;
 inline constexpr double kMaxCostDollars = 1e9;
+inline constexpr uint32_t kMaxRestarts = 100;
 
 // Checks `spec` at submit time `now` and fills defaults (project "default", 1 CPU).
 // INVALID_ARGUMENT names the field and the reason ("resources.cpus: must be >= 0, got -1").

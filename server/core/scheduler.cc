@@ -25,6 +25,13 @@ absl::Status StaleSession(const std::string& name) {
       absl::StrCat("session of node ", name, " is no longer current: reconnect"));
 }
 
+std::string FormatClock(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", t, absl::UTCTimeZone());
+}
+
+// "$1.25", "$0.0031".
+std::string Dollars(double d) { return absl::StrFormat(d >= 0.01 ? "$%.2f" : "$%.4f", d); }
+
 }  // namespace
 
 absl::string_view JobStateName(JobState s) {
@@ -148,7 +155,11 @@ absl::Status Scheduler::LoadState() {
     last_epoch_ = std::max(last_epoch_, job.epoch);
     stats_.jobs_by_state[static_cast<int>(job.state)]++;
     if (job.state == JobState::kPending) {
-      pending_.Add(&job, /*settled=*/false);
+      if (job.hold_until > clock_->Now()) {
+        held_.insert({job.hold_until, &job});
+      } else {
+        pending_.Add(&job, /*settled=*/false);
+      }
       pending_by_project_[job.spec.project]++;
     }
     if (IsLeased(job.state)) {
@@ -156,6 +167,7 @@ absl::Status Scheduler::LoadState() {
       NodeEntry& entry = EntryFor(job.node);
       if (entry.node.record.name.empty()) entry.node.record.name = job.node;
       Allocate(entry, job);
+      if (job.stop_reason.empty()) SetLimitCheck(job, clock_->Now());
     }
   }
   std::vector<const Job*> succeeded;  // in the order they finished, as they were recorded live
@@ -328,15 +340,21 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   Job& stored = it->second;
   by_seq_[stored.seq] = &stored;
   if (!stored.request_id.empty()) by_request_id_[stored.request_id] = &stored;
+  stats_.jobs_by_state[static_cast<int>(JobState::kPending)]++;
+  pending_by_project_[stored.spec.project]++;
+  stats_.submits_total++;
+  if (stored.spec.not_before > stored.create_time) {
+    Hold(stored, stored.spec.not_before,
+         absl::StrCat("not before ", FormatClock(stored.spec.not_before)));
+    PutJob(stored, out);
+    return SubmitResult{stored, false};
+  }
   // A job queued behind everything a busy workstation's timeline holds (it holds the first
   // kMaxWaitingAhead waiting jobs) leaves it as it is.
   NodeEntry* kept = TimelineKeptBy(stored);
   // Schedule() tries it on every node below.
   QueuedAhead(pending_.Add(&stored, /*settled=*/true), stored);
   if (kept != nullptr) kept->timeline.groups_version = WaitingGroupsVersion(*kept);
-  stats_.jobs_by_state[static_cast<int>(JobState::kPending)]++;
-  pending_by_project_[stored.spec.project]++;
-  stats_.submits_total++;
   PutJob(stored, out);
   Schedule(out, &stored);
   return SubmitResult{stored, false};
@@ -433,6 +451,7 @@ absl::StatusOr<Job> Scheduler::CancelLocked(absl::string_view id_or_prefix, std:
   if (job.state == JobState::kPending) {
     ClearWaiting(job);
     pending_.Remove(job);
+    Unhold(job);
     SetState(job, JobState::kCancelled);
     job.finish_time = job.update_time;
     job.cancel_requested = true;
@@ -654,7 +673,7 @@ void Scheduler::RenewLeases(NodeEntry& entry, const std::vector<JobRef>& refs, O
     if (job.ok()) {
       SetLeaseExpiry(**job, expiry);
       // The cancel sent earlier may have been lost with a stream: say it again until it ends.
-      if ((*job)->cancel_requested && entry.link) {
+      if (((*job)->cancel_requested || !(*job)->stop_reason.empty()) && entry.link) {
         out.commands.push_back([link = entry.link, ref] { link->Cancel(ref.job_id, ref.epoch); });
       }
     } else if (entry.link) {
@@ -731,7 +750,7 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
         absl::StrCat("state: an agent reports RUNNING, SUCCEEDED, FAILED or CANCELLED, not ",
                      JobStateName(report.state)));
   }
-  if (report.preempted && !job.cancel_requested) {
+  if (report.preempted && !job.cancel_requested && job.stop_reason.empty()) {
     // The node is being taken back: not the job's failure. It goes back to the queue and
     // resumes from its newest checkpoint wherever it goes next.
     job.preemptions++;
@@ -752,6 +771,9 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
   if (job.cancel_requested) {
     final_state = JobState::kCancelled;
     message = job.message;
+  } else if (!job.stop_reason.empty()) {
+    final_state = JobState::kFailed;
+    message = job.stop_reason;
   } else if (final_state == JobState::kCancelled) {
     final_state = JobState::kFailed;
     message = absl::StrCat("stopped by the agent: ", report.message);
@@ -767,6 +789,28 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
   MeterLease(job, out);
   Release(job);
   OpenUnleasedIfIdle(name, out);
+  if (final_state == JobState::kFailed && report.state == JobState::kFailed &&
+      job.stop_reason.empty() && job.spec.retry.Restarts(report.exit_code, job.restarts) &&
+      LimitPassed(job, now).empty()) {
+    // A failure the job's retry policy restarts: back to the queue after the backoff, as a new
+    // attempt that resumes from the newest checkpoint.
+    job.restarts++;
+    const absl::Time at = now + job.spec.retry.Backoff(job.restarts);
+    job.exit_code = report.exit_code;
+    job.attempt++;
+    job.node.clear();
+    job.gpu_indexes.clear();
+    job.decision = Decision();
+    job.finished_by_agent = true;
+    SetState(job, JobState::kPending);
+    stats_.restarts_total++;
+    Hold(job, at,
+         absl::StrCat(ended, "; restart ", job.restarts, " of ", job.spec.retry.max_restarts,
+                      " at ", FormatClock(at)));
+    PutJob(job, out);
+    Schedule(out);
+    return job;
+  }
   SetState(job, final_state);
   if (job.start_time == absl::InfinitePast()) job.start_time = now;
   job.finish_time = now;
@@ -900,7 +944,9 @@ void Scheduler::Tick() {
       }
     }
     MoveOverruns(now);
-    if (!expired.empty() || new_month || revisit) Schedule(out);
+    const bool released = ReleaseHolds(now, out);
+    CheckLimits(now, out);
+    if (!expired.empty() || new_month || revisit || released) Schedule(out);
     Seal(out);
   }
   Deliver(std::move(out), [](absl::Status) {});
@@ -925,6 +971,7 @@ void Scheduler::Allocate(NodeEntry& entry, const Job& job) {
 
 void Scheduler::Release(Job& job) {
   EraseLeaseExpiry(job);
+  ClearLimitCheck(job);
   NodeEntry* entry = FindNode(job.node);
   if (entry == nullptr || !entry->jobs.erase(job.id)) return;
   Node& node = entry->node;
@@ -959,6 +1006,7 @@ void Scheduler::MeterLease(Job& job, Outbox& out) {
   if (job.lease_start != absl::InfinitePast() && job.lease_price_per_hour > 0) {
     LedgerEntry e = OpenEntry(job, clock_->Now());
     IndexLeaseEnd(job, e);
+    job.spent += e.Cost();
     StoreOp op;
     op.kind = StoreOp::Kind::kPutLedger;
     op.ledger = e;
@@ -1023,6 +1071,7 @@ void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus, D
   IndexLeaseStart(job, &entry.node);
   SetLeaseExpiry(job, clock_->Now() + options_.lease_ttl);
   Allocate(entry, job);
+  SetLimitCheck(job, job.lease_start);
   stats_.assignments_total++;
   PutJob(job, out);
   out.commands.push_back([link = entry.link, job] {
@@ -1041,6 +1090,14 @@ void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out, bool 
   if (job.cancel_requested) {
     SetState(job, JobState::kCancelled);
     job.finish_time = job.update_time;
+  } else if (!job.stop_reason.empty()) {
+    SetState(job, JobState::kFailed);
+    job.finish_time = job.update_time;
+    job.message = job.stop_reason;
+  } else if (std::string limit = LimitPassed(job, job.update_time); !limit.empty()) {
+    SetState(job, JobState::kFailed);
+    job.finish_time = job.update_time;
+    job.message = std::move(limit);
   } else if (job.attempt - std::min(job.attempt, job.preemptions) >= options_.max_attempts) {
     SetState(job, JobState::kFailed);
     job.finish_time = job.update_time;
@@ -1069,10 +1126,123 @@ void Scheduler::EndAttempt(Job& job, const std::string& reason, bool preempted) 
   a.end = clock_->Now();
   a.end_reason = reason;
   a.preempted = preempted;
+  job.run_time += std::max(a.end - a.start, absl::ZeroDuration());
   if (!a.spot) return;
   ProviderRisk& risk = provider_risk_[a.provider];
   risk.spot_hours += absl::ToDoubleHours(std::max(a.end - a.start, absl::ZeroDuration()));
   if (preempted) risk.preemptions++;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Holds and limits
+
+void Scheduler::Hold(Job& job, absl::Time until, std::string why) {
+  Unhold(job);
+  job.hold_until = until;
+  job.message = std::move(why);
+  job.update_time = clock_->Now();
+  held_.insert({until, &job});
+}
+
+void Scheduler::Unhold(Job& job) { held_.erase({job.hold_until, &job}); }
+
+bool Scheduler::ReleaseHolds(absl::Time now, Outbox& out) {
+  bool released = false;
+  while (!held_.empty() && held_.begin()->first <= now) {
+    Job& job = *held_.begin()->second;
+    held_.erase(held_.begin());
+    if (job.state != JobState::kPending) continue;
+    job.message.clear();
+    job.update_time = now;
+    PutJob(job, out);
+    QueuedAhead(pending_.Add(&job, /*settled=*/false), job);
+    released = true;
+  }
+  return released;
+}
+
+std::string Scheduler::LimitPassed(const Job& job, absl::Time now) const {
+  absl::Duration run = job.run_time;
+  if (!job.attempts.empty() && job.attempts.back().epoch == job.epoch &&
+      job.attempts.back().end == absl::InfinitePast() && IsLeased(job.state)) {
+    run += std::max(now - job.attempts.back().start, absl::ZeroDuration());
+  }
+  if (job.spec.max_duration > absl::ZeroDuration() && run >= job.spec.max_duration) {
+    return absl::StrCat("ran ", absl::FormatDuration(absl::Trunc(run, absl::Seconds(1))),
+                        ", its max_duration is ", absl::FormatDuration(job.spec.max_duration));
+  }
+  double spent = job.spent;
+  if (job.lease_start != absl::InfinitePast() && job.lease_price_per_hour > 0) {
+    spent += OpenEntry(job, now).Cost();
+  }
+  if (job.spec.max_cost > 0 && spent >= job.spec.max_cost) {
+    return absl::StrCat("cost ", Dollars(spent), ", its max_cost is ", Dollars(job.spec.max_cost));
+  }
+  return "";
+}
+
+void Scheduler::SetLimitCheck(const Job& job, absl::Time now) {
+  ClearLimitCheck(job);
+  absl::Time at = absl::InfiniteFuture();
+  if (job.spec.max_duration > absl::ZeroDuration() && !job.attempts.empty()) {
+    at = job.attempts.back().start + (job.spec.max_duration - job.run_time);
+  }
+  if (job.spec.max_cost > 0 && job.lease_start != absl::InfinitePast()) {
+    // The dearest hour the lease can be charged, so the check comes no later than the limit.
+    double rate = job.lease_price_per_hour;
+    for (const cost::PriceWindow& w : job.lease_price_schedule.windows) {
+      rate = std::max(rate, w.usd_per_hour);
+    }
+    if (rate > 0) {
+      double left = job.spec.max_cost - job.spent;
+      if (job.lease_price_per_hour > 0) left -= OpenEntry(job, now).Cost();
+      at = std::min(at, now + absl::Seconds(std::max(left, 0.0) / rate * 3600));
+    }
+  }
+  if (at == absl::InfiniteFuture()) return;
+  limit_of_[&job] = at;
+  limit_order_.insert({at, &job});
+}
+
+void Scheduler::ClearLimitCheck(const Job& job) {
+  auto it = limit_of_.find(&job);
+  if (it == limit_of_.end()) return;
+  limit_order_.erase({it->second, &job});
+  limit_of_.erase(it);
+}
+
+void Scheduler::CheckLimits(absl::Time now, Outbox& out) {
+  std::vector<Job*> due;
+  for (auto it = limit_order_.begin(); it != limit_order_.end() && it->first <= now; ++it) {
+    due.push_back(const_cast<Job*>(it->second));
+  }
+  std::sort(due.begin(), due.end(), [](const Job* a, const Job* b) { return a->id < b->id; });
+  for (Job* job : due) {
+    ClearLimitCheck(*job);
+    std::string limit = LimitPassed(*job, now);
+    if (limit.empty()) {
+      // Not yet (a cheaper hour than the dearest one counted): look again later.
+      SetLimitCheck(*job, now);
+      auto it = limit_of_.find(job);
+      if (it != limit_of_.end() && it->second <= now) {
+        limit_order_.erase({it->second, job});
+        it->second = now + absl::Seconds(1);
+        limit_order_.insert({it->second, job});
+      }
+      continue;
+    }
+    // Stopped like a cancel, so it can checkpoint; it ends FAILED with the reason.
+    job->stop_reason = std::move(limit);
+    job->message = absl::StrCat("stopping: ", job->stop_reason);
+    job->update_time = now;
+    stats_.limit_stops_total++;
+    PutJob(*job, out);
+    NodeEntry* entry = FindNode(job->node);
+    if (entry != nullptr && entry->link) {
+      out.commands.push_back(
+          [link = entry->link, id = job->id, epoch = job->epoch] { link->Cancel(id, epoch); });
+    }
+  }
 }
 
 double Scheduler::SpotRate(const std::string& provider, double prior) const {
@@ -2656,8 +2826,10 @@ std::map<std::string, absl::Duration> Scheduler::OldestPendingAge() const {
   std::map<std::string, absl::Time> oldest;
   for (const PendingQueue::Group* group : pending_.Groups()) {
     for (const auto& [key, job] : group->jobs) {
-      auto [it, added] = oldest.try_emplace(job->spec.project, job->create_time);
-      if (!added) it->second = std::min(it->second, job->create_time);
+      // A job held by its not_before waits from then.
+      const absl::Time since = std::max(job->create_time, job->spec.not_before);
+      auto [it, added] = oldest.try_emplace(job->spec.project, since);
+      if (!added) it->second = std::min(it->second, since);
     }
   }
   const absl::Time now = clock_->Now();

@@ -132,6 +132,9 @@ struct SchedulerStats {
   // Preemption notices agents passed on, and leases that ended in a preemption.
   uint64_t preemption_notices_total = 0;
   uint64_t preemptions_total = 0;
+  // Failed jobs started again by their retry policy; jobs stopped for max_duration or max_cost.
+  uint64_t restarts_total = 0;
+  uint64_t limit_stops_total = 0;
   uint64_t log_bytes_dropped_total = 0;  // output past a job's limit
   uint64_t agents_connected = 0;
   uint64_t nodes_total = 0;
@@ -474,6 +477,20 @@ class Scheduler {
   // After a preemption: the provider's spot nodes take the new rate, and waiting jobs are
   // decided again.
   void RefreshSpotRisk(const std::string& provider) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A pending job held out of the queue until `until` (not_before, a restart's backoff), with
+  // `why` as its message; Unhold forgets the hold (no-op when there is none).
+  void Hold(Job& job, absl::Time until, std::string why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unhold(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues the held jobs whose time has come; true if any.
+  bool ReleaseHolds(absl::Time now, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why `job` has passed its max_duration or max_cost at `now` (its open lease counted), or
+  // empty.
+  std::string LimitPassed(const Job& job, absl::Time now) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // When a leased job could first pass a limit, for Tick to look then (nothing without limits).
+  void SetLimitCheck(const Job& job, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ClearLimitCheck(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops the leased jobs past a limit (like a cancel: SIGTERM, then they end FAILED).
+  void CheckLimits(absl::Time now, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Places pending jobs (only `job` when given) while nodes have room. Every change that gives
   // a node room calls GainedRoom() and then, before the lock is released, Schedule().
   void Schedule(Outbox& out, Job* job = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -614,6 +631,11 @@ class Scheduler {
   absl::flat_hash_map<std::string, absl::Time> lease_expiry_ ABSL_GUARDED_BY(mu_);
   // The same by time, so that Tick() reads only the expired ones (SetLeaseExpiry).
   absl::btree_set<std::pair<absl::Time, const Job*>> expiry_order_ ABSL_GUARDED_BY(mu_);
+  // Pending jobs held out of the queue, by the end of their hold (Hold).
+  absl::btree_set<std::pair<absl::Time, Job*>> held_ ABSL_GUARDED_BY(mu_);
+  // Leased jobs with limits, by when to look at them next (SetLimitCheck).
+  absl::btree_set<std::pair<absl::Time, const Job*>> limit_order_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<const Job*, absl::Time> limit_of_ ABSL_GUARDED_BY(mu_);
   // Connected agents by their last heartbeat, so that Tick() reads only the silent (MarkHeard).
   absl::btree_set<std::pair<absl::Time, NodeEntry*>> heard_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, NodeEntry> nodes_ ABSL_GUARDED_BY(mu_);  // in name order; never erased

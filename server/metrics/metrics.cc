@@ -98,6 +98,12 @@ class SchedulerCollector final : public prometheus::Collectable {
     out.push_back(Family("sched_preemptions_total",
                          "Leases that ended in a preemption; the job went back to the queue.",
                          MetricType::Counter, {Value(s.preemptions_total)}));
+    out.push_back(Family("sched_job_restarts_total",
+                         "Failed jobs put back in the queue by their retry policy.",
+                         MetricType::Counter, {Value(s.restarts_total)}));
+    out.push_back(Family("sched_job_limit_stops_total",
+                         "Jobs stopped for passing their max_duration or max_cost.",
+                         MetricType::Counter, {Value(s.limit_stops_total)}));
     out.push_back(Family("sched_log_bytes_dropped_total",
                          "Job output dropped past a job's limit (--max_log_bytes_per_job).",
                          MetricType::Counter, {Value(s.log_bytes_dropped_total)}));

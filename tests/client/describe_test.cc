@@ -290,5 +290,36 @@ TEST(DescribeJob, ASecretShowsItsNameOnly) {
   EXPECT_THAT(out.str(), ::testing::Not(HasSubstr("should-never")));
 }
 
+TEST(DescribeJob, ShowsRestartsHoldsAndLimits) {
+  sched::v1::Job job = testing::RunningJob();
+  job.set_state(sched::v1::JOB_STATE_PENDING);
+  sched::v1::RetryPolicy* retry = job.mutable_spec()->mutable_retry();
+  retry->set_max_restarts(3);
+  retry->add_exit_codes(75);
+  retry->add_exit_codes(137);
+  retry->set_backoff_seconds(30);
+  retry->set_max_backoff_seconds(600);
+  job.set_restarts(1);
+  job.mutable_hold_until()->set_seconds(absl::ToUnixSeconds(testing::kNow) + 90);
+  job.mutable_spec()->set_max_duration_seconds(6 * 3600);
+  job.set_run_seconds(5400.4);
+  job.mutable_spec()->mutable_not_before()->set_seconds(absl::ToUnixSeconds(testing::kNow) - 600);
+  std::ostringstream out;
+  DescribeJob(job, testing::kNow, out);
+  EXPECT_THAT(out.str(),
+              HasSubstr("Restarts:     1 of 3 (on exit code 75, 137; backoff 30s doubling up to "
+                        "10m)\n"));
+  EXPECT_THAT(out.str(), HasSubstr("Held Until:"));
+  EXPECT_THAT(out.str(), HasSubstr("Max Duration:  6h (1h30m used by ended attempts)\n"));
+  EXPECT_THAT(out.str(), HasSubstr("Not Before:"));
+  // Once the hold is over, or without a policy, those lines are not shown.
+  job.mutable_hold_until()->set_seconds(absl::ToUnixSeconds(testing::kNow) - 1);
+  job.mutable_spec()->clear_retry();
+  std::ostringstream plain;
+  DescribeJob(job, testing::kNow, plain);
+  EXPECT_THAT(plain.str(), ::testing::Not(HasSubstr("Held Until")));
+  EXPECT_THAT(plain.str(), ::testing::Not(HasSubstr("Restarts")));
+}
+
 }  // namespace
 }  // namespace sched::client

@@ -151,7 +151,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadSpec{
             "run: x\nnmae: a\n",
             "nmae: unknown key (expected one of: name, project, run, setup, env, secrets, "
-            "resources, priority, labels, model, runtime, deadline, max_cost, placement, spot)"},
+            "resources, priority, labels, model, runtime, deadline, max_cost, placement, spot, "
+            "retry, max_duration, not_before)"},
         BadSpec{"run: x\nmodel: {parameters: 7B, precison: bf16}\n",
                 "model.precison: unknown key (expected one of: parameters, precision, method, "
                 "optimizer, batch_size, sequence_length, gradient_checkpointing, lora_rank)"}));
@@ -183,6 +184,61 @@ INSTANTIATE_TEST_SUITE_P(
                 "\"nearby\""},
         BadSpec{"run: x\nspot: sometimes\n",
                 "spot: expected auto, spot, on-demand, got \"sometimes\""}));
+
+TEST(ParseJobSpecYaml, ReadsRetriesAndLimits) {
+  const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
+  absl::StatusOr<sched::v1::JobSpec> spec = ParseJobSpecYaml(R"(
+run: python train.py
+retry:
+  max_restarts: 3
+  exit_codes: [3, 137]
+  backoff: 30s
+  max_backoff: 5m
+max_duration: 6h
+not_before: 2h
+)",
+                                                             now);
+  ASSERT_THAT(spec, IsOk());
+  EXPECT_EQ(spec->retry().max_restarts(), 3u);
+  EXPECT_THAT(spec->retry().exit_codes(), ElementsAre(3, 137));
+  EXPECT_EQ(spec->retry().backoff_seconds(), 30);
+  EXPECT_EQ(spec->retry().max_backoff_seconds(), 300);
+  EXPECT_EQ(spec->max_duration_seconds(), 6 * 3600);
+  EXPECT_EQ(spec->not_before().seconds(), 1'800'000'000 + 2 * 3600);
+
+  // The short forms: a count of restarts on any failure, one exit code, a time of day.
+  spec = ParseJobSpecYaml(
+      "run: x\nretry: 2\nnot_before: 2026-11-27T22:00:00Z\n", now);
+  ASSERT_THAT(spec, IsOk());
+  EXPECT_EQ(spec->retry().max_restarts(), 2u);
+  EXPECT_EQ(spec->retry().exit_codes_size(), 0);
+  EXPECT_EQ(spec->retry().backoff_seconds(), 0);  // schedd's default
+  EXPECT_EQ(spec->not_before().seconds(), 1795737600 + 22 * 3600);
+  spec = ParseJobSpecYaml("run: x\nretry: {max_restarts: 1, exit_codes: 75}\n", now);
+  ASSERT_THAT(spec, IsOk());
+  EXPECT_THAT(spec->retry().exit_codes(), ElementsAre(75));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    BadRetriesAndLimits, BadSpecTest,
+    ::testing::Values(
+        BadSpec{"run: x\nretry: {exit_codes: [3]}\n", "retry.max_restarts: required"},
+        BadSpec{"run: x\nretry: {max_restarts: 1, exit_codes: [0]}\n",
+                "retry.exit_codes[0]: must be in 1..255, got 0"},
+        BadSpec{"run: x\nretry: {max_restarts: 1, exit_codes: [3, fail]}\n",
+                "retry.exit_codes[1]: expected an exit code 1..255, got \"fail\""},
+        BadSpec{"run: x\nretry: 500\n", "retry: must be in 0..100, got 500"},
+        BadSpec{"run: x\nretry: {max_restarts: 1, backof: 10s}\n",
+                "retry.backof: unknown key (expected one of: max_restarts, exit_codes, backoff, "
+                "max_backoff)"},
+        BadSpec{"run: x\nretry: {max_restarts: 1, backoff: soon}\n",
+                "retry.backoff: expected a positive duration such as 90m or 2h30m, got \"soon\""},
+        BadSpec{"run: x\nmax_duration: forever\n",
+                "max_duration: expected a positive duration such as 90m or 2h30m, got "
+                "\"forever\""},
+        BadSpec{"run: x\nnot_before: later\n",
+                "not_before: expected a time such as 2026-11-27T08:00:00Z or a duration from now "
+                "such as 12h, got \"later\""}));
 
 INSTANTIATE_TEST_SUITE_P(
     BadValues, BadSpecTest,
@@ -274,6 +330,14 @@ TEST(ParseJobSpecYaml, TextThatIsNotUtf8IsRefused) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not UTF-8")));
   EXPECT_THAT(ParseJobSpecYaml("run: echo \xe2\x82").status(),  // cut short
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not UTF-8")));
+  // A NUL is UTF-8, but the YAML reader would turn it and the byte after it into a byte that is
+  // not (found by fuzzing): control characters other than tab and line breaks are refused.
+  EXPECT_THAT(ParseJobSpecYaml(std::string("run: a\0Nb\n", 10)).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("control character (byte 6 is 0x00)")));
+  EXPECT_THAT(ParseJobSpecYaml("run: a\x1b[31m\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("byte 6 is 0x1b")));
+  EXPECT_TRUE(ParseJobSpecYaml("run:\r\n\techo a\r\n").ok());
   absl::StatusOr<sched::v1::JobSpec> ok = ParseJobSpecYaml("run: echo héllo ✓ 🚀\n");
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->run(), "echo héllo ✓ 🚀");

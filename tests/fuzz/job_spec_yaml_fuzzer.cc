@@ -56,9 +56,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // fields must be UTF-8; a spec with other bytes cannot be sent.)
   sched::v1::JobSpec sent;
   const bool sendable = sent.ParseFromString(DeterministicBytes(*spec));
-  // Known issue "yaml-nul-byte": the text is checked to be UTF-8, but yaml-cpp turns a NUL byte
-  // and the one after it into a byte that is not ("\0N" becomes 0x85).
-  if (!sendable && KnownIssue("yaml-nul-byte")) return 0;
   SCHED_FUZZ_CHECK(sendable, "the parser accepted a spec that cannot be sent (not UTF-8)");
   CheckSubmit(sent).IgnoreError();
   return 0;

@@ -102,8 +102,8 @@ def job_spec_yaml_seeds():
     write(t, "secrets", "run: x\nsecrets: [TOKEN, API_KEY]\nenv: {A: 1}\n")
     write(t, "secrets-bad", "run: x\nsecrets: TOKEN\nenv: {TOKEN: [1]}\n")
     # yaml-cpp turns a NUL byte and the byte after it into bytes that are not UTF-8 ("\0N"
-    # becomes 0x85), though the text itself is UTF-8.
-    write(t, "nul-in-text", b"run: a\x00Nb\n", crash="open")
+    # becomes 0x85), though the text itself is UTF-8; such control characters are now refused.
+    write(t, "nul-in-text", b"run: a\x00Nb\n", crash="fixed")
     write(t, "bad-env", "run: x\nenv: {SCHED_JOB_ID: 1, 1BAD: 2, OK: [1]}\n")
     write(t, "anchors", "base: &b {gpus: 1}\nrun: x\nresources: *b\n")
     write(t, "merge-key", "run: x\nresources: {<<: {gpus: 1}, cpus: 2}\n")

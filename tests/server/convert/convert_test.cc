@@ -2,6 +2,9 @@
 
 #include "server/convert/convert.h"
 
+#include <cmath>
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -173,6 +176,93 @@ TEST(DecisionConvert, EveryVerdictAndBlockerRoundTrips) {
   bad.add_options()->set_verdict("maybe");
   EXPECT_THAT(DecisionFromProto(bad), StatusIs(absl::StatusCode::kInvalidArgument,
                                                HasSubstr("decision.options.verdict")));
+}
+
+// Found by fuzzing: a stored time past the Timestamp range read back as another time, so a job
+// changed across a restart. Times are now exact to the nanosecond over the whole range, and
+// those outside it are refused.
+TEST(JobConvert, TimesRoundTripExactlyAndOutOfRangeOnesAreRefused) {
+  Job job;
+  job.id = "0123456789abcdef";
+  job.spec.run = "true";
+  job.create_time = absl::FromUnixSeconds(253'402'300'799) + absl::Nanoseconds(999'999'999);
+  job.update_time = absl::FromUnixSeconds(1'800'000'000) + absl::Nanoseconds(5);
+  job.hold_until = absl::FromUnixSeconds(32'503'680'000);  // 3000-01-01, past 2262
+  job.spec.not_before = absl::FromUnixSeconds(-1) + absl::Nanoseconds(250);
+  v1::Job proto;
+  JobToProto(job, &proto);
+  absl::StatusOr<Job> back = JobFromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->create_time, job.create_time);
+  EXPECT_EQ(back->update_time, job.update_time);
+  EXPECT_EQ(back->hold_until, job.hold_until);
+  EXPECT_EQ(back->spec.not_before, job.spec.not_before);
+
+  v1::Job bad = proto;
+  bad.mutable_create_time()->set_seconds(std::numeric_limits<int64_t>::max());
+  EXPECT_THAT(JobFromProto(bad).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("create_time")));
+  bad = proto;
+  bad.mutable_spec()->mutable_deadline()->set_seconds(1'800'000'000);
+  bad.mutable_spec()->mutable_deadline()->set_nanos(-1);
+  EXPECT_THAT(JobFromProto(bad).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("deadline")));
+  bad = proto;
+  bad.add_attempts()->mutable_end_time()->set_seconds(-70'000'000'000);
+  EXPECT_THAT(JobFromProto(bad).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("attempts.end_time")));
+}
+
+// Retry policy and limits survive core -> proto -> core; out-of-range ones are refused.
+TEST(JobConvert, RetryPolicyAndLimitsRoundTrip) {
+  Job job;
+  job.id = "0123456789abcdef";
+  job.spec.run = "true";
+  job.spec.retry.max_restarts = 3;
+  job.spec.retry.exit_codes = {3, 137};
+  job.spec.retry.backoff = absl::Seconds(30);
+  job.spec.retry.max_backoff = absl::Minutes(5);
+  job.spec.max_duration = absl::Hours(6);
+  job.restarts = 2;
+  job.run_time = absl::Minutes(90);
+  job.spent = 1.25;
+  job.stop_reason = "ran 6h, its max_duration is 6h";
+  v1::Job proto;
+  JobToProto(job, &proto);
+  absl::StatusOr<Job> back = JobFromProto(proto);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->spec.retry.max_restarts, 3u);
+  EXPECT_THAT(back->spec.retry.exit_codes, ElementsAre(3, 137));
+  EXPECT_EQ(back->spec.retry.backoff, absl::Seconds(30));
+  EXPECT_EQ(back->spec.retry.max_backoff, absl::Minutes(5));
+  EXPECT_EQ(back->spec.max_duration, absl::Hours(6));
+  EXPECT_EQ(back->restarts, 2u);
+  EXPECT_EQ(back->run_time, absl::Minutes(90));
+  EXPECT_DOUBLE_EQ(back->spent, 1.25);
+  EXPECT_EQ(back->stop_reason, job.stop_reason);
+  // Without a retry policy none is written, and the defaults come back.
+  Job plain;
+  plain.id = job.id;
+  plain.spec.run = "true";
+  proto.Clear();
+  JobToProto(plain, &proto);
+  EXPECT_FALSE(proto.spec().has_retry());
+  back = JobFromProto(proto);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->spec.retry.max_restarts, 0u);
+  EXPECT_EQ(back->spec.retry.backoff, absl::Seconds(10));
+
+  v1::Job bad = proto;
+  bad.mutable_spec()->set_max_duration_seconds(-5);
+  EXPECT_THAT(JobFromProto(bad).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_duration")));
+  bad = proto;
+  bad.mutable_spec()->mutable_retry()->set_backoff_seconds(-1);
+  EXPECT_THAT(JobFromProto(bad).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("retry.backoff")));
+  bad = proto;
+  bad.set_spent(std::nan(""));
+  EXPECT_THAT(JobFromProto(bad).status(), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

@@ -325,6 +325,42 @@ TEST_F(SchedulerTest, StaleEpochReportsAreRefused) {
   EXPECT_EQ(scheduler_->Stats().stale_reports_total, 2u);
 }
 
+// Another node, on its own current session, cannot report, log or renew for a job leased to
+// this one, even with the job's current epoch.
+TEST_F(SchedulerTest, ANodeCannotActOnAJobLeasedToAnotherEvenAtItsEpoch) {
+  auto link1 = std::make_shared<FakeAgentLink>();
+  uint64_t s1 = Connect("node-1", Caps(1, 8 * kGiB), link1);
+  auto a = Submit(Spec("a"));
+  ASSERT_THAT(a, IsOk());
+  const Job held = Get(a->job.id);
+  ASSERT_EQ(held.node, "node-1");
+  auto link2 = std::make_shared<FakeAgentLink>();
+  uint64_t s2 = Connect("node-2", Caps(1, 8 * kGiB), link2);
+  EXPECT_THAT(Report("node-2", s2, held.id, held.epoch, JobState::kSucceeded),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Report("node-2", s2, held.id, held.epoch, JobState::kRunning),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(scheduler_->AppendLog("node-2", s2, {held.id, held.epoch}, LogStreamKind::kStdout,
+                                    "forged"),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(scheduler_->CheckLease("node-2", {held.id, held.epoch}),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  // A heartbeat naming it renews nothing and tells node-2 to stop it.
+  link2->Take();
+  ASSERT_THAT(scheduler_->Heartbeat("node-2", s2, {{held.id, held.epoch}}), IsOk());
+  auto cmds = link2->Take();
+  ASSERT_THAT(cmds, SizeIs(1));
+  EXPECT_EQ(cmds[0].kind, "stop");
+  // The job is as it was, still node-1's.
+  const Job after = Get(held.id);
+  EXPECT_EQ(after.state, JobState::kAssigned);
+  EXPECT_EQ(after.node, "node-1");
+  EXPECT_EQ(after.epoch, held.epoch);
+  EXPECT_THAT(scheduler_->ReadLogs(held.id, 1, 10), IsOk());
+  EXPECT_THAT(*scheduler_->ReadLogs(held.id, 1, 10), SizeIs(0));
+  EXPECT_THAT(Report("node-1", s1, held.id, held.epoch, JobState::kSucceeded), IsOk());
+}
+
 TEST_F(SchedulerTest, ExpiredLeaseRequeuesWithNewAttemptAndFencesTheZombie) {
   auto link1 = std::make_shared<FakeAgentLink>();
   auto link2 = std::make_shared<FakeAgentLink>();
@@ -1448,6 +1484,339 @@ TEST_F(SchedulerTest, AJobsOutputPastItsLimitIsDroppedWithALineThatSaysSo) {
   ASSERT_THAT(other, IsOk());
   ASSERT_THAT(*other, SizeIs(1));
   EXPECT_EQ((*other)[0].data, "hello\n");
+}
+
+}  // namespace
+}  // namespace sched
+
+// ---- Retries and limits ----
+
+namespace sched {
+namespace {
+
+JobSpec Retrying(uint32_t max_restarts, std::vector<int32_t> codes, absl::Duration backoff,
+                 absl::Duration max_backoff) {
+  JobSpec s = Spec("flaky");
+  s.retry.max_restarts = max_restarts;
+  s.retry.exit_codes = std::move(codes);
+  s.retry.backoff = backoff;
+  s.retry.max_backoff = max_backoff;
+  return s;
+}
+
+TEST_F(SchedulerTest, ARetryPolicyRestartsMatchingFailuresAfterABackoffThatDoubles) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(1, 8 * kGiB), link);
+  auto a = Submit(Retrying(2, {3, 75}, absl::Seconds(10), absl::Seconds(15)));
+  ASSERT_THAT(a, IsOk());
+  const std::string id = a->job.id;
+  const uint64_t e1 = Get(id).epoch;
+  link->Take();
+
+  // Exit code 3 is in the list: back to the queue, held for the backoff.
+  auto failed = Report("ws", s, id, e1, JobState::kFailed, 3);
+  ASSERT_THAT(failed, IsOk());
+  EXPECT_EQ(failed->state, JobState::kPending);
+  EXPECT_EQ(failed->restarts, 1u);
+  EXPECT_EQ(failed->attempt, 2u);
+  EXPECT_EQ(failed->hold_until, clock_.Now() + absl::Seconds(10));
+  EXPECT_THAT(failed->message, HasSubstr("exit code 3; restart 1 of 2 at "));
+  ASSERT_THAT(failed->attempts, SizeIs(1));
+  EXPECT_EQ(failed->attempts[0].end_reason, "exit code 3");
+  // The node is free, but the job waits out its backoff.
+  clock_.Advance(absl::Seconds(9));
+  scheduler_->Tick();
+  EXPECT_EQ(Get(id).state, JobState::kPending);
+  EXPECT_THAT(link->Take(), SizeIs(0));
+  clock_.Advance(absl::Seconds(1));
+  scheduler_->Tick();
+  Job second = Get(id);
+  ASSERT_EQ(second.state, JobState::kAssigned);
+  EXPECT_GT(second.epoch, e1);
+  EXPECT_TRUE(second.message.empty());
+  auto cmds = link->Take();
+  ASSERT_THAT(cmds, SizeIs(1));
+  EXPECT_EQ(cmds[0].kind, "assign");
+
+  // The second restart waits twice the backoff, capped at max_backoff (15 s, not 20 s); the
+  // hold survives a restart of schedd.
+  failed = Report("ws", s, id, second.epoch, JobState::kFailed, 75);
+  ASSERT_THAT(failed, IsOk());
+  EXPECT_EQ(failed->restarts, 2u);
+  const absl::Time held_until = clock_.Now() + absl::Seconds(15);
+  EXPECT_EQ(failed->hold_until, held_until);
+  EXPECT_EQ(scheduler_->Stats().restarts_total, 2u);
+  Restart();
+  EXPECT_EQ(Get(id).hold_until, held_until);
+  auto link2 = std::make_shared<FakeAgentLink>();
+  s = Connect("ws", Caps(1, 8 * kGiB), link2);
+  EXPECT_EQ(Get(id).state, JobState::kPending);
+  EXPECT_THAT(link2->Take(), SizeIs(0));
+  clock_.Advance(absl::Seconds(15));
+  ASSERT_THAT(scheduler_->Heartbeat("ws", s, {}), IsOk());  // the agent is still there
+  scheduler_->Tick();
+  Job third = Get(id);
+  ASSERT_EQ(third.state, JobState::kAssigned);
+  EXPECT_EQ(third.attempt, 3u);
+
+  // Out of restarts: the failure is final.
+  failed = Report("ws", s, id, third.epoch, JobState::kFailed, 3);
+  ASSERT_THAT(failed, IsOk());
+  EXPECT_EQ(failed->state, JobState::kFailed);
+  EXPECT_EQ(failed->exit_code, 3);
+  EXPECT_EQ(failed->message, "");
+
+  // An exit code not in the list is final at once; so is any failure without a policy.
+  auto b = Submit(Retrying(5, {3}, absl::Seconds(1), absl::Seconds(1)));
+  ASSERT_THAT(b, IsOk());
+  failed = Report("ws", s, b->job.id, Get(b->job.id).epoch, JobState::kFailed, 1);
+  ASSERT_THAT(failed, IsOk());
+  EXPECT_EQ(failed->state, JobState::kFailed);
+  EXPECT_EQ(failed->restarts, 0u);
+  auto c = Submit(Spec("plain"));
+  ASSERT_THAT(c, IsOk());
+  failed = Report("ws", s, c->job.id, Get(c->job.id).epoch, JobState::kFailed, 3);
+  ASSERT_THAT(failed, IsOk());
+  EXPECT_EQ(failed->state, JobState::kFailed);
+}
+
+TEST_F(SchedulerTest, RestartsOnAnyFailureWhenNoExitCodesAreListedAndNeverOnSuccess) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(1, 8 * kGiB), link);
+  auto a = Submit(Retrying(1, {}, absl::Seconds(5), absl::Seconds(5)));
+  ASSERT_THAT(a, IsOk());
+  // Killed by SIGKILL (128 + 9).
+  auto failed = Report("ws", s, a->job.id, Get(a->job.id).epoch, JobState::kFailed, 137);
+  ASSERT_THAT(failed, IsOk());
+  EXPECT_EQ(failed->state, JobState::kPending);
+  clock_.Advance(absl::Seconds(5));
+  scheduler_->Tick();
+  auto done = Report("ws", s, a->job.id, Get(a->job.id).epoch, JobState::kSucceeded);
+  ASSERT_THAT(done, IsOk());
+  EXPECT_EQ(done->state, JobState::kSucceeded);
+  EXPECT_EQ(done->restarts, 1u);
+  // A cancel while held ends it at once, and it never comes back.
+  auto b = Submit(Retrying(3, {}, absl::Minutes(1), absl::Minutes(1)));
+  ASSERT_THAT(b, IsOk());
+  ASSERT_THAT(Report("ws", s, b->job.id, Get(b->job.id).epoch, JobState::kFailed, 1), IsOk());
+  auto cancelled = Cancel(b->job.id);
+  ASSERT_THAT(cancelled, IsOk());
+  EXPECT_EQ(cancelled->state, JobState::kCancelled);
+  clock_.Advance(absl::Minutes(2));
+  link->Take();
+  scheduler_->Tick();
+  EXPECT_EQ(Get(b->job.id).state, JobState::kCancelled);
+  EXPECT_THAT(link->Take(), SizeIs(0));
+}
+
+TEST_F(SchedulerTest, NotBeforeHoldsAJobOutOfTheQueueUntilItsTime) {
+  auto link = std::make_shared<FakeAgentLink>();
+  const uint64_t s0 = Connect("ws", Caps(1, 8 * kGiB), link);
+  JobSpec later = Spec("nightly");
+  later.not_before = clock_.Now() + absl::Hours(1);
+  auto a = Submit(later);
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(a->job.state, JobState::kPending);
+  EXPECT_EQ(a->job.hold_until, later.not_before);
+  EXPECT_THAT(a->job.message, HasSubstr("not before "));
+  EXPECT_THAT(link->Take(), SizeIs(0));
+  // A held job is not counted as stuck pending.
+  EXPECT_TRUE(scheduler_->OldestPendingAge().empty());
+  // Others pass it by.
+  auto now_job = Submit(Spec("now"));
+  ASSERT_THAT(now_job, IsOk());
+  EXPECT_EQ(Get(now_job->job.id).state, JobState::kAssigned);
+  ASSERT_THAT(Cancel(now_job->job.id), IsOk());
+  ASSERT_THAT(Report("ws", s0, now_job->job.id, Get(now_job->job.id).epoch, JobState::kFailed, 143),
+              IsOk());
+  clock_.Advance(absl::Minutes(59));
+  scheduler_->Tick();
+  EXPECT_EQ(Get(a->job.id).state, JobState::kPending);
+  Restart();
+  link = std::make_shared<FakeAgentLink>();
+  const uint64_t s1 = Connect("ws", Caps(1, 8 * kGiB), link);
+  EXPECT_EQ(Get(a->job.id).state, JobState::kPending);
+  EXPECT_THAT(link->Take(), SizeIs(0));
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_THAT(scheduler_->Heartbeat("ws", s1, {}), IsOk());
+  scheduler_->Tick();
+  EXPECT_EQ(Get(a->job.id).state, JobState::kAssigned);
+
+  // A time in the past is no hold; one more than a year ahead, or at the deadline, is refused.
+  JobSpec past = Spec("past");
+  past.not_before = clock_.Now() - absl::Hours(1);
+  auto p = Submit(past);
+  ASSERT_THAT(p, IsOk());
+  EXPECT_TRUE(scheduler_->OldestPendingAge().count("default"));
+  JobSpec far = Spec("far");
+  far.not_before = clock_.Now() + absl::Hours(24 * 400);
+  EXPECT_THAT(Submit(far), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not_before")));
+  JobSpec after_deadline = Spec("late");
+  after_deadline.deadline = clock_.Now() + absl::Hours(1);
+  after_deadline.not_before = clock_.Now() + absl::Hours(2);
+  EXPECT_THAT(Submit(after_deadline),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not_before")));
+}
+
+TEST_F(SchedulerTest, MaxDurationStopsTheJobLikeACancelAndItEndsFailedWithoutRestart) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(1, 8 * kGiB), link);
+  JobSpec spec = Retrying(3, {}, absl::Seconds(1), absl::Seconds(1));
+  spec.max_duration = absl::Hours(1);
+  auto a = Submit(spec);
+  ASSERT_THAT(a, IsOk());
+  const std::string id = a->job.id;
+  const uint64_t epoch = Get(id).epoch;
+  ASSERT_THAT(Report("ws", s, id, epoch, JobState::kRunning), IsOk());
+  link->Take();
+  clock_.Advance(absl::Minutes(59));
+  ASSERT_THAT(scheduler_->Heartbeat("ws", s, {{id, epoch}}), IsOk());
+  scheduler_->Tick();
+  EXPECT_THAT(link->Take(), SizeIs(0));
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_THAT(scheduler_->Heartbeat("ws", s, {{id, epoch}}), IsOk());
+  scheduler_->Tick();
+  auto cmds = link->Take();
+  ASSERT_THAT(cmds, SizeIs(1));
+  EXPECT_EQ(cmds[0].kind, "cancel");
+  EXPECT_EQ(cmds[0].epoch, epoch);
+  Job stopping = Get(id);
+  EXPECT_EQ(stopping.state, JobState::kRunning);
+  EXPECT_EQ(stopping.stop_reason, "ran 1h, its max_duration is 1h");
+  EXPECT_THAT(stopping.message, HasSubstr("stopping: ran 1h"));
+  EXPECT_EQ(scheduler_->Stats().limit_stops_total, 1u);
+  // Said again with each heartbeat, like a cancel, until the job ends.
+  ASSERT_THAT(scheduler_->Heartbeat("ws", s, {{id, epoch}}), IsOk());
+  cmds = link->Take();
+  ASSERT_THAT(cmds, SizeIs(1));
+  EXPECT_EQ(cmds[0].kind, "cancel");
+  // The agent stopped it (SIGTERM): FAILED with the reason, and no restart.
+  auto end = Report("ws", s, id, epoch, JobState::kCancelled, 143);
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, JobState::kFailed);
+  EXPECT_EQ(end->message, "ran 1h, its max_duration is 1h");
+  EXPECT_EQ(end->restarts, 0u);
+  EXPECT_EQ(end->run_time, absl::Hours(1));
+}
+
+TEST_F(SchedulerTest, MaxDurationCountsEveryAttemptAndSurvivesARestartOfSchedd) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(1, 8 * kGiB), link);
+  JobSpec spec = Spec("resumable");
+  spec.max_duration = absl::Hours(1);
+  auto a = Submit(spec);
+  ASSERT_THAT(a, IsOk());
+  const std::string id = a->job.id;
+  // 40 minutes, then the node is taken back.
+  clock_.Advance(absl::Minutes(40));
+  JobReport gone{id, Get(id).epoch, JobState::kCancelled, 143, "notice"};
+  gone.preempted = true;
+  ASSERT_THAT(Call<Job>([&](auto done) { scheduler_->ReportJob("ws", s, gone, std::move(done)); }),
+              IsOk());
+  Job back = Get(id);
+  ASSERT_EQ(back.state, JobState::kAssigned);  // the node is free again at once
+  EXPECT_EQ(back.run_time, absl::Minutes(40));
+  const JobRef ref{id, back.epoch};
+  // schedd restarts mid-attempt; the agent comes back with the job.
+  clock_.Advance(absl::Minutes(10));
+  Restart();
+  link = std::make_shared<FakeAgentLink>();
+  s = Connect("ws", Caps(1, 8 * kGiB), link, {ref});
+  link->Take();
+  clock_.Advance(absl::Minutes(9));
+  ASSERT_THAT(scheduler_->Heartbeat("ws", s, {ref}), IsOk());
+  scheduler_->Tick();
+  EXPECT_THAT(link->Take(), SizeIs(0));
+  clock_.Advance(absl::Minutes(1));  // 40 + 20 minutes
+  ASSERT_THAT(scheduler_->Heartbeat("ws", s, {ref}), IsOk());
+  scheduler_->Tick();
+  auto cmds = link->Take();
+  ASSERT_THAT(cmds, SizeIs(1));
+  EXPECT_EQ(cmds[0].kind, "cancel");
+  // The agent is lost before it reports: the lease ends and the job is not requeued.
+  clock_.Advance(absl::Seconds(11));
+  scheduler_->Tick();
+  Job end = Get(id);
+  EXPECT_EQ(end.state, JobState::kFailed);
+  EXPECT_THAT(end.message, HasSubstr("its max_duration is 1h"));
+}
+
+TEST_F(SchedulerTest, MaxCostStopsAJobWhenWhatItCostReachesTheLimit) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("vast-1", Priced(2.0, "vastai"), link);
+  JobSpec spec = Spec("train");
+  spec.runtime = absl::Minutes(20);  // expected $0.67: under max_cost, so it is placed
+  spec.max_cost = 1.0;
+  auto a = Submit(spec);
+  ASSERT_THAT(a, IsOk());
+  const std::string id = a->job.id;
+  Job first = Get(id);
+  ASSERT_EQ(first.state, JobState::kAssigned);
+  link->Take();
+  // 20 minutes ($0.67), then the node is taken back; the cost so far is kept.
+  clock_.Advance(absl::Minutes(20));
+  JobReport gone{id, first.epoch, JobState::kCancelled, 143, "notice"};
+  gone.preempted = true;
+  ASSERT_THAT(Call<Job>([&](auto done) { scheduler_->ReportJob("vast-1", s, gone, std::move(done)); }),
+              IsOk());
+  Job second = Get(id);
+  ASSERT_EQ(second.state, JobState::kAssigned);
+  EXPECT_NEAR(second.spent, 2.0 / 3, 1e-9);
+  link->Take();
+  // $1.00 is reached 10 minutes into the second lease.
+  const JobRef ref{id, second.epoch};
+  clock_.Advance(absl::Minutes(9));
+  ASSERT_THAT(scheduler_->Heartbeat("vast-1", s, {ref}), IsOk());
+  scheduler_->Tick();
+  EXPECT_THAT(link->Take(), SizeIs(0));
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_THAT(scheduler_->Heartbeat("vast-1", s, {ref}), IsOk());
+  scheduler_->Tick();
+  auto cmds = link->Take();
+  ASSERT_THAT(cmds, SizeIs(1));
+  EXPECT_EQ(cmds[0].kind, "cancel");
+  EXPECT_EQ(Get(id).stop_reason, "cost $1.00, its max_cost is $1.00");
+  auto end = Report("vast-1", s, id, second.epoch, JobState::kCancelled, 143);
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, JobState::kFailed);
+  EXPECT_EQ(end->message, "cost $1.00, its max_cost is $1.00");
+  EXPECT_NEAR(end->spent, 1.0, 1e-9);
+  EXPECT_NEAR(scheduler_->Spent("default", absl::InfinitePast(), clock_.Now()), 1.0, 1e-9);
+}
+
+TEST_F(SchedulerTest, BadRetryAndLimitFieldsNameTheField) {
+  auto with = [](auto edit) {
+    JobSpec s = Spec("x");
+    edit(s);
+    return s;
+  };
+  EXPECT_THAT(Submit(with([](JobSpec& s) { s.retry.max_restarts = 101; })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("retry.max_restarts")));
+  EXPECT_THAT(Submit(with([](JobSpec& s) {
+                s.retry.max_restarts = 1;
+                s.retry.exit_codes = {0};
+              })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("retry.exit_codes")));
+  EXPECT_THAT(Submit(with([](JobSpec& s) {
+                s.retry.max_restarts = 1;
+                s.retry.exit_codes = {256};
+              })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("retry.exit_codes")));
+  EXPECT_THAT(Submit(with([](JobSpec& s) { s.retry.exit_codes = {3}; })),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("retry.exit_codes: set, but retry.max_restarts is 0")));
+  EXPECT_THAT(Submit(with([](JobSpec& s) {
+                s.retry.max_restarts = 1;
+                s.retry.backoff = absl::Hours(1);
+                s.retry.max_backoff = absl::Minutes(1);
+              })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("retry.backoff")));
+  EXPECT_THAT(Submit(with([](JobSpec& s) { s.max_duration = -absl::Seconds(1); })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_duration")));
+  EXPECT_THAT(Submit(with([](JobSpec& s) { s.max_duration = absl::Hours(24 * 400); })),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_duration")));
+  EXPECT_THAT(scheduler_->ListJobs({}).jobs, SizeIs(0));
+  EXPECT_EQ(store_.appended(), 0u);
 }
 
 }  // namespace

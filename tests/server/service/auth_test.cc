@@ -1022,3 +1022,74 @@ TEST_P(NodeIdentityTest, AfterACaRotationNodesAndClientsThatTrustTheOldCaKeepWor
 
 }  // namespace
 }  // namespace sched
+
+namespace sched {
+namespace {
+
+TEST_P(NodeIdentityTest, TheAuditLogRecordsJoinsRenewalsCordonsDrainsAndRevocations) {
+  std::shared_ptr<grpc::Channel> five = JoinAs("node-5", tokens_[v1::ROLE_AGENT]);
+  ASSERT_NE(five, nullptr);
+  Connected live = Register(five, "node-5");
+  v1::ServerMessage msg;
+  ASSERT_TRUE(live.stream->Read(&msg));
+  {
+    absl::StatusOr<auth::KeyAndRequest> kr = auth::MakeNodeKeyAndRequest("node-1");
+    ASSERT_TRUE(kr.ok());
+    auto stub = v1::AgentService::NewStub(node_);
+    grpc::ClientContext ctx;
+    v1::RenewCertificateRequest req;
+    req.set_csr_pem(kr->csr_pem);
+    v1::NodeCertificate cert;
+    ASSERT_TRUE(stub->RenewCertificate(&ctx, req, &cert).ok());
+  }
+  auto ns = v1::NodeService::NewStub(As(tokens_[v1::ROLE_ADMIN]));
+  {
+    grpc::ClientContext ctx;
+    v1::CordonRequest req;
+    req.set_name("node-5");
+    v1::Node node;
+    ASSERT_TRUE(ns->Cordon(&ctx, req, &node).ok());
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::DrainRequest req;
+    req.set_name("node-5");
+    v1::Node node;
+    ASSERT_TRUE(ns->Drain(&ctx, req, &node).ok());
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::RevokeNodeRequest req;
+    req.set_name("node-5");
+    v1::RevokeNodeResponse resp;
+    ASSERT_TRUE(ns->RevokeNode(&ctx, req, &resp).ok());
+  }
+  while (live.stream->Read(&msg)) {
+  }
+  live.stream->Finish();
+  daemon_->audit()->Flush();
+  std::ifstream in(dir_ + "/schedd/audit.log");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  // The line of `action` on `target`, by `who`, with `result`: found once, in this order.
+  size_t at = 0;
+  auto next = [&](const std::string& who, const std::string& action, const std::string& target) {
+    for (; at < lines.size(); ++at) {
+      const std::string& l = lines[at];
+      if (l.find("\"action\":\"" + action + "\"") != std::string::npos &&
+          l.find("\"target\":\"" + target + "\"") != std::string::npos &&
+          l.find(who) != std::string::npos && l.find("\"result\":\"ok\"") != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  };
+  EXPECT_TRUE(next("(agent)", "node_join", "node node-5"));
+  EXPECT_TRUE(next("\"who\":\"node node-1 (agent)\"", "node_renew", "node node-1"));
+  EXPECT_TRUE(next("(admin)", "cordon", "node node-5"));
+  EXPECT_TRUE(next("(admin)", "drain", "node node-5"));
+  EXPECT_TRUE(next("(admin)", "node_revoke", "node node-5"));
+}
+
+}  // namespace
+}  // namespace sched
