@@ -539,6 +539,71 @@ TEST_F(SchedctlE2eTest, DescribeJobShowsExitCodeAndNode) {
   }
 }
 
+TEST_F(SchedctlE2eTest, ARetryPolicyRestartsAFailingJobUntilItSucceeds) {
+  const std::string id = Submit(WriteSpec("flaky.yaml", R"(name: flaky
+run: |
+  echo "attempt $SCHED_ATTEMPT"
+  [ "$SCHED_ATTEMPT" -ge 3 ] || exit 75
+retry: {max_restarts: 3, exit_codes: [75], backoff: 1s}
+resources: {cpus: 0.1}
+)"));
+  ASSERT_FALSE(id.empty());
+  // Two failures, held 1 s and then 2 s before their restarts.
+  sched::v1::Job job;
+  for (int i = 0; i < 400; ++i) {
+    job = GetJob(id);
+    if (job.state() == sched::v1::JOB_STATE_SUCCEEDED) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_EQ(job.state(), sched::v1::JOB_STATE_SUCCEEDED) << job.DebugString();
+  EXPECT_EQ(job.restarts(), 2u);
+  EXPECT_EQ(job.attempt(), 3u);
+  ASSERT_EQ(job.attempts_size(), 3);
+  EXPECT_EQ(job.attempts(0).end_reason(), "exit code 75");
+  EXPECT_EQ(job.attempts(1).end_reason(), "exit code 75");
+  EXPECT_EQ(job.attempts(2).end_reason(), "succeeded");
+  // The second restart waited at least twice the first's backoff.
+  const int64_t held_ms = (job.attempts(2).start_time().seconds() * 1000 +
+                           job.attempts(2).start_time().nanos() / 1'000'000) -
+                          (job.attempts(1).end_time().seconds() * 1000 +
+                           job.attempts(1).end_time().nanos() / 1'000'000);
+  EXPECT_GE(held_ms, 2000);
+  CliResult r = Ctl({"describe", "job", id});
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_TRUE(std::regex_search(
+      r.out, std::regex("\nRestarts: +2 of 3 \\(on exit code 75; backoff 1s doubling up to 10m\\)\n")))
+      << r;
+  CliResult logs = Ctl({"logs", id});
+  EXPECT_EQ(logs.exit_code, 0) << logs;
+  EXPECT_THAT(logs.out, HasSubstr("attempt 3\n"));
+}
+
+TEST_F(SchedctlE2eTest, MaxDurationStopsAJobThatRunsTooLong) {
+  const std::string id = Submit(WriteSpec("long.yaml", R"(name: too-long
+run: |
+  trap 'echo stopping; exit 143' TERM
+  echo started
+  sleep 60 & wait
+max_duration: 2s
+resources: {cpus: 0.1}
+)"));
+  ASSERT_FALSE(id.empty());
+  sched::v1::Job job;
+  for (int i = 0; i < 400; ++i) {
+    job = GetJob(id);
+    if (job.state() == sched::v1::JOB_STATE_FAILED) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_EQ(job.state(), sched::v1::JOB_STATE_FAILED) << job.DebugString();
+  EXPECT_EQ(job.message(), "ran 2s, its max_duration is 2s");
+  EXPECT_EQ(job.restarts(), 0u);
+  EXPECT_GE(job.run_seconds(), 2.0);
+  EXPECT_LT(job.run_seconds(), 10.0);
+  // It was stopped with SIGTERM, as a cancel is, so it could save its work.
+  CliResult logs = Ctl({"logs", id});
+  EXPECT_THAT(logs.out, HasSubstr("started\nstopping\n"));
+}
+
 TEST_F(SchedctlE2eTest, WatchPrintsARowForEachChange) {
   const std::string id =
       Submit(WriteSpec("watched.yaml", "run: sleep 0.5\nresources: {cpus: 0.1}\n"));
