@@ -32,8 +32,8 @@ const std::map<std::string, std::string>& UsageLines() {
       {"submit", "schedctl submit -f FILE|- [--request-id ID]"},
       {"estimate", "schedctl estimate -f FILE|- [-o json|yaml]"},
       {"get",
-       "schedctl get jobs|job [ID]|nodes|node [NAME]|tokens|token [ID] [-o wide|json|yaml] [-w] "
-       "[--state STATE]... [--project P] [--limit N]"},
+       "schedctl get jobs|job [ID]|nodes|node [NAME]|tokens|token [ID]|sweep ID "
+       "[-o wide|json|yaml] [-w] [--state STATE]... [--project P] [--limit N]"},
       {"describe", "schedctl describe job ID | describe node NAME"},
       {"logs", "schedctl logs [-f] ID [--attempt N]"},
       {"cancel", "schedctl cancel ID [--reason TEXT]"},
@@ -88,9 +88,10 @@ absl::StatusOr<ResourceKind> ParseKind(const std::string& resource, bool tokens)
   if (r == "job" || r == "jobs") return ResourceKind::kJob;
   if (r == "node" || r == "nodes") return ResourceKind::kNode;
   if (tokens && (r == "token" || r == "tokens")) return ResourceKind::kToken;
-  return absl::InvalidArgumentError(absl::StrCat("unknown resource \"", resource, "\" (expected ",
-                                                 tokens ? "jobs, nodes or tokens" : "jobs or nodes",
-                                                 ")"));
+  if (tokens && r == "sweep") return ResourceKind::kSweep;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown resource \"", resource, "\" (expected ",
+      tokens ? "jobs, nodes, tokens or sweep" : "jobs or nodes", ")"));
 }
 
 absl::StatusOr<OutputFormat> ParseOutput(const std::string& output) {
@@ -117,7 +118,8 @@ absl::StatusOr<sched::v1::JobState> ParseJobState(const std::string& text) {
   if (!sched::v1::JobState_Parse(name, &state) || state == sched::v1::JOB_STATE_UNSPECIFIED) {
     return absl::InvalidArgumentError(
         absl::StrCat("--state: unknown job state \"", text,
-                     "\" (expected pending, assigned, running, succeeded, failed or cancelled)"));
+                     "\" (expected pending, assigned, running, succeeded, failed, cancelled or "
+                     "stopped_early)"));
   }
   return state;
 }
@@ -190,6 +192,12 @@ absl::StatusOr<GetArgs> MakeGetArgs(const RawArgs& raw, bool has_limit) {
   if (args.kind != ResourceKind::kJob &&
       (args.watch || has_limit || !args.states.empty() || !args.project.empty())) {
     return absl::InvalidArgumentError("-w, --state, --project and --limit apply to jobs only");
+  }
+  if (args.kind == ResourceKind::kSweep && args.name.empty()) {
+    return absl::InvalidArgumentError("a sweep ID is required (submit prints it)");
+  }
+  if (args.kind == ResourceKind::kSweep && args.output == OutputFormat::kWide) {
+    return absl::InvalidArgumentError("-o: expected json or yaml");
   }
   if (args.watch && has_limit) {
     return absl::InvalidArgumentError("--limit cannot be used with -w");
@@ -313,7 +321,8 @@ ParsedCommandLine ParseCommandLine(int argc, const char* const* argv, std::ostre
   estimate->add_option("-o,--output", raw.output, "json or yaml");
 
   CLI::App* get = app.add_subcommand("get", "List jobs, nodes or tokens, or show one");
-  get->add_option("resource", raw.resource, "jobs|job|nodes|node|tokens|token")->required();
+  get->add_option("resource", raw.resource, "jobs|job|nodes|node|tokens|token|sweep")
+      ->required();
   get->add_option("name", raw.name, "job ID (or unique prefix), node name or token ID");
   get->add_option("-o,--output", raw.output, "wide, json or yaml");
   get->add_flag("-w,--watch", raw.watch, "print a row for each change until interrupted");

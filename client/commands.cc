@@ -12,6 +12,7 @@
 #include "client/describe.h"
 #include "client/job_spec_yaml.h"
 #include "client/resource_view.h"
+#include "client/sweep_view.h"
 #include "client/structured_output.h"
 #include "client/table.h"
 #include "client/token_commands.h"
@@ -153,6 +154,11 @@ absl::Status RunSubmit(const SubmitArgs& args, CommandContext& ctx) {
   const std::string request_id = args.request_id.empty() ? NewUuidV4(ctx.random) : args.request_id;
   SCHED_ASSIGN_OR_RETURN(sched::v1::SubmitJobResponse response,
                          ctx.client.SubmitJob(spec, request_id));
+  if (!response.sweep_id().empty()) {
+    ctx.out << "sweep/" << response.sweep_id() << " submitted: " << response.job_ids_size()
+            << " jobs" << (response.existing() ? " (existing)" : "") << "\n";
+    return absl::OkStatus();
+  }
   ctx.out << "job/" << response.job().id() << " submitted"
           << (response.existing() ? " (existing)" : "") << "\n";
   return absl::OkStatus();
@@ -168,6 +174,12 @@ absl::Status RunEstimate(const EstimateArgs& args, CommandContext& ctx) {
 
 absl::Status RunGet(const GetArgs& args, CommandContext& ctx) {
   if (args.kind == ResourceKind::kToken) return RunTokenList({args.name, args.output}, ctx);
+  if (args.kind == ResourceKind::kSweep) {
+    SCHED_ASSIGN_OR_RETURN(sched::v1::SweepStatus sweep, ctx.client.GetSweep(args.name));
+    if (!IsTable(args.output)) return PrintDocument(sweep, args.output, false, ctx.out);
+    PrintSweep(sweep, ctx.out);
+    return absl::OkStatus();
+  }
   if (args.kind == ResourceKind::kNode) return GetNodes(args, ctx);
   if (args.watch) return WatchJobs(args, ctx);
   return GetJobs(args, ctx);

@@ -20,7 +20,7 @@
 namespace sched::client {
 
 enum class OutputFormat { kTable, kWide, kJson, kYaml };
-enum class ResourceKind { kJob, kNode, kToken };
+enum class ResourceKind { kJob, kNode, kToken, kSweep };
 
 // kTable or kWide: output for people, not a document.
 bool IsTable(OutputFormat format);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -317,6 +318,163 @@ absl::Status ParseRetry(const YAML::Node& node, absl::string_view path,
   return absl::OkStatus();
 }
 
+// "1e-3", "0.25", "16": as the number is written when the range's ends and step are whole,
+// else in the shortest form that reads back the same.
+std::string FormatNumber(double v, bool whole) {
+  if (whole) return absl::StrCat(static_cast<int64_t>(std::llround(v)));
+  return absl::StrFormat("%.10g", v);
+}
+
+// A parameter's values: a list of scalars, or a range {from, to, step} / {from, to, count,
+// scale: linear|log}.
+absl::StatusOr<std::vector<std::string>> SweepValues(const YAML::Node& node,
+                                                     absl::string_view path) {
+  constexpr size_t kMaxValues = 10'000;
+  std::vector<std::string> values;
+  if (node.IsSequence()) {
+    if (node.size() == 0) return Invalid(path, "an empty list");
+    for (size_t i = 0; i < node.size(); ++i) {
+      SCHED_ASSIGN_OR_RETURN(std::string v, ScalarValue(node[i], absl::StrCat(path, "[", i, "]")));
+      values.push_back(std::move(v));
+    }
+    return values;
+  }
+  if (node.IsScalar()) return std::vector<std::string>{node.Scalar()};
+  SCHED_ASSIGN_OR_RETURN(auto entries,
+                         Entries(node, path, {"from", "to", "step", "count", "scale"}));
+  std::map<std::string, double> n;
+  std::string scale = "linear";
+  bool whole = true;
+  for (const auto& [key, value] : entries) {
+    if (key == "scale") {
+      SCHED_ASSIGN_OR_RETURN(scale, String(value, Child(path, key)));
+      if (scale != "linear" && scale != "log") {
+        return Expected(Child(path, key), "linear or log", value);
+      }
+      continue;
+    }
+    double d = 0;
+    if (!value.IsScalar() || !absl::SimpleAtod(value.Scalar(), &d) || !std::isfinite(d)) {
+      return Expected(Child(path, key), "a number", value);
+    }
+    int64_t i = 0;
+    if (!absl::SimpleAtoi(value.Scalar(), &i)) whole = false;
+    n[key] = d;
+  }
+  if (!n.count("from") || !n.count("to")) return Invalid(path, "a range needs from and to");
+  if (n.count("step") == n.count("count")) {
+    return Invalid(path, "a range needs step or count (one of them)");
+  }
+  const double from = n["from"], to = n["to"];
+  if (n.count("step")) {
+    const double step = n["step"];
+    if (scale == "log") return Invalid(Child(path, "scale"), "log takes count, not step");
+    if (!(step > 0) || to < from) return Invalid(path, "needs from <= to and step > 0");
+    if ((to - from) / step + 1 > kMaxValues) {
+      return Invalid(path, absl::StrCat("more than ", kMaxValues, " values"));
+    }
+    for (int64_t k = 0;; ++k) {
+      const double v = from + static_cast<double>(k) * step;
+      if (v > to + std::abs(step) * 1e-9) break;
+      values.push_back(FormatNumber(v, whole));
+    }
+    return values;
+  }
+  const double count = n["count"];
+  if (!(count >= 1) || count > kMaxValues || count != std::floor(count)) {
+    return Invalid(Child(path, "count"), absl::StrCat("must be a whole number 1..", kMaxValues));
+  }
+  if (scale == "log" && !(from > 0 && to > 0)) {
+    return Invalid(Child(path, "scale"), "log needs from and to above 0");
+  }
+  const int64_t k_max = static_cast<int64_t>(count);
+  for (int64_t k = 0; k < k_max; ++k) {
+    const double t = k_max == 1 ? 0 : static_cast<double>(k) / static_cast<double>(k_max - 1);
+    const double v = scale == "log" ? std::exp(std::log(from) + t * (std::log(to) - std::log(from)))
+                                    : from + t * (to - from);
+    values.push_back(FormatNumber(v, whole && scale == "linear" &&
+                                         std::abs(v - std::round(v)) < 1e-9));
+  }
+  return values;
+}
+
+absl::Status ParseEarlyStopping(const YAML::Node& node, absl::string_view path,
+                                sched::v1::EarlyStopping& e) {
+  if (node.IsScalar()) {
+    e.set_rule(node.Scalar());
+    return absl::OkStatus();
+  }
+  SCHED_ASSIGN_OR_RETURN(
+      auto entries,
+      Entries(node, path, {"rule", "min_step", "min_runs", "reduction_factor", "max_step"}));
+  for (const auto& [key, value] : entries) {
+    const std::string key_path = Child(path, key);
+    if (key == "rule") {
+      SCHED_ASSIGN_OR_RETURN(*e.mutable_rule(), String(value, key_path));
+      continue;
+    }
+    SCHED_ASSIGN_OR_RETURN(int64_t v, Integer(value, key_path, 0, int64_t{1} << 53,
+                                              "a non-negative integer"));
+    if (key == "min_step") e.set_min_step(v);
+    if (key == "max_step") e.set_max_step(v);
+    if (key == "min_runs") e.set_min_runs(static_cast<uint32_t>(std::min<int64_t>(v, 1 << 30)));
+    if (key == "reduction_factor") {
+      e.set_reduction_factor(static_cast<uint32_t>(std::min<int64_t>(v, 1 << 30)));
+    }
+  }
+  if (e.rule().empty()) return Invalid(Child(path, "rule"), "required (median or asha)");
+  return absl::OkStatus();
+}
+
+// sweep: {parameters: {NAME: values...} | runs: [{NAME: value, ...}], max_parallel, metric,
+// goal: minimize|maximize, early_stopping}
+absl::Status ParseSweep(const YAML::Node& node, absl::string_view path, sched::v1::Sweep& sw) {
+  SCHED_ASSIGN_OR_RETURN(auto entries,
+                         Entries(node, path,
+                                 {"parameters", "runs", "max_parallel", "metric", "goal",
+                                  "early_stopping"}));
+  for (const auto& [key, value] : entries) {
+    const std::string key_path = Child(path, key);
+    if (key == "parameters") {
+      SCHED_ASSIGN_OR_RETURN(auto params, Entries(value, key_path, {}));
+      for (const auto& [name, v] : params) {
+        sched::v1::SweepParameter* p = sw.add_parameters();
+        p->set_name(name);
+        SCHED_ASSIGN_OR_RETURN(std::vector<std::string> values,
+                               SweepValues(v, Child(key_path, name)));
+        for (std::string& x : values) p->add_values(std::move(x));
+      }
+    } else if (key == "runs") {
+      if (!value.IsSequence()) return Expected(key_path, "a list of mappings", value);
+      for (size_t i = 0; i < value.size(); ++i) {
+        const std::string run_path = absl::StrCat(key_path, "[", i, "]");
+        SCHED_ASSIGN_OR_RETURN(auto vars, Entries(value[i], run_path, {}));
+        auto* run = sw.add_runs()->mutable_values();
+        for (const auto& [name, v] : vars) {
+          SCHED_ASSIGN_OR_RETURN((*run)[name], ScalarValue(v, Child(run_path, name)));
+        }
+      }
+    } else if (key == "max_parallel") {
+      SCHED_ASSIGN_OR_RETURN(int64_t n, Integer(value, key_path, 0, 1'000'000,
+                                                "a non-negative integer"));
+      sw.set_max_parallel(static_cast<uint32_t>(n));
+    } else if (key == "metric") {
+      SCHED_ASSIGN_OR_RETURN(*sw.mutable_metric(), String(value, key_path));
+    } else if (key == "goal") {
+      if (!value.IsScalar() || (value.Scalar() != "minimize" && value.Scalar() != "maximize")) {
+        return Expected(key_path, "minimize or maximize", value);
+      }
+      sw.set_maximize(value.Scalar() == "maximize");
+    } else {  // early_stopping
+      SCHED_RETURN_IF_ERROR(ParseEarlyStopping(value, key_path, *sw.mutable_early_stopping()));
+    }
+  }
+  if (sw.parameters_size() == 0 && sw.runs_size() == 0) {
+    return Invalid(path, "needs parameters (a grid) or runs (a list)");
+  }
+  return absl::OkStatus();
+}
+
 template <typename Enum>
 absl::StatusOr<Enum> Choice(const YAML::Node& node, absl::string_view path,
                             const std::vector<std::pair<std::string, Enum>>& choices) {
@@ -335,7 +493,7 @@ absl::Status ParseSpec(const YAML::Node& root, absl::Time now, JobSpec& spec) {
       Entries(root, "",
               {"name", "project", "run", "setup", "env", "secrets", "resources", "priority",
                "labels", "model", "runtime", "deadline", "max_cost", "placement", "spot",
-               "retry", "max_duration", "not_before"}));
+               "retry", "max_duration", "not_before", "sweep"}));
   for (const auto& [key, value] : entries) {
     if (key == "name") {
       SCHED_ASSIGN_OR_RETURN(*spec.mutable_name(), String(value, key));
@@ -380,6 +538,8 @@ absl::Status ParseSpec(const YAML::Node& root, absl::Time now, JobSpec& spec) {
       spec.set_max_duration_seconds(std::max<int64_t>(1, absl::ToInt64Seconds(d)));
     } else if (key == "retry") {
       SCHED_RETURN_IF_ERROR(ParseRetry(value, key, *spec.mutable_retry()));
+    } else if (key == "sweep") {
+      SCHED_RETURN_IF_ERROR(ParseSweep(value, key, *spec.mutable_sweep()));
     } else if (key == "max_cost") {
       double dollars = 0;
       std::string text = value.IsScalar() ? value.Scalar() : "";

@@ -44,7 +44,7 @@ bool IsTrailingWord(absl::string_view word) {
 
 bool IsTerminal(JobState state) {
   return state == sched::v1::JOB_STATE_SUCCEEDED || state == sched::v1::JOB_STATE_FAILED ||
-         state == sched::v1::JOB_STATE_CANCELLED;
+         state == sched::v1::JOB_STATE_CANCELLED || state == sched::v1::JOB_STATE_STOPPED_EARLY;
 }
 
 template <typename Item>

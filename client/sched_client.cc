@@ -64,6 +64,12 @@ absl::StatusOr<sched::v1::EstimateJobResponse> SchedClient::EstimateJob(
   return Unary(*jobs_, &sched::v1::JobService::Stub::EstimateJob, request);
 }
 
+absl::StatusOr<sched::v1::SweepStatus> SchedClient::GetSweep(const std::string& sweep_id) {
+  sched::v1::GetSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  return Unary(*jobs_, &sched::v1::JobService::Stub::GetSweep, request);
+}
+
 absl::StatusOr<Job> SchedClient::GetJob(const std::string& job_id) {
   sched::v1::GetJobRequest request;
   request.set_job_id(job_id);

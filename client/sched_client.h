@@ -49,6 +49,7 @@ class SchedClient {
   absl::StatusOr<sched::v1::SubmitJobResponse> SubmitJob(const sched::v1::JobSpec& spec,
                                                          const std::string& request_id);
   absl::StatusOr<sched::v1::Job> GetJob(const std::string& job_id);
+  absl::StatusOr<sched::v1::SweepStatus> GetSweep(const std::string& sweep_id);
   absl::StatusOr<sched::v1::EstimateJobResponse> EstimateJob(const sched::v1::JobSpec& spec);
   // Reads pages from `request.page_token` on until the last one, or until `limit` jobs have
   // been read. The reply holds every job read and no page token.

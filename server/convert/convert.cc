@@ -112,6 +112,8 @@ v1::JobState JobStateToProto(JobState s) {
       return v1::JOB_STATE_FAILED;
     case JobState::kCancelled:
       return v1::JOB_STATE_CANCELLED;
+    case JobState::kStoppedEarly:
+      return v1::JOB_STATE_STOPPED_EARLY;
   }
   return v1::JOB_STATE_UNSPECIFIED;
 }
@@ -130,6 +132,8 @@ absl::StatusOr<JobState> JobStateFromProto(v1::JobState s) {
       return JobState::kFailed;
     case v1::JOB_STATE_CANCELLED:
       return JobState::kCancelled;
+    case v1::JOB_STATE_STOPPED_EARLY:
+      return JobState::kStoppedEarly;
     default:
       return absl::InvalidArgumentError(absl::StrCat("state: unknown job state ", s));
   }
@@ -191,6 +195,29 @@ void JobSpecToProto(const JobSpec& spec, v1::JobSpec* out) {
   out->set_max_duration_seconds(absl::ToInt64Seconds(spec.max_duration));
   if (spec.not_before != absl::InfinitePast()) {
     TimeToProto(spec.not_before, out->mutable_not_before());
+  }
+  if (!spec.sweep.empty()) {
+    v1::Sweep* sw = out->mutable_sweep();
+    for (const auto& [name, values] : spec.sweep.parameters) {
+      v1::SweepParameter* p = sw->add_parameters();
+      p->set_name(name);
+      for (const std::string& v : values) p->add_values(v);
+    }
+    for (const auto& run : spec.sweep.runs) {
+      sw->add_runs()->mutable_values()->insert(run.begin(), run.end());
+    }
+    sw->set_max_parallel(spec.sweep.max_parallel);
+    sw->set_metric(spec.sweep.metric);
+    sw->set_maximize(spec.sweep.maximize);
+    const EarlyStopping& es = spec.sweep.early_stopping;
+    if (!es.rule.empty()) {
+      v1::EarlyStopping* e = sw->mutable_early_stopping();
+      e->set_rule(es.rule);
+      e->set_min_step(es.min_step);
+      e->set_min_runs(es.min_runs);
+      e->set_reduction_factor(es.reduction_factor);
+      e->set_max_step(es.max_step);
+    }
   }
 }
 
@@ -265,6 +292,22 @@ absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& in) {
   spec.max_duration = absl::Seconds(in.max_duration_seconds());
   if (in.has_not_before()) {
     SCHED_ASSIGN_OR_RETURN(spec.not_before, CheckedTime(in.not_before(), "not_before"));
+  }
+  if (in.has_sweep()) {
+    const v1::Sweep& sw = in.sweep();
+    for (const v1::SweepParameter& p : sw.parameters()) {
+      spec.sweep.parameters.emplace_back(
+          p.name(), std::vector<std::string>(p.values().begin(), p.values().end()));
+    }
+    for (const v1::SweepRun& run : sw.runs()) {
+      spec.sweep.runs.emplace_back(run.values().begin(), run.values().end());
+    }
+    spec.sweep.max_parallel = sw.max_parallel();
+    spec.sweep.metric = sw.metric();
+    spec.sweep.maximize = sw.maximize();
+    const v1::EarlyStopping& e = sw.early_stopping();
+    spec.sweep.early_stopping = {e.rule(), e.min_step(), e.min_runs(), e.reduction_factor(),
+                                 e.max_step()};
   }
   return spec;
 }
@@ -400,6 +443,19 @@ void JobToProto(const Job& job, v1::Job* out) {
   out->set_run_seconds(absl::ToDoubleSeconds(job.run_time));
   out->set_spent(job.spent);
   out->set_stop_reason(job.stop_reason);
+  out->set_stopped_early(job.stopped_early);
+  out->set_sweep_id(job.sweep_id);
+  out->set_array_index(job.array_index);
+  out->mutable_parameters()->insert(job.parameters.begin(), job.parameters.end());
+  out->set_waiting_for_slot(job.waiting_for_slot);
+  out->mutable_metrics()->insert(job.metrics.begin(), job.metrics.end());
+  out->set_metric_step(job.metric_step);
+  for (const MetricSample& m : job.history) {
+    v1::MetricPoint* p = out->add_history();
+    p->set_step(m.step);
+    p->set_name(job.spec.sweep.metric);
+    p->set_value(m.value);
+  }
 }
 
 absl::StatusOr<Job> JobFromProto(const v1::Job& in) {
@@ -449,6 +505,18 @@ absl::StatusOr<Job> JobFromProto(const v1::Job& in) {
   job.run_time = absl::Seconds(in.run_seconds());
   job.spent = in.spent();
   job.stop_reason = in.stop_reason();
+  job.stopped_early = in.stopped_early();
+  job.sweep_id = in.sweep_id();
+  job.array_index = in.array_index();
+  job.parameters.insert(in.parameters().begin(), in.parameters().end());
+  job.waiting_for_slot = in.waiting_for_slot();
+  job.metrics.insert(in.metrics().begin(), in.metrics().end());
+  job.metric_step = in.metric_step();
+  for (const v1::MetricPoint& p : in.history()) job.history.push_back({p.step(), p.value()});
+  if (job.history.size() > Job::kMaxHistory) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job ", in.id(), ": more than ", Job::kMaxHistory, " history points"));
+  }
   return job;
 }
 

@@ -12,10 +12,12 @@
 
 namespace sched {
 
-enum class JobState { kPending, kAssigned, kRunning, kSucceeded, kFailed, kCancelled };
+enum class JobState { kPending, kAssigned, kRunning, kSucceeded, kFailed, kCancelled, kStoppedEarly };
+inline constexpr int kJobStates = 7;
 
 inline bool IsTerminal(JobState s) {
-  return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled;
+  return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled ||
+         s == JobState::kStoppedEarly;
 }
 // True while the job holds a lease on a node.
 inline bool IsLeased(JobState s) { return s == JobState::kAssigned || s == JobState::kRunning; }
@@ -63,6 +65,26 @@ struct RetryPolicy {
   absl::Duration Backoff(uint32_t restart) const;
 };
 
+// When a sweep's weak runs stop (proto EarlyStopping).
+struct EarlyStopping {
+  std::string rule;  // "", "median" or "asha"
+  int64_t min_step = 0;
+  uint32_t min_runs = 0;
+  uint32_t reduction_factor = 0;
+  int64_t max_step = 0;
+};
+
+// A hyperparameter sweep (proto Sweep): a grid of parameters or a list of runs.
+struct SweepSpec {
+  std::vector<std::pair<std::string, std::vector<std::string>>> parameters;
+  std::vector<std::map<std::string, std::string>> runs;
+  uint32_t max_parallel = 0;
+  std::string metric;
+  bool maximize = false;
+  EarlyStopping early_stopping;
+  bool empty() const { return parameters.empty() && runs.empty(); }
+};
+
 struct JobSpec {
   std::string name;
   std::string project;
@@ -85,6 +107,13 @@ struct JobSpec {
   RetryPolicy retry;
   absl::Duration max_duration = absl::ZeroDuration();  // zero: no limit
   absl::Time not_before = absl::InfinitePast();         // InfinitePast: at once
+  SweepSpec sweep;  // in a submit: the runs to make; in a run: its sweep's rules
+};
+
+// One value of a sweep's metric a job reported.
+struct MetricSample {
+  int64_t step = 0;
+  double value = 0;
 };
 
 // How one node fared when the scheduler decided where a job goes.
@@ -213,8 +242,22 @@ struct Job {
   // What its ended attempts took: time on nodes and dollars (for max_duration and max_cost).
   absl::Duration run_time = absl::ZeroDuration();
   double spent = 0;
-  // Why schedd is stopping it for a limit; the job ends FAILED with this once it stops.
+  // Why schedd is stopping it (a limit, or early stopping); it ends FAILED, or STOPPED_EARLY
+  // when stopped_early, with this once it stops.
   std::string stop_reason;
+  bool stopped_early = false;
+  // A run of a sweep: the sweep, its index and parameters.
+  std::string sweep_id;
+  uint32_t array_index = 0;
+  std::map<std::string, std::string> parameters;
+  // Pending, held until a run of its sweep ends (max_parallel).
+  bool waiting_for_slot = false;
+  // The last value of each metric it reported, the step of its last report, and its sweep's
+  // metric step by step (the last kMaxHistory reports).
+  std::map<std::string, double> metrics;
+  int64_t metric_step = -1;
+  std::vector<MetricSample> history;
+  static constexpr size_t kMaxHistory = 1000;
 };
 
 }  // namespace sched

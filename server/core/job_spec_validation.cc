@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "server/common/status_macros.h"
 
 namespace sched {
 namespace {
@@ -108,6 +109,80 @@ absl::Duration RetryPolicy::Backoff(uint32_t restart) const {
   absl::Duration wait = backoff;
   for (uint32_t i = 1; i < restart && wait < max_backoff; ++i) wait *= 2;
   return std::min(wait, max_backoff);
+}
+
+bool IsValidMetricName(absl::string_view name) {
+  if (name.empty() || name.size() > 64 || !absl::ascii_isalpha(name[0])) return false;
+  for (char c : name) {
+    if (!absl::ascii_isalnum(c) && c != '_' && c != '.' && c != ':' && c != '/' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::StatusOr<SweepRuns> ExpandSweep(
+    const SweepSpec& sweep) {
+  if (!sweep.parameters.empty() && !sweep.runs.empty()) {
+    return Invalid("sweep", "give parameters (a grid) or runs (a list), not both");
+  }
+  auto check_name = [](const std::string& name) -> absl::Status {
+    if (!IsValidEnvName(name)) {
+      return Invalid(absl::StrCat("sweep.", name),
+                     "not a valid variable name (letters, digits and '_', not starting with a "
+                     "digit)");
+    }
+    if (name.rfind("SCHED_", 0) == 0) {
+      return Invalid(absl::StrCat("sweep.", name), "the SCHED_ prefix is reserved");
+    }
+    return absl::OkStatus();
+  };
+  auto check_value = [](const std::string& name, const std::string& value) -> absl::Status {
+    if (value.size() > 1024) {
+      return Invalid(absl::StrCat("sweep.", name), "a value over 1024 bytes");
+    }
+    return absl::OkStatus();
+  };
+  std::vector<std::map<std::string, std::string>> runs;
+  if (!sweep.runs.empty()) {
+    if (sweep.runs.size() > kMaxSweepRuns) {
+      return Invalid("sweep.runs", absl::StrCat("at most ", kMaxSweepRuns, " runs, got ",
+                                                sweep.runs.size()));
+    }
+    for (size_t i = 0; i < sweep.runs.size(); ++i) {
+      if (sweep.runs[i].empty()) {
+        return Invalid(absl::StrCat("sweep.runs[", i, "]"), "names no parameter");
+      }
+      for (const auto& [name, value] : sweep.runs[i]) {
+        SCHED_RETURN_IF_ERROR(check_name(name));
+        SCHED_RETURN_IF_ERROR(check_value(name, value));
+      }
+    }
+    return sweep.runs;
+  }
+  size_t count = 1;
+  std::set<std::string> names;
+  for (const auto& [name, values] : sweep.parameters) {
+    SCHED_RETURN_IF_ERROR(check_name(name));
+    if (!names.insert(name).second) return Invalid(absl::StrCat("sweep.", name), "given twice");
+    if (values.empty()) return Invalid(absl::StrCat("sweep.", name), "has no values");
+    for (const std::string& v : values) SCHED_RETURN_IF_ERROR(check_value(name, v));
+    if (values.size() > kMaxSweepRuns / count) {
+      return Invalid("sweep.parameters",
+                     absl::StrCat("the grid has more than ", kMaxSweepRuns, " runs"));
+    }
+    count *= values.size();
+  }
+  runs.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    std::map<std::string, std::string>& run = runs.emplace_back();
+    size_t rest = i;
+    for (auto it = sweep.parameters.rbegin(); it != sweep.parameters.rend(); ++it) {
+      run[it->first] = it->second[rest % it->second.size()];
+      rest /= it->second.size();
+    }
+  }
+  return runs;
 }
 
 bool IsValidName(absl::string_view name) {
@@ -229,6 +304,51 @@ absl::Status ValidateAndDefaultJobSpec(JobSpec& spec, absl::Time now) {
   if (spec.not_before != absl::InfinitePast() && spec.deadline != absl::InfiniteFuture() &&
       spec.not_before >= spec.deadline) {
     return Invalid("not_before", "is at or after the deadline");
+  }
+  const SweepSpec& sweep = spec.sweep;
+  if (sweep.empty()) {
+    if (sweep.max_parallel != 0 || !sweep.metric.empty() || !sweep.early_stopping.rule.empty()) {
+      return Invalid("sweep", "has no parameters and no runs");
+    }
+    return absl::OkStatus();
+  }
+  SCHED_ASSIGN_OR_RETURN(SweepRuns runs,
+                         ExpandSweep(sweep));
+  for (const auto& run : runs) {
+    for (const auto& [name, value] : run) {
+      if (env_names.count(name)) {
+        return Invalid(absl::StrCat("sweep.", name), "also set in env");
+      }
+    }
+  }
+  if (!sweep.metric.empty() && !IsValidMetricName(sweep.metric)) {
+    return Invalid("sweep.metric",
+                   absl::StrCat("1-64 of letters, digits, '_', '.', ':', '/' or '-', starting "
+                                "with a letter, got \"",
+                                sweep.metric, "\""));
+  }
+  const EarlyStopping& es = sweep.early_stopping;
+  if (!es.rule.empty()) {
+    if (es.rule != "median" && es.rule != "asha") {
+      return Invalid("sweep.early_stopping.rule",
+                     absl::StrCat("expected median or asha, got \"", es.rule, "\""));
+    }
+    if (sweep.metric.empty()) {
+      return Invalid("sweep.metric", "required for early stopping: the metric that ranks runs");
+    }
+  }
+  if (es.min_step < 0 || es.max_step < 0) {
+    return Invalid("sweep.early_stopping", "steps must be >= 0");
+  }
+  if (es.reduction_factor == 1 || es.reduction_factor > 100) {
+    return Invalid("sweep.early_stopping.reduction_factor",
+                   absl::StrCat("must be 2..100, got ", es.reduction_factor));
+  }
+  if (es.max_step != 0 && es.max_step < es.min_step) {
+    return Invalid("sweep.early_stopping.max_step", "below min_step");
+  }
+  if (es.min_runs > kMaxSweepRuns) {
+    return Invalid("sweep.early_stopping.min_runs", absl::StrCat("at most ", kMaxSweepRuns));
   }
   return absl::OkStatus();
 }

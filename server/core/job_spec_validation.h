@@ -1,6 +1,11 @@
 #pragma once
 
+#include <map>
+#include <string>
+#include <vector>
+
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "server/core/job.h"
 
 namespace sched {
@@ -16,6 +21,19 @@ inline constexpr uint32_t kMaxBatchSize = 1 << 20;
 inline constexpr uint32_t kMaxSequenceLength = 1 << 24;
 inline constexpr double kMaxCostDollars = 1e9;
 inline constexpr uint32_t kMaxRestarts = 100;
+inline constexpr size_t kMaxSweepRuns = 10'000;
+inline constexpr size_t kMaxMetricPointsPerReport = 1000;
+inline constexpr size_t kMaxMetricsPerJob = 256;
+
+using SweepRuns = std::vector<std::map<std::string, std::string>>;
+
+// The runs of a sweep, each its parameters, in index order: a grid's combinations with the
+// first parameter changing slowest, or the listed runs. INVALID_ARGUMENT names the bad field.
+absl::StatusOr<SweepRuns> ExpandSweep(
+    const SweepSpec& sweep);
+
+// Metric names: 1..64 of [A-Za-z0-9_.:/-], starting with a letter.
+bool IsValidMetricName(absl::string_view name);
 
 // Checks `spec` at submit time `now` and fills defaults (project "default", 1 CPU).
 // INVALID_ARGUMENT names the field and the reason ("resources.cpus: must be >= 0, got -1").

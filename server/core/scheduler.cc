@@ -13,6 +13,7 @@
 #include "absl/synchronization/notification.h"
 #include "server/common/failpoint.h"
 #include "server/common/status_macros.h"
+#include "server/core/early_stopping.h"
 #include "server/core/gpu_memory.h"
 #include "server/core/job_spec_validation.h"
 #include "server/cost/runtime_estimate.h"
@@ -48,6 +49,8 @@ absl::string_view JobStateName(JobState s) {
       return "FAILED";
     case JobState::kCancelled:
       return "CANCELLED";
+    case JobState::kStoppedEarly:
+      return "STOPPED_EARLY";
   }
   return "UNKNOWN";
 }
@@ -154,7 +157,9 @@ absl::Status Scheduler::LoadState() {
     last_seq_ = std::max(last_seq_, job.seq);
     last_epoch_ = std::max(last_epoch_, job.epoch);
     stats_.jobs_by_state[static_cast<int>(job.state)]++;
+    if (!job.sweep_id.empty()) sweeps_[job.sweep_id].push_back(&job);
     if (job.state == JobState::kPending) {
+      if (job.waiting_for_slot) job.hold_until = absl::InfiniteFuture();
       if (job.hold_until > clock_->Now()) {
         held_.insert({job.hold_until, &job});
       } else {
@@ -169,6 +174,10 @@ absl::Status Scheduler::LoadState() {
       Allocate(entry, job);
       if (job.stop_reason.empty()) SetLimitCheck(job, clock_->Now());
     }
+  }
+  for (auto& [id, runs] : sweeps_) {
+    std::sort(runs.begin(), runs.end(),
+              [](const Job* a, const Job* b) { return a->array_index < b->array_index; });
   }
   std::vector<const Job*> succeeded;  // in the order they finished, as they were recorded live
   for (const auto& [seq, job] : by_seq_) {
@@ -202,6 +211,7 @@ absl::Status Scheduler::LoadState() {
 // Commit plumbing
 
 void Scheduler::Seal(Outbox& out) {
+  if (!sweeps_freed_.empty()) FillSweepSlots(out);
   if (!out.batch.empty()) {
     out.ticket = last_ticket_ = store_->Append(std::move(out.batch));
     out.publish_seq = ++last_publish_seq_;
@@ -273,6 +283,7 @@ void Scheduler::SetState(Job& job, JobState state) {
   }
   job.state = state;
   job.update_time = clock_->Now();
+  if (IsTerminal(state) && !job.sweep_id.empty()) sweeps_freed_.insert(job.sweep_id);
 }
 
 void Scheduler::PutJob(const Job& job, Outbox& out) {
@@ -312,21 +323,32 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
     if (it != by_request_id_.end()) {
       // The first submit may not be durable yet: answer once everything before now is.
       out.ticket = last_ticket_;
-      return SubmitResult{*it->second, true};
+      return ResultOf(*it->second, /*existing=*/true);
     }
   }
   SCHED_RETURN_IF_ERROR(ValidateAndDefaultJobSpec(spec, clock_->Now()));
   SCHED_RETURN_IF_ERROR(EstimateGpuMemory(spec));
   SCHED_RETURN_IF_ERROR(CheckRuntimeGpu(spec));
-  if (const uint64_t max = options_.max_pending_per_project; max > 0) {
-    auto queued = pending_by_project_.find(spec.project);
-    if (queued != pending_by_project_.end() && queued->second >= max) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "project ", spec.project, " has ", queued->second,
-          " jobs pending, the most schedd takes (--max_pending_per_project); submit more as "
-          "these start"));
-    }
-  }
+  if (!spec.sweep.empty()) return SubmitSweepLocked(std::move(spec), std::move(request_id), out);
+  SCHED_RETURN_IF_ERROR(CheckPendingRoom(spec.project, 1));
+  Job& stored = NewJob(std::move(spec), std::move(request_id));
+  Enqueue(stored, out);
+  return SubmitResult{stored, false, "", {}};
+}
+
+absl::Status Scheduler::CheckPendingRoom(const std::string& project, size_t jobs) const {
+  const uint64_t max = options_.max_pending_per_project;
+  if (max == 0) return absl::OkStatus();
+  auto queued = pending_by_project_.find(project);
+  const uint64_t now = queued == pending_by_project_.end() ? 0 : queued->second;
+  if (now + jobs <= max) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "project ", project, " has ", now, " jobs pending",
+      jobs > 1 ? absl::StrCat(" and this submit makes ", jobs, " more") : "",
+      ", the most schedd takes (--max_pending_per_project); submit more as these start"));
+}
+
+Job& Scheduler::NewJob(JobSpec spec, std::string request_id) {
   Job job;
   job.id = NewJobId();
   job.seq = ++last_seq_;
@@ -343,11 +365,15 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   stats_.jobs_by_state[static_cast<int>(JobState::kPending)]++;
   pending_by_project_[stored.spec.project]++;
   stats_.submits_total++;
+  return stored;
+}
+
+void Scheduler::Enqueue(Job& stored, Outbox& out) {
   if (stored.spec.not_before > stored.create_time) {
     Hold(stored, stored.spec.not_before,
          absl::StrCat("not before ", FormatClock(stored.spec.not_before)));
     PutJob(stored, out);
-    return SubmitResult{stored, false};
+    return;
   }
   // A job queued behind everything a busy workstation's timeline holds (it holds the first
   // kMaxWaitingAhead waiting jobs) leaves it as it is.
@@ -357,7 +383,227 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   if (kept != nullptr) kept->timeline.groups_version = WaitingGroupsVersion(*kept);
   PutJob(stored, out);
   Schedule(out, &stored);
-  return SubmitResult{stored, false};
+}
+
+absl::StatusOr<SubmitResult> Scheduler::SubmitSweepLocked(JobSpec spec, std::string request_id,
+                                                          Outbox& out) {
+  SCHED_ASSIGN_OR_RETURN(SweepRuns runs,
+                         ExpandSweep(spec.sweep));
+  SCHED_RETURN_IF_ERROR(CheckPendingRoom(spec.project, runs.size()));
+  std::string sweep_id;
+  do {
+    sweep_id = NewJobId();
+  } while (sweeps_.contains(sweep_id));
+  // The runs keep the sweep's rules, not its list of runs.
+  JobSpec base = std::move(spec);
+  base.sweep.parameters.clear();
+  base.sweep.runs.clear();
+  const uint32_t max_parallel = base.sweep.max_parallel;
+  std::vector<Job*>& members = sweeps_[sweep_id];
+  SubmitResult result;
+  result.sweep_id = sweep_id;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    JobSpec run_spec = base;
+    for (const auto& [name, value] : runs[i]) run_spec.env.emplace_back(name, value);
+    Job& job = NewJob(std::move(run_spec), i == 0 ? request_id : std::string());
+    job.sweep_id = sweep_id;
+    job.array_index = static_cast<uint32_t>(i);
+    job.parameters = std::move(runs[i]);
+    members.push_back(&job);
+    result.job_ids.push_back(job.id);
+    if (max_parallel > 0 && i >= max_parallel) {
+      job.waiting_for_slot = true;
+      Hold(job, absl::InfiniteFuture(),
+           absl::StrCat("waiting for a slot of sweep ", sweep_id, " (max_parallel ",
+                        max_parallel, ")"));
+      PutJob(job, out);
+    } else {
+      Enqueue(job, out);
+    }
+  }
+  result.job = *members.front();
+  return result;
+}
+
+SubmitResult Scheduler::ResultOf(const Job& job, bool existing) const {
+  SubmitResult r{job, existing, job.sweep_id, {}};
+  if (!job.sweep_id.empty()) {
+    auto it = sweeps_.find(job.sweep_id);
+    if (it != sweeps_.end()) {
+      for (const Job* run : it->second) r.job_ids.push_back(run->id);
+      if (!it->second.empty()) r.job = *it->second.front();
+    }
+  }
+  return r;
+}
+
+void Scheduler::FillSweepSlots(Outbox& out) {
+  bool queued = false;
+  const absl::Time now = clock_->Now();
+  for (const std::string& id : sweeps_freed_) {
+    auto it = sweeps_.find(id);
+    if (it == sweeps_.end() || it->second.empty()) continue;
+    const uint32_t max_parallel = it->second.front()->spec.sweep.max_parallel;
+    if (max_parallel == 0) continue;
+    size_t active = 0;
+    for (const Job* run : it->second) {
+      if (!IsTerminal(run->state) && !run->waiting_for_slot) ++active;
+    }
+    for (Job* run : it->second) {
+      if (active >= max_parallel) break;
+      if (!run->waiting_for_slot || run->state != JobState::kPending) continue;
+      run->waiting_for_slot = false;
+      Unhold(*run);
+      run->hold_until = absl::InfinitePast();
+      run->message.clear();
+      run->update_time = now;
+      ++active;
+      if (run->spec.not_before > now) {
+        Hold(*run, run->spec.not_before,
+             absl::StrCat("not before ", FormatClock(run->spec.not_before)));
+        PutJob(*run, out);
+        continue;
+      }
+      PutJob(*run, out);
+      QueuedAhead(pending_.Add(run, /*settled=*/false), *run);
+      queued = true;
+    }
+  }
+  sweeps_freed_.clear();
+  if (queued) Schedule(out);
+}
+
+absl::StatusOr<SweepView> Scheduler::GetSweep(absl::string_view prefix) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (prefix.empty()) return absl::InvalidArgumentError("sweep_id: required");
+  auto it = sweeps_.lower_bound(std::string(prefix));
+  if (it == sweeps_.end() || !absl::StartsWith(it->first, prefix)) {
+    return absl::NotFoundError(absl::StrCat("sweep ", prefix, " not found"));
+  }
+  if (it->first.size() != prefix.size()) {
+    auto next = std::next(it);
+    if (next != sweeps_.end() && absl::StartsWith(next->first, prefix)) {
+      return absl::InvalidArgumentError(absl::StrCat("sweep id prefix ", prefix,
+                                                     " is ambiguous: matches ", it->first, ", ",
+                                                     next->first, " and maybe more"));
+    }
+  }
+  SweepView view;
+  view.id = it->first;
+  for (const Job* run : it->second) view.runs.push_back(*run);
+  if (view.runs.empty()) return view;
+  const SweepSpec& sweep = view.runs.front().spec.sweep;
+  // The best by its last value of the metric: among the runs that succeeded, else among all.
+  for (bool succeeded_only : {true, false}) {
+    double best = 0;
+    for (const Job& run : view.runs) {
+      if (succeeded_only && run.state != JobState::kSucceeded) continue;
+      auto m = run.metrics.find(sweep.metric);
+      if (sweep.metric.empty() || m == run.metrics.end()) continue;
+      if (view.best_index < 0 || (sweep.maximize ? m->second > best : m->second < best)) {
+        best = m->second;
+        view.best_index = static_cast<int>(run.array_index);
+      }
+    }
+    if (view.best_index >= 0) break;
+  }
+  return view;
+}
+
+absl::Status Scheduler::ReportMetrics(const std::string& name, uint64_t session,
+                                      const JobRef& ref,
+                                      const std::vector<MetricReport>& points) {
+  Outbox out;
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    status = ReportMetricsLocked(name, session, ref, points, out);
+    Seal(out);
+  }
+  Deliver(std::move(out), [](absl::Status) {});
+  return status;
+}
+
+absl::Status Scheduler::ReportMetricsLocked(const std::string& name, uint64_t session,
+                                            const JobRef& ref,
+                                            const std::vector<MetricReport>& points,
+                                            Outbox& out) {
+  SCHED_RETURN_IF_ERROR(SessionNode(name, session).status());
+  SCHED_ASSIGN_OR_RETURN(Job * job, LeasedJob(name, ref));
+  if (points.size() > kMaxMetricPointsPerReport) {
+    return absl::InvalidArgumentError(absl::StrCat("points: at most ", kMaxMetricPointsPerReport,
+                                                   " in one report, got ", points.size()));
+  }
+  for (const MetricReport& p : points) {
+    if (!IsValidMetricName(p.name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "points.name: 1-64 of letters, digits, '_', '.', ':', '/' or '-', starting with a "
+          "letter, got \"",
+          p.name.substr(0, 64), "\""));
+    }
+    if (!std::isfinite(p.value)) {
+      return absl::InvalidArgumentError(absl::StrCat("points.value: ", p.name, " is not finite"));
+    }
+    if (p.step < 0 || p.step > (int64_t{1} << 53)) {
+      return absl::InvalidArgumentError(absl::StrCat("points.step: must be in 0..2^53, got ",
+                                                     p.step));
+    }
+  }
+  if (points.empty()) return absl::OkStatus();
+  const SweepSpec& sweep = job->spec.sweep;
+  const int64_t previous_step = job->history.empty() ? -1 : job->history.back().step;
+  bool new_sample = false;
+  for (const MetricReport& p : points) {
+    // Past kMaxMetricsPerJob names, new ones are not kept (the sweep's metric always is).
+    if (!job->metrics.count(p.name) && job->metrics.size() >= kMaxMetricsPerJob &&
+        p.name != sweep.metric) {
+      continue;
+    }
+    job->metrics[p.name] = p.value;
+    job->metric_step = std::max(job->metric_step, p.step);
+    if (!sweep.metric.empty() && p.name == sweep.metric) {
+      // Steps only go forward: a repeated or earlier step replaces the samples from it on.
+      while (!job->history.empty() && job->history.back().step >= p.step) job->history.pop_back();
+      job->history.push_back({p.step, p.value});
+      if (job->history.size() > Job::kMaxHistory) job->history.erase(job->history.begin());
+      new_sample = true;
+    }
+  }
+  stats_.metric_points_total += points.size();
+  job->update_time = clock_->Now();
+  PutJob(*job, out);
+  if (!new_sample || sweep.early_stopping.rule.empty() || job->cancel_requested ||
+      !job->stop_reason.empty()) {
+    return absl::OkStatus();
+  }
+  auto members = sweeps_.find(job->sweep_id);
+  if (members == sweeps_.end()) return absl::OkStatus();
+  RunCurve run{job->array_index, job->history};
+  std::vector<RunCurve> others;
+  for (const Job* other : members->second) {
+    if (other == job || other->history.empty()) continue;
+    others.push_back({other->array_index, other->history});
+  }
+  std::string why = ShouldStopEarly(sweep.early_stopping, sweep.maximize, sweep.metric, run,
+                                    previous_step, others);
+  if (!why.empty()) {
+    stats_.early_stops_total++;
+    StopLeased(*job, std::move(why), /*early=*/true, out);
+  }
+  return absl::OkStatus();
+}
+
+void Scheduler::StopLeased(Job& job, std::string reason, bool early, Outbox& out) {
+  job.stop_reason = std::move(reason);
+  job.stopped_early = early;
+  job.message = absl::StrCat(early ? "stopping early: " : "stopping: ", job.stop_reason);
+  job.update_time = clock_->Now();
+  PutJob(job, out);
+  NodeEntry* entry = FindNode(job.node);
+  if (entry != nullptr && entry->link) {
+    out.commands.push_back(
+        [link = entry->link, id = job.id, epoch = job.epoch] { link->Cancel(id, epoch); });
+  }
 }
 
 Scheduler::NodeEntry& Scheduler::EntryFor(const std::string& name) {
@@ -745,7 +991,7 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
     }
     return job;
   }
-  if (!IsTerminal(report.state)) {
+  if (!IsTerminal(report.state) || report.state == JobState::kStoppedEarly) {
     return absl::InvalidArgumentError(
         absl::StrCat("state: an agent reports RUNNING, SUCCEEDED, FAILED or CANCELLED, not ",
                      JobStateName(report.state)));
@@ -772,7 +1018,7 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
     final_state = JobState::kCancelled;
     message = job.message;
   } else if (!job.stop_reason.empty()) {
-    final_state = JobState::kFailed;
+    final_state = job.stopped_early ? JobState::kStoppedEarly : JobState::kFailed;
     message = job.stop_reason;
   } else if (final_state == JobState::kCancelled) {
     final_state = JobState::kFailed;
@@ -1091,7 +1337,7 @@ void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out, bool 
     SetState(job, JobState::kCancelled);
     job.finish_time = job.update_time;
   } else if (!job.stop_reason.empty()) {
-    SetState(job, JobState::kFailed);
+    SetState(job, job.stopped_early ? JobState::kStoppedEarly : JobState::kFailed);
     job.finish_time = job.update_time;
     job.message = job.stop_reason;
   } else if (std::string limit = LimitPassed(job, job.update_time); !limit.empty()) {
@@ -1232,16 +1478,8 @@ void Scheduler::CheckLimits(absl::Time now, Outbox& out) {
       continue;
     }
     // Stopped like a cancel, so it can checkpoint; it ends FAILED with the reason.
-    job->stop_reason = std::move(limit);
-    job->message = absl::StrCat("stopping: ", job->stop_reason);
-    job->update_time = now;
     stats_.limit_stops_total++;
-    PutJob(*job, out);
-    NodeEntry* entry = FindNode(job->node);
-    if (entry != nullptr && entry->link) {
-      out.commands.push_back(
-          [link = entry->link, id = job->id, epoch = job->epoch] { link->Cancel(id, epoch); });
-    }
+    StopLeased(*job, std::move(limit), /*early=*/false, out);
   }
 }
 

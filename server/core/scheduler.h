@@ -80,8 +80,17 @@ template <typename T>
 using Done = absl::AnyInvocable<void(absl::StatusOr<T>)>;
 
 struct SubmitResult {
-  Job job;
+  Job job;                // for a sweep: its first run
   bool existing = false;  // the request id matched an earlier submit
+  std::string sweep_id;   // for a sweep: its id and its runs' job ids in index order
+  std::vector<std::string> job_ids;
+};
+
+// A sweep's runs in index order, and the best of them (proto SweepStatus).
+struct SweepView {
+  std::string id;
+  std::vector<Job> runs;
+  int best_index = -1;
 };
 
 struct JobQuery {
@@ -116,7 +125,7 @@ struct JobReport {
 };
 
 struct SchedulerStats {
-  uint64_t jobs_by_state[6] = {};  // indexed by JobState
+  uint64_t jobs_by_state[kJobStates] = {};  // indexed by JobState
   uint64_t submits_total = 0;
   uint64_t assignments_total = 0;
   // Decisions the cost brain took (a job weighed against nodes), and waiting groups left as they
@@ -135,6 +144,9 @@ struct SchedulerStats {
   // Failed jobs started again by their retry policy; jobs stopped for max_duration or max_cost.
   uint64_t restarts_total = 0;
   uint64_t limit_stops_total = 0;
+  // Sweeps' runs stopped by their early-stopping rule; metric points stored.
+  uint64_t early_stops_total = 0;
+  uint64_t metric_points_total = 0;
   uint64_t log_bytes_dropped_total = 0;  // output past a job's limit
   uint64_t agents_connected = 0;
   uint64_t nodes_total = 0;
@@ -206,6 +218,18 @@ class Scheduler {
   // Stores a piece of a job's output; refused like ReportJob when stale.
   absl::Status AppendLog(const std::string& name, uint64_t session, const JobRef& ref,
                          LogStreamKind stream, std::string data);
+  // Metrics the job reported (docs/sweeps.md); refused like ReportJob when stale, and
+  // INVALID_ARGUMENT for a bad name, value or step. A run of a sweep whose early-stopping rule
+  // says it is behind is stopped (like a cancel) and ends STOPPED_EARLY.
+  struct MetricReport {
+    int64_t step = 0;
+    std::string name;
+    double value = 0;
+  };
+  absl::Status ReportMetrics(const std::string& name, uint64_t session, const JobRef& ref,
+                             const std::vector<MetricReport>& points);
+  // A sweep by id or unique prefix: NOT_FOUND, or INVALID_ARGUMENT for an ambiguous prefix.
+  absl::StatusOr<SweepView> GetSweep(absl::string_view id_or_prefix) const;
 
   // ---- Rented capacity (the autoscaler) ----
   // The offers the providers make now: candidates of PlanRentals and Estimate.
@@ -389,6 +413,26 @@ class Scheduler {
   void Publish(uint64_t seq, std::vector<Job> events) ABSL_LOCKS_EXCLUDED(sub_mu_);
 
   absl::StatusOr<SubmitResult> SubmitLocked(JobSpec spec, std::string request_id, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Refuses a submit of `jobs` more jobs to a project at its pending cap.
+  absl::Status CheckPendingRoom(const std::string& project, size_t jobs) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // A new pending job of `spec`, stored in the maps but not yet queued, held or written.
+  Job& NewJob(JobSpec spec, std::string request_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a new job (or holds it until its not_before) and writes it.
+  void Enqueue(Job& job, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes a sweep's runs; those past max_parallel wait for a slot.
+  absl::StatusOr<SubmitResult> SubmitSweepLocked(JobSpec spec, std::string request_id,
+                                                 Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  SubmitResult ResultOf(const Job& job, bool existing) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Lets the runs of sweeps that lost a run (sweeps_freed_) take the free slots, in index
+  // order. Called by Seal, so every change that ends a run fills its slot in the same batch.
+  void FillSweepSlots(Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ReportMetricsLocked(const std::string& name, uint64_t session, const JobRef& ref,
+                                   const std::vector<MetricReport>& points, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops a leased job like a cancel, to end FAILED (or STOPPED_EARLY) with `reason`.
+  void StopLeased(Job& job, std::string reason, bool early, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<Job> CancelLocked(absl::string_view id, std::string reason, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -633,6 +677,9 @@ class Scheduler {
   absl::btree_set<std::pair<absl::Time, const Job*>> expiry_order_ ABSL_GUARDED_BY(mu_);
   // Pending jobs held out of the queue, by the end of their hold (Hold).
   absl::btree_set<std::pair<absl::Time, Job*>> held_ ABSL_GUARDED_BY(mu_);
+  // Each sweep's runs in index order; sweeps a run of which ended since the last Seal.
+  absl::btree_map<std::string, std::vector<Job*>> sweeps_ ABSL_GUARDED_BY(mu_);
+  absl::btree_set<std::string> sweeps_freed_ ABSL_GUARDED_BY(mu_);
   // Leased jobs with limits, by when to look at them next (SetLimitCheck).
   absl::btree_set<std::pair<absl::Time, const Job*>> limit_order_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<const Job*, absl::Time> limit_of_ ABSL_GUARDED_BY(mu_);

@@ -67,7 +67,7 @@ class SchedulerCollector final : public prometheus::Collectable {
     using prometheus::MetricType;
     const SchedulerStats s = scheduler_->Stats();
     std::vector<prometheus::ClientMetric> by_state;
-    for (int i = 0; i < 6; ++i) {
+    for (int i = 0; i < kJobStates; ++i) {
       by_state.push_back(
           Value(s.jobs_by_state[i],
                 {{"state", absl::AsciiStrToLower(JobStateName(static_cast<JobState>(i)))}}));
@@ -101,6 +101,11 @@ class SchedulerCollector final : public prometheus::Collectable {
     out.push_back(Family("sched_job_restarts_total",
                          "Failed jobs put back in the queue by their retry policy.",
                          MetricType::Counter, {Value(s.restarts_total)}));
+    out.push_back(Family("sched_job_early_stops_total",
+                         "Sweep runs stopped by their early-stopping rule.", MetricType::Counter,
+                         {Value(s.early_stops_total)}));
+    out.push_back(Family("sched_metric_points_total", "Metric values jobs reported.",
+                         MetricType::Counter, {Value(s.metric_points_total)}));
     out.push_back(Family("sched_job_limit_stops_total",
                          "Jobs stopped for passing their max_duration or max_cost.",
                          MetricType::Counter, {Value(s.limit_stops_total)}));

@@ -210,6 +210,20 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
         }
         return s;
       }
+      case v1::AgentMessage::kMetrics: {
+        const v1::AgentMetrics& m = in_.metrics();
+        std::vector<Scheduler::MetricReport> points;
+        points.reserve(static_cast<size_t>(m.points_size()));
+        for (const v1::MetricPoint& p : m.points()) points.push_back({p.step(), p.name(), p.value()});
+        absl::Status s =
+            scheduler_->ReportMetrics(name_, session_, {m.job_id(), m.epoch()}, points);
+        // A bad or stale report is the job's; the stream goes on.
+        if (absl::IsFailedPrecondition(s) || absl::IsNotFound(s) || absl::IsInvalidArgument(s)) {
+          Reject(*sender_, m.job_id(), m.epoch(), s);
+          return absl::OkStatus();
+        }
+        return s;
+      }
       case v1::AgentMessage::kRegister:
         return absl::InvalidArgumentError("register: sent twice on one stream");
       default:

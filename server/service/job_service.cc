@@ -331,13 +331,18 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
   scheduler_->Submit(std::move(*spec), req->request_id(),
                      [this, ctx, reactor, resp, caller = *std::move(caller),
                       project = std::move(project)](absl::StatusOr<SubmitResult> result) {
+                       std::string target;
                        if (result.ok()) {
                          ShowJob(result->job, resp->mutable_job());
                          resp->set_existing(result->existing);
+                         resp->set_sweep_id(result->sweep_id);
+                         for (const std::string& id : result->job_ids) resp->add_job_ids(id);
+                         target = result->sweep_id.empty()
+                                      ? absl::StrCat("job ", result->job.id)
+                                      : absl::StrCat("sweep ", result->sweep_id, " (",
+                                                     result->job_ids.size(), " jobs)");
                        }
-                       auth_->Audit(*ctx, caller, "submit",
-                                    result.ok() ? absl::StrCat("job ", result->job.id) : "",
-                                    project, result.status());
+                       auth_->Audit(*ctx, caller, "submit", target, project, result.status());
                        reactor->Finish(ToGrpcStatus(result.status()));
                      });
   return reactor;
@@ -355,6 +360,34 @@ grpc::ServerUnaryReactor* JobServiceImpl::EstimateJob(grpc::CallbackServerContex
     return absl::OkStatus();
   }();
   return Reply<v1::EstimateJobResponse>(ctx, status);
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::GetSweep(grpc::CallbackServerContext* ctx,
+                                                   const v1::GetSweepRequest* req,
+                                                   v1::SweepStatus* resp) {
+  absl::Status status = [&]() -> absl::Status {
+    SCHED_ASSIGN_OR_RETURN(auth::Caller caller, auth_->Check(*ctx, auth::Action::kRead));
+    SCHED_ASSIGN_OR_RETURN(SweepView sweep, scheduler_->GetSweep(req->sweep_id()));
+    if (sweep.runs.empty()) return absl::NotFoundError("sweep has no runs");
+    SCHED_RETURN_IF_ERROR(auth::Authorizer::CheckProject(caller, auth::Action::kRead,
+                                                         sweep.runs.front().spec.project));
+    resp->set_id(sweep.id);
+    // The sweep's spec: its first run's, less that run's own parameters.
+    JobSpec spec = sweep.runs.front().spec;
+    const auto& own = sweep.runs.front().parameters;
+    spec.env.erase(std::remove_if(spec.env.begin(), spec.env.end(),
+                                  [&](const auto& e) { return own.count(e.first) > 0; }),
+                   spec.env.end());
+    Job shown_spec;
+    shown_spec.spec = std::move(spec);
+    v1::Job tmp;
+    ShowJob(shown_spec, &tmp);
+    *resp->mutable_spec() = tmp.spec();
+    for (const Job& run : sweep.runs) ShowJob(run, resp->add_runs());
+    resp->set_best_index(sweep.best_index);
+    return absl::OkStatus();
+  }();
+  return Reply<v1::SweepStatus>(ctx, status);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx,

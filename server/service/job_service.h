@@ -30,6 +30,9 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* EstimateJob(grpc::CallbackServerContext* ctx,
                                         const v1::EstimateJobRequest* req,
                                         v1::EstimateJobResponse* resp) override;
+  grpc::ServerUnaryReactor* GetSweep(grpc::CallbackServerContext* ctx,
+                                     const v1::GetSweepRequest* req,
+                                     v1::SweepStatus* resp) override;
 
  private:
   // INVALID_ARGUMENT for a spec over limits_.max_spec_bytes.

@@ -305,7 +305,7 @@ INSTANTIATE_TEST_SUITE_P(
         UsageCase{
             {"--server", "h:1", "frobnicate"}, "unknown command \"frobnicate\"", "[--server ADDR]"},
         UsageCase{
-            {"get", "pods"}, "unknown resource \"pods\" (expected jobs, nodes or tokens)", "get "},
+            {"get", "pods"}, "unknown resource \"pods\" (expected jobs, nodes, tokens or sweep)", "get "},
         UsageCase{{"describe", "token", "ab"},
                   "unknown resource \"token\" (expected jobs or nodes)",
                   "describe job ID"},

@@ -152,7 +152,7 @@ INSTANTIATE_TEST_SUITE_P(
             "run: x\nnmae: a\n",
             "nmae: unknown key (expected one of: name, project, run, setup, env, secrets, "
             "resources, priority, labels, model, runtime, deadline, max_cost, placement, spot, "
-            "retry, max_duration, not_before)"},
+            "retry, max_duration, not_before, sweep)"},
         BadSpec{"run: x\nmodel: {parameters: 7B, precison: bf16}\n",
                 "model.precison: unknown key (expected one of: parameters, precision, method, "
                 "optimizer, batch_size, sequence_length, gradient_checkpointing, lora_rank)"}));

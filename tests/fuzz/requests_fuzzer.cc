@@ -47,7 +47,7 @@ bool Parse(const uint8_t* data, size_t size, Message& out) {
 void CheckJobState(int value) {
   const auto state = static_cast<v1::JobState>(value);
   absl::StatusOr<JobState> s = JobStateFromProto(state);
-  const bool named = value >= v1::JOB_STATE_PENDING && value <= v1::JOB_STATE_CANCELLED;
+  const bool named = value >= v1::JOB_STATE_PENDING && value <= v1::JOB_STATE_STOPPED_EARLY;
   SCHED_FUZZ_CHECK(s.ok() == named,
                    absl::StrCat("JobStateFromProto(", value, ") answered ", Describe(s.status())));
   if (s.ok()) {

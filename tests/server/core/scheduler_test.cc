@@ -1821,3 +1821,219 @@ TEST_F(SchedulerTest, BadRetryAndLimitFieldsNameTheField) {
 
 }  // namespace
 }  // namespace sched
+
+// ---- Sweeps ----
+
+namespace sched {
+namespace {
+
+JobSpec Grid(std::vector<std::pair<std::string, std::vector<std::string>>> parameters,
+             uint32_t max_parallel = 0) {
+  JobSpec s = Spec("sweep");
+  s.resources.cpu_millis = 100;
+  s.sweep.parameters = std::move(parameters);
+  s.sweep.max_parallel = max_parallel;
+  s.sweep.metric = "loss";
+  return s;
+}
+
+TEST_F(SchedulerTest, ASweepMakesAJobPerCombinationWithItsParametersAndIndex) {
+  auto r = Submit(Grid({{"LR", {"0.1", "0.01"}}, {"BS", {"16", "32", "64"}}}), "req-sweep");
+  ASSERT_THAT(r, IsOk());
+  ASSERT_THAT(r->job_ids, SizeIs(6));
+  EXPECT_THAT(r->sweep_id, SizeIs(16));
+  EXPECT_EQ(r->job.id, r->job_ids[0]);
+  // The first parameter changes slowest.
+  const std::vector<std::pair<std::string, std::string>> want = {
+      {"0.1", "16"}, {"0.1", "32"}, {"0.1", "64"}, {"0.01", "16"}, {"0.01", "32"}, {"0.01", "64"}};
+  for (size_t i = 0; i < 6; ++i) {
+    const Job job = Get(r->job_ids[i]);
+    EXPECT_EQ(job.sweep_id, r->sweep_id);
+    EXPECT_EQ(job.array_index, i);
+    EXPECT_EQ(job.parameters.at("LR"), want[i].first) << i;
+    EXPECT_EQ(job.parameters.at("BS"), want[i].second) << i;
+    EXPECT_THAT(job.spec.env, ::testing::Contains(std::make_pair(std::string("LR"), want[i].first)));
+    EXPECT_TRUE(job.spec.sweep.parameters.empty());
+    EXPECT_EQ(job.spec.sweep.metric, "loss");
+    EXPECT_EQ(job.state, JobState::kPending);
+  }
+  // A retried submit answers with the same sweep; a listed-runs sweep works too.
+  auto again = Submit(Grid({{"LR", {"0.1", "0.01"}}, {"BS", {"16", "32", "64"}}}), "req-sweep");
+  ASSERT_THAT(again, IsOk());
+  EXPECT_TRUE(again->existing);
+  EXPECT_EQ(again->sweep_id, r->sweep_id);
+  EXPECT_EQ(again->job_ids, r->job_ids);
+  JobSpec listed = Spec("listed");
+  listed.sweep.runs = {{{"A", "1"}}, {{"A", "2"}, {"B", "x"}}};
+  auto l = Submit(listed);
+  ASSERT_THAT(l, IsOk());
+  ASSERT_THAT(l->job_ids, SizeIs(2));
+  EXPECT_EQ(Get(l->job_ids[1]).parameters.at("B"), "x");
+  // Survives a restart, with the same sweep view.
+  Restart();
+  auto view = scheduler_->GetSweep(r->sweep_id.substr(0, 6));
+  ASSERT_THAT(view, IsOk());
+  ASSERT_THAT(view->runs, SizeIs(6));
+  EXPECT_EQ(view->runs[4].parameters.at("BS"), "32");
+  EXPECT_THAT(scheduler_->GetSweep("zzzz"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SchedulerTest, BadSweepsNameTheFieldAndStoreNothing) {
+  auto bad = [&](auto edit, const std::string& field) {
+    JobSpec s = Grid({{"LR", {"0.1"}}});
+    edit(s);
+    EXPECT_THAT(Submit(s), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(field)));
+  };
+  bad([](JobSpec& s) { s.sweep.parameters = {{"1BAD", {"x"}}}; }, "sweep.1BAD");
+  bad([](JobSpec& s) { s.sweep.parameters = {{"SCHED_X", {"x"}}}; }, "SCHED_ prefix");
+  bad([](JobSpec& s) { s.sweep.parameters = {{"A", {}}}; }, "sweep.A: has no values");
+  bad([](JobSpec& s) { s.sweep.parameters = {{"A", {"1"}}, {"A", {"2"}}}; }, "given twice");
+  bad([](JobSpec& s) { s.sweep.runs = {{{"A", "1"}}}; }, "not both");
+  bad([](JobSpec& s) { s.env = {{"LR", "1"}}; }, "sweep.LR: also set in env");
+  bad([](JobSpec& s) {
+    s.sweep.parameters = {{"A", std::vector<std::string>(200, "x")},
+                          {"B", std::vector<std::string>(200, "y")}};
+  }, "more than 10000 runs");
+  bad([](JobSpec& s) { s.sweep.early_stopping.rule = "hyperband"; }, "early_stopping.rule");
+  bad([](JobSpec& s) {
+    s.sweep.metric.clear();
+    s.sweep.early_stopping.rule = "median";
+  }, "sweep.metric: required");
+  bad([](JobSpec& s) { s.sweep.metric = "bad metric"; }, "sweep.metric");
+  bad([](JobSpec& s) { s.sweep.early_stopping.reduction_factor = 1; }, "reduction_factor");
+  EXPECT_THAT(scheduler_->ListJobs({}).jobs, SizeIs(0));
+  EXPECT_EQ(store_.appended(), 0u);
+  // A sweep past the project's pending cap is refused whole.
+  max_pending_ = 5;
+  Restart();
+  auto big = Submit(Grid({{"A", {"1", "2", "3", "4", "5", "6"}}}));
+  EXPECT_THAT(big, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("makes 6 more")));
+  EXPECT_THAT(scheduler_->ListJobs({}).jobs, SizeIs(0));
+}
+
+TEST_F(SchedulerTest, MaxParallelHoldsTheRestUntilARunEnds) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(8, 8 * kGiB), link);
+  auto r = Submit(Grid({{"I", {"0", "1", "2", "3", "4"}}}, 2));
+  ASSERT_THAT(r, IsOk());
+  auto states = [&] {
+    std::vector<JobState> out;
+    for (const std::string& id : r->job_ids) out.push_back(Get(id).state);
+    return out;
+  };
+  using S = JobState;
+  EXPECT_THAT(states(), ElementsAre(S::kAssigned, S::kAssigned, S::kPending, S::kPending,
+                                    S::kPending));
+  EXPECT_TRUE(Get(r->job_ids[2]).waiting_for_slot);
+  EXPECT_THAT(Get(r->job_ids[2]).message, HasSubstr("waiting for a slot of sweep"));
+  // Run 0 ends: run 2 takes its slot in the same change.
+  ASSERT_THAT(Report("ws", s, r->job_ids[0], Get(r->job_ids[0]).epoch, S::kSucceeded), IsOk());
+  EXPECT_THAT(states(), ElementsAre(S::kSucceeded, S::kAssigned, S::kAssigned, S::kPending,
+                                    S::kPending));
+  EXPECT_FALSE(Get(r->job_ids[2]).waiting_for_slot);
+  // A cancel of a held run frees nothing; a cancel of a running one does (when it ends).
+  ASSERT_THAT(Cancel(r->job_ids[4]), IsOk());
+  ASSERT_THAT(Cancel(r->job_ids[1]), IsOk());
+  EXPECT_EQ(Get(r->job_ids[3]).state, S::kPending);
+  ASSERT_THAT(Report("ws", s, r->job_ids[1], Get(r->job_ids[1]).epoch, S::kFailed, 143), IsOk());
+  EXPECT_EQ(Get(r->job_ids[1]).state, S::kCancelled);
+  EXPECT_EQ(Get(r->job_ids[3]).state, S::kAssigned);
+  // The holds survive a restart: with two running, nothing else starts.
+  auto more = Submit(Grid({{"I", {"a", "b", "c"}}}, 1));
+  ASSERT_THAT(more, IsOk());
+  Restart();
+  auto link2 = std::make_shared<FakeAgentLink>();
+  std::vector<JobRef> running;
+  for (const std::string& id : {r->job_ids[2], r->job_ids[3], more->job_ids[0]}) {
+    running.push_back({id, Get(id).epoch});
+  }
+  s = Connect("ws", Caps(8, 8 * kGiB), link2, running);
+  EXPECT_EQ(Get(more->job_ids[1]).state, S::kPending);
+  EXPECT_TRUE(Get(more->job_ids[1]).waiting_for_slot);
+  ASSERT_THAT(Report("ws", s, more->job_ids[0], Get(more->job_ids[0]).epoch, S::kSucceeded),
+              IsOk());
+  EXPECT_EQ(Get(more->job_ids[1]).state, S::kAssigned);
+  EXPECT_EQ(Get(more->job_ids[2]).state, S::kPending);
+}
+
+// Reports `values` (step, loss) for a run and returns the status.
+absl::Status Metrics(Scheduler& s, uint64_t session, const Job& job,
+                     std::vector<std::pair<int64_t, double>> values) {
+  std::vector<Scheduler::MetricReport> points;
+  for (const auto& [step, v] : values) points.push_back({step, "loss", v});
+  points.push_back({values.back().first, "acc", 0.5});
+  return s.ReportMetrics("ws", session, {job.id, job.epoch}, points);
+}
+
+TEST_F(SchedulerTest, MetricsAreStoredAndMedianStoppingEndsAWeakRunStoppedEarly) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(8, 8 * kGiB), link);
+  JobSpec spec = Grid({{"I", {"0", "1", "2", "3", "4"}}});
+  spec.sweep.early_stopping.rule = "median";
+  spec.sweep.early_stopping.min_step = 2;
+  auto r = Submit(spec);
+  ASSERT_THAT(r, IsOk());
+  std::vector<Job> runs;
+  for (const std::string& id : r->job_ids) runs.push_back(Get(id));
+  // Runs 0..3 reach step 3 with losses 1.0, 0.9, 0.8, 0.7 at each step.
+  for (int i = 0; i < 4; ++i) {
+    for (int64_t step = 1; step <= 3; ++step) {
+      ASSERT_THAT(Metrics(*scheduler_, s, runs[i], {{step, 1.0 - 0.1 * i}}), IsOk());
+    }
+  }
+  link->Take();
+  // Run 4 is worse than the median (0.85) at step 2: stopped. At step 1 it was not judged.
+  ASSERT_THAT(Metrics(*scheduler_, s, runs[4], {{1, 5.0}}), IsOk());
+  EXPECT_THAT(link->Take(), SizeIs(0));
+  ASSERT_THAT(Metrics(*scheduler_, s, runs[4], {{2, 2.0}}), IsOk());
+  auto cmds = link->Take();
+  ASSERT_THAT(cmds, SizeIs(1));
+  EXPECT_EQ(cmds[0].kind, "cancel");
+  EXPECT_EQ(cmds[0].job_id, runs[4].id);
+  Job stopping = Get(runs[4].id);
+  EXPECT_TRUE(stopping.stopped_early);
+  EXPECT_THAT(stopping.stop_reason,
+              HasSubstr("loss 2 at step 2 is worse than the median 0.85 of 4 other runs"));
+  EXPECT_EQ(stopping.metrics.at("loss"), 2.0);
+  EXPECT_EQ(stopping.metrics.at("acc"), 0.5);
+  EXPECT_EQ(stopping.metric_step, 2);
+  ASSERT_THAT(stopping.history, SizeIs(2));
+  // The agent stops it: STOPPED_EARLY, not FAILED.
+  auto end = Report("ws", s, runs[4].id, runs[4].epoch, JobState::kCancelled, 143);
+  ASSERT_THAT(end, IsOk());
+  EXPECT_EQ(end->state, JobState::kStoppedEarly);
+  EXPECT_EQ(scheduler_->Stats().early_stops_total, 1u);
+  // Run 3 is the best; the others finish.
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_THAT(Report("ws", s, runs[i].id, runs[i].epoch, JobState::kSucceeded), IsOk());
+  }
+  auto view = scheduler_->GetSweep(r->sweep_id);
+  ASSERT_THAT(view, IsOk());
+  EXPECT_EQ(view->best_index, 3);
+  // Bad and stale reports are refused and change nothing.
+  const Job done = Get(runs[0].id);
+  EXPECT_THAT(Metrics(*scheduler_, s, done, {{4, 0.1}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  auto c = Submit(Spec("other"));
+  ASSERT_THAT(c, IsOk());
+  const Job other = Get(c->job.id);
+  EXPECT_THAT(scheduler_->ReportMetrics("ws", s, {other.id, other.epoch}, {{1, "bad name", 1}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("points.name")));
+  EXPECT_THAT(scheduler_->ReportMetrics("ws", s, {other.id, other.epoch},
+                                        {{1, "loss", std::nan("")}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not finite")));
+  EXPECT_THAT(scheduler_->ReportMetrics("ws", s, {other.id, other.epoch}, {{-1, "loss", 1}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("points.step")));
+  EXPECT_TRUE(Get(other.id).metrics.empty());
+  // An agent may not claim STOPPED_EARLY itself.
+  EXPECT_THAT(Report("ws", s, other.id, other.epoch, JobState::kStoppedEarly),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // Metrics survive a restart.
+  Restart();
+  EXPECT_EQ(Get(runs[3].id).metrics.at("loss"), 0.7);
+  EXPECT_THAT(Get(runs[3].id).history, SizeIs(3));
+  EXPECT_EQ(Get(runs[4].id).state, JobState::kStoppedEarly);
+}
+
+}  // namespace
+}  // namespace sched
