@@ -15,6 +15,10 @@ namespace {
 
 // How often leases, heartbeats and shutdown are looked at.
 constexpr absl::Duration kTick = absl::Milliseconds(20);
+// How often the metrics files of running jobs are read.
+constexpr absl::Duration kMetricsPoll = absl::Milliseconds(250);
+// Points per AgentMetrics message.
+constexpr size_t kMaxPointsPerMessage = 1000;
 // A stream without RegisterAck for this long is dropped and dialled again.
 constexpr absl::Duration kRegisterTimeout = absl::Seconds(30);
 // google.rpc.Code values in Rejected.code that mean "this job is not yours".
@@ -56,6 +60,16 @@ struct ResumedFrom {
   uint64_t seq = 0;
 };
 
+// A job's metrics file. Its lock is taken before Agent::mu_, never while holding it, and is held
+// from a read until what it found is queued: the last read (the job has ended) then cannot be
+// overtaken by an earlier one, and its points precede the final update.
+struct MetricsWatch {
+  explicit MetricsWatch(std::string path) : file(std::move(path)) {}
+  absl::Mutex mu;
+  MetricsFile file ABSL_GUARDED_BY(mu);
+  bool ended ABSL_GUARDED_BY(mu) = false;  // the last read is done
+};
+
 struct Agent::HeldJob {
   uint64_t epoch = 0;
   uint32_t attempt = 0;
@@ -73,6 +87,9 @@ struct Agent::HeldJob {
   bool final_on_wire = false;  // written on the current stream, waiting for UpdateAck
   // The job's secret values, kept out of its output: one per stream.
   std::unique_ptr<SecretScrubber> scrub_stdout, scrub_stderr;
+  // (name, value) of the secrets, for the notes about its metrics file, which quote it.
+  std::vector<std::pair<std::string, std::string>> secrets;
+  std::shared_ptr<MetricsWatch> metrics_file;
 };
 
 Agent::Agent(Options options, AgentMetrics* metrics)
@@ -298,8 +315,10 @@ v1::AgentMessage Agent::HeartbeatLocked() const {
 }
 
 void Agent::TickerLoop() {
+  absl::Time next_metrics_read = absl::InfinitePast();
   while (true) {
     std::vector<std::unique_ptr<JobRunner>> finished;
+    std::vector<std::pair<JobToken, std::shared_ptr<MetricsWatch>>> metrics_due;
     {
       absl::MutexLock lock(&mu_);
       mu_.AwaitWithTimeout(absl::Condition(&ticker_stop_), kTick);
@@ -324,13 +343,34 @@ void Agent::TickerLoop() {
         shutdown_ = true;
       }
       if (shutdown_) ShutdownStepLocked(now);
+      if (now >= next_metrics_read) {
+        next_metrics_read = now + kMetricsPoll;
+        for (const auto& [id, job] : jobs_) {
+          if (job.runner != nullptr && !job.ended) {
+            metrics_due.emplace_back(JobToken(id, job.serial), job.metrics_file);
+          }
+        }
+      }
       auto done =
           std::partition(reap_.begin(), reap_.end(), [](const auto& r) { return !r->done(); });
       std::move(done, reap_.end(), std::back_inserter(finished));
       reap_.erase(done, reap_.end());
     }
     finished.clear();  // joins the runners' threads, outside the lock
+    // Also outside the lock: reading files must not hold up the stream.
+    for (const auto& [token, watch] : metrics_due) ReadMetrics(token, *watch);
   }
+}
+
+void Agent::ReadMetrics(const JobToken& token, MetricsWatch& watch) {
+  absl::MutexLock watch_lock(&watch.mu);
+  if (watch.ended) return;
+  MetricsFile::Read read = watch.file.ReadNew(/*final=*/false);
+  if (read.samples.empty() && read.notes.empty()) return;
+  absl::MutexLock lock(&mu_);
+  HeldJob* job = FindLocked(token);
+  if (job == nullptr) return;  // forgotten (lease lost, stopped): its metrics go with it
+  PushMetricsLocked(token.first, *job, std::move(read));
 }
 
 void Agent::CheckLeasesLocked(absl::Time now) {
@@ -473,6 +513,9 @@ void Agent::OnAssignment(const v1::Assignment& assignment) {
   }
   held.scrub_stdout = std::make_unique<SecretScrubber>(secrets);
   held.scrub_stderr = std::make_unique<SecretScrubber>(secrets);
+  held.secrets = std::move(secrets);
+  held.metrics_file =
+      std::make_shared<MetricsWatch>(MetricsFilePath(options_.work_dir, job.id(), job.attempt()));
   const JobToken token(job.id(), held.serial);
   JobRunner::Callbacks callbacks;
   callbacks.started = [this, token](pid_t pid) { OnStarted(token, pid); };
@@ -567,6 +610,18 @@ void Agent::OnExited(const JobToken& token, const absl::StatusOr<ExitStatus>& ex
   ledger_.Erase(LedgerKey(token));
   // What the job published last goes up before its end is reported, while the lease holds.
   checkpoints_->Flush(token.first);
+  std::shared_ptr<MetricsWatch> watch;
+  {
+    absl::MutexLock lock(&mu_);
+    HeldJob* job = FindLocked(token);
+    if (job == nullptr) return;
+    watch = job->metrics_file;
+  }
+  // The last of the metrics (the line without its '\n' too) is queued before the final update;
+  // the watch's lock, held to the end, keeps a read of the ticker from coming after it.
+  absl::MutexLock watch_lock(&watch->mu);
+  watch->ended = true;
+  MetricsFile::Read last_metrics = watch->file.ReadNew(/*final=*/true);
   absl::MutexLock lock(&mu_);
   HeldJob* job = FindLocked(token);
   if (job == nullptr) return;
@@ -579,6 +634,7 @@ void Agent::OnExited(const JobToken& token, const absl::StatusOr<ExitStatus>& ex
   if (std::string err = job->scrub_stderr->Flush(); !err.empty()) {
     PushLogLocked(token.first, *job, v1::LOG_STREAM_STDERR, std::move(err));
   }
+  PushMetricsLocked(token.first, *job, std::move(last_metrics));
   const JobEnd end = DescribeJobEnd(exit, job->cancel_requested);
   Log("job %s: %s", token.first, end.message);
   if (job->dropped_log_bytes > 0) PushLogLocked(token.first, *job, v1::LOG_STREAM_STDERR, "");
@@ -644,6 +700,29 @@ void Agent::PushLogLocked(const std::string& id, HeldJob& job, v1::LogStream str
   job.outbox_log_bytes += data.size();
   chunk->set_data(std::move(data));
   PushLocked(id, job, std::move(msg));
+}
+
+void Agent::PushMetricsLocked(const std::string& id, HeldJob& job, MetricsFile::Read read) {
+  for (const std::string& note : read.notes) {
+    SecretScrubber scrub(job.secrets);  // a note quotes the bad line
+    PushLogLocked(id, job, v1::LOG_STREAM_STDERR, absl::StrCat(scrub.Feed(note), scrub.Flush()));
+  }
+  std::vector<MetricSample>& samples = read.samples;
+  for (size_t begin = 0; begin < samples.size(); begin += kMaxPointsPerMessage) {
+    const size_t end = std::min(samples.size(), begin + kMaxPointsPerMessage);
+    v1::AgentMessage msg;
+    v1::AgentMetrics* metrics = msg.mutable_metrics();
+    metrics->set_job_id(id);
+    metrics->set_epoch(job.epoch);
+    metrics->mutable_points()->Reserve(static_cast<int>(end - begin));
+    for (size_t i = begin; i < end; ++i) {
+      v1::MetricPoint* point = metrics->add_points();
+      point->set_step(samples[i].step);
+      point->set_name(std::move(samples[i].name));
+      point->set_value(samples[i].value);
+    }
+    PushLocked(id, job, std::move(msg));
+  }
 }
 
 void Agent::ForgetLocked(const std::string& id, absl::string_view why) {

@@ -5,9 +5,12 @@
 // The agent dials out, sends Register (listing the jobs it still holds), and after RegisterAck
 // heartbeats every heartbeat_interval_ms, listing its jobs. Per job, in this order on the
 // stream: JobUpdate RUNNING once the process runs, its output as AgentLogChunks (what could not
-// be sent while schedd was unreachable is kept, up to max_buffered_log_bytes a job), then one
-// final JobUpdate. The final update is kept until UpdateAck and sent again on every new stream;
-// a job whose final update is on the wire is left out of heartbeats (schedd would stop it).
+// be sent while schedd was unreachable is kept, up to max_buffered_log_bytes a job) and the
+// metrics it appends to $SCHED_METRICS_FILE as AgentMetrics (read every 250 ms, and once more
+// when the process has ended; at most 1,000 points a message; bad lines are noted on its
+// stderr: metrics_file.h; those of a job forgotten are dropped), then one final JobUpdate. The
+// final update is kept until UpdateAck and sent again on every new stream; a job whose final
+// update is on the wire is left out of heartbeats (schedd would stop it).
 //
 // Commands: CancelJob: SIGTERM, grace, SIGKILL, then a final CANCELLED. StopJob, or a Rejected
 // with FAILED_PRECONDITION or NOT_FOUND: kill and forget, report nothing. Drain: logged
@@ -38,6 +41,7 @@
 #include "absl/time/time.h"
 #include "agent/checkpoints.h"
 #include "agent/metrics.h"
+#include "agent/metrics_file.h"
 #include "agent/process_ledger.h"
 #include "agent/runner.h"
 #include "grpcpp/grpcpp.h"
@@ -46,6 +50,8 @@
 #include "server/common/clock.h"
 
 namespace sched::agent {
+
+struct MetricsWatch;
 
 class Agent {
  public:
@@ -111,12 +117,18 @@ class Agent {
   void OnStarted(const JobToken& token, pid_t pid);
   void OnOutput(const JobToken& token, OutputStream stream, std::string data);
   void OnExited(const JobToken& token, const absl::StatusOr<ExitStatus>& exit);
+  // Reads what the job appended to its metrics file and queues it. The ticker's thread; takes
+  // the watch's lock, then mu_.
+  void ReadMetrics(const JobToken& token, MetricsWatch& watch);
 
   HeldJob* FindLocked(const std::string& id, uint64_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   HeldJob* FindLocked(const JobToken& token) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PushLocked(const std::string& id, HeldJob& job, v1::AgentMessage msg)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PushLogLocked(const std::string& id, HeldJob& job, v1::LogStream stream, std::string data)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The read's notes to the job's stderr log, its samples as AgentMetrics messages.
+  void PushMetricsLocked(const std::string& id, HeldJob& job, MetricsFile::Read read)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ForgetLocked(const std::string& id, absl::string_view why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

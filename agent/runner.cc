@@ -18,6 +18,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/metrics_file.h"
 #include "server/common/status_macros.h"
 
 extern char** environ;
@@ -95,7 +96,7 @@ struct ExecArgs {
 };
 
 ExecArgs BuildExecArgs(const RunRequest& r, const std::string& checkpoint_dir,
-                       const std::string& resume_from) {
+                       const std::string& metrics_file, const std::string& resume_from) {
   ExecArgs a;
   if (r.setup.empty()) {
     a.argv_strings = {"/bin/sh", "-c", r.run};
@@ -115,6 +116,7 @@ ExecArgs BuildExecArgs(const RunRequest& r, const std::string& checkpoint_dir,
   env["CUDA_VISIBLE_DEVICES"] = absl::StrJoin(r.gpu_indexes, ",");
   env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID";
   env["SCHED_CHECKPOINT_DIR"] = checkpoint_dir;
+  env[kMetricsFileEnv] = metrics_file;
   env.erase("SCHED_RESUME_FROM");
   if (!resume_from.empty()) env["SCHED_RESUME_FROM"] = resume_from;
   for (const auto& [name, value] : env) a.env_strings.push_back(absl::StrCat(name, "=", value));
@@ -218,9 +220,27 @@ absl::StatusOr<Spawned> SpawnJob(const RunRequest& request,
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create the checkpoint folder ", checkpoint_dir, ": ", ec.message()));
   }
+  // Absolute, as the job runs in its folder and may change folders; the agent's work_dir may
+  // be relative.
+  const std::string metrics_file =
+      std::filesystem::absolute(MetricsFilePath(request.work_dir, request.job_id, request.attempt),
+                                ec)
+          .lexically_normal()
+          .string();
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot make the metrics file's path absolute: ", ec.message()));
+  }
+  // The job sees the checkpoint folder absolute too: it runs in its own folder.
+  const std::string checkpoint_env =
+      std::filesystem::absolute(checkpoint_dir, ec).lexically_normal().string();
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot make the checkpoint folder's path absolute: ", ec.message()));
+  }
   std::string resume_from, note;
   if (request.prepare && !cancelled()) resume_from = request.prepare(checkpoint_dir, &note);
-  const ExecArgs args = BuildExecArgs(request, checkpoint_dir, resume_from);
+  const ExecArgs args = BuildExecArgs(request, checkpoint_env, metrics_file, resume_from);
   Fd out_read, out_write, err_read, err_write, report_read, report_write;
   SCHED_RETURN_IF_ERROR(MakePipe(out_read, out_write));
   SCHED_RETURN_IF_ERROR(MakePipe(err_read, err_write));
@@ -276,6 +296,11 @@ std::string JobFolder(const std::string& work_dir, const std::string& job_id, ui
 std::string CheckpointFolder(const std::string& work_dir, const std::string& job_id,
                              uint32_t attempt) {
   return absl::StrCat(JobFolder(work_dir, job_id, attempt), "/checkpoints");
+}
+
+std::string MetricsFilePath(const std::string& work_dir, const std::string& job_id,
+                            uint32_t attempt) {
+  return absl::StrCat(JobFolder(work_dir, job_id, attempt), "/", kMetricsFileName);
 }
 
 std::unique_ptr<JobRunner> JobRunner::Start(RunRequest request, Callbacks callbacks) {

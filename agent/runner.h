@@ -6,9 +6,10 @@
 // environment, then the spec's env, then SCHED_JOB_ID, SCHED_ATTEMPT, SCHED_JOB_NAME,
 // SCHED_PROJECT, CUDA_VISIBLE_DEVICES (the GPU indexes comma-joined, "" for none) and
 // CUDA_DEVICE_ORDER=PCI_BUS_ID (so CUDA numbers GPUs as NVML and nvidia-smi do),
-// SCHED_CHECKPOINT_DIR (<job folder>/checkpoints, created empty) and, when `prepare` fetched a
-// checkpoint, SCHED_RESUME_FROM (docs/checkpoints.md). stdin is /dev/null; stdout and stderr
-// are pipes read by the runner.
+// SCHED_CHECKPOINT_DIR (<job folder>/checkpoints, created empty), SCHED_METRICS_FILE (the
+// absolute path of <job folder>/.sched-metrics, which the job may create and append to:
+// metrics_file.h; not created here) and, when `prepare` fetched a checkpoint, SCHED_RESUME_FROM
+// (docs/checkpoints.md). stdin is /dev/null; stdout and stderr are pipes read by the runner.
 //
 // Without setup: `/bin/sh -c <run>`. With setup: one `/bin/sh -c` that evals setup and then,
 // only if setup ended with status 0, evals run in the same shell, so that `cd`, `export` and
@@ -64,6 +65,9 @@ std::string JobFolder(const std::string& work_dir, const std::string& job_id, ui
 // <work_dir>/jobs/<job_id>-<attempt>/checkpoints: SCHED_CHECKPOINT_DIR.
 std::string CheckpointFolder(const std::string& work_dir, const std::string& job_id,
                              uint32_t attempt);
+// <work_dir>/jobs/<job_id>-<attempt>/.sched-metrics: SCHED_METRICS_FILE (made absolute).
+std::string MetricsFilePath(const std::string& work_dir, const std::string& job_id,
+                            uint32_t attempt);
 
 class JobRunner {
  public:

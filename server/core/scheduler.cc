@@ -405,6 +405,9 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitSweepLocked(JobSpec spec, std::str
   for (size_t i = 0; i < runs.size(); ++i) {
     JobSpec run_spec = base;
     for (const auto& [name, value] : runs[i]) run_spec.env.emplace_back(name, value);
+    // Set here, past the spec's checks, which keep SCHED_ names for schedd and the agent.
+    run_spec.env.emplace_back("SCHED_SWEEP_ID", sweep_id);
+    run_spec.env.emplace_back("SCHED_ARRAY_INDEX", absl::StrCat(i));
     Job& job = NewJob(std::move(run_spec), i == 0 ? request_id : std::string());
     job.sweep_id = sweep_id;
     job.array_index = static_cast<uint32_t>(i);

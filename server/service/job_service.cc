@@ -1,9 +1,11 @@
 #include "server/service/job_service.h"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
@@ -376,7 +378,10 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetSweep(grpc::CallbackServerContext* 
     JobSpec spec = sweep.runs.front().spec;
     const auto& own = sweep.runs.front().parameters;
     spec.env.erase(std::remove_if(spec.env.begin(), spec.env.end(),
-                                  [&](const auto& e) { return own.count(e.first) > 0; }),
+                                  [&](const auto& e) {
+                                    return own.count(e.first) > 0 ||
+                                           absl::StartsWith(e.first, "SCHED_");
+                                  }),
                    spec.env.end());
     Job shown_spec;
     shown_spec.spec = std::move(spec);

@@ -7,6 +7,8 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -28,7 +30,9 @@ using ::sched::agent::testing::MetricValue;
 using ::sched::agent::testing::ReadPid;
 using ::sched::agent::testing::TimeToDeath;
 using ::sched::testing::StatusIs;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::SizeIs;
 using Received = FakeAgentService::Received;
 
 constexpr char kJobId[] = "00000000000000a1";
@@ -329,6 +333,100 @@ TEST_F(AgentServiceTest, KillsItsJobWhenHeartbeatsAreNotAcked) {
   EXPECT_TRUE(NoFinalUpdate(absl::Milliseconds(200)));
   // The silent stream is dropped and dialled again.
   EXPECT_TRUE(fake_->WaitFor(IsRegister(2)));
+}
+
+// The points of every AgentMetrics of the job received before position `before`, in order.
+std::vector<std::tuple<int64_t, std::string, double>> MetricsBefore(
+    const std::vector<Received>& received, size_t before) {
+  std::vector<std::tuple<int64_t, std::string, double>> points;
+  for (size_t i = 0; i < before && i < received.size(); ++i) {
+    const v1::AgentMessage& m = received[i].msg;
+    if (!m.has_metrics()) continue;
+    EXPECT_EQ(m.metrics().job_id(), kJobId);
+    EXPECT_EQ(m.metrics().epoch(), kEpoch);
+    for (const v1::MetricPoint& p : m.metrics().points()) {
+      points.emplace_back(p.step(), p.name(), p.value());
+    }
+  }
+  return points;
+}
+
+TEST_F(AgentServiceTest, MetricsTheJobAppendsComeBeforeItsFinalUpdate) {
+  Start();
+  ASSERT_TRUE(
+      fake_->Send(Assignment("echo \"step=1 loss=0.5\" >> \"$SCHED_METRICS_FILE\"; "
+                             "echo \"step=2 loss=0.25 acc=0.9\" >> \"$SCHED_METRICS_FILE\"")));
+  size_t final_at = 0;
+  ASSERT_TRUE(fake_->WaitFor(IsUpdate(v1::JOB_STATE_SUCCEEDED), absl::Seconds(5), 0, &final_at));
+  const std::vector<Received> received = fake_->received();
+  EXPECT_THAT(MetricsBefore(received, final_at),
+              ElementsAre(std::make_tuple(1, "loss", 0.5), std::make_tuple(2, "loss", 0.25),
+                          std::make_tuple(2, "acc", 0.9)));
+  // Nothing is sent twice.
+  EXPECT_THAT(MetricsBefore(received, received.size()), SizeIs(3));
+}
+
+TEST_F(AgentServiceTest, MetricsAreSentWhileTheJobRuns) {
+  Start();
+  ASSERT_TRUE(fake_->Send(
+      Assignment("echo \"step=1 loss=0.5\" >> \"$SCHED_METRICS_FILE\"; echo started; sleep 30")));
+  std::optional<v1::AgentMessage> metrics =
+      fake_->WaitFor([](const Received& r) { return r.msg.has_metrics(); }, absl::Seconds(2));
+  ASSERT_TRUE(metrics.has_value());
+  EXPECT_EQ(metrics->metrics().job_id(), kJobId);
+  EXPECT_EQ(metrics->metrics().epoch(), kEpoch);
+  ASSERT_EQ(metrics->metrics().points_size(), 1);
+  EXPECT_EQ(metrics->metrics().points(0).step(), 1);
+  EXPECT_EQ(metrics->metrics().points(0).name(), "loss");
+  EXPECT_EQ(metrics->metrics().points(0).value(), 0.5);
+  EXPECT_TRUE(NoFinalUpdate(absl::ZeroDuration()));
+}
+
+TEST_F(AgentServiceTest, BadMetricsLinesAreNotedOnStderrAndALastPartialLineIsRead) {
+  Start();
+  v1::ServerMessage msg = Assignment(
+      "printf 'step=1 tok=%s\\nstep=2 loss=0.5\\nstep=3 loss=0.25' \"$HF_TOKEN\" "
+      ">> \"$SCHED_METRICS_FILE\"");
+  v1::EnvVar* secret = msg.mutable_assignment()->mutable_job()->mutable_spec()->add_env();
+  secret->set_name("HF_TOKEN");
+  secret->set_value("hf_abcdef99");
+  secret->set_secret(true);
+  ASSERT_TRUE(fake_->Send(msg));
+  size_t final_at = 0;
+  ASSERT_TRUE(fake_->WaitFor(IsUpdate(v1::JOB_STATE_SUCCEEDED), absl::Seconds(5), 0, &final_at));
+  const std::vector<Received> received = fake_->received();
+  EXPECT_THAT(MetricsBefore(received, final_at),
+              ElementsAre(std::make_tuple(2, "loss", 0.5), std::make_tuple(3, "loss", 0.25)));
+  std::string err;
+  for (size_t i = 0; i < final_at; ++i) {
+    if (received[i].msg.has_log() && received[i].msg.log().stream() == v1::LOG_STREAM_STDERR) {
+      err += received[i].msg.log().data();
+    }
+  }
+  EXPECT_EQ(err,
+            "[sched-agent: metrics line 1 ignored: tok=[secret HF_TOKEN] is not a finite "
+            "number]\n");
+}
+
+TEST_F(AgentServiceTest, MetricsOfAStoppedJobAreDropped) {
+  Start();
+  ASSERT_TRUE(fake_->Send(Assignment(
+      "trap 'echo \"step=9 loss=1\" >> \"$SCHED_METRICS_FILE\"; exit 1' TERM; echo started; "
+      "sleep 30 & wait")));
+  ASSERT_TRUE(fake_->WaitFor(IsLogContaining("started")));
+  v1::ServerMessage stop;
+  stop.mutable_stop()->set_job_id(kJobId);
+  stop.mutable_stop()->set_epoch(kEpoch);
+  stop.mutable_stop()->set_reason("lease lost");
+  ASSERT_TRUE(fake_->Send(stop));
+  const std::string file = absl::StrCat(work_dir_, "/jobs/", kJobId, "-1/.sched-metrics");
+  const absl::Time give_up = absl::Now() + absl::Seconds(2);
+  while (!std::filesystem::exists(file) && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(std::filesystem::exists(file));
+  EXPECT_FALSE(fake_->WaitFor([](const Received& r) { return r.msg.has_metrics(); },
+                              absl::Milliseconds(600)));
 }
 
 // Placement is schedd's: after a drain it sends nothing until the node is uncordoned, and an

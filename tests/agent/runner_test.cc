@@ -149,6 +149,26 @@ TEST_F(RunnerTest, NoGpuMeansEmptyCudaVisibleDevices) {
   EXPECT_EQ(Out(), "[]\n");
 }
 
+TEST_F(RunnerTest, MetricsFileIsAnAbsolutePathInTheJobFolderNotCreated) {
+  // A relative work_dir too: the job runs in its own folder, where a relative path would be
+  // wrong.
+  RunRequest r = Request("cd /; echo \"$SCHED_METRICS_FILE\"; ls -A \"$OLDPWD\"");
+  r.work_dir = std::filesystem::relative(work_dir_).string();
+  ASSERT_NE(r.work_dir[0], '/');
+  r.env = {{"SCHED_METRICS_FILE", "/tmp/not-this"}};
+  EXPECT_EQ(RunToEnd(std::move(r)).exit_code, 0);
+  EXPECT_EQ(Out(), Folder() + "/.sched-metrics\ncheckpoints\n");
+  EXPECT_EQ(MetricsFilePath(work_dir_, "0123456789abcdef", 2), Folder() + "/.sched-metrics");
+}
+
+TEST_F(RunnerTest, CheckpointFolderIsAnAbsolutePathWhateverTheWorkDir) {
+  RunRequest r = Request("cd /; echo \"$SCHED_CHECKPOINT_DIR\"; test -d \"$SCHED_CHECKPOINT_DIR\"");
+  r.work_dir = std::filesystem::relative(work_dir_).string();
+  ASSERT_NE(r.work_dir[0], '/');
+  EXPECT_EQ(RunToEnd(std::move(r)).exit_code, 0);
+  EXPECT_EQ(Out(), Folder() + "/checkpoints\n");
+}
+
 TEST_F(RunnerTest, StdoutAndStderrApart) {
   EXPECT_EQ(RunToEnd(Request("echo to-out; echo to-err >&2; echo more-out")).exit_code, 0);
   EXPECT_EQ(Out(), "to-out\nmore-out\n");

@@ -345,3 +345,79 @@ TEST(ParseJobSpecYaml, TextThatIsNotUtf8IsRefused) {
 
 }  // namespace
 }  // namespace sched::client
+
+namespace sched::client {
+namespace {
+
+TEST(ParseJobSpecYaml, ReadsASweepWithListsRangesAndEarlyStopping) {
+  absl::StatusOr<sched::v1::JobSpec> spec = ParseJobSpecYaml(R"(
+run: python train.py --lr $LR --bs $BS
+sweep:
+  parameters:
+    LR: {from: 0.0001, to: 0.1, count: 4, scale: log}
+    BS: {from: 16, to: 64, step: 16}
+    OPT: [adam, sgd]
+    DROP: {from: 0, to: 0.5, count: 3}
+  max_parallel: 4
+  metric: val_loss
+  goal: minimize
+  early_stopping: {rule: asha, min_step: 1, reduction_factor: 3, max_step: 27}
+)");
+  ASSERT_THAT(spec, IsOk());
+  const sched::v1::Sweep& sw = spec->sweep();
+  ASSERT_EQ(sw.parameters_size(), 4);
+  EXPECT_EQ(sw.parameters(0).name(), "LR");
+  EXPECT_THAT(sw.parameters(0).values(), ElementsAre("0.0001", "0.001", "0.01", "0.1"));
+  EXPECT_THAT(sw.parameters(1).values(), ElementsAre("16", "32", "48", "64"));
+  EXPECT_THAT(sw.parameters(2).values(), ElementsAre("adam", "sgd"));
+  EXPECT_THAT(sw.parameters(3).values(), ElementsAre("0", "0.25", "0.5"));
+  EXPECT_EQ(sw.max_parallel(), 4u);
+  EXPECT_EQ(sw.metric(), "val_loss");
+  EXPECT_FALSE(sw.maximize());
+  EXPECT_EQ(sw.early_stopping().rule(), "asha");
+  EXPECT_EQ(sw.early_stopping().reduction_factor(), 3u);
+  EXPECT_EQ(sw.early_stopping().max_step(), 27);
+
+  spec = ParseJobSpecYaml(R"(
+run: x
+sweep:
+  runs:
+    - {MODEL: small, STEPS: 100}
+    - {MODEL: large, STEPS: 50}
+  metric: acc
+  goal: maximize
+  early_stopping: median
+)");
+  ASSERT_THAT(spec, IsOk());
+  ASSERT_EQ(spec->sweep().runs_size(), 2);
+  EXPECT_EQ(spec->sweep().runs(1).values().at("MODEL"), "large");
+  EXPECT_EQ(spec->sweep().runs(1).values().at("STEPS"), "50");
+  EXPECT_TRUE(spec->sweep().maximize());
+  EXPECT_EQ(spec->sweep().early_stopping().rule(), "median");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    BadSweeps, BadSpecTest,
+    ::testing::Values(
+        BadSpec{"run: x\nsweep: {max_parallel: 2}\n",
+                "sweep: needs parameters (a grid) or runs (a list)"},
+        BadSpec{"run: x\nsweep: {parameters: {LR: []}}\n", "sweep.parameters.LR: an empty list"},
+        BadSpec{"run: x\nsweep: {parameters: {LR: {from: 1}}}\n",
+                "sweep.parameters.LR: a range needs from and to"},
+        BadSpec{"run: x\nsweep: {parameters: {LR: {from: 1, to: 2}}}\n",
+                "sweep.parameters.LR: a range needs step or count (one of them)"},
+        BadSpec{"run: x\nsweep: {parameters: {LR: {from: 0, to: 1, count: 3, scale: log}}}\n",
+                "sweep.parameters.LR.scale: log needs from and to above 0"},
+        BadSpec{"run: x\nsweep: {parameters: {LR: {from: 1, to: 2, step: -1}}}\n",
+                "sweep.parameters.LR: needs from <= to and step > 0"},
+        BadSpec{"run: x\nsweep: {parameters: {A: [1]}, goal: lowest}\n",
+                "sweep.goal: expected minimize or maximize, got \"lowest\""},
+        BadSpec{"run: x\nsweep: {parameters: {A: [1]}, early_stopping: {min_step: 2}}\n",
+                "sweep.early_stopping.rule: required (median or asha)"},
+        BadSpec{"run: x\nsweep: {runs: [A]}\n", "sweep.runs[0]: expected a mapping, got \"A\""},
+        BadSpec{"run: x\nsweep: {parameters: {A: [1]}, seeds: 3}\n",
+                "sweep.seeds: unknown key (expected one of: parameters, runs, max_parallel, "
+                "metric, goal, early_stopping)"}));
+
+}  // namespace
+}  // namespace sched::client

@@ -1853,6 +1853,10 @@ TEST_F(SchedulerTest, ASweepMakesAJobPerCombinationWithItsParametersAndIndex) {
     EXPECT_EQ(job.parameters.at("LR"), want[i].first) << i;
     EXPECT_EQ(job.parameters.at("BS"), want[i].second) << i;
     EXPECT_THAT(job.spec.env, ::testing::Contains(std::make_pair(std::string("LR"), want[i].first)));
+    EXPECT_THAT(job.spec.env, ::testing::Contains(std::make_pair(std::string("SCHED_ARRAY_INDEX"),
+                                                                 absl::StrCat(i))));
+    EXPECT_THAT(job.spec.env, ::testing::Contains(std::make_pair(std::string("SCHED_SWEEP_ID"),
+                                                                 r->sweep_id)));
     EXPECT_TRUE(job.spec.sweep.parameters.empty());
     EXPECT_EQ(job.spec.sweep.metric, "loss");
     EXPECT_EQ(job.state, JobState::kPending);
