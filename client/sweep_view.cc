@@ -62,11 +62,13 @@ void PrintSweep(const sched::v1::SweepStatus& sweep, std::ostream& out) {
   out << "\n"
       << "sweep/" << sweep.id() << ": " << sweep.runs_size() << " runs ("
       << absl::StrJoin(counts, ", ") << ")\n";
-  if (sweep.best_index() >= 0 && sweep.best_index() < sweep.runs_size()) {
-    const sched::v1::Job& best = sweep.runs(sweep.best_index());
-    out << "best: run " << best.array_index() << " (" << Parameters(best) << "), job/" << best.id()
-        << ", " << metric << " " << Value(best.metrics().at(metric)) << " at step "
-        << best.metric_step() << " ("
+  const sched::v1::Job* best = sweep.best_index() >= 0 && sweep.best_index() < sweep.runs_size()
+                                   ? &sweep.runs(sweep.best_index())
+                                   : nullptr;
+  if (best != nullptr && best->metrics().count(metric) > 0) {
+    out << "best: run " << best->array_index() << " (" << Parameters(*best) << "), job/"
+        << best->id() << ", " << metric << " " << Value(best->metrics().at(metric)) << " at step "
+        << best->metric_step() << " ("
         << (sweep.spec().sweep().maximize() ? "higher is better" : "lower is better") << ")\n";
   } else if (!metric.empty()) {
     out << "best: none yet (no run has reported " << metric << ")\n";

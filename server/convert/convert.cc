@@ -196,7 +196,9 @@ void JobSpecToProto(const JobSpec& spec, v1::JobSpec* out) {
   if (spec.not_before != absl::InfinitePast()) {
     TimeToProto(spec.not_before, out->mutable_not_before());
   }
-  if (!spec.sweep.empty()) {
+  // A run keeps its sweep's rules without the list of runs.
+  if (!spec.sweep.empty() || !spec.sweep.metric.empty() || spec.sweep.max_parallel > 0 ||
+      !spec.sweep.early_stopping.rule.empty()) {
     v1::Sweep* sw = out->mutable_sweep();
     for (const auto& [name, values] : spec.sweep.parameters) {
       v1::SweepParameter* p = sw->add_parameters();

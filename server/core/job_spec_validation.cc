@@ -308,7 +308,7 @@ absl::Status ValidateAndDefaultJobSpec(JobSpec& spec, absl::Time now) {
   const SweepSpec& sweep = spec.sweep;
   if (sweep.empty()) {
     if (sweep.max_parallel != 0 || !sweep.metric.empty() || !sweep.early_stopping.rule.empty()) {
-      return Invalid("sweep", "has no parameters and no runs");
+      return Invalid("sweep", "has no parameters and no runs (a run of a sweep is not a sweep)");
     }
     return absl::OkStatus();
   }

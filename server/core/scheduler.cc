@@ -1020,7 +1020,8 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
   if (job.cancel_requested) {
     final_state = JobState::kCancelled;
     message = job.message;
-  } else if (!job.stop_reason.empty()) {
+  } else if (!job.stop_reason.empty() && final_state != JobState::kSucceeded) {
+    // (A job that succeeded ended on its own before the stop reached it: it stays SUCCEEDED.)
     final_state = job.stopped_early ? JobState::kStoppedEarly : JobState::kFailed;
     message = job.stop_reason;
   } else if (final_state == JobState::kCancelled) {

@@ -604,6 +604,88 @@ resources: {cpus: 0.1}
   EXPECT_THAT(logs.out, HasSubstr("started\nstopping\n"));
 }
 
+// A 3x3x3 grid, nine runs at a time: each run's loss at step s is q + 10/s, with
+// q = |A-2| + |B-2| + |C-2|, so run 13 (A=B=C=2) is the best and the runs with q = 3 are behind
+// the median at every step. The first nine have only each other to go by (one ahead of the rest
+// has no one to be judged against); every later run is judged against the runs before it.
+TEST_F(SchedctlE2eTest, AGridSweepStopsItsWeakRunsEarlyAndReportsTheBest) {
+  CliResult submitted = Ctl({"submit", "-f", WriteSpec("grid.yaml", R"yaml(name: grid
+project: e2e-sweep
+run: |
+  q=$(( (A>2?A-2:2-A) + (B>2?B-2:2-B) + (C>2?C-2:2-C) ))
+  for s in 1 2 3 4 5 6 7 8 9; do
+    sleep 0.2
+    echo "step=$s loss=$(awk -v q=$q -v s=$s 'BEGIN { print q + 10 / s }')" >> "$SCHED_METRICS_FILE"
+  done
+  echo "run $SCHED_ARRAY_INDEX of sweep $SCHED_SWEEP_ID done"
+resources: {cpus: 0.05}
+sweep:
+  parameters:
+    A: [1, 2, 3]
+    B: {from: 1, to: 3, step: 1}
+    C: {from: 1, to: 3, count: 3}
+  max_parallel: 9
+  metric: loss
+  goal: minimize
+  early_stopping: {rule: median, min_step: 3, min_runs: 3}
+)yaml")});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_match(submitted.out, m,
+                               std::regex("sweep/([0-9a-f]{16}) submitted: 27 jobs\n")))
+      << submitted;
+  const std::string sweep_id = m[1].str();
+  sched::v1::SweepStatus sweep;
+  for (int i = 0; i < 1200; ++i) {
+    CliResult r = Ctl({"get", "sweep", sweep_id.substr(0, 8), "-o", "json"});
+    ASSERT_EQ(r.exit_code, 0) << r;
+    ASSERT_TRUE(ParseJson(r.out, &sweep)) << r;
+    bool all_ended = sweep.runs_size() == 27;
+    for (const sched::v1::Job& run : sweep.runs()) {
+      all_ended = all_ended && (run.state() == sched::v1::JOB_STATE_SUCCEEDED ||
+                                run.state() == sched::v1::JOB_STATE_STOPPED_EARLY ||
+                                run.state() == sched::v1::JOB_STATE_FAILED);
+    }
+    if (all_ended) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(sweep.runs_size(), 27);
+  int stopped = 0;
+  for (const sched::v1::Job& run : sweep.runs()) {
+    const int a = std::stoi(run.parameters().at("A"));
+    const int b = std::stoi(run.parameters().at("B"));
+    const int c = std::stoi(run.parameters().at("C"));
+    const int q = std::abs(a - 2) + std::abs(b - 2) + std::abs(c - 2);
+    EXPECT_EQ(run.array_index(), static_cast<uint32_t>((a - 1) * 9 + (b - 1) * 3 + (c - 1)));
+    EXPECT_NE(run.state(), sched::v1::JOB_STATE_FAILED) << run.DebugString();
+    if (run.state() == sched::v1::JOB_STATE_STOPPED_EARLY) {
+      ++stopped;
+      EXPECT_THAT(run.message(), HasSubstr("is worse than the median")) << run.DebugString();
+    }
+    // The weakest are always behind the median; the strongest never are.
+    if (q == 3 && run.array_index() >= 9) {
+      EXPECT_EQ(run.state(), sched::v1::JOB_STATE_STOPPED_EARLY) << run.DebugString();
+    }
+    if (q <= 1) EXPECT_EQ(run.state(), sched::v1::JOB_STATE_SUCCEEDED) << run.DebugString();
+  }
+  EXPECT_GE(stopped, 4);
+  ASSERT_EQ(sweep.best_index(), 13);
+  const sched::v1::Job& best = sweep.runs(13);
+  EXPECT_EQ(best.state(), sched::v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(best.metric_step(), 9);
+  EXPECT_NEAR(best.metrics().at("loss"), 10.0 / 9, 1e-4);
+  CliResult table = Ctl({"get", "sweep", sweep_id});
+  EXPECT_EQ(table.exit_code, 0) << table;
+  EXPECT_THAT(table.out, HasSubstr("best: run 13 (A=2 B=2 C=2), job/" + best.id() +
+                                   ", loss 1.11111 at step 9 (lower is better)\n"));
+  EXPECT_TRUE(std::regex_search(table.out, std::regex("\n13 +" + best.id().substr(0, 8) +
+                                                      " +SUCCEEDED +2 +2 +2 +9 +1.11111 +best\n")))
+      << table;
+  CliResult logs = Ctl({"logs", best.id()});
+  EXPECT_EQ(logs.out, absl::StrCat("run 13 of sweep ", sweep_id, " done\n"));
+  if (std::getenv("SCHED_E2E_PRINT") != nullptr) std::printf("%s", table.out.c_str());
+}
+
 TEST_F(SchedctlE2eTest, WatchPrintsARowForEachChange) {
   const std::string id =
       Submit(WriteSpec("watched.yaml", "run: sleep 0.5\nresources: {cpus: 0.1}\n"));
