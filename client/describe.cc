@@ -239,6 +239,14 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
       absl::FromUnixSeconds(job.hold_until().seconds()) > now) {
     w.Field("Held Until", TimeFromNow(job.hold_until(), now));
   }
+  if (spec.after_size() > 0) {
+    std::vector<std::string> after;
+    for (const sched::v1::Dependency& d : spec.after()) {
+      after.push_back(absl::StrCat("job/", d.job_id(), " (", d.when().empty() ? "success" : d.when(),
+                                   ")"));
+    }
+    w.Field("After", absl::StrJoin(after, ", "));
+  }
   w.Field("Epoch", absl::StrCat(job.epoch()));
   w.Field("Node", OrNone(job.node()));
   w.Field("GPU Indexes", FormatIndexes(job.gpu_indexes()));

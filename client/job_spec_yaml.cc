@@ -475,6 +475,43 @@ absl::Status ParseSweep(const YAML::Node& node, absl::string_view path, sched::v
   return absl::OkStatus();
 }
 
+// "after: ID", "after: [ID, ...]" (each must succeed) or a list of {job: ID, when:
+// success|failure|always}.
+absl::Status ParseAfter(const YAML::Node& node, absl::string_view path, JobSpec& spec) {
+  std::vector<YAML::Node> items;
+  if (node.IsScalar()) {
+    items.push_back(node);
+  } else if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) items.push_back(node[i]);
+  } else {
+    return Expected(path, "a job ID or a list of them", node);
+  }
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string item_path = absl::StrCat(path, "[", i, "]");
+    sched::v1::Dependency* d = spec.add_after();
+    if (items[i].IsScalar()) {
+      d->set_job_id(items[i].Scalar());
+      d->set_when("success");
+      continue;
+    }
+    SCHED_ASSIGN_OR_RETURN(auto entries, Entries(items[i], item_path, {"job", "when"}));
+    for (const auto& [key, value] : entries) {
+      if (key == "job") {
+        SCHED_ASSIGN_OR_RETURN(*d->mutable_job_id(), String(value, Child(item_path, key)));
+      } else if (!value.IsScalar() || (value.Scalar() != "success" &&
+                                       value.Scalar() != "failure" &&
+                                       value.Scalar() != "always")) {
+        return Expected(Child(item_path, key), "success, failure or always", value);
+      } else {
+        d->set_when(value.Scalar());
+      }
+    }
+    if (d->job_id().empty()) return Invalid(Child(item_path, "job"), "required");
+    if (d->when().empty()) d->set_when("success");
+  }
+  return absl::OkStatus();
+}
+
 template <typename Enum>
 absl::StatusOr<Enum> Choice(const YAML::Node& node, absl::string_view path,
                             const std::vector<std::pair<std::string, Enum>>& choices) {
@@ -493,7 +530,7 @@ absl::Status ParseSpec(const YAML::Node& root, absl::Time now, JobSpec& spec) {
       Entries(root, "",
               {"name", "project", "run", "setup", "env", "secrets", "resources", "priority",
                "labels", "model", "runtime", "deadline", "max_cost", "placement", "spot",
-               "retry", "max_duration", "not_before", "sweep"}));
+               "retry", "max_duration", "not_before", "sweep", "after"}));
   for (const auto& [key, value] : entries) {
     if (key == "name") {
       SCHED_ASSIGN_OR_RETURN(*spec.mutable_name(), String(value, key));
@@ -540,6 +577,8 @@ absl::Status ParseSpec(const YAML::Node& root, absl::Time now, JobSpec& spec) {
       SCHED_RETURN_IF_ERROR(ParseRetry(value, key, *spec.mutable_retry()));
     } else if (key == "sweep") {
       SCHED_RETURN_IF_ERROR(ParseSweep(value, key, *spec.mutable_sweep()));
+    } else if (key == "after") {
+      SCHED_RETURN_IF_ERROR(ParseAfter(value, key, spec));
     } else if (key == "max_cost") {
       double dollars = 0;
       std::string text = value.IsScalar() ? value.Scalar() : "";

@@ -196,6 +196,11 @@ void JobSpecToProto(const JobSpec& spec, v1::JobSpec* out) {
   if (spec.not_before != absl::InfinitePast()) {
     TimeToProto(spec.not_before, out->mutable_not_before());
   }
+  for (const auto& [id, when] : spec.after) {
+    v1::Dependency* d = out->add_after();
+    d->set_job_id(id);
+    d->set_when(when);
+  }
   // A run keeps its sweep's rules without the list of runs.
   if (!spec.sweep.empty() || !spec.sweep.metric.empty() || spec.sweep.max_parallel > 0 ||
       !spec.sweep.early_stopping.rule.empty()) {
@@ -294,6 +299,9 @@ absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& in) {
   spec.max_duration = absl::Seconds(in.max_duration_seconds());
   if (in.has_not_before()) {
     SCHED_ASSIGN_OR_RETURN(spec.not_before, CheckedTime(in.not_before(), "not_before"));
+  }
+  for (const v1::Dependency& d : in.after()) {
+    spec.after.emplace_back(d.job_id(), d.when().empty() ? "success" : d.when());
   }
   if (in.has_sweep()) {
     const v1::Sweep& sw = in.sweep();

@@ -108,6 +108,8 @@ struct JobSpec {
   absl::Duration max_duration = absl::ZeroDuration();  // zero: no limit
   absl::Time not_before = absl::InfinitePast();         // InfinitePast: at once
   SweepSpec sweep;  // in a submit: the runs to make; in a run: its sweep's rules
+  // The jobs it runs after, and on what: "success", "failure" or "always".
+  std::vector<std::pair<std::string, std::string>> after;
 };
 
 // One value of a sweep's metric a job reported.

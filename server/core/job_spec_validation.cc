@@ -305,6 +305,21 @@ absl::Status ValidateAndDefaultJobSpec(JobSpec& spec, absl::Time now) {
       spec.not_before >= spec.deadline) {
     return Invalid("not_before", "is at or after the deadline");
   }
+  if (spec.after.size() > kMaxDependencies) {
+    return Invalid("after", absl::StrCat("at most ", kMaxDependencies, " jobs"));
+  }
+  for (size_t i = 0; i < spec.after.size(); ++i) {
+    const auto& [id, when] = spec.after[i];
+    if (id.empty()) return Invalid(absl::StrCat("after[", i, "].job"), "required");
+    if (when != "success" && when != "failure" && when != "always") {
+      return Invalid(absl::StrCat("after[", i, "].when"),
+                     absl::StrCat("expected success, failure or always, got \"", when, "\""));
+    }
+  }
+  if (!spec.after.empty() && !spec.sweep.empty()) {
+    return Invalid("after", "not with a sweep (give the sweep's runs no after, or submit the "
+                            "sweep once its inputs are ready)");
+  }
   const SweepSpec& sweep = spec.sweep;
   if (sweep.empty()) {
     if (sweep.max_parallel != 0 || !sweep.metric.empty() || !sweep.early_stopping.rule.empty()) {

@@ -24,6 +24,7 @@ inline constexpr uint32_t kMaxRestarts = 100;
 inline constexpr size_t kMaxSweepRuns = 10'000;
 inline constexpr size_t kMaxMetricPointsPerReport = 1000;
 inline constexpr size_t kMaxMetricsPerJob = 256;
+inline constexpr size_t kMaxDependencies = 64;
 
 using SweepRuns = std::vector<std::map<std::string, std::string>>;
 

@@ -146,6 +146,7 @@ absl::Status Scheduler::LoadState() {
     std::string project = budget.project;
     budgets_[project] = std::move(budget);
   }
+  std::vector<Job*> with_dependencies;
   for (Job& loaded : state.jobs) {
     std::string id = loaded.id;
     auto [it, inserted] = jobs_.emplace(id, std::move(loaded));
@@ -158,7 +159,11 @@ absl::Status Scheduler::LoadState() {
     last_epoch_ = std::max(last_epoch_, job.epoch);
     stats_.jobs_by_state[static_cast<int>(job.state)]++;
     if (!job.sweep_id.empty()) sweeps_[job.sweep_id].push_back(&job);
-    if (job.state == JobState::kPending) {
+    if (job.state == JobState::kPending && !job.spec.after.empty()) {
+      for (const auto& [dep, when] : job.spec.after) dependents_[dep].push_back(&job);
+      with_dependencies.push_back(&job);
+      pending_by_project_[job.spec.project]++;
+    } else if (job.state == JobState::kPending) {
       if (job.waiting_for_slot) job.hold_until = absl::InfiniteFuture();
       if (job.hold_until > clock_->Now()) {
         held_.insert({job.hold_until, &job});
@@ -173,6 +178,18 @@ absl::Status Scheduler::LoadState() {
       if (entry.node.record.name.empty()) entry.node.record.name = job.node;
       Allocate(entry, job);
       if (job.stop_reason.empty()) SetLimitCheck(job, clock_->Now());
+    }
+  }
+  // Jobs that run after others: held while those have not all ended (every dependency that
+  // ended was dealt with in the batch that ended it).
+  for (Job* job : with_dependencies) {
+    if (!CheckDependencies(*job).waiting.empty()) {
+      job->hold_until = absl::InfiniteFuture();
+      held_.insert({job->hold_until, job});
+    } else if (job->hold_until > clock_->Now()) {
+      held_.insert({job->hold_until, job});
+    } else {
+      pending_.Add(job, /*settled=*/false);
     }
   }
   for (auto& [id, runs] : sweeps_) {
@@ -211,6 +228,7 @@ absl::Status Scheduler::LoadState() {
 // Commit plumbing
 
 void Scheduler::Seal(Outbox& out) {
+  if (!deps_ended_.empty()) ReleaseDependents(out);
   if (!sweeps_freed_.empty()) FillSweepSlots(out);
   if (!out.batch.empty()) {
     out.ticket = last_ticket_ = store_->Append(std::move(out.batch));
@@ -284,6 +302,7 @@ void Scheduler::SetState(Job& job, JobState state) {
   job.state = state;
   job.update_time = clock_->Now();
   if (IsTerminal(state) && !job.sweep_id.empty()) sweeps_freed_.insert(job.sweep_id);
+  if (IsTerminal(state) && dependents_.contains(job.id)) deps_ended_.insert(job.id);
 }
 
 void Scheduler::PutJob(const Job& job, Outbox& out) {
@@ -329,6 +348,22 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   SCHED_RETURN_IF_ERROR(ValidateAndDefaultJobSpec(spec, clock_->Now()));
   SCHED_RETURN_IF_ERROR(EstimateGpuMemory(spec));
   SCHED_RETURN_IF_ERROR(CheckRuntimeGpu(spec));
+  for (size_t i = 0; i < spec.after.size(); ++i) {
+    auto& [id, when] = spec.after[i];
+    absl::StatusOr<std::string> full = ResolveLocked(id);
+    if (!full.ok()) {
+      return absl::Status(full.status().code(),
+                          absl::StrCat("after[", i, "].job: ", full.status().message()));
+    }
+    id = *std::move(full);
+  }
+  if (!spec.after.empty()) {
+    Job probe;
+    probe.spec.after = spec.after;
+    if (DependencyCheck c = CheckDependencies(probe); !c.never.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("after: ", c.never));
+    }
+  }
   if (!spec.sweep.empty()) return SubmitSweepLocked(std::move(spec), std::move(request_id), out);
   SCHED_RETURN_IF_ERROR(CheckPendingRoom(spec.project, 1));
   Job& stored = NewJob(std::move(spec), std::move(request_id));
@@ -369,6 +404,12 @@ Job& Scheduler::NewJob(JobSpec spec, std::string request_id) {
 }
 
 void Scheduler::Enqueue(Job& stored, Outbox& out) {
+  for (const auto& [dep, when] : stored.spec.after) dependents_[dep].push_back(&stored);
+  if (DependencyCheck c = CheckDependencies(stored); !c.waiting.empty()) {
+    Hold(stored, absl::InfiniteFuture(), std::move(c.waiting));
+    PutJob(stored, out);
+    return;
+  }
   if (stored.spec.not_before > stored.create_time) {
     Hold(stored, stored.spec.not_before,
          absl::StrCat("not before ", FormatClock(stored.spec.not_before)));
@@ -438,6 +479,84 @@ SubmitResult Scheduler::ResultOf(const Job& job, bool existing) const {
     }
   }
   return r;
+}
+
+Scheduler::DependencyCheck Scheduler::CheckDependencies(const Job& job) const {
+  DependencyCheck c;
+  std::vector<std::string> waiting;
+  for (const auto& [id, when] : job.spec.after) {
+    auto it = jobs_.find(id);
+    const char* verb = when == "success" ? "succeed" : when == "failure" ? "fail" : "end";
+    if (it == jobs_.end()) {
+      c.never = absl::StrCat("job ", id, " is not known");
+      return c;
+    }
+    const Job& dep = it->second;
+    if (!IsTerminal(dep.state)) {
+      waiting.push_back(absl::StrCat(id, " to ", verb));
+      continue;
+    }
+    const bool met = when == "always" || (when == "success" && dep.state == JobState::kSucceeded) ||
+                     (when == "failure" && dep.state == JobState::kFailed);
+    if (!met) {
+      c.never = absl::StrCat("not run: job ", id, " ended ", JobStateName(dep.state),
+                             ", and this job runs after it ",
+                             when == "success" ? "succeeds" : "fails");
+      return c;
+    }
+  }
+  if (!waiting.empty()) {
+    c.waiting = absl::StrCat("waiting for job ", absl::StrJoin(waiting, ", job "));
+  }
+  return c;
+}
+
+void Scheduler::QueueReleased(Job& job, Outbox& out) {
+  Unhold(job);
+  job.hold_until = absl::InfinitePast();
+  job.message.clear();
+  job.update_time = clock_->Now();
+  if (job.spec.not_before > job.update_time) {
+    Hold(job, job.spec.not_before, absl::StrCat("not before ", FormatClock(job.spec.not_before)));
+  } else {
+    QueuedAhead(pending_.Add(&job, /*settled=*/false), job);
+  }
+  PutJob(job, out);
+}
+
+void Scheduler::ReleaseDependents(Outbox& out) {
+  bool queued = false;
+  while (!deps_ended_.empty()) {
+    const std::string id = *deps_ended_.begin();
+    deps_ended_.erase(deps_ended_.begin());
+    auto it = dependents_.find(id);
+    if (it == dependents_.end()) continue;
+    const std::vector<Job*> waiting = it->second;
+    for (Job* job : waiting) {
+      if (job->state != JobState::kPending || job->hold_until != absl::InfiniteFuture() ||
+          job->waiting_for_slot) {
+        continue;
+      }
+      DependencyCheck c = CheckDependencies(*job);
+      if (!c.never.empty()) {
+        // Its own dependents follow through SetState and this loop.
+        Unhold(*job);
+        job->hold_until = absl::InfinitePast();
+        SetState(*job, JobState::kCancelled);
+        job->finish_time = job->update_time;
+        job->message = std::move(c.never);
+        PutJob(*job, out);
+      } else if (c.waiting.empty()) {
+        QueueReleased(*job, out);
+        queued = queued || job->hold_until == absl::InfinitePast();
+      } else if (c.waiting != job->message) {
+        job->message = std::move(c.waiting);
+        job->update_time = clock_->Now();
+        PutJob(*job, out);
+      }
+    }
+  }
+  if (queued) Schedule(out);
 }
 
 void Scheduler::FillSweepSlots(Outbox& out) {

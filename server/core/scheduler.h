@@ -428,6 +428,18 @@ class Scheduler {
   // Lets the runs of sweeps that lost a run (sweeps_freed_) take the free slots, in index
   // order. Called by Seal, so every change that ends a run fills its slot in the same batch.
   void FillSweepSlots(Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Where `job`'s dependencies (spec.after) stand: `never` says why it can no longer run,
+  // `waiting` what it still waits for; both empty: it may go.
+  struct DependencyCheck {
+    std::string never;
+    std::string waiting;
+  };
+  DependencyCheck CheckDependencies(const Job& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The jobs held for jobs that ended since (deps_ended_): queued when every dependency is met,
+  // cancelled when one never can be (and so on down the chain). Called by Seal.
+  void ReleaseDependents(Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a job whose holds are over (or holds it until its not_before).
+  void QueueReleased(Job& job, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ReportMetricsLocked(const std::string& name, uint64_t session, const JobRef& ref,
                                    const std::vector<MetricReport>& points, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -680,6 +692,10 @@ class Scheduler {
   // Each sweep's runs in index order; sweeps a run of which ended since the last Seal.
   absl::btree_map<std::string, std::vector<Job*>> sweeps_ ABSL_GUARDED_BY(mu_);
   absl::btree_set<std::string> sweeps_freed_ ABSL_GUARDED_BY(mu_);
+  // Pending jobs by each job they run after; jobs with dependents that ended since the last
+  // Seal.
+  absl::flat_hash_map<std::string, std::vector<Job*>> dependents_ ABSL_GUARDED_BY(mu_);
+  absl::btree_set<std::string> deps_ended_ ABSL_GUARDED_BY(mu_);
   // Leased jobs with limits, by when to look at them next (SetLimitCheck).
   absl::btree_set<std::pair<absl::Time, const Job*>> limit_order_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<const Job*, absl::Time> limit_of_ ABSL_GUARDED_BY(mu_);

@@ -152,7 +152,7 @@ INSTANTIATE_TEST_SUITE_P(
             "run: x\nnmae: a\n",
             "nmae: unknown key (expected one of: name, project, run, setup, env, secrets, "
             "resources, priority, labels, model, runtime, deadline, max_cost, placement, spot, "
-            "retry, max_duration, not_before, sweep)"},
+            "retry, max_duration, not_before, sweep, after)"},
         BadSpec{"run: x\nmodel: {parameters: 7B, precison: bf16}\n",
                 "model.precison: unknown key (expected one of: parameters, precision, method, "
                 "optimizer, batch_size, sequence_length, gradient_checkpointing, lora_rank)"}));
@@ -418,6 +418,34 @@ INSTANTIATE_TEST_SUITE_P(
         BadSpec{"run: x\nsweep: {parameters: {A: [1]}, seeds: 3}\n",
                 "sweep.seeds: unknown key (expected one of: parameters, runs, max_parallel, "
                 "metric, goal, early_stopping)"}));
+
+}  // namespace
+}  // namespace sched::client
+
+namespace sched::client {
+namespace {
+
+TEST(ParseJobSpecYaml, ReadsDependencies) {
+  absl::StatusOr<sched::v1::JobSpec> spec = ParseJobSpecYaml(
+      "run: x\nafter:\n  - 1a2b3c\n  - {job: 4d5e6f, when: failure}\n  - {job: 778899, when: always}\n");
+  ASSERT_THAT(spec, IsOk());
+  ASSERT_EQ(spec->after_size(), 3);
+  EXPECT_EQ(spec->after(0).job_id(), "1a2b3c");
+  EXPECT_EQ(spec->after(0).when(), "success");
+  EXPECT_EQ(spec->after(1).when(), "failure");
+  EXPECT_EQ(spec->after(2).when(), "always");
+  spec = ParseJobSpecYaml("run: x\nafter: 1a2b3c\n");
+  ASSERT_THAT(spec, IsOk());
+  ASSERT_EQ(spec->after_size(), 1);
+  EXPECT_THAT(ParseJobSpecYaml("run: x\nafter: [{job: a, when: maybe}]\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "after[0].when: expected success, failure or always, got \"maybe\""));
+  EXPECT_THAT(ParseJobSpecYaml("run: x\nafter: [{when: always}]\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "after[0].job: required"));
+  EXPECT_THAT(ParseJobSpecYaml("run: x\nafter: {job: a}\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "after: expected a job ID or a list of them, got a mapping"));
+}
 
 }  // namespace
 }  // namespace sched::client

@@ -2041,3 +2041,116 @@ TEST_F(SchedulerTest, MetricsAreStoredAndMedianStoppingEndsAWeakRunStoppedEarly)
 
 }  // namespace
 }  // namespace sched
+
+// ---- Dependencies ----
+
+namespace sched {
+namespace {
+
+JobSpec After(std::string name, std::vector<std::pair<std::string, std::string>> after) {
+  JobSpec s = Spec(std::move(name));
+  s.after = std::move(after);
+  return s;
+}
+
+TEST_F(SchedulerTest, AJobRunsAfterItsDependenciesEndAsItSays) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(8, 8 * kGiB), link);
+  auto prep = Submit(Spec("prep"));
+  auto flaky = Submit(Spec("flaky"));
+  ASSERT_THAT(prep, IsOk());
+  ASSERT_THAT(flaky, IsOk());
+  // train after prep succeeds (by prefix); cleanup after flaky fails; report after both end.
+  auto train = Submit(After("train", {{prep->job.id.substr(0, 8), "success"}}));
+  auto cleanup = Submit(After("cleanup", {{flaky->job.id, "failure"}}));
+  auto report = Submit(After("report", {{prep->job.id, "always"}, {flaky->job.id, "always"}}));
+  ASSERT_THAT(train, IsOk());
+  ASSERT_THAT(cleanup, IsOk());
+  ASSERT_THAT(report, IsOk());
+  EXPECT_EQ(train->job.spec.after[0].first, prep->job.id);  // stored as the full id
+  EXPECT_EQ(train->job.state, JobState::kPending);
+  EXPECT_EQ(train->job.message, absl::StrCat("waiting for job ", prep->job.id, " to succeed"));
+  EXPECT_EQ(report->job.message, absl::StrCat("waiting for job ", prep->job.id,
+                                              " to end, job ", flaky->job.id, " to end"));
+  // prep succeeds: train goes at once, in the same change; report still waits for flaky.
+  ASSERT_THAT(Report("ws", s, prep->job.id, Get(prep->job.id).epoch, JobState::kSucceeded),
+              IsOk());
+  EXPECT_EQ(Get(train->job.id).state, JobState::kAssigned);
+  EXPECT_EQ(Get(report->job.id).state, JobState::kPending);
+  EXPECT_EQ(Get(report->job.id).message,
+            absl::StrCat("waiting for job ", flaky->job.id, " to end"));
+  // The holds survive a restart of schedd.
+  Restart();
+  auto link2 = std::make_shared<FakeAgentLink>();
+  s = Connect("ws", Caps(8, 8 * kGiB), link2,
+              {{flaky->job.id, Get(flaky->job.id).epoch}, {train->job.id, Get(train->job.id).epoch}});
+  EXPECT_EQ(Get(cleanup->job.id).state, JobState::kPending);
+  EXPECT_EQ(Get(report->job.id).state, JobState::kPending);
+  // flaky fails: cleanup and report go.
+  ASSERT_THAT(Report("ws", s, flaky->job.id, Get(flaky->job.id).epoch, JobState::kFailed, 1),
+              IsOk());
+  EXPECT_EQ(Get(cleanup->job.id).state, JobState::kAssigned);
+  EXPECT_EQ(Get(report->job.id).state, JobState::kAssigned);
+}
+
+TEST_F(SchedulerTest, AFailedDependencyCancelsTheJobsAfterItDownTheChain) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(8, 8 * kGiB), link);
+  auto a = Submit(Spec("stage-1"));
+  ASSERT_THAT(a, IsOk());
+  auto b = Submit(After("stage-2", {{a->job.id, "success"}}));
+  ASSERT_THAT(b, IsOk());
+  auto c = Submit(After("stage-3", {{b->job.id, "success"}}));
+  ASSERT_THAT(c, IsOk());
+  auto notify = Submit(After("notify", {{c->job.id, "always"}}));
+  ASSERT_THAT(notify, IsOk());
+  ASSERT_THAT(Report("ws", s, a->job.id, Get(a->job.id).epoch, JobState::kFailed, 2), IsOk());
+  const Job b_end = Get(b->job.id);
+  EXPECT_EQ(b_end.state, JobState::kCancelled);
+  EXPECT_EQ(b_end.message, absl::StrCat("not run: job ", a->job.id,
+                                        " ended FAILED, and this job runs after it succeeds"));
+  EXPECT_EQ(Get(c->job.id).state, JobState::kCancelled);
+  EXPECT_THAT(Get(c->job.id).message, HasSubstr(absl::StrCat("job ", b->job.id, " ended CANCELLED")));
+  // "always" runs whatever became of the stage before.
+  EXPECT_EQ(Get(notify->job.id).state, JobState::kAssigned);
+  // All of it is on disk.
+  Restart();
+  EXPECT_EQ(Get(c->job.id).state, JobState::kCancelled);
+  EXPECT_EQ(Get(notify->job.id).state, JobState::kAssigned);
+}
+
+TEST_F(SchedulerTest, DependenciesAreCheckedAtSubmit) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(8, 8 * kGiB), link);
+  auto done = Submit(Spec("done"));
+  ASSERT_THAT(done, IsOk());
+  ASSERT_THAT(Report("ws", s, done->job.id, Get(done->job.id).epoch, JobState::kFailed, 1),
+              IsOk());
+  const size_t jobs = scheduler_->ListJobs({}).jobs.size();
+  EXPECT_THAT(Submit(After("x", {{"ffffffffffffffff", "success"}})),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("after[0].job: job ffffffffffffffff")));
+  EXPECT_THAT(Submit(After("x", {{done->job.id, "success"}})),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("after: not run: job " + done->job.id + " ended FAILED")));
+  EXPECT_THAT(Submit(After("x", {{done->job.id, "sometimes"}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("after[0].when")));
+  JobSpec with_sweep = After("x", {{done->job.id, "failure"}});
+  with_sweep.sweep.parameters = {{"A", {"1"}}};
+  EXPECT_THAT(Submit(with_sweep),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("after: not with a sweep")));
+  EXPECT_EQ(scheduler_->ListJobs({}).jobs.size(), jobs);
+  // A dependency met already: the job goes at once.
+  auto ok = Submit(After("x", {{done->job.id, "failure"}}));
+  ASSERT_THAT(ok, IsOk());
+  EXPECT_EQ(Get(ok->job.id).state, JobState::kAssigned);
+  // A held job can be cancelled, and its dependents follow.
+  auto blocker = Submit(Spec("blocker"));
+  auto held = Submit(After("held", {{blocker->job.id, "success"}}));
+  auto next = Submit(After("next", {{held->job.id, "success"}}));
+  ASSERT_THAT(Cancel(held->job.id), IsOk());
+  EXPECT_EQ(Get(held->job.id).state, JobState::kCancelled);
+  EXPECT_EQ(Get(next->job.id).state, JobState::kCancelled);
+}
+
+}  // namespace
+}  // namespace sched
