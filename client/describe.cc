@@ -267,6 +267,7 @@ void DescribeJob(const sched::v1::Job& job, absl::Time now, std::ostream& out,
               : FormatBytes(r.gpu_memory_bytes()),
           1);
   w.Field("GPU Models", r.gpu_models().empty() ? "any" : absl::StrJoin(r.gpu_models(), ", "), 1);
+  if (r.share_gpu()) w.Field("Share GPU", "yes: packed with other jobs while their memory fits", 1);
   w.Field("CPUs", FormatCpus(r.cpus() > 0 ? r.cpus() : 1.0), 1);
   w.Field("Memory", r.memory_bytes() > 0 ? FormatBytes(r.memory_bytes()) : "<none>", 1);
   w.Section("Cost");

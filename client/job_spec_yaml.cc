@@ -127,7 +127,8 @@ absl::Status ParseGpuModels(const YAML::Node& node, absl::string_view path,
 absl::Status ParseResources(const YAML::Node& node, absl::string_view path,
                             sched::v1::Resources& r) {
   SCHED_ASSIGN_OR_RETURN(
-      auto entries, Entries(node, path, {"gpus", "gpu_memory", "gpu_model", "cpus", "memory"}));
+      auto entries,
+      Entries(node, path, {"gpus", "gpu_memory", "gpu_model", "cpus", "memory", "share_gpu"}));
   for (const auto& [key, value] : entries) {
     const std::string key_path = Child(path, key);
     if (key == "gpus") {
@@ -140,6 +141,12 @@ absl::Status ParseResources(const YAML::Node& node, absl::string_view path,
       r.set_gpu_memory_bytes(bytes);
     } else if (key == "gpu_model") {
       SCHED_RETURN_IF_ERROR(ParseGpuModels(value, key_path, r));
+    } else if (key == "share_gpu") {
+      bool on = false;
+      if (!value.IsScalar() || !absl::SimpleAtob(value.Scalar(), &on)) {
+        return Expected(key_path, "true or false", value);
+      }
+      r.set_share_gpu(on);
     } else if (key == "cpus") {
       double cpus = 0;
       if (!value.IsScalar() || !absl::SimpleAtod(value.Scalar(), &cpus) || !std::isfinite(cpus) ||

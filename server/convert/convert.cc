@@ -164,6 +164,7 @@ void JobSpecToProto(const JobSpec& spec, v1::JobSpec* out) {
   for (const std::string& m : spec.resources.gpu_models) r->add_gpu_models(m);
   r->set_cpus(spec.resources.cpu_millis / 1000.0);
   r->set_memory_bytes(spec.resources.memory_bytes);
+  r->set_share_gpu(spec.resources.share_gpu);
   out->set_priority(spec.priority);
   for (const auto& [k, v] : spec.labels) (*out->mutable_labels())[k] = v;
   if (spec.model.parameters != 0) {
@@ -250,6 +251,7 @@ absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& in) {
   spec.resources.cpu_millis = static_cast<int64_t>(std::llround(r.cpus() * 1000));
   if (r.cpus() > 0 && spec.resources.cpu_millis == 0) spec.resources.cpu_millis = 1;
   spec.resources.memory_bytes = r.memory_bytes();
+  spec.resources.share_gpu = r.share_gpu();
   spec.priority = in.priority();
   spec.labels.insert(in.labels().begin(), in.labels().end());
   if (in.has_model()) {

@@ -31,6 +31,8 @@ struct Resources {
   std::vector<std::string> gpu_models;
   int64_t cpu_millis = 0;
   int64_t memory_bytes = 0;
+  // One GPU, shared with other such jobs while their gpu_memory_bytes fit it together.
+  bool share_gpu = false;
 };
 
 enum class PlacementPolicy { kPreferLocal, kLocalOnly, kCheapest, kCloudOnly };

@@ -239,6 +239,14 @@ absl::Status ValidateAndDefaultJobSpec(JobSpec& spec, absl::Time now) {
   for (const std::string& m : r.gpu_models) {
     if (m.empty()) return Invalid("resources.gpu_model", "empty model name");
   }
+  if (r.share_gpu && r.gpus != 1) {
+    return Invalid("resources.share_gpu", absl::StrCat("needs gpus: 1, got ", r.gpus));
+  }
+  if (r.share_gpu && r.gpu_memory_bytes == 0 && spec.model.parameters == 0) {
+    return Invalid("resources.share_gpu",
+                   "needs resources.gpu_memory (or a model to estimate it): what it takes of the "
+                   "card");
+  }
   if (r.cpu_millis < 0) {
     return Invalid("resources.cpus", absl::StrCat("must be >= 0, got ", r.cpu_millis / 1000.0));
   }

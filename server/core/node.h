@@ -129,7 +129,13 @@ struct Node {
   absl::Time last_heartbeat = absl::InfinitePast();
   int64_t alloc_cpu_millis = 0;
   int64_t alloc_memory_bytes = 0;
-  std::set<uint32_t> busy_gpus;
+  std::set<uint32_t> busy_gpus;  // held by a job, or shared by jobs that share_gpu
+  // GPUs that jobs with share_gpu hold: how many jobs, and the memory they reserved.
+  struct GpuShare {
+    uint32_t jobs = 0;
+    int64_t memory_bytes = 0;
+  };
+  std::map<uint32_t, GpuShare> shared_gpus;
   uint32_t running_jobs = 0;
   // What the cost model derives from the capabilities (Scheduler, on connect):
   bool local = false;               // a machine the user owns: provider "local" or unset, or

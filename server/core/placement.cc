@@ -32,6 +32,20 @@ bool ModelMatches(const std::vector<std::string>& wanted, const std::string& mod
 }  // namespace
 
 bool Fits(const Resources& r, const Node& node, std::vector<uint32_t>* gpus) {
+  if (r.share_gpu && r.gpus == 1 && !node.shared_gpus.empty() &&
+      r.cpu_millis <= node.record.caps.cpu_millis - node.alloc_cpu_millis &&
+      r.memory_bytes <= node.record.caps.memory_bytes - node.alloc_memory_bytes) {
+    // Packed first onto a card already shared, where its memory fits beside the others'.
+    for (const auto& [index, share] : node.shared_gpus) {
+      for (const GpuDevice& g : node.record.caps.gpus) {
+        if (g.index != index || !ModelMatches(r.gpu_models, g.model)) continue;
+        if (g.memory_bytes - share.memory_bytes >= r.gpu_memory_bytes) {
+          *gpus = {index};
+          return true;
+        }
+      }
+    }
+  }
   return FitsOn(r, node.record.caps, node.alloc_cpu_millis, node.alloc_memory_bytes,
                 node.busy_gpus, gpus);
 }
@@ -97,11 +111,20 @@ void MostRoom::Add(const Node& node) {
   cpu_millis = std::max(cpu_millis, node.FreeCpuMillis());
   memory_bytes = std::max(memory_bytes, node.FreeMemoryBytes());
   const size_t total = node.record.caps.gpus.size(), busy = node.busy_gpus.size();
-  if (total <= busy) return;
-  gpus = std::max(gpus, total - busy);
-  for (const GpuDevice& g : node.record.caps.gpus) {
-    if (g.memory_bytes > gpu_memory_bytes && !node.busy_gpus.count(g.index)) {
-      gpu_memory_bytes = g.memory_bytes;
+  if (total > busy) {
+    gpus = std::max(gpus, total - busy);
+    for (const GpuDevice& g : node.record.caps.gpus) {
+      if (g.memory_bytes > gpu_memory_bytes && !node.busy_gpus.count(g.index)) {
+        gpu_memory_bytes = g.memory_bytes;
+      }
+    }
+  }
+  // A shared card has room for one more job that shares, in the memory left on it.
+  for (const auto& [index, share] : node.shared_gpus) {
+    for (const GpuDevice& g : node.record.caps.gpus) {
+      if (g.index != index || g.memory_bytes <= share.memory_bytes) continue;
+      gpus = std::max<size_t>(gpus, 1);
+      gpu_memory_bytes = std::max(gpu_memory_bytes, g.memory_bytes - share.memory_bytes);
     }
   }
 }
@@ -167,8 +190,9 @@ void PriceIndex::LayOut() {
 
 PendingQueue::GroupKey PendingQueue::GroupKeyOf(const JobSpec& spec) {
   const Resources& r = spec.resources;
-  // Without a runtime of its own, a job's runtime is learned from the runs of its name.
-  return {r.gpus,
+  // Without a runtime of its own, a job's runtime is learned from the runs of its name. Jobs
+  // that share a GPU fare apart from those that hold one: the top bit of the count says which.
+  return {r.gpus | (r.share_gpu ? uint32_t{1} << 31 : 0),
           r.gpu_memory_bytes,
           r.gpu_models,
           r.cpu_millis,

@@ -1328,7 +1328,14 @@ void Scheduler::Allocate(NodeEntry& entry, const Job& job) {
   Node& node = entry.node;
   node.alloc_cpu_millis += job.spec.resources.cpu_millis;
   node.alloc_memory_bytes += job.spec.resources.memory_bytes;
-  for (uint32_t gpu : job.gpu_indexes) node.busy_gpus.insert(gpu);
+  for (uint32_t gpu : job.gpu_indexes) {
+    node.busy_gpus.insert(gpu);
+    if (job.spec.resources.share_gpu) {
+      Node::GpuShare& share = node.shared_gpus[gpu];
+      share.jobs++;
+      share.memory_bytes += job.spec.resources.gpu_memory_bytes;
+    }
+  }
   node.running_jobs++;
   entry.jobs.emplace(job.id, &job);
   entry.version++;
@@ -1346,7 +1353,15 @@ void Scheduler::Release(Job& job) {
   Node& node = entry->node;
   node.alloc_cpu_millis -= job.spec.resources.cpu_millis;
   node.alloc_memory_bytes -= job.spec.resources.memory_bytes;
-  for (uint32_t gpu : job.gpu_indexes) node.busy_gpus.erase(gpu);
+  for (uint32_t gpu : job.gpu_indexes) {
+    auto share = node.shared_gpus.find(gpu);
+    if (job.spec.resources.share_gpu && share != node.shared_gpus.end()) {
+      share->second.memory_bytes -= job.spec.resources.gpu_memory_bytes;
+      if (--share->second.jobs > 0) continue;  // still shared by others
+      node.shared_gpus.erase(share);
+    }
+    node.busy_gpus.erase(gpu);
+  }
   node.running_jobs--;
   entry->version++;
   by_price_.Touch(&entry->price_slot);
@@ -2187,7 +2202,9 @@ Candidate Scheduler::MakeCandidate(const Job& job, const Work& work, const Node&
   if (!node.record.caps.price_schedule.empty()) c.schedule = &node.record.caps.price_schedule;
   if (fits_now) {
     c.wait = absl::ZeroDuration();
-    c.gpus_left = node.record.caps.gpus.size() - node.busy_gpus.size() - gpus_taken;
+    // A job packed onto a card already shared takes no more of them.
+    const size_t used = node.busy_gpus.size() + gpus_taken;
+    c.gpus_left = node.record.caps.gpus.size() > used ? node.record.caps.gpus.size() - used : 0;
     c.cpu_left = node.FreeCpuMillis() - job.spec.resources.cpu_millis;
   }
   return c;

@@ -147,7 +147,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadSpec{"run: x\nresources:\n  gpu_memry: 24GB\n",
                 "resources.gpu_memry: unknown key (expected one of: gpus, gpu_memory, gpu_model, "
-                "cpus, memory)"},
+                "cpus, memory, share_gpu)"},
         BadSpec{
             "run: x\nnmae: a\n",
             "nmae: unknown key (expected one of: name, project, run, setup, env, secrets, "

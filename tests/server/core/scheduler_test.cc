@@ -2154,3 +2154,91 @@ TEST_F(SchedulerTest, DependenciesAreCheckedAtSubmit) {
 
 }  // namespace
 }  // namespace sched
+
+// ---- Packing small jobs onto one GPU ----
+
+namespace sched {
+namespace {
+
+JobSpec Small(std::string name, int64_t gpu_memory, bool share = true) {
+  JobSpec s = Spec(std::move(name));
+  s.resources.gpus = 1;
+  s.resources.gpu_memory_bytes = gpu_memory;
+  s.resources.share_gpu = share;
+  s.resources.cpu_millis = 100;
+  return s;
+}
+
+TEST_F(SchedulerTest, SmallJobsShareAGpuWhileTheirMemoryFitsTheCard) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(8, 64 * kGiB, {{0, "GPU-0", "NVIDIA GeForce RTX 3090", 24 * kGiB},
+                                                 {1, "GPU-1", "NVIDIA GeForce RTX 3090", 24 * kGiB}}),
+                       link);
+  auto a = Submit(Small("eval-a", 10 * kGiB));
+  auto b = Submit(Small("eval-b", 10 * kGiB));
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  // Both on GPU 0: b is packed beside a, leaving GPU 1 whole.
+  EXPECT_EQ(Get(a->job.id).state, JobState::kAssigned);
+  EXPECT_EQ(Get(b->job.id).state, JobState::kAssigned);
+  EXPECT_THAT(Get(a->job.id).gpu_indexes, ElementsAre(0));
+  EXPECT_THAT(Get(b->job.id).gpu_indexes, ElementsAre(0));
+  // A job that holds a whole GPU takes GPU 1, not the shared one.
+  auto whole = Submit(Small("train", 0, /*share=*/false));
+  ASSERT_THAT(whole, IsOk());
+  EXPECT_THAT(Get(whole->job.id).gpu_indexes, ElementsAre(1));
+  // A third small job does not fit GPU 0 (10 + 10 + 10 > 24 GiB) and no GPU is free: it waits.
+  auto c = Submit(Small("eval-c", 10 * kGiB));
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(Get(c->job.id).state, JobState::kPending);
+  // One fits beside them.
+  auto d = Submit(Small("eval-d", 4 * kGiB));
+  ASSERT_THAT(d, IsOk());
+  EXPECT_THAT(Get(d->job.id).gpu_indexes, ElementsAre(0));
+  // The card's share is rebuilt on a restart.
+  Restart();
+  auto link2 = std::make_shared<FakeAgentLink>();
+  std::vector<JobRef> running;
+  for (const std::string& id : {a->job.id, b->job.id, whole->job.id, d->job.id}) {
+    running.push_back({id, Get(id).epoch});
+  }
+  s = Connect("ws", Caps(8, 64 * kGiB, {{0, "GPU-0", "NVIDIA GeForce RTX 3090", 24 * kGiB},
+                                        {1, "GPU-1", "NVIDIA GeForce RTX 3090", 24 * kGiB}}),
+              link2, running);
+  EXPECT_EQ(Get(c->job.id).state, JobState::kPending);
+  // a ends: c fits now (10 + 10 + 4 <= 24).
+  ASSERT_THAT(Report("ws", s, a->job.id, Get(a->job.id).epoch, JobState::kSucceeded), IsOk());
+  EXPECT_EQ(Get(c->job.id).state, JobState::kAssigned);
+  EXPECT_THAT(Get(c->job.id).gpu_indexes, ElementsAre(0));
+  // Once every small job has left GPU 0, a whole-GPU job can have it.
+  auto whole2 = Submit(Small("train-2", 0, /*share=*/false));
+  ASSERT_THAT(whole2, IsOk());
+  EXPECT_EQ(Get(whole2->job.id).state, JobState::kPending);
+  for (const std::string& id : {b->job.id, c->job.id, d->job.id}) {
+    ASSERT_THAT(Report("ws", s, id, Get(id).epoch, JobState::kSucceeded), IsOk());
+  }
+  EXPECT_EQ(Get(whole2->job.id).state, JobState::kAssigned);
+  EXPECT_THAT(Get(whole2->job.id).gpu_indexes, ElementsAre(0));
+  const Node node = *scheduler_->GetNode("ws");
+  EXPECT_TRUE(node.shared_gpus.empty());
+  EXPECT_EQ(node.busy_gpus.size(), 2u);
+}
+
+TEST_F(SchedulerTest, SharingAGpuNeedsOneGpuAndItsMemory) {
+  JobSpec two = Small("x", 4 * kGiB);
+  two.resources.gpus = 2;
+  EXPECT_THAT(Submit(two), StatusIs(absl::StatusCode::kInvalidArgument,
+                                    HasSubstr("resources.share_gpu: needs gpus: 1, got 2")));
+  EXPECT_THAT(Submit(Small("x", 0)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("resources.share_gpu: needs resources.gpu_memory")));
+  // A model to estimate it from will do.
+  JobSpec model = Small("x", 0);
+  model.model.parameters = 1'000'000'000;
+  auto ok = Submit(model);
+  ASSERT_THAT(ok, IsOk());
+  EXPECT_GT(ok->job.spec.resources.gpu_memory_bytes, 0);
+}
+
+}  // namespace
+}  // namespace sched
