@@ -152,3 +152,44 @@ resources: {gpus: 1, gpu_memory: 20GB, cpus: 0.1}
 
 }  // namespace
 }  // namespace sched
+
+namespace sched {
+namespace {
+
+// Two small jobs that share a GPU run at the same time on the same card (each waits to see the
+// other started), while a job that holds a whole GPU gets the other card.
+TEST_F(AdvertisedNodeTest, TwoSmallJobsShareOneCardAtOnce) {
+  auto spec = [&](const std::string& me, const std::string& other) {
+    return absl::StrCat(R"(run: |
+  echo "gpu $CUDA_VISIBLE_DEVICES"
+  touch "$DIR/$ME"
+  for i in $(seq 200); do [ -e "$DIR/$OTHER" ] && exit 0; sleep 0.05; done
+  exit 1
+resources: {gpus: 1, gpu_memory: 10GB, share_gpu: true, cpus: 0.1}
+env: {DIR: ")",
+                        dir_, R"(", ME: )", me, ", OTHER: ", other, "}\n");
+  };
+  const std::string a = Submit("share-a", spec("a", "b"));
+  const std::string b = Submit("share-b", spec("b", "a"));
+  const std::string whole = Submit(
+      "whole", "run: echo \"gpu $CUDA_VISIBLE_DEVICES\"; sleep 0.5\n"
+               "resources: {gpus: 1, cpus: 0.1}\n");
+  ASSERT_FALSE(a.empty());
+  ASSERT_FALSE(b.empty());
+  ASSERT_FALSE(whole.empty());
+  for (const std::string& id : {a, b, whole}) {
+    const v1::Job job = WaitForEnd(id);
+    EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.DebugString();
+  }
+  const v1::Job ja = GetJob(a), jb = GetJob(b), jw = GetJob(whole);
+  ASSERT_EQ(ja.gpu_indexes_size(), 1);
+  ASSERT_EQ(jb.gpu_indexes_size(), 1);
+  ASSERT_EQ(jw.gpu_indexes_size(), 1);
+  EXPECT_EQ(ja.gpu_indexes(0), jb.gpu_indexes(0));
+  EXPECT_NE(jw.gpu_indexes(0), ja.gpu_indexes(0));
+  EXPECT_EQ(Ctl("logs " + a).text, absl::StrCat("gpu ", ja.gpu_indexes(0), "\n"));
+  EXPECT_EQ(Ctl("logs " + b).text, absl::StrCat("gpu ", ja.gpu_indexes(0), "\n"));
+}
+
+}  // namespace
+}  // namespace sched
