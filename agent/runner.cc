@@ -240,6 +240,13 @@ absl::StatusOr<Spawned> SpawnJob(const RunRequest& request,
   }
   std::string resume_from, note;
   if (request.prepare && !cancelled()) resume_from = request.prepare(checkpoint_dir, &note);
+  if (!resume_from.empty()) {
+    resume_from = std::filesystem::absolute(resume_from, ec).lexically_normal().string();
+    if (ec) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot make the resumed checkpoint's path absolute: ", ec.message()));
+    }
+  }
   const ExecArgs args = BuildExecArgs(request, checkpoint_env, metrics_file, resume_from);
   Fd out_read, out_write, err_read, err_write, report_read, report_write;
   SCHED_RETURN_IF_ERROR(MakePipe(out_read, out_write));

@@ -449,7 +449,8 @@ void JobToProto(const Job& job, v1::Job* out) {
   }
   out->set_preemptions(job.preemptions);
   out->set_restarts(job.restarts);
-  if (job.hold_until != absl::InfinitePast()) {
+  // Held with no end (a sweep's slot, dependencies): no time; the message says what for.
+  if (job.hold_until != absl::InfinitePast() && job.hold_until != absl::InfiniteFuture()) {
     TimeToProto(job.hold_until, out->mutable_hold_until());
   }
   out->set_run_seconds(absl::ToDoubleSeconds(job.run_time));

@@ -519,6 +519,7 @@ void Scheduler::QueueReleased(Job& job, Outbox& out) {
   if (job.spec.not_before > job.update_time) {
     Hold(job, job.spec.not_before, absl::StrCat("not before ", FormatClock(job.spec.not_before)));
   } else {
+    job.queued_since = job.update_time;
     QueuedAhead(pending_.Add(&job, /*settled=*/false), job);
   }
   PutJob(job, out);
@@ -586,6 +587,7 @@ void Scheduler::FillSweepSlots(Outbox& out) {
         PutJob(*run, out);
         continue;
       }
+      run->queued_since = now;
       PutJob(*run, out);
       QueuedAhead(pending_.Add(run, /*settled=*/false), *run);
       queued = true;
@@ -605,9 +607,9 @@ absl::StatusOr<SweepView> Scheduler::GetSweep(absl::string_view prefix) const {
   if (it->first.size() != prefix.size()) {
     auto next = std::next(it);
     if (next != sweeps_.end() && absl::StartsWith(next->first, prefix)) {
-      return absl::InvalidArgumentError(absl::StrCat("sweep id prefix ", prefix,
-                                                     " is ambiguous: matches ", it->first, ", ",
-                                                     next->first, " and maybe more"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sweep id prefix ", prefix, " is ambiguous: matches ", it->first, ", ",
+                       next->first, " and maybe more; give more characters"));
     }
   }
   SweepView view;
@@ -675,6 +677,9 @@ absl::Status Scheduler::ReportMetricsLocked(const std::string& name, uint64_t se
   const SweepSpec& sweep = job->spec.sweep;
   const int64_t previous_step = job->history.empty() ? -1 : job->history.back().step;
   bool new_sample = false;
+  int64_t report_step = 0;
+  for (const MetricReport& p : points) report_step = std::max(report_step, p.step);
+  job->metric_step = report_step;  // the last report's, also when a resumed run goes back
   for (const MetricReport& p : points) {
     // Past kMaxMetricsPerJob names, new ones are not kept (the sweep's metric always is).
     if (!job->metrics.count(p.name) && job->metrics.size() >= kMaxMetricsPerJob &&
@@ -682,7 +687,6 @@ absl::Status Scheduler::ReportMetricsLocked(const std::string& name, uint64_t se
       continue;
     }
     job->metrics[p.name] = p.value;
-    job->metric_step = std::max(job->metric_step, p.step);
     if (!sweep.metric.empty() && p.name == sweep.metric) {
       // Steps only go forward: a repeated or earlier step replaces the samples from it on.
       while (!job->history.empty() && job->history.back().step >= p.step) job->history.pop_back();
@@ -1537,7 +1541,7 @@ bool Scheduler::ReleaseHolds(absl::Time now, Outbox& out) {
     held_.erase(held_.begin());
     if (job.state != JobState::kPending) continue;
     job.message.clear();
-    job.update_time = now;
+    job.update_time = job.queued_since = now;
     PutJob(job, out);
     QueuedAhead(pending_.Add(&job, /*settled=*/false), job);
     released = true;
@@ -3204,8 +3208,10 @@ std::map<std::string, absl::Duration> Scheduler::OldestPendingAge() const {
   std::map<std::string, absl::Time> oldest;
   for (const PendingQueue::Group* group : pending_.Groups()) {
     for (const auto& [key, job] : group->jobs) {
-      // A job held by its not_before waits from then.
-      const absl::Time since = std::max(job->create_time, job->spec.not_before);
+      // A job waits from when it last joined the queue: its submit, its not_before, the end
+      // of its last attempt, or the end of a hold.
+      absl::Time since = std::max({job->create_time, job->spec.not_before, job->queued_since});
+      if (!job->attempts.empty()) since = std::max(since, job->attempts.back().end);
       auto [it, added] = oldest.try_emplace(job->spec.project, since);
       if (!added) it->second = std::min(it->second, since);
     }

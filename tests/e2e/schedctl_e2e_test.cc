@@ -396,7 +396,7 @@ TEST_F(SchedctlE2eTest, BadSpecsAreRefusedByTheClientNamingTheKey) {
   const std::vector<Case> cases = {
       {"unknown_key.yaml", "run: echo hi\nresources:\n  gpus: 1\n  gpu_memry: 24GB\n",
        "resources.gpu_memry: unknown key (expected one of: gpus, gpu_memory, gpu_model, cpus, "
-       "memory)"},
+       "memory, share_gpu)"},
       {"bad_value.yaml", "run: echo hi\nresources:\n  gpus: two\n",
        "resources.gpus: expected a non-negative integer, got \"two\""},
       {"priority.yaml", "run: echo hi\npriority: 5000\n",
@@ -835,7 +835,7 @@ TEST(SchedctlNoServerTest, UsageErrorsExitTwo) {
   const std::vector<Case> cases = {
       {{"frobnicate"}, "error: unknown command \"frobnicate\"", "usage: schedctl [--server ADDR]"},
       {{"get", "widgets"},
-       "error: unknown resource \"widgets\" (expected jobs, nodes or tokens)",
+       "error: unknown resource \"widgets\" (expected jobs, nodes, tokens or sweep)",
        "usage: schedctl get jobs|job [ID]|nodes|node [NAME]"},
       {{"get", "jobs", "-o", "xml"},
        "error: -o: unknown output format \"xml\" (expected wide, json or yaml)",
