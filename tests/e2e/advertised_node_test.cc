@@ -156,24 +156,27 @@ resources: {gpus: 1, gpu_memory: 20GB, cpus: 0.1}
 namespace sched {
 namespace {
 
-// Two small jobs that share a GPU run at the same time on the same card (each waits to see the
-// other started), while a job that holds a whole GPU gets the other card.
+// Two small jobs that share a GPU run at the same time on the same card, while a job that holds
+// a whole GPU gets the other card. Each of the three waits until it sees the other two started, so
+// all three hold their cards at once whatever order they are placed in.
 TEST_F(AdvertisedNodeTest, TwoSmallJobsShareOneCardAtOnce) {
-  auto spec = [&](const std::string& me, const std::string& other) {
+  auto spec = [&](const std::string& me, const std::string& resources) {
     return absl::StrCat(R"(run: |
   echo "gpu $CUDA_VISIBLE_DEVICES"
   touch "$DIR/$ME"
-  for i in $(seq 200); do [ -e "$DIR/$OTHER" ] && exit 0; sleep 0.05; done
+  for i in $(seq 200); do
+    [ -e "$DIR/a" ] && [ -e "$DIR/b" ] && [ -e "$DIR/whole" ] && exit 0
+    sleep 0.05
+  done
   exit 1
-resources: {gpus: 1, gpu_memory: 10GB, share_gpu: true, cpus: 0.1}
-env: {DIR: ")",
-                        dir_, R"(", ME: )", me, ", OTHER: ", other, "}\n");
+resources: )",
+                        resources, R"(
+env: {DIR: ")", dir_, R"(", ME: )", me, "}\n");
   };
-  const std::string a = Submit("share-a", spec("a", "b"));
-  const std::string b = Submit("share-b", spec("b", "a"));
-  const std::string whole = Submit(
-      "whole", "run: echo \"gpu $CUDA_VISIBLE_DEVICES\"; sleep 0.5\n"
-               "resources: {gpus: 1, cpus: 0.1}\n");
+  const std::string shared = "{gpus: 1, gpu_memory: 10GB, share_gpu: true, cpus: 0.1}";
+  const std::string a = Submit("share-a", spec("a", shared));
+  const std::string b = Submit("share-b", spec("b", shared));
+  const std::string whole = Submit("whole", spec("whole", "{gpus: 1, cpus: 0.1}"));
   ASSERT_FALSE(a.empty());
   ASSERT_FALSE(b.empty());
   ASSERT_FALSE(whole.empty());
