@@ -461,6 +461,7 @@ void JobToProto(const Job& job, v1::Job* out) {
   out->set_array_index(job.array_index);
   out->mutable_parameters()->insert(job.parameters.begin(), job.parameters.end());
   out->set_waiting_for_slot(job.waiting_for_slot);
+  out->set_yield_to(job.yield_to);
   out->mutable_metrics()->insert(job.metrics.begin(), job.metrics.end());
   out->set_metric_step(job.metric_step);
   for (const MetricSample& m : job.history) {
@@ -523,6 +524,7 @@ absl::StatusOr<Job> JobFromProto(const v1::Job& in) {
   job.array_index = in.array_index();
   job.parameters.insert(in.parameters().begin(), in.parameters().end());
   job.waiting_for_slot = in.waiting_for_slot();
+  job.yield_to = in.yield_to();
   job.metrics.insert(in.metrics().begin(), in.metrics().end());
   job.metric_step = in.metric_step();
   for (const v1::MetricPoint& p : in.history()) job.history.push_back({p.step(), p.value()});

@@ -262,6 +262,8 @@ struct Job {
   int64_t metric_step = -1;
   std::vector<MetricSample> history;
   static constexpr size_t kMaxHistory = 1000;
+  // Being stopped on a local node to make room for this higher-priority job (PreemptForPriority).
+  std::string yield_to;
   // When a hold on it ended and it joined the queue (not stored), for how long it has waited.
   absl::Time queued_since = absl::InfinitePast();
 };

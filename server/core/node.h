@@ -137,6 +137,12 @@ struct Node {
   };
   std::map<uint32_t, GpuShare> shared_gpus;
   uint32_t running_jobs = 0;
+  // Room being made here for a higher-priority job by stopping lower ones
+  // (Scheduler::PreemptForPriority): until it is placed, no job of its priority or lower is
+  // placed here. Not stored: after a restart the stopping jobs still go back to the queue.
+  std::string reserved_for;
+  int32_t reserved_priority = 0;
+  absl::Time reserved_until = absl::InfinitePast();
   // What the cost model derives from the capabilities (Scheduler, on connect):
   bool local = false;               // a machine the user owns: provider "local" or unset, or
                                     // priced from power and hardware

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <tuple>
 
 #include "absl/hash/hash.h"
@@ -32,6 +33,15 @@ std::string FormatClock(absl::Time t) {
 
 // "$1.25", "$0.0031".
 std::string Dollars(double d) { return absl::StrFormat(d >= 0.01 ? "$%.2f" : "$%.4f", d); }
+
+// A node making room for a higher-priority job takes no other job unless it ranks above that one.
+bool ReservedAgainst(const Node& node, const Job& job) {
+  return !node.reserved_for.empty() && node.reserved_for != job.id &&
+         job.spec.priority <= node.reserved_priority;
+}
+
+// How long a node stays kept for a higher-priority job while the jobs it stopped wind down.
+constexpr absl::Duration kReservationTime = absl::Minutes(10);
 
 }  // namespace
 
@@ -1045,7 +1055,9 @@ void Scheduler::RenewLeases(NodeEntry& entry, const std::vector<JobRef>& refs, O
     if (job.ok()) {
       SetLeaseExpiry(**job, expiry);
       // The cancel sent earlier may have been lost with a stream: say it again until it ends.
-      if (((*job)->cancel_requested || !(*job)->stop_reason.empty()) && entry.link) {
+      if (((*job)->cancel_requested || !(*job)->stop_reason.empty() ||
+           !(*job)->yield_to.empty()) &&
+          entry.link) {
         out.commands.push_back([link = entry.link, ref] { link->Cancel(ref.job_id, ref.epoch); });
       }
     } else if (entry.link) {
@@ -1138,6 +1150,23 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
     Schedule(out);
     return job;
   }
+  if (!job.yield_to.empty() && !job.cancel_requested && job.stop_reason.empty() &&
+      report.state != JobState::kSucceeded) {
+    // Stopped to make room for a higher-priority job: back to the queue, not a failure (nor a
+    // spot preemption: sched_priority_preemptions_total counted it when it was asked to stop).
+    job.preemptions++;
+    job.finished_by_agent = true;
+    const std::string reason =
+        absl::StrCat("preempted on node ", name, " for higher-priority job ", job.yield_to);
+    job.yield_to.clear();
+    EndLease(job, reason, out, /*preempted=*/true);
+    if (NodeEntry* entry = FindNode(name); entry != nullptr) {
+      CompleteReservation(*entry, clock_->Now(), out);
+    }
+    Schedule(out);
+    return job;
+  }
+  job.yield_to.clear();
   JobState final_state = report.state;
   std::string message = report.message;
   if (job.cancel_requested) {
@@ -1319,7 +1348,8 @@ void Scheduler::Tick() {
     MoveOverruns(now);
     const bool released = ReleaseHolds(now, out);
     CheckLimits(now, out);
-    if (!expired.empty() || new_month || revisit || released) Schedule(out);
+    const bool unreserved = PreemptForPriority(now, out);
+    if (!expired.empty() || new_month || revisit || released || unreserved) Schedule(out);
     Seal(out);
   }
   Deliver(std::move(out), [](absl::Status) {});
@@ -1469,6 +1499,7 @@ void Scheduler::Assign(Job& job, NodeEntry& entry, std::vector<uint32_t> gpus, D
 }
 
 void Scheduler::EndLease(Job& job, const std::string& reason, Outbox& out, bool preempted) {
+  job.yield_to.clear();
   const std::string node = job.node;
   const uint64_t epoch = job.epoch;
   EndAttempt(job, reason, preempted);
@@ -1623,6 +1654,138 @@ void Scheduler::CheckLimits(absl::Time now, Outbox& out) {
     stats_.limit_stops_total++;
     StopLeased(*job, std::move(limit), /*early=*/false, out);
   }
+}
+
+bool Scheduler::PreemptForPriority(absl::Time now, Outbox& out) {
+  absl::flat_hash_set<std::string> reserved;  // jobs a node is being cleared for
+  bool ended = false;
+  for (NodeEntry* entry : std::vector<NodeEntry*>(local_nodes_.begin(), local_nodes_.end())) {
+    ended = CompleteReservation(*entry, now, out) || ended;
+    if (!entry->node.reserved_for.empty()) reserved.insert(entry->node.reserved_for);
+  }
+  if (local_nodes_.empty() || pending_.empty()) return ended;
+  // The lowest priority running on a user's machine: only a pending job above it may preempt.
+  int32_t lowest = std::numeric_limits<int32_t>::max();
+  for (const NodeEntry* entry : local_nodes_) {
+    for (const auto& [id, job] : entry->jobs) lowest = std::min(lowest, job->spec.priority);
+  }
+  if (lowest == std::numeric_limits<int32_t>::max()) return ended;
+  std::vector<Job*> candidates;
+  for (const PendingQueue::Group* group : pending_.Groups()) {
+    Job* job = group->first;
+    if (job == nullptr || job->spec.priority <= lowest ||
+        job->spec.placement == PlacementPolicy::kCloudOnly || reserved.contains(job->id)) {
+      continue;
+    }
+    // One that chose to wait for a cheaper hour is not short of room.
+    const Decision& d = job->decision;
+    if (!d.options.empty() && d.options.front().verdict == OptionVerdict::kChosen &&
+        d.options.front().deferred) {
+      continue;
+    }
+    candidates.push_back(job);
+  }
+  std::sort(candidates.begin(), candidates.end(), [](const Job* a, const Job* b) {
+    return PendingQueue::KeyOf(*a) < PendingQueue::KeyOf(*b);
+  });
+  std::vector<NodeEntry*> nodes(local_nodes_.begin(), local_nodes_.end());
+  std::sort(nodes.begin(), nodes.end(), [](const NodeEntry* a, const NodeEntry* b) {
+    return a->node.record.name < b->node.record.name;
+  });
+  for (Job* high : candidates) {
+    const Resources& r = high->spec.resources;
+    for (NodeEntry* entry : nodes) {
+      const Node& node = entry->node;
+      if (!node.Schedulable() || !entry->link || !node.reserved_for.empty() ||
+          !CouldEverFit(r, node.record.caps)) {
+        continue;
+      }
+      std::vector<Job*> lower;
+      bool stopping = false;
+      for (const auto& [id, held] : entry->jobs) {
+        Job& job = jobs_.at(id);
+        if (!job.yield_to.empty() || job.cancel_requested || !job.stop_reason.empty()) {
+          stopping = true;
+          break;
+        }
+        if (job.spec.priority < high->spec.priority) lower.push_back(&job);
+      }
+      if (stopping || lower.empty()) continue;
+      std::sort(lower.begin(), lower.end(), [](const Job* a, const Job* b) {
+        if (a->spec.priority != b->spec.priority) return a->spec.priority < b->spec.priority;
+        return a->lease_start > b->lease_start || (a->lease_start == b->lease_start && a->seq > b->seq);
+      });
+      // What the node would have free without the first k of them.
+      int64_t cpu = node.alloc_cpu_millis, memory = node.alloc_memory_bytes;
+      std::set<uint32_t> busy = node.busy_gpus;
+      std::map<uint32_t, Node::GpuShare> shared = node.shared_gpus;
+      std::vector<uint32_t> gpus;
+      size_t k = 0;
+      bool room = false;
+      while (k < lower.size() && !room) {
+        const Job& v = *lower[k++];
+        cpu -= v.spec.resources.cpu_millis;
+        memory -= v.spec.resources.memory_bytes;
+        for (uint32_t g : v.gpu_indexes) {
+          auto s = shared.find(g);
+          if (v.spec.resources.share_gpu && s != shared.end() && --s->second.jobs > 0) continue;
+          if (s != shared.end()) shared.erase(s);
+          busy.erase(g);
+        }
+        room = FitsOn(r, node.record.caps, cpu, memory, busy, &gpus);
+      }
+      if (!room) continue;
+      entry->node.reserved_for = high->id;
+      entry->node.reserved_priority = high->spec.priority;
+      entry->node.reserved_until = now + kReservationTime;
+      for (size_t i = 0; i < k; ++i) {
+        Job& v = *lower[i];
+        v.yield_to = high->id;
+        v.message = absl::StrCat("stopping for higher-priority job ", high->id, " (priority ",
+                                 high->spec.priority, " over ", v.spec.priority, ")");
+        v.update_time = now;
+        stats_.priority_preemptions_total++;
+        PutJob(v, out);
+        out.commands.push_back(
+            [link = entry->link, id = v.id, epoch = v.epoch] { link->Cancel(id, epoch); });
+      }
+      return ended;  // one node at a time; the next tick looks again
+    }
+  }
+  return ended;
+}
+
+bool Scheduler::CompleteReservation(NodeEntry& entry, absl::Time now, Outbox& out) {
+  Node& node = entry.node;
+  if (node.reserved_for.empty()) return false;
+  auto it = jobs_.find(node.reserved_for);
+  Job* high = it == jobs_.end() ? nullptr : &it->second;
+  const PendingQueue::Group* group = high == nullptr ? nullptr : pending_.GroupOf(*high);
+  const bool queued = group != nullptr && group->first == high;
+  const bool stopping = std::any_of(entry.jobs.begin(), entry.jobs.end(), [&](const auto& j) {
+    return !jobs_.at(j.first).yield_to.empty();
+  });
+  if (queued && stopping && now < node.reserved_until) return false;  // still winding down
+  node.reserved_for.clear();
+  node.reserved_until = absl::InfinitePast();
+  GainedRoom(entry);  // what was kept is open to every job again
+  std::vector<uint32_t> gpus;
+  if (!queued || stopping || !node.Schedulable() || !entry.link ||
+      !Fits(high->spec.resources, node, &gpus)) {
+    return true;
+  }
+  // The cost brain weighs this one machine: the job's money rules (budget cap, max_cost) and
+  // deadline still hold; only waiting for a machine elsewhere is not an option.
+  const Work work = WorkOf(*high);
+  const DecisionRules rules = RulesOf(*high);
+  std::vector<Candidate> cs;
+  cs.push_back(MakeCandidate(*high, work, node, /*fits_now=*/true, gpus.size()));
+  const Choice choice = Decide(rules, now, absl::MakeSpan(cs));
+  if (choice.chosen < 0 || choice.wait) return true;
+  Decision record = RecordDecision(rules, now, choice, cs, high->spec.resources, 0);
+  record.summary = absl::StrCat(record.summary, " (lower-priority jobs were stopped to make room)");
+  Assign(*high, entry, std::move(gpus), std::move(record), out);
+  return true;
 }
 
 double Scheduler::SpotRate(const std::string& provider, double prior) const {
@@ -2292,7 +2455,7 @@ void Scheduler::Gather(const Job& job, const Work& work, const DecisionRules& ru
     }
   } else if (!everything) {
     for (const Node* node : *nodes) {
-      if (!node->Schedulable() || !Fits(r, *node, &gpus)) continue;
+      if (!node->Schedulable() || ReservedAgainst(*node, job) || !Fits(r, *node, &gpus)) continue;
       add(*node, true);
       if (node->local) local_fits++;
     }
@@ -2305,7 +2468,7 @@ void Scheduler::Gather(const Job& job, const Work& work, const DecisionRules& ru
           std::any_of(cs.begin(), cs.end(), [&](const Candidate& c) { return c.node == &node; })) {
         continue;
       }
-      if (Fits(r, node, &gpus)) {
+      if (!ReservedAgainst(node, job) && Fits(r, node, &gpus)) {
         add(node, true);
       } else {
         add_busy(*entry);

@@ -147,6 +147,8 @@ struct SchedulerStats {
   // Sweeps' runs stopped by their early-stopping rule; metric points stored.
   uint64_t early_stops_total = 0;
   uint64_t metric_points_total = 0;
+  // Jobs stopped on a user's machine to make room for a higher-priority one.
+  uint64_t priority_preemptions_total = 0;
   uint64_t log_bytes_dropped_total = 0;  // output past a job's limit
   uint64_t agents_connected = 0;
   uint64_t nodes_total = 0;
@@ -547,6 +549,18 @@ class Scheduler {
   void ClearLimitCheck(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stops the leased jobs past a limit (like a cancel: SIGTERM, then they end FAILED).
   void CheckLimits(absl::Time now, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When a pending job waits for room on one of the user's machines that lower-priority jobs
+  // hold, stops the fewest of them (lowest priority, newest first) that make room: like a
+  // cancel, so they checkpoint, and then they go back to the queue as preempted (Job::yield_to).
+  // One node at a time, and not again while its jobs are stopping. First completes or ends the
+  // reservations made earlier: true when one ended (its node has room for others again).
+  bool PreemptForPriority(absl::Time now, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Once the jobs stopped on `entry` for a higher-priority one have all ended, places that job
+  // there when it is still first in the queue, fits and its money rules allow it, and ends the
+  // reservation either way. Also ends a reservation past its time or whose job left the queue.
+  // True when the reservation ended.
+  bool CompleteReservation(NodeEntry& entry, absl::Time now, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Places pending jobs (only `job` when given) while nodes have room. Every change that gives
   // a node room calls GainedRoom() and then, before the lock is released, Schedule().
   void Schedule(Outbox& out, Job* job = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -104,6 +104,10 @@ class SchedulerCollector final : public prometheus::Collectable {
     out.push_back(Family("sched_job_early_stops_total",
                          "Sweep runs stopped by their early-stopping rule.", MetricType::Counter,
                          {Value(s.early_stops_total)}));
+    out.push_back(Family("sched_priority_preemptions_total",
+                         "Jobs stopped on a user's machine to make room for a higher-priority "
+                         "job (they go back to the queue).",
+                         MetricType::Counter, {Value(s.priority_preemptions_total)}));
     out.push_back(Family("sched_metric_points_total", "Metric values jobs reported.",
                          MetricType::Counter, {Value(s.metric_points_total)}));
     out.push_back(Family("sched_job_limit_stops_total",

@@ -33,6 +33,7 @@ TEST(SimulationTest, FaultsActuallyHappen) {
     total.duplicated += r.duplicated;
     total.unknown_calls += r.unknown_calls;
     total.refused_reports += r.refused_reports;
+    total.priority_preemptions += r.priority_preemptions;
   }
   EXPECT_GT(total.schedd_crashes, 10);
   EXPECT_GT(total.agent_crashes, 5);
@@ -43,6 +44,7 @@ TEST(SimulationTest, FaultsActuallyHappen) {
   EXPECT_GT(total.duplicated, 20u);
   EXPECT_GT(total.unknown_calls, 0);
   EXPECT_GT(total.refused_reports, 0);
+  EXPECT_GT(total.priority_preemptions, 0u);
 }
 
 TEST(SimulationTest, ManySeedsKeepEveryInvariant) {

@@ -445,6 +445,7 @@ void World::StartSchedd() {
 void World::CrashSchedd() {
   if (scheduler_ == nullptr || !Faulty()) return;
   result_.schedd_crashes++;
+  result_.priority_preemptions += scheduler_->Stats().priority_preemptions_total;
   store_->Crash();
   scheduler_.reset();  // its pending callbacks are gone with the store's queue
   store_.reset();
@@ -1117,6 +1118,9 @@ SimResult World::Run() {
   result_.sim_time = now_ - start_;
   if (result_.ok) CheckFinal();
   // The run ends like a crash: what is still queued is dropped, so nothing waits on it.
+  if (scheduler_ != nullptr) {
+    result_.priority_preemptions += scheduler_->Stats().priority_preemptions_total;
+  }
   if (store_ != nullptr) store_->Crash();
   scheduler_.reset();
   return result_;
@@ -1128,10 +1132,10 @@ std::string SimResult::Summary() const {
   return absl::StrFormat(
       "seed=%d %s steps=%d sim_time=%.1fs agents=%d jobs=%d schedd_crashes=%d agent_crashes=%d "
       "pauses=%d partitions=%d clock_jumps=%d messages=%d dropped=%d duplicated=%d unknown=%d "
-      "refused_reports=%d completions=%d%s%s",
+      "refused_reports=%d completions=%d priority_preemptions=%d%s%s",
       seed, ok ? "ok" : "FAILED", steps, absl::ToDoubleSeconds(sim_time), agents, jobs,
       schedd_crashes, agent_crashes, pauses, partitions, clock_jumps, messages, dropped,
-      duplicated, unknown_calls, refused_reports, accepted_completions,
+      duplicated, unknown_calls, refused_reports, accepted_completions, priority_preemptions,
       ok ? "" : "\n  violation: ", violation);
 }
 

@@ -44,6 +44,7 @@ struct SimResult {
   int unknown_calls = 0;      // client calls whose outcome the client could not know
   int refused_reports = 0;    // agent reports refused as stale
   int accepted_completions = 0;
+  uint64_t priority_preemptions = 0;  // jobs stopped for a higher-priority one
 
   std::string Summary() const;
 };

@@ -2242,3 +2242,155 @@ TEST_F(SchedulerTest, SharingAGpuNeedsOneGpuAndItsMemory) {
 
 }  // namespace
 }  // namespace sched
+
+// ---- Priorities on the user's own machines ----
+
+namespace sched {
+namespace {
+
+JobSpec Prio(std::string name, int priority, int cpus) {
+  JobSpec s = Spec(std::move(name), priority);
+  s.resources.cpu_millis = cpus * 1000;
+  return s;
+}
+
+TEST_F(SchedulerTest, AHigherPriorityJobStopsTheLowestOnTheWorkstationWhichResumesLater) {
+  auto link = std::make_shared<FakeAgentLink>();
+  uint64_t s = Connect("ws", Caps(8, 32 * kGiB), link);
+  auto low = Submit(Prio("sweep-run", -5, 4));
+  auto mid = Submit(Prio("eval", 0, 4));
+  ASSERT_THAT(low, IsOk());
+  ASSERT_THAT(mid, IsOk());
+  const uint64_t low_epoch = Get(low->job.id).epoch;
+  link->Take();
+  // A job no higher than the lowest running waits its turn: nothing is stopped for it.
+  auto same = Submit(Prio("same", -5, 4));
+  ASSERT_THAT(same, IsOk());
+  scheduler_->Tick();
+  EXPECT_THAT(link->Take(), SizeIs(0));
+  ASSERT_THAT(Cancel(same->job.id), IsOk());
+  // A higher one: the lowest-priority job is stopped, and only it (its 4 CPUs are enough).
+  auto high = Submit(Prio("urgent", 10, 4));
+  ASSERT_THAT(high, IsOk());
+  EXPECT_EQ(Get(high->job.id).state, JobState::kPending);
+  scheduler_->Tick();
+  auto cmds = link->Take();
+  ASSERT_THAT(cmds, SizeIs(1));
+  EXPECT_EQ(cmds[0].kind, "cancel");
+  EXPECT_EQ(cmds[0].job_id, low->job.id);
+  EXPECT_EQ(scheduler_->Stats().priority_preemptions_total, 1u);
+  Job yielding = Get(low->job.id);
+  EXPECT_EQ(yielding.yield_to, high->job.id);
+  EXPECT_THAT(yielding.message, HasSubstr("stopping for higher-priority job " + high->job.id));
+  EXPECT_EQ(Get(mid->job.id).state, JobState::kAssigned);
+  // Not stopped twice while it stops; said again with each heartbeat; kept across a restart.
+  scheduler_->Tick();
+  EXPECT_THAT(link->Take(), SizeIs(0));
+  Restart();
+  link = std::make_shared<FakeAgentLink>();
+  s = Connect("ws", Caps(8, 32 * kGiB), link,
+              {{low->job.id, low_epoch}, {mid->job.id, Get(mid->job.id).epoch}});
+  cmds = link->Take();
+  ASSERT_THAT(cmds, SizeIs(1));
+  EXPECT_EQ(cmds[0].kind, "cancel");
+  // It stops (after saving a checkpoint): back to the queue as a preemption, and the urgent
+  // job takes its place.
+  auto back = Report("ws", s, low->job.id, low_epoch, JobState::kCancelled, 143);
+  ASSERT_THAT(back, IsOk());
+  EXPECT_EQ(back->state, JobState::kPending);
+  EXPECT_EQ(back->preemptions, 1u);
+  EXPECT_EQ(back->attempt, 2u);
+  EXPECT_TRUE(back->yield_to.empty());
+  ASSERT_FALSE(back->attempts.empty());
+  EXPECT_TRUE(back->attempts.back().preempted);
+  EXPECT_EQ(back->attempts.back().end_reason,
+            "preempted on node ws for higher-priority job " + high->job.id);
+  EXPECT_EQ(Get(high->job.id).state, JobState::kAssigned);
+  EXPECT_EQ(scheduler_->Stats().preemptions_total, 0u);  // not a spot preemption
+  // When the urgent job is done, the stopped one resumes.
+  ASSERT_THAT(Report("ws", s, high->job.id, Get(high->job.id).epoch, JobState::kSucceeded),
+              IsOk());
+  const Job resumed = Get(low->job.id);
+  EXPECT_EQ(resumed.state, JobState::kAssigned);
+  EXPECT_EQ(resumed.attempt, 2u);
+}
+
+// When several must stop, the room the first leaves is kept for the urgent job: neither the
+// stopped job nor another low one queued takes it back, and the urgent job starts once the last
+// has stopped.
+TEST_F(SchedulerTest, RoomMadeForAHigherPriorityJobIsKeptForItUntilItStarts) {
+  auto link = std::make_shared<FakeAgentLink>();
+  const uint64_t s = Connect("ws", Caps(8, 32 * kGiB), link);
+  auto a = Submit(Prio("a", 0, 4));
+  auto b = Submit(Prio("b", 1, 4));
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  auto queued = Submit(Prio("queued-low", 0, 4));
+  ASSERT_THAT(queued, IsOk());
+  EXPECT_EQ(Get(queued->job.id).state, JobState::kPending);
+  link->Take();
+  auto high = Submit(Prio("urgent", 5, 8));
+  ASSERT_THAT(high, IsOk());
+  scheduler_->Tick();
+  auto cmds = link->Take();
+  ASSERT_THAT(cmds, SizeIs(2));
+  // Lowest priority first.
+  EXPECT_EQ(cmds[0].job_id, a->job.id);
+  EXPECT_EQ(cmds[1].job_id, b->job.id);
+  ASSERT_THAT(Report("ws", s, a->job.id, Get(a->job.id).epoch, JobState::kCancelled, 143),
+              IsOk());
+  scheduler_->Tick();
+  EXPECT_EQ(Get(a->job.id).state, JobState::kPending);
+  EXPECT_EQ(Get(queued->job.id).state, JobState::kPending);
+  EXPECT_EQ(Get(high->job.id).state, JobState::kPending);
+  cmds = link->Take();  // the stopped job's lease ended; nothing placed on the half-free machine
+  ASSERT_THAT(cmds, SizeIs(1));
+  EXPECT_EQ(cmds[0].kind, "stop");
+  EXPECT_EQ(cmds[0].job_id, a->job.id);
+  ASSERT_THAT(Report("ws", s, b->job.id, Get(b->job.id).epoch, JobState::kFailed, 143),
+              IsOk());
+  const Job started = Get(high->job.id);
+  EXPECT_EQ(started.state, JobState::kAssigned);
+  EXPECT_EQ(started.node, "ws");
+  EXPECT_THAT(started.decision.summary, HasSubstr("lower-priority jobs were stopped"));
+  EXPECT_EQ(Get(b->job.id).state, JobState::kPending);
+  EXPECT_EQ(Get(b->job.id).preemptions, 1u);
+  EXPECT_EQ(scheduler_->Stats().priority_preemptions_total, 2u);
+  // Once it is done, the machine is everyone's again: the two highest waiting start.
+  ASSERT_THAT(Report("ws", s, high->job.id, started.epoch, JobState::kSucceeded), IsOk());
+  EXPECT_EQ(Get(b->job.id).state, JobState::kAssigned);
+  EXPECT_EQ(Get(a->job.id).state, JobState::kAssigned);
+  EXPECT_EQ(Get(queued->job.id).state, JobState::kPending);
+}
+
+TEST_F(SchedulerTest, PriorityNeverStopsJobsOnRentedNodesOrForCloudOnlyJobs) {
+  auto rented = std::make_shared<FakeAgentLink>();
+  NodeCapabilities caps = Caps(4, 32 * kGiB);
+  caps.provider = "runpod";
+  caps.price_per_hour = 1.0;
+  Connect("rp-1", caps, rented);
+  auto low = Submit(Prio("low", -5, 4));
+  ASSERT_THAT(low, IsOk());
+  EXPECT_EQ(Get(low->job.id).node, "rp-1");
+  rented->Take();
+  auto high = Submit(Prio("high", 10, 4));
+  ASSERT_THAT(high, IsOk());
+  scheduler_->Tick();
+  EXPECT_THAT(rented->Take(), SizeIs(0));
+  // On the workstation, a cloud-only job does not stop anything either.
+  ASSERT_THAT(Cancel(high->job.id), IsOk());
+  auto ws = std::make_shared<FakeAgentLink>();
+  Connect("ws", Caps(4, 32 * kGiB), ws);
+  auto local_low = Submit(Prio("local-low", -5, 4));
+  ASSERT_THAT(local_low, IsOk());
+  EXPECT_EQ(Get(local_low->job.id).node, "ws");
+  ws->Take();
+  JobSpec cloud = Prio("cloud", 10, 4);
+  cloud.placement = PlacementPolicy::kCloudOnly;
+  ASSERT_THAT(Submit(cloud), IsOk());
+  scheduler_->Tick();
+  EXPECT_THAT(ws->Take(), SizeIs(0));
+}
+
+}  // namespace
+}  // namespace sched
