@@ -74,7 +74,10 @@ struct Agent::HeldJob {
   uint64_t epoch = 0;
   uint32_t attempt = 0;
   std::shared_ptr<ResumedFrom> resumed = std::make_shared<ResumedFrom>();
-  bool preempted = false;  // stopped for a preemption notice
+  bool preempted = false;  // stopped for a preemption notice, or to step aside for the owner
+  std::string step_aside;  // with preempted: why it stepped aside ("the machine's owner ...")
+  std::vector<uint32_t> gpus;  // the GPUs it was given
+  pid_t pid = 0;               // its first process, once started
   uint64_t serial = 0;
   absl::Time assigned_at;
   std::unique_ptr<JobRunner> runner;  // null once the process has ended
@@ -108,6 +111,63 @@ Agent::Agent(Options options, AgentMetrics* metrics)
   upload.node_name = options_.node_name;
   upload.poll = absl::Milliseconds(std::max<int64_t>(options_.checkpoint_poll_ms, 10));
   checkpoints_ = std::make_unique<CheckpointUploader>(std::move(upload), std::move(channel));
+  if (options_.gpu_processes) {
+    owner_watch_ =
+        std::make_unique<OwnerWatch>(absl::Milliseconds(std::max<int64_t>(options_.owner_idle_ms, 0)));
+  }
+}
+
+std::set<uint32_t> Agent::OwnerGpus() const {
+  absl::MutexLock lock(&mu_);
+  return owner_gpus_;
+}
+
+void Agent::CheckOwner(absl::Time now) {
+  absl::StatusOr<std::vector<GpuProcess>> processes = options_.gpu_processes();
+  if (!processes.ok()) {
+    if (!owner_error_logged_) {
+      Log("cannot see who uses the GPUs: %s", processes.status().ToString());
+      owner_error_logged_ = true;
+    }
+    return;
+  }
+  owner_error_logged_ = false;
+  // The jobs' first processes, read after the list: a job that started since is in it, and
+  // its processes were not on a GPU yet.
+  std::set<int> roots = {static_cast<int>(getpid())};
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, job] : jobs_) {
+      if (job.pid > 0) roots.insert(job.pid);
+    }
+  }
+  const OwnerWatch::Change change =
+      owner_watch_->Observe(now, ForeignGpuProcesses(*processes, roots, options_.owner_ignore));
+  absl::MutexLock lock(&mu_);
+  owner_detail_ = owner_watch_->Describe();
+  if (change.changed()) {
+    owner_gpus_ = owner_watch_->gpus();
+    heartbeat_due_ = true;  // schedd hears of it now, not at the next beat
+    for (uint32_t gpu : change.taken) Log("the owner is using GPU %d (%s)", gpu, owner_detail_);
+    for (uint32_t gpu : change.returned) {
+      Log("GPU %d: unused by the owner for %d s, given back to jobs", gpu,
+          options_.owner_idle_ms / 1000);
+    }
+  }
+  // Every job on a GPU of the owner's steps aside: SIGTERM, so it checkpoints, and its end goes
+  // to schedd as a preemption (it resumes later, here or elsewhere).
+  for (auto& [id, job] : jobs_) {
+    if (job.runner == nullptr || job.ended || job.preempted || job.cancel_requested) continue;
+    for (uint32_t gpu : job.gpus) {
+      if (!owner_gpus_.count(gpu)) continue;
+      job.preempted = true;
+      job.step_aside = absl::StrCat("stepped aside for the machine's owner, who is using GPU ",
+                                    gpu, " (", owner_detail_, ")");
+      job.runner->Kill(kill_grace_);
+      Log("job %s: %s", id, job.step_aside);
+      break;
+    }
+  }
 }
 
 Agent::~Agent() = default;
@@ -311,12 +371,16 @@ v1::AgentMessage Agent::HeartbeatLocked() const {
     ref->set_job_id(id);
     ref->set_epoch(job.epoch);
   }
+  for (uint32_t gpu : owner_gpus_) hb->add_owner_gpus(gpu);
+  if (!owner_gpus_.empty()) hb->set_owner_detail(owner_detail_);
   return msg;
 }
 
 void Agent::TickerLoop() {
   absl::Time next_metrics_read = absl::InfinitePast();
+  absl::Time next_owner_check = absl::InfinitePast();
   while (true) {
+    bool owner_due = false;
     std::vector<std::unique_ptr<JobRunner>> finished;
     std::vector<std::pair<JobToken, std::shared_ptr<MetricsWatch>>> metrics_due;
     {
@@ -343,6 +407,10 @@ void Agent::TickerLoop() {
         shutdown_ = true;
       }
       if (shutdown_) ShutdownStepLocked(now);
+      if (owner_watch_ != nullptr && now >= next_owner_check) {
+        next_owner_check = now + absl::Milliseconds(std::max<int64_t>(options_.owner_poll_ms, 10));
+        owner_due = true;
+      }
       if (now >= next_metrics_read) {
         next_metrics_read = now + kMetricsPoll;
         for (const auto& [id, job] : jobs_) {
@@ -359,6 +427,7 @@ void Agent::TickerLoop() {
     finished.clear();  // joins the runners' threads, outside the lock
     // Also outside the lock: reading files must not hold up the stream.
     for (const auto& [token, watch] : metrics_due) ReadMetrics(token, *watch);
+    if (owner_due) CheckOwner(options_.clock->Now());
   }
 }
 
@@ -505,6 +574,7 @@ void Agent::OnAssignment(const v1::Assignment& assignment) {
   HeldJob& held = jobs_[job.id()];
   held.epoch = epoch;
   held.attempt = job.attempt();
+  held.gpus.assign(job.gpu_indexes().begin(), job.gpu_indexes().end());
   held.serial = ++last_serial_;
   held.assigned_at = options_.clock->Now();
   std::vector<std::pair<std::string, std::string>> secrets;
@@ -583,6 +653,7 @@ void Agent::OnStarted(const JobToken& token, pid_t pid) {
   HeldJob* job = FindLocked(token);
   if (job == nullptr) return;
   Log("job %s: started, pid %d", token.first, pid);
+  job->pid = pid;
   checkpoints_->Watch(token.first, job->epoch, job->attempt,
                       CheckpointFolder(options_.work_dir, token.first, job->attempt));
   v1::AgentMessage running = Update(token.first, job->epoch, v1::JOB_STATE_RUNNING);
@@ -646,7 +717,9 @@ void Agent::OnExited(const JobToken& token, const absl::StatusOr<ExitStatus>& ex
     msg.mutable_update()->set_state(v1::JOB_STATE_CANCELLED);
     msg.mutable_update()->set_preempted(true);
     msg.mutable_update()->set_message(
-        absl::StrCat(preempt_source_, " preemption notice; the job ", end.message));
+        job->step_aside.empty()
+            ? absl::StrCat(preempt_source_, " preemption notice; the job ", end.message)
+            : absl::StrCat(job->step_aside, "; the job ", end.message));
   }
   job->ended = true;
   job->final_update = msg;

@@ -27,7 +27,9 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -42,6 +44,8 @@
 #include "agent/checkpoints.h"
 #include "agent/metrics.h"
 #include "agent/metrics_file.h"
+#include "agent/nvml.h"
+#include "agent/owner_watch.h"
 #include "agent/process_ledger.h"
 #include "agent/runner.h"
 #include "grpcpp/grpcpp.h"
@@ -69,6 +73,13 @@ class Agent {
     size_t max_buffered_log_bytes = 8 << 20;
     int64_t checkpoint_poll_ms = 500;  // how often job checkpoint folders are looked at
     Clock* clock = RealClock::Get();   // leases and heartbeats; must outlive the agent
+    // The owner comes first (owner_watch.h): lists the processes on this machine's GPUs, or
+    // null when the owner is not watched for (a rented node). Called on the ticker's thread
+    // every owner_poll_ms.
+    std::function<absl::StatusOr<std::vector<GpuProcess>>()> gpu_processes;
+    int64_t owner_poll_ms = 1'000;
+    int64_t owner_idle_ms = 300'000;  // a GPU the owner left unused this long is given back
+    std::vector<std::string> owner_ignore;  // process names that never count as the owner's
   };
 
   // `metrics` may be null; otherwise it must outlive the agent.
@@ -90,6 +101,8 @@ class Agent {
   // once, to resume elsewhere. With `then_exit`, Run() returns once every job is reported (or
   // the time is up). Thread-safe; later notices are ignored.
   void Preempt(const std::string& source, absl::Duration time_left, bool then_exit);
+  // The GPUs the machine's owner uses now (Options::gpu_processes), as schedd is told them.
+  std::set<uint32_t> OwnerGpus() const;
 
  private:
   struct HeldJob;
@@ -120,6 +133,9 @@ class Agent {
   // Reads what the job appended to its metrics file and queues it. The ticker's thread; takes
   // the watch's lock, then mu_.
   void ReadMetrics(const JobToken& token, MetricsWatch& watch);
+  // Looks at who uses the GPUs; tells schedd of a change and steps aside the jobs on the
+  // owner's GPUs. The ticker's thread, without mu_ held.
+  void CheckOwner(absl::Time now);
 
   HeldJob* FindLocked(const std::string& id, uint64_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   HeldJob* FindLocked(const JobToken& token) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -179,6 +195,11 @@ class Agent {
   // Send times of the heartbeats on this stream not yet acknowledged, oldest first.
   std::deque<absl::Time> heartbeats_sent_ ABSL_GUARDED_BY(mu_);
   absl::Time next_heartbeat_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  // The owner's GPUs, and who uses them ("GPU 0: pid 4242 (python3)"), sent in heartbeats.
+  std::unique_ptr<OwnerWatch> owner_watch_;  // the ticker's thread only
+  bool owner_error_logged_ = false;          // the ticker's thread only
+  std::set<uint32_t> owner_gpus_ ABSL_GUARDED_BY(mu_);
+  std::string owner_detail_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace sched::agent

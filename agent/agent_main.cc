@@ -19,6 +19,7 @@
 #include "agent/log.h"
 #include "agent/metrics.h"
 #include "agent/nvml.h"
+#include "agent/owner_watch.h"
 #include "agent/preemption.h"
 #include "google/protobuf/util/json_util.h"
 #include "prometheus/exposer.h"
@@ -148,6 +149,32 @@ int RunAgentMain(MainOptions options) {
       sources->aws ? "aws " : "", sources->gcp ? "gcp " : "",
       sources->hook.empty() ? (sources->sigterm || sources->aws || sources->gcp ? "" : "none")
                             : "hook");
+
+  // The owner comes first on the user's own machines: their GPUs are watched for processes the
+  // agent did not start.
+  if (options.owner_first != "auto" && options.owner_first != "on" &&
+      options.owner_first != "off") {
+    Log("--owner_first: want auto, on or off, got '%s'", options.owner_first);
+    return 2;
+  }
+  const bool own_machine = caps.provider().empty() || caps.provider() == "local";
+  if (options.owner_first == "on" || (options.owner_first == "auto" && own_machine)) {
+    if (!options.owner_processes_file.empty()) {
+      options.agent.gpu_processes = [path = options.owner_processes_file] {
+        return ReadGpuProcessesFile(path);
+      };
+    } else if (const Nvml* nvml = detected->nvml.get()) {
+      options.agent.gpu_processes = [nvml] { return nvml->ComputeProcesses(); };
+    } else if (options.owner_first == "on") {
+      Log("--owner_first=on: no NVML here to see who uses the GPUs (%s)", caps.gpu_detection());
+      return 2;
+    }
+  }
+  if (options.agent.gpu_processes) {
+    Log("the owner comes first: a GPU another process uses is given back to jobs after %d s "
+        "unused",
+        options.agent.owner_idle_ms / 1000);
+  }
 
   Agent agent(options.agent, &metrics);
   PreemptionWatcher watcher(*sources, [&agent](const std::string& source, absl::Duration left) {

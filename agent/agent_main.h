@@ -31,6 +31,10 @@ struct MainOptions {
   // How often the node certificate is looked at for renewal.
   int64_t renew_check_ms = 3'600'000;
   std::string gcp_metadata_url = "http://metadata.google.internal";
+  // The owner comes first (owner_watch.h): "auto" (on for the user's own machines, where NVML
+  // works), "on" or "off". The processes come from NVML, or from owner_processes_file when set.
+  std::string owner_first = "auto";
+  std::string owner_processes_file;
 };
 
 // The whole agent process: detects the machine, serves metrics, runs the Agent until SIGINT or

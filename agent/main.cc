@@ -11,6 +11,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "agent/agent_main.h"
 #include "agent/config_file.h"
@@ -66,6 +67,17 @@ ABSL_FLAG(int64_t, sigterm_notice_seconds, 10,
           "The time a SIGTERM notice leaves for the jobs' last checkpoints and reports.");
 ABSL_FLAG(std::string, aws_metadata_url, "http://169.254.169.254", "EC2 instance metadata.");
 ABSL_FLAG(std::string, gcp_metadata_url, "http://metadata.google.internal", "GCE metadata server.");
+ABSL_FLAG(std::string, owner_first, "auto",
+          "Step jobs aside when a process the agent did not start uses their GPU: auto (on this "
+          "machine when it is the user's own, not rented, and NVML works), on or off.");
+ABSL_FLAG(int64_t, owner_idle_seconds, 300,
+          "A GPU the owner used goes back to jobs once no process of theirs used it this long.");
+ABSL_FLAG(int64_t, owner_poll_ms, 1'000, "How often the processes on the GPUs are looked at.");
+ABSL_FLAG(std::string, owner_ignore, "",
+          "Process names (comma-separated) that never count as the owner's use of a GPU.");
+ABSL_FLAG(std::string, owner_processes_file, "",
+          "Read the processes on the GPUs from this file ('<gpu> <pid>' lines) instead of NVML: "
+          "for tests on machines without one.");
 ABSL_FLAG(bool, detect_only, false, "Print the detected capabilities as JSON and exit.");
 ABSL_FLAG(std::string, gpu_detection, "auto", "How to find GPUs: auto, nvml, nvidia-smi or none.");
 ABSL_FLAG(std::string, config, "",
@@ -190,6 +202,12 @@ int main(int argc, char** argv) {
   options.agent.work_dir = absl::GetFlag(FLAGS_work_dir);
   options.agent.kill_grace_ms = absl::GetFlag(FLAGS_kill_grace_ms);
   options.agent.checkpoint_poll_ms = absl::GetFlag(FLAGS_checkpoint_poll_ms);
+  options.owner_first = absl::GetFlag(FLAGS_owner_first);
+  options.owner_processes_file = absl::GetFlag(FLAGS_owner_processes_file);
+  options.agent.owner_idle_ms = absl::GetFlag(FLAGS_owner_idle_seconds) * 1000;
+  options.agent.owner_poll_ms = absl::GetFlag(FLAGS_owner_poll_ms);
+  options.agent.owner_ignore =
+      absl::StrSplit(absl::GetFlag(FLAGS_owner_ignore), ',', absl::SkipEmpty());
   options.agent.random_seed = std::random_device{}();  // agents cut off together spread out
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.detect_only = absl::GetFlag(FLAGS_detect_only);

@@ -2,10 +2,13 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <cstring>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "server/common/status_macros.h"
 
 namespace sched::agent {
@@ -28,6 +31,21 @@ struct nvmlUtilization_t {
   unsigned int memory;
 };
 
+// What the _v2 and _v3 process calls fill in, and the first call's shorter record.
+struct nvmlProcessInfo_v2_t {
+  unsigned int pid;
+  unsigned long long usedGpuMemory;  // NOLINT(runtime/int)
+  unsigned int gpuInstanceId;
+  unsigned int computeInstanceId;
+};
+struct nvmlProcessInfo_v1_t {
+  unsigned int pid;
+  unsigned long long usedGpuMemory;  // NOLINT(runtime/int)
+};
+constexpr nvmlReturn_t kNvmlInsufficientSize = 7;
+// NVML_VALUE_NOT_AVAILABLE: the memory a process uses when the driver cannot tell.
+constexpr unsigned long long kNvmlValueNotAvailable = ~0ULL;  // NOLINT(runtime/int)
+
 }  // namespace
 
 struct Nvml::Api {
@@ -40,6 +58,10 @@ struct Nvml::Api {
   nvmlReturn_t (*device_memory)(nvmlDevice_t, nvmlMemory_t*);
   nvmlReturn_t (*device_utilization)(nvmlDevice_t, nvmlUtilization_t*);
   const char* (*error_string)(nvmlReturn_t);  // may be null
+  // The newest of nvmlDeviceGetComputeRunningProcesses_v3, _v2 and the first, or null; and the
+  // size of the record it fills in.
+  nvmlReturn_t (*compute_processes)(nvmlDevice_t, unsigned int*, void*);
+  size_t process_record_size;
 
   absl::Status Check(nvmlReturn_t r, const char* what) const {
     if (r == kNvmlSuccess) return absl::OkStatus();
@@ -69,6 +91,20 @@ absl::Status BindAll(void* handle, Nvml::Api& api) {
   SCHED_RETURN_IF_ERROR(Bind(handle, "nvmlDeviceGetUtilizationRates", &api.device_utilization));
   api.error_string =
       reinterpret_cast<const char* (*)(nvmlReturn_t)>(dlsym(handle, "nvmlErrorString"));
+  api.compute_processes = nullptr;
+  api.process_record_size = 0;
+  for (const char* name : {"nvmlDeviceGetComputeRunningProcesses_v3",
+                           "nvmlDeviceGetComputeRunningProcesses_v2",
+                           "nvmlDeviceGetComputeRunningProcesses"}) {
+    if (void* fn = dlsym(handle, name); fn != nullptr) {
+      api.compute_processes =
+          reinterpret_cast<nvmlReturn_t (*)(nvmlDevice_t, unsigned int*, void*)>(fn);
+      api.process_record_size = absl::string_view(name).back() == 's'
+                                    ? sizeof(nvmlProcessInfo_v1_t)
+                                    : sizeof(nvmlProcessInfo_v2_t);
+      break;
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -137,6 +173,38 @@ absl::StatusOr<std::vector<GpuSample>> Nvml::Sample() const {
     samples.push_back(std::move(s));
   }
   return samples;
+}
+
+absl::StatusOr<std::vector<GpuProcess>> Nvml::ComputeProcesses() const {
+  if (api_->compute_processes == nullptr) {
+    return absl::UnimplementedError("NVML: this driver cannot list the processes on a GPU");
+  }
+  std::vector<GpuProcess> out;
+  std::vector<unsigned char> buffer;
+  for (size_t i = 0; i < devices_.size(); ++i) {
+    unsigned int count = 32;
+    nvmlReturn_t r = kNvmlInsufficientSize;
+    // The list may grow between the calls; a few tries with room to spare.
+    for (int attempt = 0; attempt < 4 && r == kNvmlInsufficientSize; ++attempt) {
+      count = std::max(count, 32u) * 2;
+      buffer.assign(size_t{count} * api_->process_record_size, 0);
+      r = api_->compute_processes(device_handles_[i], &count, buffer.data());
+    }
+    SCHED_RETURN_IF_ERROR(api_->Check(r, "compute processes"));
+    for (unsigned int k = 0; k < count; ++k) {
+      // Both records begin with the pid and the memory used.
+      nvmlProcessInfo_v1_t info;
+      std::memcpy(&info, buffer.data() + k * api_->process_record_size, sizeof(info));
+      GpuProcess p;
+      p.gpu = devices_[i].index;
+      p.pid = static_cast<int>(info.pid);
+      p.memory_bytes = info.usedGpuMemory == kNvmlValueNotAvailable
+                           ? -1
+                           : static_cast<int64_t>(info.usedGpuMemory);
+      out.push_back(p);
+    }
+  }
+  return out;
 }
 
 }  // namespace sched::agent

@@ -15,6 +15,13 @@ struct GpuSample {
   double utilization = 0;  // 0..1, over the driver's last sample period
 };
 
+// A process with a compute context on a GPU.
+struct GpuProcess {
+  uint32_t gpu = 0;  // the device's index
+  int pid = 0;       // as the kernel sees it from the driver's side (the host's PID namespace)
+  int64_t memory_bytes = -1;  // -1: not known (NVML cannot say, e.g. without privileges)
+};
+
 // NVML, loaded at run time with dlopen so that one binary runs on machines with and without
 // the NVIDIA driver. Thread-safe (NVML is). The devices are read once, at Load().
 class Nvml {
@@ -28,6 +35,9 @@ class Nvml {
   const std::vector<GpuDevice>& devices() const { return devices_; }
   // Memory used and utilization of every device, in devices() order.
   absl::StatusOr<std::vector<GpuSample>> Sample() const;
+  // The processes using each device for compute now (nvmlDeviceGetComputeRunningProcesses),
+  // whoever started them. UNIMPLEMENTED when the driver's NVML lacks the call.
+  absl::StatusOr<std::vector<GpuProcess>> ComputeProcesses() const;
 
   struct Api;  // the dlsym'd functions
 

@@ -419,6 +419,12 @@ void DescribeNode(const sched::v1::Node& node, absl::Time now, std::ostream& out
                        node.allocated_gpu_indexes_size(), " of ", caps.gpus_size(), ")"),
           1);
   w.Field("Running Jobs", absl::StrCat(node.running_jobs()), 1);
+  if (node.owner_gpu_indexes_size() > 0) {
+    // The owner comes first: no job is placed on these until the agent gives them back.
+    w.Field("Owner's GPUs",
+            absl::StrCat(FormatIndexes(node.owner_gpu_indexes()), " (", node.owner_detail(), ")"),
+            1);
+  }
   if (node.has_rental()) RentalSection(w, node.rental(), now);
   w.Print(out);
 }

@@ -684,7 +684,11 @@ void NodeToProto(const Node& node, v1::Node* out) {
   CapabilitiesToProto(node.record.caps, out->mutable_capabilities());
   out->set_allocated_cpus(node.alloc_cpu_millis / 1000.0);
   out->set_allocated_memory_bytes(node.alloc_memory_bytes);
-  for (uint32_t g : node.busy_gpus) out->add_allocated_gpu_indexes(g);
+  for (uint32_t g : node.busy_gpus) {
+    if (!node.owner_gpus.count(g)) out->add_allocated_gpu_indexes(g);
+  }
+  for (uint32_t g : node.owner_gpus) out->add_owner_gpu_indexes(g);
+  out->set_owner_detail(node.owner_detail);
   out->set_running_jobs(node.running_jobs);
   if (node.last_heartbeat != absl::InfinitePast())
     TimeToProto(node.last_heartbeat, out->mutable_last_heartbeat_time());

@@ -129,7 +129,11 @@ struct Node {
   absl::Time last_heartbeat = absl::InfinitePast();
   int64_t alloc_cpu_millis = 0;
   int64_t alloc_memory_bytes = 0;
-  std::set<uint32_t> busy_gpus;  // held by a job, or shared by jobs that share_gpu
+  std::set<uint32_t> busy_gpus;  // held by a job, shared by jobs that share_gpu, or the owner's
+  // GPUs the machine's owner uses now, as its agent said in its last heartbeat (also in
+  // busy_gpus, so nothing is placed on them); who, for people. Not stored.
+  std::set<uint32_t> owner_gpus;
+  std::string owner_detail;
   // GPUs that jobs with share_gpu hold: how many jobs, and the memory they reserved.
   struct GpuShare {
     uint32_t jobs = 0;

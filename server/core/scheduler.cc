@@ -1092,6 +1092,52 @@ absl::Status Scheduler::Heartbeat(const std::string& name, uint64_t session,
   return absl::OkStatus();
 }
 
+absl::Status Scheduler::SetOwnerGpus(const std::string& name, uint64_t session,
+                                     const std::set<uint32_t>& gpus, const std::string& detail) {
+  Outbox out;
+  {
+    absl::MutexLock lock(&mu_);
+    SCHED_ASSIGN_OR_RETURN(NodeEntry * entry, SessionNode(name, session));
+    Node& node = entry->node;
+    std::set<uint32_t> owned;
+    for (const GpuDevice& g : node.record.caps.gpus) {
+      if (gpus.count(g.index)) owned.insert(g.index);
+    }
+    node.owner_detail = owned.empty() ? "" : detail.substr(0, 1024);
+    if (owned == node.owner_gpus) return absl::OkStatus();
+    bool freed = false;
+    for (uint32_t g : owned) {
+      if (node.owner_gpus.count(g)) continue;
+      node.busy_gpus.insert(g);
+      stats_.owner_gpu_takes_total++;
+    }
+    for (uint32_t g : node.owner_gpus) {
+      if (owned.count(g)) continue;
+      // Given back: free unless a job still holds it (one that has not ended its step aside).
+      const bool held = std::any_of(entry->jobs.begin(), entry->jobs.end(), [&](const auto& j) {
+        const std::vector<uint32_t>& held_gpus = jobs_.at(j.first).gpu_indexes;
+        return std::find(held_gpus.begin(), held_gpus.end(), g) != held_gpus.end();
+      });
+      if (!held) {
+        node.busy_gpus.erase(g);
+        freed = true;
+      }
+    }
+    node.owner_gpus = std::move(owned);
+    entry->version++;
+    by_price_.Touch(&entry->price_slot);
+    by_gpu_price_.Touch(&entry->gpu_price_slot);
+    for (const auto& [key, waiter] : entry->waiting) pending_.ForgetStanding(waiter.group);
+    if (freed) {
+      GainedRoom(*entry);
+      Schedule(out);
+    }
+    Seal(out);
+  }
+  Deliver(std::move(out), [](absl::Status) {});
+  return absl::OkStatus();
+}
+
 void Scheduler::ReportJob(const std::string& name, uint64_t session, JobReport report,
                           Done<Job> done) {
   Apply<Job>(
@@ -1138,7 +1184,13 @@ absl::StatusOr<Job> Scheduler::ReportLocked(const std::string& name, uint64_t se
     // The node is being taken back: not the job's failure. It goes back to the queue and
     // resumes from its newest checkpoint wherever it goes next.
     job.preemptions++;
-    stats_.preemptions_total++;
+    // A job that stepped aside for the owner of the machine (its GPU is the owner's now) is not
+    // a spot preemption: it is counted apart, and not in what the preemption alert watches.
+    const NodeEntry* on = FindNode(name);
+    const bool for_owner =
+        on != nullptr && std::any_of(job.gpu_indexes.begin(), job.gpu_indexes.end(),
+                                     [&](uint32_t g) { return on->node.owner_gpus.count(g) > 0; });
+    (for_owner ? stats_.owner_step_asides_total : stats_.preemptions_total)++;
     const std::string provider = job.attempts.empty() ? "" : job.attempts.back().provider;
     const bool spot = !job.attempts.empty() && job.attempts.back().spot;
     job.finished_by_agent = true;
@@ -1394,7 +1446,7 @@ void Scheduler::Release(Job& job) {
       if (--share->second.jobs > 0) continue;  // still shared by others
       node.shared_gpus.erase(share);
     }
-    node.busy_gpus.erase(gpu);
+    if (!node.owner_gpus.count(gpu)) node.busy_gpus.erase(gpu);
   }
   node.running_jobs--;
   entry->version++;
@@ -1730,7 +1782,7 @@ bool Scheduler::PreemptForPriority(absl::Time now, Outbox& out) {
           auto s = shared.find(g);
           if (v.spec.resources.share_gpu && s != shared.end() && --s->second.jobs > 0) continue;
           if (s != shared.end()) shared.erase(s);
-          busy.erase(g);
+          if (!node.owner_gpus.count(g)) busy.erase(g);
         }
         room = FitsOn(r, node.record.caps, cpu, memory, busy, &gpus);
       }

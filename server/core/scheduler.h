@@ -149,6 +149,10 @@ struct SchedulerStats {
   uint64_t metric_points_total = 0;
   // Jobs stopped on a user's machine to make room for a higher-priority one.
   uint64_t priority_preemptions_total = 0;
+  // GPUs that owners of the machines took back from jobs (agents' heartbeats), over time.
+  uint64_t owner_gpu_takes_total = 0;
+  // Jobs that stepped aside because the owner took their GPU (back to the queue).
+  uint64_t owner_step_asides_total = 0;
   uint64_t log_bytes_dropped_total = 0;  // output past a job's limit
   uint64_t agents_connected = 0;
   uint64_t nodes_total = 0;
@@ -212,6 +216,11 @@ class Scheduler {
   void DisconnectAgent(const std::string& name, uint64_t session);
   // Renews the leases in `running`; stale ones are told to stop. FAILED_PRECONDITION when the
   // session is no longer current (the agent must reconnect).
+  // The GPUs the node's owner uses now (from each heartbeat; the agent has stepped its jobs on
+  // them aside): nothing is placed on them until a later call leaves them out. Indexes the node
+  // does not have are ignored. `detail` says who, for people.
+  absl::Status SetOwnerGpus(const std::string& name, uint64_t session,
+                            const std::set<uint32_t>& gpus, const std::string& detail);
   absl::Status Heartbeat(const std::string& name, uint64_t session,
                          const std::vector<JobRef>& running);
   // A job started or ended. FAILED_PRECONDITION for a stale session or epoch; NOT_FOUND for an

@@ -108,6 +108,14 @@ class SchedulerCollector final : public prometheus::Collectable {
                          "Jobs stopped on a user's machine to make room for a higher-priority "
                          "job (they go back to the queue).",
                          MetricType::Counter, {Value(s.priority_preemptions_total)}));
+    out.push_back(Family("sched_owner_gpu_takes_total",
+                         "GPUs that the owners of the machines began to use, taking them from "
+                         "jobs (agents' heartbeats).",
+                         MetricType::Counter, {Value(s.owner_gpu_takes_total)}));
+    out.push_back(Family("sched_owner_step_asides_total",
+                         "Jobs that stepped aside because the machine's owner began to use their "
+                         "GPU (they go back to the queue).",
+                         MetricType::Counter, {Value(s.owner_step_asides_total)}));
     out.push_back(Family("sched_metric_points_total", "Metric values jobs reported.",
                          MetricType::Counter, {Value(s.metric_points_total)}));
     out.push_back(Family("sched_job_limit_stops_total",

@@ -1,6 +1,7 @@
 #include "server/service/agent_service.h"
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -156,8 +157,12 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
   absl::Status Handle() {
     switch (in_.msg_case()) {
       case v1::AgentMessage::kHeartbeat: {
-        absl::Status s =
-            scheduler_->Heartbeat(name_, session_, RefsFromProto(in_.heartbeat().running()));
+        const v1::Heartbeat& hb = in_.heartbeat();
+        absl::Status s = scheduler_->Heartbeat(name_, session_, RefsFromProto(hb.running()));
+        if (!s.ok()) return s;
+        s = scheduler_->SetOwnerGpus(
+            name_, session_, std::set<uint32_t>(hb.owner_gpus().begin(), hb.owner_gpus().end()),
+            hb.owner_detail());
         if (!s.ok()) return s;
         v1::ServerMessage msg;
         msg.mutable_heartbeat_ack();

@@ -9,6 +9,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/ascii.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
@@ -42,13 +44,11 @@ class AdvertisedNodeTest : public ::testing::Test {
                                  "--listen=" + address_, "--metrics_listen="},
         dir_ + "/schedd.log");
     ASSERT_TRUE(WaitForPort(port, 10'000)) << "schedd did not listen; log in " << dir_;
-    agent_ = std::make_unique<Subprocess>(
-        std::vector<std::string>{
-            BinaryPath("sched-agent"), "--server=" + address_, std::string("--name=") + kNode,
-            "--work_dir=" + dir_ + "/agent",
-            "--metrics_listen=", "--advertise_gpus=2x NVIDIA GeForce RTX 4090:24GB",
-            "--price_per_hour=0.40", "--spot=true", "--provider=vastai"},
-        dir_ + "/agent.log");
+    std::vector<std::string> agent = {BinaryPath("sched-agent"), "--server=" + address_,
+                                      std::string("--name=") + kNode,
+                                      "--work_dir=" + dir_ + "/agent", "--metrics_listen="};
+    for (std::string& flag : AgentFlags()) agent.push_back(std::move(flag));
+    agent_ = std::make_unique<Subprocess>(agent, dir_ + "/agent.log");
     for (int i = 0; i < 200; ++i) {
       v1::Node node;
       const ShellOutput r = Ctl(absl::StrCat("get node ", kNode, " -o json"));
@@ -59,6 +59,12 @@ class AdvertisedNodeTest : public ::testing::Test {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     FAIL() << "the agent did not register; logs in " << dir_;
+  }
+
+  // What the node is: by default a Vast.ai spot node with two advertised RTX 4090s.
+  virtual std::vector<std::string> AgentFlags() {
+    return {"--advertise_gpus=2x NVIDIA GeForce RTX 4090:24GB", "--price_per_hour=0.40",
+            "--spot=true", "--provider=vastai"};
   }
 
   void TearDown() override {
@@ -192,6 +198,106 @@ env: {DIR: ")", dir_, R"(", ME: )", me, "}\n");
   EXPECT_NE(jw.gpu_indexes(0), ja.gpu_indexes(0));
   EXPECT_EQ(Ctl("logs " + a).text, absl::StrCat("gpu ", ja.gpu_indexes(0), "\n"));
   EXPECT_EQ(Ctl("logs " + b).text, absl::StrCat("gpu ", ja.gpu_indexes(0), "\n"));
+}
+
+}  // namespace
+}  // namespace sched
+
+namespace sched {
+namespace {
+
+// The user's own workstation with one (advertised) GPU, whose processes the agent reads from a
+// file the test writes in place of NVML: the test plays the owner.
+class OwnerFirstTest : public AdvertisedNodeTest {
+ protected:
+  std::vector<std::string> AgentFlags() override {
+    return {"--advertise_gpus=1x NVIDIA GeForce RTX 4090:24GB", "--provider=local",
+            "--owner_processes_file=" + dir_ + "/gpu-processes", "--owner_idle_seconds=2",
+            "--owner_poll_ms=100", "--kill_grace_ms=5000"};
+  }
+  void SetOwner(const std::string& lines) {
+    std::ofstream(dir_ + "/gpu-processes.new") << lines;
+    std::rename((dir_ + "/gpu-processes.new").c_str(), (dir_ + "/gpu-processes").c_str());
+  }
+  template <typename Pred>
+  v1::Job WaitFor(const std::string& id, Pred pred) {
+    v1::Job job;
+    for (int i = 0; i < 400; ++i) {
+      job = GetJob(id);
+      if (pred(job)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return job;
+  }
+};
+
+// A job on the workstation's GPU steps aside (SIGTERM: it saves its place) when a process the
+// agent did not start begins to use the GPU, waits while the owner uses it, and resumes from its
+// checkpoint once the GPU has been idle for the set time; no retry is used up.
+TEST_F(OwnerFirstTest, AJobStepsAsideForTheOwnersProcessAndResumesWhenTheGpuIsIdle) {
+  const ShellOutput owner = RunShell("sleep 120 >/dev/null 2>&1 & echo $!");
+  const std::string owner_pid(absl::StripAsciiWhitespace(owner.text));
+  ASSERT_FALSE(owner_pid.empty());
+  const std::string id = Submit("train", absl::StrCat(R"(run: |
+  step=0
+  [ -n "$SCHED_RESUME_FROM" ] && step=$(cat "$SCHED_RESUME_FROM")
+  trap 'echo $step > "$SCHED_CHECKPOINT_DIR/.tmp" && mv "$SCHED_CHECKPOINT_DIR/.tmp" "$SCHED_CHECKPOINT_DIR/step-$step"; echo "stopped at $step"; exit 143' TERM
+  echo "attempt $SCHED_ATTEMPT from $step on gpu $CUDA_VISIBLE_DEVICES"
+  while [ $step -lt 40 ]; do step=$((step+1)); sleep 0.1; done
+  echo "done at $step"
+resources: {gpus: 1, cpus: 0.1}
+placement: local-only
+)"));
+  ASSERT_FALSE(id.empty());
+  v1::Job job = WaitFor(id, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_RUNNING; });
+  ASSERT_EQ(job.state(), v1::JOB_STATE_RUNNING) << job.DebugString();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  SetOwner(absl::StrCat("# gpu pid\n0 ", owner_pid, "\n"));
+  // It steps aside and waits: the GPU is the owner's.
+  job = WaitFor(id, [](const v1::Job& j) { return j.attempt() == 2; });
+  EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING) << job.DebugString();
+  ASSERT_GE(job.attempts_size(), 1);
+  const v1::JobAttempt& first = job.attempts(0);
+  EXPECT_TRUE(first.preempted());
+  EXPECT_THAT(first.end_reason(),
+              HasSubstr(absl::StrCat("stepped aside for the machine's owner, who is using GPU 0 "
+                                     "(GPU 0: pid ", owner_pid, " (sleep))")));
+  v1::Node node;
+  ShellOutput json = Ctl(absl::StrCat("get node ", kNode, " -o json"));
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.text, &node).ok()) << json.text;
+  EXPECT_THAT(node.owner_gpu_indexes(), ElementsAre(0u));
+  const ShellOutput describe = Ctl(absl::StrCat("describe node ", kNode));
+  EXPECT_THAT(describe.text,
+              HasSubstr(absl::StrCat("Owner's GPUs:  0 (GPU 0: pid ", owner_pid, " (sleep))")))
+      << describe.text;
+  // The owner keeps using it for 3 s: the job stays out.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_EQ(GetJob(id).state(), v1::JOB_STATE_PENDING);
+  // The owner's process ends; 2 s later the GPU is the jobs' again and the job resumes.
+  RunShell("kill " + owner_pid);
+  SetOwner("");
+  const auto gone = std::chrono::steady_clock::now();
+  job = WaitFor(id, [](const v1::Job& j) { return j.state() == v1::JOB_STATE_RUNNING; });
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - gone).count();
+  EXPECT_GE(waited, 1.5);
+  job = WaitForEnd(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED) << job.DebugString();
+  EXPECT_EQ(job.attempt(), 2u);
+  EXPECT_EQ(job.preemptions(), 1u);
+  EXPECT_EQ(job.restarts(), 0u);
+  const std::string logs = Ctl("logs " + id).text;
+  EXPECT_THAT(logs, HasSubstr("attempt 1 from 0 on gpu 0\n"));
+  EXPECT_THAT(logs, HasSubstr("done at 40\n"));
+  // The second attempt began where the first stopped, not from 0.
+  const size_t stopped = logs.find("stopped at ");
+  ASSERT_NE(stopped, std::string::npos) << logs;
+  const std::string step = logs.substr(stopped + 11, logs.find('\n', stopped) - stopped - 11);
+  EXPECT_NE(step, "0");
+  EXPECT_THAT(logs, HasSubstr(absl::StrCat("attempt 2 from ", step, " on gpu 0\n"))) << logs;
+  json = Ctl(absl::StrCat("get node ", kNode, " -o json"));
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.text, &node).ok()) << json.text;
+  EXPECT_EQ(node.owner_gpu_indexes_size(), 0);
 }
 
 }  // namespace

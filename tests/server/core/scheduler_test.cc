@@ -21,6 +21,7 @@ using ::sched::testing::IsOk;
 using ::sched::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
 constexpr int64_t kGiB = int64_t{1} << 30;
@@ -2390,6 +2391,85 @@ TEST_F(SchedulerTest, PriorityNeverStopsJobsOnRentedNodesOrForCloudOnlyJobs) {
   ASSERT_THAT(Submit(cloud), IsOk());
   scheduler_->Tick();
   EXPECT_THAT(ws->Take(), SizeIs(0));
+}
+
+}  // namespace
+}  // namespace sched
+
+// ---- The owner comes first ----
+
+namespace sched {
+namespace {
+
+TEST_F(SchedulerTest, GpusTheOwnerUsesTakeNoJobUntilTheAgentGivesThemBack) {
+  auto link = std::make_shared<FakeAgentLink>();
+  const uint64_t s =
+      Connect("ws", Caps(8, 64 * kGiB, {{0, "GPU-0", "NVIDIA GeForce RTX 4090", 24 * kGiB},
+                                        {1, "GPU-1", "NVIDIA GeForce RTX 4090", 24 * kGiB}}),
+              link);
+  auto a = Submit(Small("a", 0, /*share=*/false));
+  ASSERT_THAT(a, IsOk());
+  EXPECT_THAT(Get(a->job.id).gpu_indexes, ElementsAre(0));
+  link->Take();
+  // The owner starts using GPU 0 (and names a GPU the node does not have): the agent steps the
+  // job aside and its end comes back as a preemption.
+  ASSERT_THAT(scheduler_->SetOwnerGpus("ws", s, {0, 7}, "GPU 0: pid 4242 (python3)"), IsOk());
+  absl::StatusOr<Node> node = scheduler_->GetNode("ws");
+  ASSERT_THAT(node, IsOk());
+  EXPECT_THAT(node->owner_gpus, ElementsAre(0u));
+  EXPECT_EQ(node->owner_detail, "GPU 0: pid 4242 (python3)");
+  EXPECT_EQ(scheduler_->Stats().owner_gpu_takes_total, 1u);
+  JobReport aside{a->job.id, Get(a->job.id).epoch, JobState::kCancelled, 143,
+                  "stepped aside for the machine's owner, who is using GPU 0"};
+  aside.preempted = true;
+  ASSERT_THAT(Call<Job>([&](auto done) { scheduler_->ReportJob("ws", s, aside, std::move(done)); }),
+              IsOk());
+  EXPECT_EQ(scheduler_->Stats().owner_step_asides_total, 1u);
+  EXPECT_EQ(scheduler_->Stats().preemptions_total, 0u);  // not a spot preemption
+  Job back = Get(a->job.id);
+  // Placed again at once, on the GPU the owner does not use.
+  EXPECT_EQ(back.state, JobState::kAssigned);
+  EXPECT_THAT(back.gpu_indexes, ElementsAre(1));
+  EXPECT_EQ(back.attempt, 2u);
+  EXPECT_EQ(back.preemptions, 1u);
+  // Another job waits: GPU 0 stays the owner's although no job holds it.
+  auto b = Submit(Small("b", 0, /*share=*/false));
+  ASSERT_THAT(b, IsOk());
+  EXPECT_EQ(Get(b->job.id).state, JobState::kPending);
+  node = scheduler_->GetNode("ws");
+  EXPECT_THAT(node->busy_gpus, ElementsAre(0u, 1u));
+  // The same set again changes nothing; then the agent gives GPU 0 back and b takes it.
+  ASSERT_THAT(scheduler_->SetOwnerGpus("ws", s, {0}, "GPU 0: pid 4242 (python3)"), IsOk());
+  EXPECT_EQ(Get(b->job.id).state, JobState::kPending);
+  EXPECT_EQ(scheduler_->Stats().owner_gpu_takes_total, 1u);
+  ASSERT_THAT(scheduler_->SetOwnerGpus("ws", s, {}, ""), IsOk());
+  EXPECT_EQ(Get(b->job.id).state, JobState::kAssigned);
+  EXPECT_THAT(Get(b->job.id).gpu_indexes, ElementsAre(0));
+  node = scheduler_->GetNode("ws");
+  EXPECT_THAT(node->owner_gpus, IsEmpty());
+  EXPECT_EQ(node->owner_detail, "");
+  // A stale session is refused and changes nothing.
+  EXPECT_THAT(scheduler_->SetOwnerGpus("ws", s + 1, {1}, "x"),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(scheduler_->GetNode("ws")->owner_gpus, IsEmpty());
+}
+
+TEST_F(SchedulerTest, AGpuTheOwnerGivesBackWhileAJobStillHoldsItStaysThatJobs) {
+  auto link = std::make_shared<FakeAgentLink>();
+  const uint64_t s =
+      Connect("ws", Caps(8, 64 * kGiB, {{0, "GPU-0", "NVIDIA GeForce RTX 4090", 24 * kGiB}}), link);
+  auto a = Submit(Small("a", 0, /*share=*/false));
+  ASSERT_THAT(a, IsOk());
+  // Taken and given back before the job has stopped: the job still holds it, nothing else goes
+  // there; when the job's end comes, the GPU is free.
+  ASSERT_THAT(scheduler_->SetOwnerGpus("ws", s, {0}, "GPU 0: pid 1 (x)"), IsOk());
+  ASSERT_THAT(scheduler_->SetOwnerGpus("ws", s, {}, ""), IsOk());
+  auto b = Submit(Small("b", 0, /*share=*/false));
+  ASSERT_THAT(b, IsOk());
+  EXPECT_EQ(Get(b->job.id).state, JobState::kPending);
+  ASSERT_THAT(Report("ws", s, a->job.id, Get(a->job.id).epoch, JobState::kSucceeded), IsOk());
+  EXPECT_EQ(Get(b->job.id).state, JobState::kAssigned);
+  EXPECT_THAT(Get(b->job.id).gpu_indexes, ElementsAre(0));
 }
 
 }  // namespace
