@@ -65,6 +65,11 @@ ABSL_FLAG(uint64_t, max_pending_per_project, 1'000'000,
 ABSL_FLAG(uint64_t, max_log_bytes_per_job, uint64_t{1} << 30,
           "Output kept per job (since schedd started); past it a line says so and the rest is "
           "dropped. 0: no limit.");
+ABSL_FLAG(std::string, fair_share, "",
+          "Weighted fair share of the user's own machines between projects: ml=2,research=1 "
+          "(projects not named weigh 1); empty: queue order alone.");
+ABSL_FLAG(absl::Duration, fair_share_half_life, absl::Hours(1),
+          "How fast past use of the user's machines is forgotten for fair share.");
 ABSL_FLAG(uint32_t, checkpoint_keep, 3,
           "Checkpoints kept per job (the newest); older ones and the chunks only they used go.");
 ABSL_FLAG(bool, unsafe_no_sync, false,
@@ -157,6 +162,8 @@ int main(int argc, char** argv) {
   options.max_attempts = absl::GetFlag(FLAGS_max_attempts);
   options.checkpoint_keep = absl::GetFlag(FLAGS_checkpoint_keep);
   options.max_pending_per_project = absl::GetFlag(FLAGS_max_pending_per_project);
+  options.fair_share = absl::GetFlag(FLAGS_fair_share);
+  options.fair_share_half_life = absl::GetFlag(FLAGS_fair_share_half_life);
   options.max_log_bytes_per_job = absl::GetFlag(FLAGS_max_log_bytes_per_job);
   options.sync = !absl::GetFlag(FLAGS_unsafe_no_sync);
   options.catalog_path = absl::GetFlag(FLAGS_catalog);

@@ -1437,6 +1437,7 @@ void Scheduler::Release(Job& job) {
   NodeEntry* entry = FindNode(job.node);
   if (entry == nullptr || !entry->jobs.erase(job.id)) return;
   Node& node = entry->node;
+  if (node.local && !options_.fair_share.empty()) AddPastUse(job, node, clock_->Now());
   node.alloc_cpu_millis -= job.spec.resources.cpu_millis;
   node.alloc_memory_bytes -= job.spec.resources.memory_bytes;
   for (uint32_t gpu : job.gpu_indexes) {
@@ -1805,6 +1806,43 @@ bool Scheduler::PreemptForPriority(absl::Time now, Outbox& out) {
     }
   }
   return ended;
+}
+
+double Scheduler::DominantShare(const Job& job, const Node& node) {
+  const Resources& r = job.spec.resources;
+  const NodeCapabilities& caps = node.record.caps;
+  double share = 0;
+  if (!caps.gpus.empty()) share = std::max(share, double(r.gpus) / caps.gpus.size());
+  if (caps.cpu_millis > 0) share = std::max(share, double(r.cpu_millis) / caps.cpu_millis);
+  if (caps.memory_bytes > 0) share = std::max(share, double(r.memory_bytes) / caps.memory_bytes);
+  return std::min(share, 1.0);
+}
+
+double Scheduler::FairWeight(const std::string& project) const {
+  auto it = options_.fair_share.find(project);
+  return it != options_.fair_share.end() && it->second > 0 ? it->second : 1.0;
+}
+
+double Scheduler::PastUse(const std::string& project, absl::Time now) const {
+  auto it = past_use_.find(project);
+  if (it == past_use_.end() || it->second.as_of == absl::InfinitePast()) return 0;
+  const double halves =
+      std::max(0.0, absl::FDivDuration(now - it->second.as_of, options_.fair_share_half_life));
+  return it->second.share_seconds * std::exp2(-halves);
+}
+
+void Scheduler::AddPastUse(const Job& job, const Node& node, absl::Time now) {
+  // The lease's start: MeterLease may have closed it already; the attempt keeps it.
+  absl::Time start = job.lease_start;
+  if (start == absl::InfinitePast() && !job.attempts.empty() &&
+      job.attempts.back().epoch == job.epoch) {
+    start = job.attempts.back().start;
+  }
+  if (start == absl::InfinitePast()) return;
+  const double ran = absl::ToDoubleSeconds(std::max(now - start, absl::ZeroDuration()));
+  PastUseEntry& e = past_use_[job.spec.project];
+  e.share_seconds = PastUse(job.spec.project, now) + DominantShare(job, node) * ran;
+  e.as_of = now;
 }
 
 bool Scheduler::CompleteReservation(NodeEntry& entry, absl::Time now, Outbox& out) {
@@ -2905,9 +2943,38 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
   bool open_known = false;
   absl::flat_hash_map<std::string, double> room_left;  // by capped project, this pass
   // The groups that may fit what has room, first jobs in queue order first (a min-heap).
-  auto after = [](const PendingQueue::Group* a, const PendingQueue::Group* b) {
+  // With fair share, among the same priority: the project holding the least of the user's
+  // machines for its weight, then the one that used the least of them lately.
+  const bool fair = !options_.fair_share.empty();
+  struct FairKey {
+    double held = 0;
+    double past = 0;
+  };
+  absl::flat_hash_map<std::string, FairKey> fair_keys;
+  auto fair_key = [&](const std::string& project) -> FairKey& {
+    auto [it, added] = fair_keys.try_emplace(project);
+    if (added) it->second.past = PastUse(project, now) / FairWeight(project);
+    return it->second;
+  };
+  if (fair) {
+    for (const NodeEntry* entry : local_nodes_) {
+      for (const auto& [id, job] : entry->jobs) {
+        fair_key(job->spec.project).held +=
+            DominantShare(*job, entry->node) / FairWeight(job->spec.project);
+      }
+    }
+  }
+  auto after = [&](const PendingQueue::Group* a, const PendingQueue::Group* b) {
+    if (!fair || a->first_key.first != b->first_key.first) return b->first_key < a->first_key;
+    const FairKey fa = fair_key(a->project);  // copies: the map may grow between the calls
+    const FairKey fb = fair_key(b->project);
+    if (fa.held != fb.held) return fb.held < fa.held;
+    if (fa.past != fb.past) return fb.past < fa.past;
     return b->first_key < a->first_key;
   };
+  // With fair share, room on a user's machine is decided afresh: who goes first has changed.
+  const bool grown_local = fair && std::any_of(grown.begin(), grown.end(),
+                                               [](const Node* node) { return node->local; });
   std::vector<const PendingQueue::Group*> live;
   for (const PendingQueue::Group* group : pending_.Groups()) {
     if (!group->settled && !open_known) {
@@ -2930,7 +2997,7 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
     if (group->first == nullptr) continue;
     // A settled group's last decision stands unless a node that gained room (and still has it)
     // could beat it, or the budget no longer covers it.
-    if (group->settled && !OverBudgetNow(*group, room_left) &&
+    if (group->settled && !OverBudgetNow(*group, room_left) && !(fair && grown_local) &&
         std::none_of(grown.begin(), grown.end(),
                      [&](const Node* node) { return CouldChange(*group, *node, now); })) {
       stats_.decisions_skipped_total++;
@@ -2941,9 +3008,15 @@ void Scheduler::Schedule(Outbox& out, Job* only) {
     std::optional<Placement> p = PlaceWithin(job, group->settled ? &grown : nullptr, out, &record);
     if (!p) continue;  // it waits, and says why (NoteWait)
     const std::string project = job.spec.project;
-    Assign(job, *FindNode(p->node->record.name), std::move(p->gpu_indexes), std::move(record), out);
+    NodeEntry& chosen = *FindNode(p->node->record.name);
+    Assign(job, chosen, std::move(p->gpu_indexes), std::move(record), out);
     room_left.erase(project);  // less is left under its cap
-    if (group->first != nullptr) {
+    if (fair && chosen.node.local) {
+      // The project holds more now: the order of what is left changes.
+      fair_key(project).held += DominantShare(job, chosen.node) / FairWeight(project);
+      if (group->first != nullptr) live.push_back(group);
+      std::make_heap(live.begin(), live.end(), after);
+    } else if (group->first != nullptr) {
       live.push_back(group);
       std::push_heap(live.begin(), live.end(), after);
     }

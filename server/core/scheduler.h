@@ -74,6 +74,14 @@ struct SchedulerOptions {
   // go) is checked against a timeline built afresh. A difference of more than the time since
   // the kept one was started is counted in SchedulerStats::timeline_mismatches_total.
   bool verify_timelines = false;
+  // Weighted fair share of the user's own machines (local nodes) between projects, by weight
+  // (> 0; a project not named weighs 1). Among jobs of the same priority, the project that
+  // holds the least of those machines for its weight now goes first (a job's part of a machine
+  // is its dominant share: the largest of its GPUs, CPUs and memory over the machine's); when
+  // equal, the one that used the least of them lately (share-seconds, halved every
+  // fair_share_half_life); then submit order. Empty: queue order alone.
+  std::map<std::string, double> fair_share;
+  absl::Duration fair_share_half_life = absl::Hours(1);
 };
 
 template <typename T>
@@ -563,6 +571,14 @@ class Scheduler {
   // cancel, so they checkpoint, and then they go back to the queue as preempted (Job::yield_to).
   // One node at a time, and not again while its jobs are stopping. First completes or ends the
   // reservations made earlier: true when one ended (its node has room for others again).
+  // Fair share (SchedulerOptions::fair_share): a job's part of a machine; a project's weight;
+  // its use of the user's machines, decayed to `now`; adding a lease's use as it ends.
+  static double DominantShare(const Job& job, const Node& node);
+  double FairWeight(const std::string& project) const;
+  double PastUse(const std::string& project, absl::Time now) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void AddPastUse(const Job& job, const Node& node, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool PreemptForPriority(absl::Time now, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Once the jobs stopped on `entry` for a higher-priority one have all ended, places that job
   // there when it is still first in the queue, fits and its money rules allow it, and ends the
@@ -728,6 +744,13 @@ class Scheduler {
   // The same by name, hashed: the keys are nodes_'s (EntryFor adds to both).
   absl::flat_hash_map<absl::string_view, NodeEntry*> node_index_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<NodeEntry*> local_nodes_ ABSL_GUARDED_BY(mu_);
+  // Each project's use of the local nodes (share-seconds) as of a time, for fair share. Kept in
+  // memory: a restart of schedd starts every project even.
+  struct PastUseEntry {
+    double share_seconds = 0;
+    absl::Time as_of = absl::InfinitePast();
+  };
+  absl::flat_hash_map<std::string, PastUseEntry> past_use_ ABSL_GUARDED_BY(mu_);
   // Rented nodes by their cheapest hour, and those with GPUs the catalog rates by that hour per
   // unit of speed, cheapest first: a job's cost on a node is at least the key times a factor of
   // the job's (ScanRented). GPU nodes the catalog cannot rate are kept apart.

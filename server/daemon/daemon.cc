@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -27,6 +28,7 @@
 #include "server/auth/tls.h"
 #include "server/checkpoint/checkpoint_store.h"
 #include "server/common/status_macros.h"
+#include "server/core/job_spec_validation.h"
 #include "server/cost/catalog_yaml.h"
 #include "server/metrics/metrics.h"
 #include "server/provision/autoscaler.h"
@@ -41,6 +43,27 @@
 #include "server/store/rocksdb_store.h"
 
 namespace sched {
+
+absl::StatusOr<std::map<std::string, double>> ParseFairShare(absl::string_view text) {
+  std::map<std::string, double> weights;
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    item = absl::StripAsciiWhitespace(item);
+    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+    const std::string project(absl::StripAsciiWhitespace(kv.first));
+    double weight = 0;
+    if (!IsValidName(project) || !absl::SimpleAtod(absl::StripAsciiWhitespace(kv.second), &weight) ||
+        !(weight > 0) || weight > 1e6) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "fair_share: want project=weight pairs with weights above 0 (ml=2,research=1), got '",
+          item, "'"));
+    }
+    if (!weights.emplace(project, weight).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("fair_share: project ", project, " is named twice"));
+    }
+  }
+  return weights;
+}
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   std::error_code ec;
@@ -120,6 +143,11 @@ absl::Status Daemon::Init(DaemonOptions options, Store* store, const Clock* cloc
   so.max_attempts = options_.max_attempts;
   so.max_pending_per_project = options_.max_pending_per_project;
   so.max_log_bytes_per_job = options_.max_log_bytes_per_job;
+  SCHED_ASSIGN_OR_RETURN(so.fair_share, ParseFairShare(options_.fair_share));
+  if (options_.fair_share_half_life <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("fair_share_half_life: must be more than 0");
+  }
+  so.fair_share_half_life = options_.fair_share_half_life;
   if (!options_.catalog_path.empty()) {
     absl::StatusOr<cost::Catalog> catalog =
         cost::LoadCatalog(options_.catalog_path, options_.catalog_overrides);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -77,6 +78,10 @@ struct DaemonOptions {
   uint32_t max_attempts = 10;
   uint64_t max_pending_per_project = 1'000'000;        // 0: no limit
   uint64_t max_log_bytes_per_job = uint64_t{1} << 30;  // 0: no limit
+  // Weighted fair share of the user's own machines: "ml=2,research=1" (SchedulerOptions::
+  // fair_share); empty: off. A bad list stops schedd with the reason.
+  std::string fair_share;
+  absl::Duration fair_share_half_life = absl::Hours(1);
   int64_t max_message_bytes = 16 << 20;
   // Sync the store's WAL before acknowledging. Off only for benchmarks that say so.
   bool sync = true;
@@ -104,6 +109,11 @@ struct DaemonOptions {
 
 // True for an address only this machine can reach: 127.0.0.0/8, localhost, [::1], unix:...
 bool IsLoopbackAddress(absl::string_view address);
+
+// "ml=2,research=1" → {ml: 2, research: 1} (DaemonOptions::fair_share); INVALID_ARGUMENT
+// naming the bad item: a project name that is not one, a weight not above 0 (or above 10^6), a
+// project named twice. Empty: none.
+absl::StatusOr<std::map<std::string, double>> ParseFairShare(absl::string_view text);
 
 // schedd in one object: store, scheduler, gRPC services (with health and reflection), metrics
 // and the tick timer. main.cc and the in-process cluster tests both use it.

@@ -420,6 +420,8 @@ void World::StartSchedd() {
   options.restart_grace = kRestartGrace;
   options.max_attempts = 10;
   options.seed = options_.seed;
+  // Every other seed shares the (local) nodes by weight; the same choice after every restart.
+  if (options_.seed % 2 == 0) options.fair_share = {{"alpha", 3}, {"beta", 1}};
   absl::StatusOr<std::unique_ptr<Scheduler>> s = Scheduler::Create(options, store_.get(), &clock_);
   if (!s.ok()) {
     Violation(absl::StrCat("the store did not reopen: ", s.status().ToString()));

@@ -68,6 +68,7 @@ class SchedulerTest : public ::testing::Test {
     o.max_log_bytes_per_job = max_log_bytes_;
     o.seed = 42;
     o.catalog = catalog_;
+    o.fair_share = fair_share_;
     auto s = Scheduler::Create(o, &store_, &clock_);
     ASSERT_THAT(s, IsOk());
     scheduler_ = std::move(*s);
@@ -108,6 +109,7 @@ class SchedulerTest : public ::testing::Test {
   std::shared_ptr<const cost::Catalog> catalog_;
   uint64_t max_pending_ = 1'000'000;
   uint64_t max_log_bytes_ = uint64_t{1} << 30;
+  std::map<std::string, double> fair_share_;
   std::unique_ptr<Scheduler> scheduler_;
 };
 
@@ -2470,6 +2472,88 @@ TEST_F(SchedulerTest, AGpuTheOwnerGivesBackWhileAJobStillHoldsItStaysThatJobs) {
   ASSERT_THAT(Report("ws", s, a->job.id, Get(a->job.id).epoch, JobState::kSucceeded), IsOk());
   EXPECT_EQ(Get(b->job.id).state, JobState::kAssigned);
   EXPECT_THAT(Get(b->job.id).gpu_indexes, ElementsAre(0));
+}
+
+}  // namespace
+}  // namespace sched
+
+// ---- Fair share of the workstation ----
+
+namespace sched {
+namespace {
+
+class FairShareTest : public SchedulerTest {
+ protected:
+  JobSpec OneGpu(const std::string& project, int n) {
+    JobSpec s = Spec(absl::StrCat(project, "-", n));
+    s.project = project;
+    s.resources.gpus = 1;
+    s.resources.cpu_millis = 1000;
+    return s;
+  }
+  // On a one-GPU workstation, 15 jobs of "ml" then 15 of "research" (one minute each): the
+  // projects of the first `n` to run, in order.
+  std::string RunOneAtATime(int n) {
+    auto link = std::make_shared<FakeAgentLink>();
+    const uint64_t s =
+        Connect("ws", Caps(8, 64 * kGiB, {{0, "GPU-0", "NVIDIA GeForce RTX 4090", 24 * kGiB}}), link);
+    for (const char* project : {"ml", "research"}) {
+      for (int i = 0; i < 15; ++i) EXPECT_THAT(Submit(OneGpu(project, i)), IsOk());
+    }
+    std::string order;
+    for (int i = 0; i < n; ++i) {
+      std::vector<Job> running;
+      for (const Job& j : scheduler_->ListJobs({}).jobs) {
+        if (j.state == JobState::kAssigned) running.push_back(j);
+      }
+      EXPECT_EQ(running.size(), 1u);
+      if (running.size() != 1) break;
+      clock_.Advance(absl::Minutes(1));
+      order += running[0].spec.project == "ml" ? 'M' : 'R';
+      EXPECT_THAT(Report("ws", s, running[0].id, running[0].epoch, JobState::kSucceeded), IsOk());
+    }
+    return order;
+  }
+};
+
+TEST_F(FairShareTest, WithoutWeightsTheWorkstationGoesInQueueOrder) {
+  EXPECT_EQ(RunOneAtATime(18), "MMMMMMMMMMMMMMMRRR");
+}
+
+// Weights 2 and 1: of every three jobs that run, two are ml's, at every point (within one job),
+// though all of ml's were queued first.
+TEST_F(FairShareTest, AWorkstationIsSharedByWeightOverTime) {
+  fair_share_ = {{"ml", 2}, {"research", 1}};
+  Restart();
+  const std::string order = RunOneAtATime(24);
+  SCOPED_TRACE(order);
+  for (size_t n = 3; n <= order.size(); n += 3) {
+    const auto ml = std::count(order.begin(), order.begin() + n, 'M');
+    EXPECT_GE(ml, static_cast<long>(2 * n / 3) - 1) << "after " << n;
+    EXPECT_LE(ml, static_cast<long>(2 * n / 3) + 1) << "after " << n;
+  }
+  EXPECT_NEAR(std::count(order.begin(), order.end(), 'M'), 16, 1);
+}
+
+// With room for several jobs, what each project holds now decides first: on three GPUs, ml
+// (weight 2) gets two and research one, however the queue is ordered.
+TEST_F(FairShareTest, WhatEachProjectHoldsNowIsSplitByWeight) {
+  fair_share_ = {{"ml", 2}, {"research", 1}};
+  Restart();
+  for (const char* project : {"ml", "research"}) {
+    for (int i = 0; i < 6; ++i) ASSERT_THAT(Submit(OneGpu(project, i)), IsOk());
+  }
+  auto link = std::make_shared<FakeAgentLink>();
+  Connect("ws", Caps(8, 64 * kGiB, {{0, "GPU-0", "NVIDIA GeForce RTX 4090", 24 * kGiB},
+                                    {1, "GPU-1", "NVIDIA GeForce RTX 4090", 24 * kGiB},
+                                    {2, "GPU-2", "NVIDIA GeForce RTX 4090", 24 * kGiB}}),
+          link);
+  std::map<std::string, int> held;
+  for (const Job& j : scheduler_->ListJobs({}).jobs) {
+    if (j.state == JobState::kAssigned) held[j.spec.project]++;
+  }
+  EXPECT_EQ(held["ml"], 2);
+  EXPECT_EQ(held["research"], 1);
 }
 
 }  // namespace

@@ -804,3 +804,23 @@ TEST(SafeByDefaultTest, ARemoteAddressGetsTlsAndTokensByDefault) {
 
 }  // namespace
 }  // namespace sched
+
+namespace sched {
+namespace {
+
+TEST(ParseFairShare, ReadsWeightsAndNamesTheBadItem) {
+  absl::StatusOr<std::map<std::string, double>> w = ParseFairShare(" ml=2, research = 0.5 ");
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->size(), 2u);
+  EXPECT_EQ(w->at("ml"), 2);
+  EXPECT_EQ(w->at("research"), 0.5);
+  EXPECT_TRUE(ParseFairShare("").ok());
+  for (const char* bad : {"ml", "ml=0", "ml=-1", "ml=x", "../x=1", "ml=1,ml=2", "ml=1e9"}) {
+    const absl::Status st = ParseFairShare(bad).status();
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(st.message(), HasSubstr("fair_share")) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace sched
