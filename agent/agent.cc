@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -49,7 +50,70 @@ RunRequest RequestFor(const v1::Job& job, const std::string& work_dir) {
   for (const v1::EnvVar& e : job.spec().env()) r.env.emplace_back(e.name(), e.value());
   r.gpu_indexes.assign(job.gpu_indexes().begin(), job.gpu_indexes().end());
   r.work_dir = work_dir;
+  r.has_inputs = job.spec().inputs_size() > 0;
   return r;
+}
+
+// Brings the newest checkpoint of each job `inputs` names into SCHED_INPUTS_DIR/<name> (what the
+// folder or file held, not in a folder of its checkpoint's name). A note for the job's stderr
+// for each; one that cannot be fetched is left out and said so.
+std::string FetchInputs(CheckpointUploader& uploader, const v1::Job& job,
+                        const std::string& work_dir) {
+  std::string note;
+  const std::string dir = InputsFolder(work_dir, job.id(), job.attempt());
+  for (const v1::JobInput& input : job.spec().inputs()) {
+    const std::string fetch = absl::StrCat(dir, "/.fetch-", input.name());
+    const std::string final_path = absl::StrCat(dir, "/", input.name());
+    std::error_code ec;
+    std::filesystem::remove_all(fetch, ec);
+    std::filesystem::remove_all(final_path, ec);
+    std::filesystem::create_directories(fetch, ec);
+    absl::StatusOr<checkpoint::Downloaded> got = uploader.FetchNewest(input.job_id(), fetch, job.id());
+    if (got.ok()) std::filesystem::rename(got->path, final_path, ec);
+    std::filesystem::remove_all(fetch, ec);
+    if (!got.ok() || ec) {
+      absl::StrAppend(&note, "sched-agent: input ", input.name(), " from job ", input.job_id(),
+                      " not brought in: ", got.ok() ? ec.message() : got.status().message(), "\n");
+      Log("job %s: input %s from job %s: %s", job.id(), input.name(), input.job_id(),
+          got.ok() ? ec.message() : got.status().ToString());
+      continue;
+    }
+    absl::StrAppend(&note,
+                    absl::StrFormat("sched-agent: input %s: checkpoint %s of job %s (%d bytes)\n",
+                                    input.name(), got->manifest.name(), input.job_id(),
+                                    got->manifest.size_bytes()));
+  }
+  return note;
+}
+
+// A job that succeeded leaves its declared outputs: copied into its checkpoint folder under a
+// temporary name, then renamed to outputs-<attempt>, its last checkpoint. Empty when done; else
+// why not (a declared output missing, or the copy failed).
+std::string PublishOutputs(const std::vector<std::string>& outputs, const std::string& job_folder,
+                           const std::string& checkpoint_dir, uint32_t attempt) {
+  namespace fs = std::filesystem;
+  const fs::path staging = fs::path(checkpoint_dir) / absl::StrCat(".tmp-outputs-", attempt);
+  std::error_code ec;
+  fs::remove_all(staging, ec);
+  for (const std::string& output : outputs) {
+    std::string relative = output;
+    while (!relative.empty() && relative.back() == '/') relative.pop_back();
+    const fs::path from = fs::path(job_folder) / relative;
+    if (!fs::exists(fs::symlink_status(from, ec))) {
+      fs::remove_all(staging, ec);
+      return absl::StrCat("declared output ", output, " was not written");
+    }
+    const fs::path to = staging / relative;
+    fs::create_directories(to.parent_path(), ec);
+    fs::copy(from, to, fs::copy_options::recursive | fs::copy_options::skip_symlinks, ec);
+    if (ec) {
+      fs::remove_all(staging, ec);
+      return absl::StrCat("cannot copy output ", output, ": ", ec.message());
+    }
+  }
+  fs::rename(staging, fs::path(checkpoint_dir) / absl::StrCat("outputs-", attempt), ec);
+  if (ec) return absl::StrCat("cannot publish the outputs: ", ec.message());
+  return "";
 }
 
 }  // namespace
@@ -78,6 +142,7 @@ struct Agent::HeldJob {
   std::string step_aside;  // with preempted: why it stepped aside ("the machine's owner ...")
   std::vector<uint32_t> gpus;  // the GPUs it was given
   pid_t pid = 0;               // its first process, once started
+  std::vector<std::string> outputs;  // spec.outputs: published when it succeeds
   uint64_t serial = 0;
   absl::Time assigned_at;
   std::unique_ptr<JobRunner> runner;  // null once the process has ended
@@ -575,6 +640,7 @@ void Agent::OnAssignment(const v1::Assignment& assignment) {
   held.epoch = epoch;
   held.attempt = job.attempt();
   held.gpus.assign(job.gpu_indexes().begin(), job.gpu_indexes().end());
+  held.outputs.assign(job.spec().outputs().begin(), job.spec().outputs().end());
   held.serial = ++last_serial_;
   held.assigned_at = options_.clock->Now();
   std::vector<std::pair<std::string, std::string>> secrets;
@@ -594,22 +660,27 @@ void Agent::OnAssignment(const v1::Assignment& assignment) {
   };
   callbacks.exited = [this, token](absl::StatusOr<ExitStatus> exit) { OnExited(token, exit); };
   RunRequest request = RequestFor(job, options_.work_dir);
-  if (job.attempt() > 1) {
-    // A later attempt resumes from the job's newest checkpoint, wherever it was made.
-    request.prepare = [uploader = checkpoints_.get(), id = job.id(), resumed = held.resumed](
-                          const std::string& dir, std::string* note) -> std::string {
+  if (job.attempt() > 1 || job.spec().inputs_size() > 0) {
+    // The outputs of the jobs it has as inputs come in first; a later attempt then resumes
+    // from the job's newest checkpoint, wherever it was made.
+    request.prepare = [uploader = checkpoints_.get(), id = job.id(), resumed = held.resumed,
+                       job, work_dir = options_.work_dir](const std::string& dir,
+                                                          std::string* note) -> std::string {
+      *note = FetchInputs(*uploader, job, work_dir);
+      if (job.attempt() <= 1) return "";
       absl::StatusOr<checkpoint::Downloaded> got = uploader->FetchNewest(id, dir);
       if (got.ok()) {
         resumed->name = got->manifest.name();
         resumed->seq = got->manifest.seq();
-        *note =
-            absl::StrFormat("sched-agent: resuming from checkpoint %s (#%d, %d bytes)\n",
-                            got->manifest.name(), got->manifest.seq(), got->manifest.size_bytes());
+        absl::StrAppend(
+            note, absl::StrFormat("sched-agent: resuming from checkpoint %s (#%d, %d bytes)\n",
+                                  got->manifest.name(), got->manifest.seq(),
+                                  got->manifest.size_bytes()));
         return got->path;
       }
       if (got.status().code() != absl::StatusCode::kNotFound) {
-        *note = absl::StrCat("sched-agent: starting without a checkpoint: ", got.status().message(),
-                             "\n");
+        absl::StrAppend(note, "sched-agent: starting without a checkpoint: ",
+                        got.status().message(), "\n");
       }
       Log("job %s: no checkpoint to resume from: %s", id, got.status().message());
       return "";
@@ -679,6 +750,24 @@ void Agent::OnOutput(const JobToken& token, OutputStream stream, std::string dat
 void Agent::OnExited(const JobToken& token, const absl::StatusOr<ExitStatus>& exit) {
   if (exit.ok() && metrics_ != nullptr) metrics_->ProcessEnded();
   ledger_.Erase(LedgerKey(token));
+  // A job that succeeded publishes its declared outputs as its last checkpoint.
+  std::string outputs_failed;
+  {
+    std::vector<std::string> outputs;
+    uint32_t attempt = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (HeldJob* job = FindLocked(token); job != nullptr && !job->cancel_requested) {
+        outputs = job->outputs;
+        attempt = job->attempt;
+      }
+    }
+    if (!outputs.empty() && exit.ok() && exit->exit_code == 0 && exit->signal == 0) {
+      outputs_failed = PublishOutputs(outputs, JobFolder(options_.work_dir, token.first, attempt),
+                                      CheckpointFolder(options_.work_dir, token.first, attempt),
+                                      attempt);
+    }
+  }
   // What the job published last goes up before its end is reported, while the lease holds.
   checkpoints_->Flush(token.first);
   std::shared_ptr<MetricsWatch> watch;
@@ -706,7 +795,14 @@ void Agent::OnExited(const JobToken& token, const absl::StatusOr<ExitStatus>& ex
     PushLogLocked(token.first, *job, v1::LOG_STREAM_STDERR, std::move(err));
   }
   PushMetricsLocked(token.first, *job, std::move(last_metrics));
-  const JobEnd end = DescribeJobEnd(exit, job->cancel_requested);
+  JobEnd end = DescribeJobEnd(exit, job->cancel_requested);
+  if (!outputs_failed.empty()) {
+    PushLogLocked(token.first, *job, v1::LOG_STREAM_STDERR,
+                  absl::StrCat("sched-agent: ", outputs_failed, "\n"));
+    end.state = v1::JOB_STATE_FAILED;
+    end.message = outputs_failed;
+    end.result = JobResult::kFailed;
+  }
   Log("job %s: %s", token.first, end.message);
   if (job->dropped_log_bytes > 0) PushLogLocked(token.first, *job, v1::LOG_STREAM_STDERR, "");
   v1::AgentMessage msg = Update(token.first, job->epoch, end.state);

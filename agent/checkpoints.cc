@@ -165,8 +165,9 @@ bool CheckpointUploader::LookAt(const std::string& job_id, Watched& w) {
 }
 
 absl::StatusOr<checkpoint::Downloaded> CheckpointUploader::FetchNewest(
-    const std::string& job_id, const std::string& dest_dir) {
-  return checkpoint::Download(*stub_, job_id, /*seq=*/0, dest_dir, options_.call_timeout);
+    const std::string& job_id, const std::string& dest_dir, const std::string& for_job) {
+  return checkpoint::Download(*stub_, job_id, /*seq=*/0, dest_dir, options_.call_timeout,
+                              for_job);
 }
 
 uint64_t CheckpointUploader::uploads() const {

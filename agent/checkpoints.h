@@ -51,9 +51,11 @@ class CheckpointUploader {
   // its end is reported.
   void Flush(const std::string& job_id);
 
-  // The job's newest checkpoint into `dest_dir`; NOT_FOUND when it has none.
+  // The job's newest checkpoint into `dest_dir`; NOT_FOUND when it has none. `for_job`: the
+  // job held here that has it as an input.
   absl::StatusOr<checkpoint::Downloaded> FetchNewest(const std::string& job_id,
-                                                     const std::string& dest_dir);
+                                                     const std::string& dest_dir,
+                                                     const std::string& for_job = "");
 
   // For metrics and tests.
   uint64_t uploads() const;

@@ -117,6 +117,14 @@ ExecArgs BuildExecArgs(const RunRequest& r, const std::string& checkpoint_dir,
   env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID";
   env["SCHED_CHECKPOINT_DIR"] = checkpoint_dir;
   env[kMetricsFileEnv] = metrics_file;
+  env.erase("SCHED_INPUTS_DIR");
+  if (r.has_inputs) {
+    std::error_code ec;
+    env["SCHED_INPUTS_DIR"] =
+        std::filesystem::absolute(InputsFolder(r.work_dir, r.job_id, r.attempt), ec)
+            .lexically_normal()
+            .string();
+  }
   env.erase("SCHED_RESUME_FROM");
   if (!resume_from.empty()) env["SCHED_RESUME_FROM"] = resume_from;
   for (const auto& [name, value] : env) a.env_strings.push_back(absl::StrCat(name, "=", value));
@@ -298,6 +306,10 @@ bool ReadReady(int fd, std::string& chunk) {
 
 std::string JobFolder(const std::string& work_dir, const std::string& job_id, uint32_t attempt) {
   return absl::StrCat(work_dir, "/jobs/", job_id, "-", attempt);
+}
+
+std::string InputsFolder(const std::string& work_dir, const std::string& job_id, uint32_t attempt) {
+  return JobFolder(work_dir, job_id, attempt) + "/.sched-inputs";
 }
 
 std::string CheckpointFolder(const std::string& work_dir, const std::string& job_id,

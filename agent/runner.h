@@ -54,6 +54,7 @@ struct RunRequest {
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<uint32_t> gpu_indexes;
   std::string work_dir;  // the agent's work folder
+  bool has_inputs = false;  // SCHED_INPUTS_DIR is set (the folder prepare fills)
   // Called on the runner's thread once the checkpoint folder exists, before the job starts:
   // brings in what the attempt resumes from. Returns the path for SCHED_RESUME_FROM ("" for
   // none); `note`, if set, is written to the job's stderr once it runs.
@@ -65,6 +66,9 @@ std::string JobFolder(const std::string& work_dir, const std::string& job_id, ui
 // <work_dir>/jobs/<job_id>-<attempt>/checkpoints: SCHED_CHECKPOINT_DIR.
 std::string CheckpointFolder(const std::string& work_dir, const std::string& job_id,
                              uint32_t attempt);
+// <work_dir>/jobs/<job_id>-<attempt>/.sched-inputs: SCHED_INPUTS_DIR (made absolute), where the
+// outputs of the jobs it has as inputs are brought, each in a folder of its input's name.
+std::string InputsFolder(const std::string& work_dir, const std::string& job_id, uint32_t attempt);
 // <work_dir>/jobs/<job_id>-<attempt>/.sched-metrics: SCHED_METRICS_FILE (made absolute).
 std::string MetricsFilePath(const std::string& work_dir, const std::string& job_id,
                             uint32_t attempt);

@@ -125,33 +125,79 @@ absl::Status PrintDocument(const google::protobuf::Message& message, OutputForma
 
 namespace {
 
-// The job spec in `file` ("-": stdin); a parse error names the file.
-absl::StatusOr<sched::v1::JobSpec> ReadSpec(const std::string& file, CommandContext& ctx) {
-  SCHED_ASSIGN_OR_RETURN(std::string text, ReadSpecFile(file, ctx.in));
-  absl::StatusOr<sched::v1::JobSpec> spec = ParseJobSpecYaml(text);
-  if (!spec.ok()) {
-    return absl::Status(spec.status().code(), absl::StrCat(file == "-" ? "<stdin>" : file, ": ",
-                                                           spec.status().message()));
-  }
-  // Secrets take their values from this shell, so they are never written in a spec file.
-  for (sched::v1::EnvVar& var : *spec->mutable_env()) {
+std::string FileName(const std::string& file) { return file == "-" ? "<stdin>" : file; }
+
+// Secrets take their values from this shell, so they are never written in a spec file.
+absl::Status FillSecrets(sched::v1::JobSpec& spec, const std::string& file, CommandContext& ctx) {
+  for (sched::v1::EnvVar& var : *spec.mutable_env()) {
     if (!var.secret()) continue;
     std::optional<std::string> value = ctx.getenv ? ctx.getenv(var.name()) : std::nullopt;
     if (!value.has_value()) {
       return absl::FailedPreconditionError(
-          absl::StrCat(file == "-" ? "<stdin>" : file, ": secrets: ", var.name(),
+          absl::StrCat(FileName(file), ": secrets: ", var.name(),
                        " is not set in this environment (export it before submitting)"));
     }
     var.set_value(*std::move(value));
   }
+  return absl::OkStatus();
+}
+
+// The job spec in `file` ("-": stdin); a parse error names the file.
+absl::StatusOr<sched::v1::JobSpec> ParseSpec(const std::string& file, const std::string& text,
+                                             CommandContext& ctx) {
+  absl::StatusOr<sched::v1::JobSpec> spec = ParseJobSpecYaml(text);
+  if (!spec.ok()) {
+    return absl::Status(spec.status().code(),
+                        absl::StrCat(FileName(file), ": ", spec.status().message()));
+  }
+  SCHED_RETURN_IF_ERROR(FillSecrets(*spec, file, ctx));
   return spec;
+}
+
+absl::StatusOr<sched::v1::JobSpec> ReadSpec(const std::string& file, CommandContext& ctx) {
+  SCHED_ASSIGN_OR_RETURN(std::string text, ReadSpecFile(file, ctx.in));
+  return ParseSpec(file, text, ctx);
+}
+
+// Submits a pipeline's stages in order, each with the ids of the stages before it in place of
+// their names. The request ids derive from one, so a retried submit finds the same jobs.
+absl::Status SubmitPipeline(const std::string& file, const std::string& text,
+                            const std::string& request_id, CommandContext& ctx) {
+  absl::StatusOr<Pipeline> pipeline = ParsePipelineYaml(text);
+  if (!pipeline.ok()) {
+    return absl::Status(pipeline.status().code(),
+                        absl::StrCat(FileName(file), ": ", pipeline.status().message()));
+  }
+  std::map<std::string, std::string> ids;
+  std::vector<std::string> lines;
+  for (PipelineStage& stage : pipeline->stages) {
+    SCHED_RETURN_IF_ERROR(FillSecrets(stage.spec, file, ctx));
+    SCHED_RETURN_IF_ERROR(ResolveStages(stage.spec, ids));
+    absl::StatusOr<sched::v1::SubmitJobResponse> response =
+        ctx.client.SubmitJob(stage.spec, absl::StrCat(request_id, "/", stage.name));
+    if (!response.ok()) {
+      for (const std::string& line : lines) ctx.out << line;
+      return absl::Status(response.status().code(),
+                          absl::StrCat("stage ", stage.name, ": ", response.status().message(),
+                                       ids.empty() ? "" : " (the stages above were submitted)"));
+    }
+    ids[stage.name] = response->job().id();
+    lines.push_back(absl::StrCat("  ", stage.name, ": job/", response->job().id(),
+                                 response->existing() ? " (existing)" : "", "\n"));
+  }
+  ctx.out << "pipeline" << (pipeline->name.empty() ? "" : "/" + pipeline->name)
+          << " submitted: " << pipeline->stages.size() << " stages\n";
+  for (const std::string& line : lines) ctx.out << line;
+  return absl::OkStatus();
 }
 
 }  // namespace
 
 absl::Status RunSubmit(const SubmitArgs& args, CommandContext& ctx) {
-  SCHED_ASSIGN_OR_RETURN(sched::v1::JobSpec spec, ReadSpec(args.file, ctx));
+  SCHED_ASSIGN_OR_RETURN(std::string text, ReadSpecFile(args.file, ctx.in));
   const std::string request_id = args.request_id.empty() ? NewUuidV4(ctx.random) : args.request_id;
+  if (IsPipelineYaml(text)) return SubmitPipeline(args.file, text, request_id, ctx);
+  SCHED_ASSIGN_OR_RETURN(sched::v1::JobSpec spec, ParseSpec(args.file, text, ctx));
   SCHED_ASSIGN_OR_RETURN(sched::v1::SubmitJobResponse response,
                          ctx.client.SubmitJob(spec, request_id));
   if (!response.sweep_id().empty()) {

@@ -519,6 +519,43 @@ absl::Status ParseAfter(const YAML::Node& node, absl::string_view path, JobSpec&
   return absl::OkStatus();
 }
 
+// "outputs: [model/, metrics.json]" (or one path).
+absl::Status ParseOutputs(const YAML::Node& node, absl::string_view path, JobSpec& spec) {
+  if (node.IsScalar()) {
+    spec.add_outputs(node.Scalar());
+    return absl::OkStatus();
+  }
+  if (!node.IsSequence()) return Expected(path, "a path or a list of paths", node);
+  for (size_t i = 0; i < node.size(); ++i) {
+    SCHED_ASSIGN_OR_RETURN(*spec.add_outputs(), String(node[i], absl::StrCat(path, "[", i, "]")));
+  }
+  return absl::OkStatus();
+}
+
+// "inputs: {data: ID, model: ID}" (the folder's name, the job), or "inputs: [ID, ...]" (each in
+// a folder named as given: in a pipeline, the stages' names).
+absl::Status ParseInputs(const YAML::Node& node, absl::string_view path, JobSpec& spec) {
+  if (node.IsScalar() || node.IsSequence()) {
+    std::vector<YAML::Node> items;
+    if (node.IsScalar()) items.push_back(node);
+    for (size_t i = 0; node.IsSequence() && i < node.size(); ++i) items.push_back(node[i]);
+    for (size_t i = 0; i < items.size(); ++i) {
+      SCHED_ASSIGN_OR_RETURN(std::string id, String(items[i], absl::StrCat(path, "[", i, "]")));
+      sched::v1::JobInput* input = spec.add_inputs();
+      input->set_name(id);
+      input->set_job_id(std::move(id));
+    }
+    return absl::OkStatus();
+  }
+  SCHED_ASSIGN_OR_RETURN(auto entries, Entries(node, path, {}));
+  for (const auto& [name, value] : entries) {
+    sched::v1::JobInput* input = spec.add_inputs();
+    input->set_name(name);
+    SCHED_ASSIGN_OR_RETURN(*input->mutable_job_id(), String(value, Child(path, name)));
+  }
+  return absl::OkStatus();
+}
+
 template <typename Enum>
 absl::StatusOr<Enum> Choice(const YAML::Node& node, absl::string_view path,
                             const std::vector<std::pair<std::string, Enum>>& choices) {
@@ -537,7 +574,7 @@ absl::Status ParseSpec(const YAML::Node& root, absl::Time now, JobSpec& spec) {
       Entries(root, "",
               {"name", "project", "run", "setup", "env", "secrets", "resources", "priority",
                "labels", "model", "runtime", "deadline", "max_cost", "placement", "spot",
-               "retry", "max_duration", "not_before", "sweep", "after"}));
+               "retry", "max_duration", "not_before", "sweep", "after", "outputs", "inputs"}));
   for (const auto& [key, value] : entries) {
     if (key == "name") {
       SCHED_ASSIGN_OR_RETURN(*spec.mutable_name(), String(value, key));
@@ -586,6 +623,10 @@ absl::Status ParseSpec(const YAML::Node& root, absl::Time now, JobSpec& spec) {
       SCHED_RETURN_IF_ERROR(ParseSweep(value, key, *spec.mutable_sweep()));
     } else if (key == "after") {
       SCHED_RETURN_IF_ERROR(ParseAfter(value, key, spec));
+    } else if (key == "outputs") {
+      SCHED_RETURN_IF_ERROR(ParseOutputs(value, key, spec));
+    } else if (key == "inputs") {
+      SCHED_RETURN_IF_ERROR(ParseInputs(value, key, spec));
     } else if (key == "max_cost") {
       double dollars = 0;
       std::string text = value.IsScalar() ? value.Scalar() : "";
@@ -656,7 +697,10 @@ size_t FirstNonUtf8(std::string_view text) {
 
 }  // namespace
 
-absl::StatusOr<JobSpec> ParseJobSpecYaml(std::string_view yaml, absl::Time now) {
+namespace {
+
+// Only UTF-8, tabs and line breaks: what the YAML reader would misread is refused first.
+absl::Status CheckSpecText(std::string_view yaml) {
   // Every string in a spec travels as a protobuf string, which must be UTF-8.
   if (const size_t bad = FirstNonUtf8(yaml); bad < yaml.size()) {
     return absl::InvalidArgumentError(
@@ -673,13 +717,20 @@ absl::StatusOr<JobSpec> ParseJobSpecYaml(std::string_view yaml, absl::Time now) 
           i, c));
     }
   }
-  YAML::Node root;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<YAML::Node> LoadSpecYaml(std::string_view yaml) {
+  SCHED_RETURN_IF_ERROR(CheckSpecText(yaml));
   try {
-    root = YAML::Load(std::string(yaml));
+    return YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("invalid YAML at line ", e.mark.line + 1,
                                                    ", column ", e.mark.column + 1, ": ", e.msg));
   }
+}
+
+absl::StatusOr<JobSpec> SpecOf(const YAML::Node& root, absl::Time now) {
   JobSpec spec;
   absl::Status status;
   try {
@@ -696,6 +747,114 @@ absl::StatusOr<JobSpec> ParseJobSpecYaml(std::string_view yaml, absl::Time now) 
     return absl::InvalidArgumentError("a value in the spec is not UTF-8 text");
   }
   return spec;
+}
+
+}  // namespace
+
+absl::StatusOr<JobSpec> ParseJobSpecYaml(std::string_view yaml, absl::Time now) {
+  SCHED_ASSIGN_OR_RETURN(YAML::Node root, LoadSpecYaml(yaml));
+  if (root.IsMap() && root["stages"]) {
+    return absl::InvalidArgumentError("stages: this is a pipeline, not a job spec");
+  }
+  return SpecOf(root, now);
+}
+
+bool IsPipelineYaml(std::string_view yaml) {
+  absl::StatusOr<YAML::Node> root = LoadSpecYaml(yaml);
+  try {
+    return root.ok() && root->IsMap() && (*root)["stages"];
+  } catch (const YAML::Exception&) {
+    return false;
+  }
+}
+
+absl::StatusOr<Pipeline> ParsePipelineYaml(std::string_view yaml, absl::Time now) {
+  SCHED_ASSIGN_OR_RETURN(YAML::Node root, LoadSpecYaml(yaml));
+  Pipeline pipeline;
+  std::string project;
+  YAML::Node stages;
+  try {
+    SCHED_ASSIGN_OR_RETURN(auto entries, Entries(root, "", {"pipeline", "project", "stages"}));
+    for (const auto& [key, value] : entries) {
+      if (key == "pipeline") {
+        SCHED_ASSIGN_OR_RETURN(pipeline.name, String(value, key));
+      } else if (key == "project") {
+        SCHED_ASSIGN_OR_RETURN(project, String(value, key));
+      } else {
+        stages = value;
+      }
+    }
+    if (!stages.IsSequence() || stages.size() == 0) {
+      return Expected("stages", "a list of job specs, each with a name", stages);
+    }
+    if (stages.size() > 64) return Invalid("stages", "at most 64");
+    std::set<std::string> earlier;
+    for (size_t i = 0; i < stages.size(); ++i) {
+      const std::string path = absl::StrCat("stages[", i, "]");
+      absl::StatusOr<JobSpec> spec = SpecOf(stages[i], now);
+      if (!spec.ok()) {
+        return absl::Status(spec.status().code(),
+                            absl::StrCat(path, ".", spec.status().message()));
+      }
+      PipelineStage stage{spec->name(), *std::move(spec)};
+      if (stage.name.empty()) return Invalid(Child(path, "name"), "required: it names the stage");
+      if (earlier.count(stage.name)) {
+        return Invalid(Child(path, "name"), absl::StrCat("\"", stage.name, "\" is taken"));
+      }
+      if (stage.spec.project().empty()) stage.spec.set_project(project);
+      // Without `after`, a stage runs once the one before it succeeded.
+      if (stage.spec.after_size() == 0 && i > 0) {
+        sched::v1::Dependency* d = stage.spec.add_after();
+        d->set_job_id(pipeline.stages.back().name);
+        d->set_when("success");
+      }
+      for (int k = 0; k < stage.spec.after_size(); ++k) {
+        if (!earlier.count(stage.spec.after(k).job_id())) {
+          return Invalid(absl::StrCat(path, ".after[", k, "]"),
+                         absl::StrCat("no earlier stage is named \"",
+                                      stage.spec.after(k).job_id(), "\""));
+        }
+      }
+      // An input is a stage this one runs after, on its success.
+      for (int k = 0; k < stage.spec.inputs_size(); ++k) {
+        const std::string& from = stage.spec.inputs(k).job_id();
+        if (!earlier.count(from)) {
+          return Invalid(absl::StrCat(path, ".inputs[", k, "]"),
+                         absl::StrCat("no earlier stage is named \"", from, "\""));
+        }
+        bool listed = false;
+        for (const sched::v1::Dependency& d : stage.spec.after()) {
+          listed = listed || (d.job_id() == from && d.when() == "success");
+        }
+        if (!listed) {
+          sched::v1::Dependency* d = stage.spec.add_after();
+          d->set_job_id(from);
+          d->set_when("success");
+        }
+      }
+      if (!pipeline.name.empty()) (*stage.spec.mutable_labels())["pipeline"] = pipeline.name;
+      (*stage.spec.mutable_labels())["stage"] = stage.name;
+      earlier.insert(stage.name);
+      pipeline.stages.push_back(std::move(stage));
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid pipeline: ", e.what()));
+  }
+  return pipeline;
+}
+
+absl::Status ResolveStages(JobSpec& spec, const std::map<std::string, std::string>& ids) {
+  for (sched::v1::Dependency& d : *spec.mutable_after()) {
+    auto it = ids.find(d.job_id());
+    if (it == ids.end()) return absl::NotFoundError(absl::StrCat("no stage ", d.job_id()));
+    d.set_job_id(it->second);
+  }
+  for (sched::v1::JobInput& input : *spec.mutable_inputs()) {
+    auto it = ids.find(input.job_id());
+    if (it == ids.end()) return absl::NotFoundError(absl::StrCat("no stage ", input.job_id()));
+    input.set_job_id(it->second);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace sched::client

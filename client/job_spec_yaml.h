@@ -1,6 +1,9 @@
 #pragma once
 
+#include <map>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
@@ -33,5 +36,37 @@ namespace sched::client {
 // counts from `now`.
 absl::StatusOr<sched::v1::JobSpec> ParseJobSpecYaml(std::string_view yaml,
                                                     absl::Time now = absl::Now());
+
+// A pipeline file: named stages, each a job spec, run in a chain.
+//
+//   pipeline: finetune          # labels every stage's job pipeline=finetune
+//   project: ml                 # for stages that name none
+//   stages:
+//     - name: prepare           # required; labels the job stage=prepare
+//       run: python prep.py
+//       placement: local-only
+//       outputs: [data/]
+//     - name: train             # after: the stage before it (success), unless it says
+//       inputs: [prepare]       # its outputs in $SCHED_INPUTS_DIR/prepare; implies after
+//       resources: {gpus: 1, gpu_memory: 24GB}
+//     - name: evaluate
+//       after: [{job: train, when: always}]
+//       inputs: [prepare]
+//
+// In `after` and `inputs` the stages are named, and only earlier ones; the specs keep the names
+// until ResolveStages puts the submitted jobs' ids in their place.
+struct PipelineStage {
+  std::string name;
+  sched::v1::JobSpec spec;
+};
+struct Pipeline {
+  std::string name;
+  std::vector<PipelineStage> stages;
+};
+bool IsPipelineYaml(std::string_view yaml);
+absl::StatusOr<Pipeline> ParsePipelineYaml(std::string_view yaml, absl::Time now = absl::Now());
+// The stage names in `spec`'s after and inputs replaced by the ids in `ids`; NOT_FOUND for a
+// stage not there.
+absl::Status ResolveStages(sched::v1::JobSpec& spec, const std::map<std::string, std::string>& ids);
 
 }  // namespace sched::client

@@ -202,10 +202,12 @@ absl::StatusOr<v1::Checkpoint> Upload(v1::CheckpointService::StubInterface& stub
 
 absl::StatusOr<Downloaded> Download(v1::CheckpointService::StubInterface& stub,
                                     const std::string& job_id, uint64_t seq,
-                                    const std::string& dest_dir, absl::Duration timeout) {
+                                    const std::string& dest_dir, absl::Duration timeout,
+                                    const std::string& for_job) {
   v1::GetCheckpointRequest req;
   req.set_job_id(job_id);
   req.set_seq(seq);
+  req.set_for_job(for_job);
   grpc::ClientContext ctx;
   SetDeadline(ctx, timeout);
   std::unique_ptr<grpc::ClientReaderInterface<v1::CheckpointPiece>> reader =

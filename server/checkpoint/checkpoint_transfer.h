@@ -34,8 +34,10 @@ struct Downloaded {
 
 // Brings checkpoint `seq` (0: the newest) of job `job_id` (or a unique prefix) into
 // `dest_dir`/<name>, every file checked against its sha256; nothing is left behind on failure.
+// `for_job`: an agent fetching job_id's outputs as an input of the job it holds.
 absl::StatusOr<Downloaded> Download(v1::CheckpointService::StubInterface& stub,
                                     const std::string& job_id, uint64_t seq,
-                                    const std::string& dest_dir, absl::Duration timeout);
+                                    const std::string& dest_dir, absl::Duration timeout,
+                                    const std::string& for_job = "");
 
 }  // namespace sched::checkpoint

@@ -202,6 +202,12 @@ void JobSpecToProto(const JobSpec& spec, v1::JobSpec* out) {
     d->set_job_id(id);
     d->set_when(when);
   }
+  for (const std::string& path : spec.outputs) out->add_outputs(path);
+  for (const auto& [name, id] : spec.inputs) {
+    v1::JobInput* input = out->add_inputs();
+    input->set_name(name);
+    input->set_job_id(id);
+  }
   // A run keeps its sweep's rules without the list of runs.
   if (!spec.sweep.empty() || !spec.sweep.metric.empty() || spec.sweep.max_parallel > 0 ||
       !spec.sweep.early_stopping.rule.empty()) {
@@ -302,6 +308,8 @@ absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& in) {
   if (in.has_not_before()) {
     SCHED_ASSIGN_OR_RETURN(spec.not_before, CheckedTime(in.not_before(), "not_before"));
   }
+  for (const std::string& path : in.outputs()) spec.outputs.push_back(path);
+  for (const v1::JobInput& input : in.inputs()) spec.inputs.emplace_back(input.name(), input.job_id());
   for (const v1::Dependency& d : in.after()) {
     spec.after.emplace_back(d.job_id(), d.when().empty() ? "success" : d.when());
   }

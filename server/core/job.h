@@ -112,6 +112,10 @@ struct JobSpec {
   SweepSpec sweep;  // in a submit: the runs to make; in a run: its sweep's rules
   // The jobs it runs after, and on what: "success", "failure" or "always".
   std::vector<std::pair<std::string, std::string>> after;
+  // Artifacts (proto JobSpec.outputs and .inputs): paths in the job's folder it leaves when it
+  // succeeds, and (name, job id) of the jobs whose newest checkpoint it starts with.
+  std::vector<std::string> outputs;
+  std::vector<std::pair<std::string, std::string>> inputs;
 };
 
 // One value of a sweep's metric a job reported.

@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "server/common/status_macros.h"
 
@@ -185,6 +186,26 @@ absl::StatusOr<SweepRuns> ExpandSweep(
   return runs;
 }
 
+absl::Status CheckOutputPath(absl::string_view path) {
+  if (path.empty()) return absl::InvalidArgumentError("empty");
+  if (path.size() > 1024) return absl::InvalidArgumentError("longer than 1024 bytes");
+  if (path.front() == '/') {
+    return absl::InvalidArgumentError(absl::StrCat("\"", path, "\" is absolute: give it relative to the job's folder"));
+  }
+  if (path.find('\0') != absl::string_view::npos || path.find('\\') != absl::string_view::npos) {
+    return absl::InvalidArgumentError("holds a NUL or a backslash");
+  }
+  absl::string_view rest = path;
+  if (rest.back() == '/') rest.remove_suffix(1);
+  for (absl::string_view part : absl::StrSplit(rest, '/')) {
+    if (part.empty() || part == "." || part == "..") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", path, "\" has an empty, '.' or '..' part: it must stay inside the job's folder"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool IsValidName(absl::string_view name) {
   if (name.empty() || name.size() > 63 || !absl::ascii_isalnum(name[0])) return false;
   for (char c : name) {
@@ -322,6 +343,30 @@ absl::Status ValidateAndDefaultJobSpec(JobSpec& spec, absl::Time now) {
     if (when != "success" && when != "failure" && when != "always") {
       return Invalid(absl::StrCat("after[", i, "].when"),
                      absl::StrCat("expected success, failure or always, got \"", when, "\""));
+    }
+  }
+  if (spec.outputs.size() > kMaxArtifacts) {
+    return Invalid("outputs", absl::StrCat("at most ", kMaxArtifacts, " paths"));
+  }
+  for (size_t i = 0; i < spec.outputs.size(); ++i) {
+    if (absl::Status s = CheckOutputPath(spec.outputs[i]); !s.ok()) {
+      return Invalid(absl::StrCat("outputs[", i, "]"), s.message());
+    }
+  }
+  if (spec.inputs.size() > kMaxArtifacts) {
+    return Invalid("inputs", absl::StrCat("at most ", kMaxArtifacts, " jobs"));
+  }
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    const auto& [name, id] = spec.inputs[i];
+    if (!IsValidName(name)) {
+      return Invalid(absl::StrCat("inputs[", i, "].name"),
+                     "1-63 of letters, digits, '.', '_', '-', starting with a letter or digit");
+    }
+    if (id.empty()) return Invalid(absl::StrCat("inputs[", i, "].job"), "required");
+    for (size_t k = 0; k < i; ++k) {
+      if (spec.inputs[k].first == name) {
+        return Invalid(absl::StrCat("inputs[", i, "].name"), absl::StrCat("\"", name, "\" twice"));
+      }
     }
   }
   if (!spec.after.empty() && !spec.sweep.empty()) {

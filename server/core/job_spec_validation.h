@@ -25,6 +25,12 @@ inline constexpr size_t kMaxSweepRuns = 10'000;
 inline constexpr size_t kMaxMetricPointsPerReport = 1000;
 inline constexpr size_t kMaxMetricsPerJob = 256;
 inline constexpr size_t kMaxDependencies = 64;
+inline constexpr size_t kMaxArtifacts = 64;  // outputs, and inputs
+
+// An output's path: relative to the job's folder, '/'-separated (a trailing '/' allowed), no
+// empty, "." or ".." parts, no NUL or backslash, at most 1,024 bytes. INVALID_ARGUMENT saying
+// what is wrong.
+absl::Status CheckOutputPath(absl::string_view path);
 
 using SweepRuns = std::vector<std::map<std::string, std::string>>;
 

@@ -358,14 +358,30 @@ absl::StatusOr<SubmitResult> Scheduler::SubmitLocked(JobSpec spec, std::string r
   SCHED_RETURN_IF_ERROR(ValidateAndDefaultJobSpec(spec, clock_->Now()));
   SCHED_RETURN_IF_ERROR(EstimateGpuMemory(spec));
   SCHED_RETURN_IF_ERROR(CheckRuntimeGpu(spec));
-  for (size_t i = 0; i < spec.after.size(); ++i) {
-    auto& [id, when] = spec.after[i];
+  // Job ids given by a prefix become the full ids; `field` names the one for an error.
+  auto resolve = [&](std::string& id, const std::string& field) -> absl::Status {
     absl::StatusOr<std::string> full = ResolveLocked(id);
     if (!full.ok()) {
-      return absl::Status(full.status().code(),
-                          absl::StrCat("after[", i, "].job: ", full.status().message()));
+      return absl::Status(full.status().code(), absl::StrCat(field, ": ", full.status().message()));
     }
     id = *std::move(full);
+    return absl::OkStatus();
+  };
+  for (size_t i = 0; i < spec.after.size(); ++i) {
+    SCHED_RETURN_IF_ERROR(resolve(spec.after[i].first, absl::StrCat("after[", i, "].job")));
+  }
+  // An input is a job it runs after, when that one succeeded: its outputs are there then.
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    std::string& id = spec.inputs[i].second;
+    SCHED_RETURN_IF_ERROR(resolve(id, absl::StrCat("inputs[", i, "].job")));
+    const bool after_success =
+        std::any_of(spec.after.begin(), spec.after.end(),
+                    [&](const auto& dep) { return dep.first == id && dep.second == "success"; });
+    if (!after_success) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "inputs[", i, "].job: ", id, " must also be in after (when: success): its outputs are "
+          "there only once it has succeeded"));
+    }
   }
   if (!spec.after.empty()) {
     Job probe;

@@ -1,5 +1,7 @@
 #include "server/service/checkpoint_service.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/checkpoint/checkpoint_files.h"
@@ -130,8 +132,17 @@ grpc::Status CheckpointServiceImpl::GetCheckpoint(grpc::ServerContext* ctx,
           : auth_->Allow(*caller, auth::Action::kRead, job.ok() ? job->spec.project : "");
   if (!allowed.ok()) return ToGrpcStatus(allowed);
   if (!job.ok()) return ToGrpcStatus(job.status());
-  // An agent with a node certificate downloads only for a job leased to its node.
-  if (!caller->node.empty() && job->node != caller->node) {
+  // An agent with a node certificate downloads only for a job leased to its node, or as an
+  // input of one.
+  bool input_of_held = false;
+  if (!caller->node.empty() && job->node != caller->node && !req->for_job().empty()) {
+    absl::StatusOr<Job> reader = scheduler_->GetJob(req->for_job());
+    input_of_held =
+        reader.ok() && reader->node == caller->node &&
+        std::any_of(reader->spec.inputs.begin(), reader->spec.inputs.end(),
+                    [&](const auto& input) { return input.second == job->id; });
+  }
+  if (!caller->node.empty() && job->node != caller->node && !input_of_held) {
     return ToGrpcStatus(
         absl::PermissionDeniedError(absl::StrCat(caller->Name(), " does not hold job ", job->id)));
   }

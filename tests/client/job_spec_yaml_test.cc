@@ -152,7 +152,7 @@ INSTANTIATE_TEST_SUITE_P(
             "run: x\nnmae: a\n",
             "nmae: unknown key (expected one of: name, project, run, setup, env, secrets, "
             "resources, priority, labels, model, runtime, deadline, max_cost, placement, spot, "
-            "retry, max_duration, not_before, sweep, after)"},
+            "retry, max_duration, not_before, sweep, after, outputs, inputs)"},
         BadSpec{"run: x\nmodel: {parameters: 7B, precison: bf16}\n",
                 "model.precison: unknown key (expected one of: parameters, precision, method, "
                 "optimizer, batch_size, sequence_length, gradient_checkpointing, lora_rank)"}));
@@ -445,6 +445,105 @@ TEST(ParseJobSpecYaml, ReadsDependencies) {
   EXPECT_THAT(ParseJobSpecYaml("run: x\nafter: {job: a}\n").status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "after: expected a job ID or a list of them, got a mapping"));
+}
+
+TEST(ParseJobSpecYaml, ReadsOutputsAndInputs) {
+  absl::StatusOr<sched::v1::JobSpec> spec = ParseJobSpecYaml(
+      "run: x\noutputs: [model/, metrics.json]\ninputs: {data: 1a2b3c, base: 4d5e6f}\n"
+      "after: [1a2b3c, 4d5e6f]\n");
+  ASSERT_THAT(spec, IsOk());
+  ASSERT_EQ(spec->outputs_size(), 2);
+  EXPECT_EQ(spec->outputs(0), "model/");
+  EXPECT_EQ(spec->outputs(1), "metrics.json");
+  ASSERT_EQ(spec->inputs_size(), 2);
+  EXPECT_EQ(spec->inputs(0).name(), "data");
+  EXPECT_EQ(spec->inputs(0).job_id(), "1a2b3c");
+  EXPECT_EQ(spec->inputs(1).name(), "base");
+  spec = ParseJobSpecYaml("run: x\noutputs: out.bin\ninputs: 1a2b3c\n");
+  ASSERT_THAT(spec, IsOk());
+  EXPECT_EQ(spec->outputs(0), "out.bin");
+  EXPECT_EQ(spec->inputs(0).name(), "1a2b3c");
+  EXPECT_THAT(ParseJobSpecYaml("run: x\noutputs: {a: b}\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "outputs: expected a path or a list of paths, got a mapping"));
+  EXPECT_THAT(ParseJobSpecYaml("run: x\ninputs: {data: [a]}\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("inputs.data: expected a string")));
+  EXPECT_THAT(ParseJobSpecYaml("stages: []\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("this is a pipeline")));
+}
+
+TEST(ParsePipelineYaml, ChainsStagesAndTurnsInputsIntoDependencies) {
+  const char* yaml = R"(pipeline: finetune
+project: ml
+stages:
+  - name: prepare
+    run: python prep.py
+    placement: local-only
+    outputs: [data/]
+  - name: train
+    run: python train.py
+    inputs: [prepare]
+    resources: {gpus: 1, gpu_memory: 24GB}
+    outputs: [model/]
+  - name: evaluate
+    project: eval
+    run: python eval.py
+    after: [{job: train, when: always}]
+    inputs: [prepare]
+)";
+  ASSERT_TRUE(IsPipelineYaml(yaml));
+  EXPECT_FALSE(IsPipelineYaml("run: x\n"));
+  absl::StatusOr<Pipeline> p = ParsePipelineYaml(yaml);
+  ASSERT_THAT(p, IsOk());
+  EXPECT_EQ(p->name, "finetune");
+  ASSERT_EQ(p->stages.size(), 3u);
+  const sched::v1::JobSpec& prepare = p->stages[0].spec;
+  EXPECT_EQ(prepare.after_size(), 0);
+  EXPECT_EQ(prepare.project(), "ml");
+  EXPECT_EQ(prepare.labels().at("pipeline"), "finetune");
+  EXPECT_EQ(prepare.labels().at("stage"), "prepare");
+  // No after: the stage before (its input is already there).
+  const sched::v1::JobSpec& train = p->stages[1].spec;
+  ASSERT_EQ(train.after_size(), 1);
+  EXPECT_EQ(train.after(0).job_id(), "prepare");
+  EXPECT_EQ(train.after(0).when(), "success");
+  // Its own after kept; its input added as a dependency on success.
+  sched::v1::JobSpec evaluate = p->stages[2].spec;
+  EXPECT_EQ(evaluate.project(), "eval");
+  ASSERT_EQ(evaluate.after_size(), 2);
+  EXPECT_EQ(evaluate.after(0).job_id(), "train");
+  EXPECT_EQ(evaluate.after(0).when(), "always");
+  EXPECT_EQ(evaluate.after(1).job_id(), "prepare");
+  EXPECT_EQ(evaluate.after(1).when(), "success");
+  ASSERT_THAT(ResolveStages(evaluate, {{"prepare", "aaaa"}, {"train", "bbbb"}}), IsOk());
+  EXPECT_EQ(evaluate.after(0).job_id(), "bbbb");
+  EXPECT_EQ(evaluate.after(1).job_id(), "aaaa");
+  EXPECT_EQ(evaluate.inputs(0).job_id(), "aaaa");
+  EXPECT_EQ(evaluate.inputs(0).name(), "prepare");
+  EXPECT_THAT(ResolveStages(evaluate, {}), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(ParsePipelineYaml, BadPipelinesNameTheStageAndTheKey) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"stages: []\n", "stages: expected a list of job specs, each with a name"},
+      {"stages: {a: 1}\n", "stages: expected a list of job specs, each with a name"},
+      {"stages:\n  - run: x\n", "stages[0].name: required: it names the stage"},
+      {"stages:\n  - {name: a, run: x}\n  - {name: a, run: y}\n",
+       "stages[1].name: \"a\" is taken"},
+      {"stages:\n  - {name: a, run: x, after: [b]}\n  - {name: b, run: y}\n",
+       "stages[0].after[0]: no earlier stage is named \"b\""},
+      {"stages:\n  - {name: a, run: x}\n  - {name: b, run: y, inputs: [c]}\n",
+       "stages[1].inputs[0]: no earlier stage is named \"c\""},
+      {"stages:\n  - {name: a, run: x, resources: {gpus: two}}\n",
+       "stages[0].resources.gpus: expected"},
+      {"pipeline: p\nowner: me\nstages:\n  - {name: a, run: x}\n", "owner: unknown key"},
+  };
+  for (const auto& [yaml, want] : cases) {
+    EXPECT_THAT(ParsePipelineYaml(yaml).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(want)))
+        << yaml;
+  }
 }
 
 }  // namespace

@@ -4,11 +4,13 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/ascii.h"
 #include "gmock/gmock.h"
@@ -298,6 +300,147 @@ placement: local-only
   json = Ctl(absl::StrCat("get node ", kNode, " -o json"));
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.text, &node).ok()) << json.text;
   EXPECT_EQ(node.owner_gpu_indexes_size(), 0);
+}
+
+}  // namespace
+}  // namespace sched
+
+namespace sched {
+namespace {
+
+// Two machines: the user's workstation "ws" (no GPU, free) and the rented RTX 4090 node. A
+// pipeline's stages go where their placement sends them, and what one stage leaves reaches the
+// next through schedd.
+class PipelineTest : public AdvertisedNodeTest {
+ protected:
+  void SetUp() override {
+    AdvertisedNodeTest::SetUp();
+    if (HasFatalFailure()) return;
+    ws_ = std::make_unique<Subprocess>(
+        std::vector<std::string>{BinaryPath("sched-agent"), "--server=" + address_, "--name=ws",
+                                 "--work_dir=" + dir_ + "/ws", "--metrics_listen=",
+                                 "--gpu_detection=none", "--provider=local"},
+        dir_ + "/ws.log");
+    for (int i = 0; i < 200; ++i) {
+      v1::Node node;
+      const ShellOutput r = Ctl("get node ws -o json");
+      if (r.exit_code == 0 && google::protobuf::util::JsonStringToMessage(r.text, &node).ok() &&
+          node.state() == v1::NODE_STATE_READY) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    FAIL() << "ws did not register; logs in " << dir_;
+  }
+  void TearDown() override {
+    ws_.reset();
+    AdvertisedNodeTest::TearDown();
+  }
+  // Submits a pipeline file; the stages' job ids by name.
+  std::map<std::string, std::string> SubmitPipeline(const std::string& yaml,
+                                                    const std::string& first_line) {
+    const std::string path = dir_ + "/pipeline.yaml";
+    std::ofstream(path) << yaml;
+    const ShellOutput r = Ctl("submit -f " + path);
+    EXPECT_EQ(r.exit_code, 0) << r.text;
+    EXPECT_TRUE(absl::StartsWith(r.text, first_line)) << r.text;
+    std::map<std::string, std::string> ids;
+    for (absl::string_view line : absl::StrSplit(r.text, '\n', absl::SkipEmpty())) {
+      const size_t job = line.find(": job/");
+      if (line.substr(0, 2) != "  " || job == absl::string_view::npos) continue;
+      ids[std::string(line.substr(2, job - 2))] = std::string(line.substr(job + 6, 16));
+    }
+    return ids;
+  }
+  std::unique_ptr<Subprocess> ws_;
+};
+
+// Stage 1 on the workstation writes a data folder; stage 2, on the cheapest GPU with 24 GB (the
+// rented node), reads it and writes a model; stage 3, on a GPU too, reads stage 1's data (made
+// on the other machine) and stage 2's model.
+TEST_F(PipelineTest, ThreeStagesCarryTheirOutputsAcrossNodesThroughSchedd) {
+  const std::map<std::string, std::string> ids = SubmitPipeline(R"yaml(pipeline: finetune
+stages:
+  - name: prepare
+    placement: local-only
+    resources: {cpus: 0.1}
+    run: |
+      mkdir -p data/shards
+      printf 'alpha\nbeta\ngamma\n' > data/train.txt
+      echo shard-0 > data/shards/0
+    outputs: [data/]
+  - name: train
+    placement: cheapest
+    resources: {gpus: 1, gpu_memory: 24GB, cpus: 0.1}
+    inputs: [prepare]
+    run: |
+      mkdir -p model
+      wc -l < "$SCHED_INPUTS_DIR/prepare/data/train.txt" | tr -d ' ' > model/weights
+      echo "trained on $(cat "$SCHED_INPUTS_DIR/prepare/data/shards/0")"
+    outputs: [model/weights]
+  - name: evaluate
+    placement: cheapest
+    resources: {gpus: 1, gpu_memory: 10GB, cpus: 0.1}
+    inputs: [prepare, train]
+    run: |
+      echo "data: $(head -1 "$SCHED_INPUTS_DIR/prepare/data/train.txt")"
+      echo "weights: $(cat "$SCHED_INPUTS_DIR/train/model/weights")"
+)yaml",
+                                                                "pipeline/finetune submitted: 3 stages\n");
+  ASSERT_EQ(ids.size(), 3u);
+  const v1::Job prepare = WaitForEnd(ids.at("prepare"));
+  const v1::Job train = WaitForEnd(ids.at("train"));
+  const v1::Job evaluate = WaitForEnd(ids.at("evaluate"));
+  ASSERT_EQ(prepare.state(), v1::JOB_STATE_SUCCEEDED) << prepare.DebugString();
+  ASSERT_EQ(train.state(), v1::JOB_STATE_SUCCEEDED) << train.DebugString();
+  ASSERT_EQ(evaluate.state(), v1::JOB_STATE_SUCCEEDED) << evaluate.DebugString();
+  EXPECT_EQ(prepare.node(), "ws");
+  EXPECT_EQ(train.node(), kNode);
+  EXPECT_EQ(evaluate.node(), kNode);
+  EXPECT_EQ(prepare.spec().labels().at("pipeline"), "finetune");
+  EXPECT_EQ(evaluate.spec().labels().at("stage"), "evaluate");
+  // The stages ran after one another, as the inputs imply.
+  ASSERT_EQ(evaluate.spec().after_size(), 2);
+  EXPECT_EQ(evaluate.spec().after(0).job_id(), ids.at("train"));
+  EXPECT_EQ(evaluate.spec().after(1).job_id(), ids.at("prepare"));
+  // The outputs went through schedd as each stage's last checkpoint.
+  EXPECT_THAT(Ctl("checkpoints " + ids.at("prepare")).text, HasSubstr("outputs-1"));
+  EXPECT_THAT(Ctl("logs " + ids.at("train")).text, HasSubstr("trained on shard-0\n"));
+  const std::string logs = Ctl("logs " + ids.at("evaluate")).text;
+  EXPECT_THAT(logs, HasSubstr("data: alpha\n"));
+  EXPECT_THAT(logs, HasSubstr("weights: 3\n"));
+  EXPECT_THAT(logs, HasSubstr(absl::StrCat("sched-agent: input prepare: checkpoint outputs-1 of job ",
+                                           ids.at("prepare"))));
+}
+
+// A stage that fails stops the stages after it, each saying why; one whose declared output is
+// missing fails, though its command succeeded.
+TEST_F(PipelineTest, AFailedStageStopsTheStagesAfterItWithTheReason) {
+  const std::map<std::string, std::string> ids = SubmitPipeline(R"yaml(stages:
+  - name: prepare
+    placement: local-only
+    resources: {cpus: 0.1}
+    run: echo forgot to write it
+    outputs: [data/]
+  - name: train
+    resources: {cpus: 0.1}
+    inputs: [prepare]
+    run: echo should not run
+  - name: evaluate
+    resources: {cpus: 0.1}
+    run: echo should not run either
+)yaml",
+                                                                "pipeline submitted: 3 stages\n");
+  ASSERT_EQ(ids.size(), 3u);
+  const v1::Job prepare = WaitForEnd(ids.at("prepare"));
+  EXPECT_EQ(prepare.state(), v1::JOB_STATE_FAILED) << prepare.DebugString();
+  EXPECT_THAT(prepare.message(), HasSubstr("declared output data/ was not written"));
+  const v1::Job train = WaitForEnd(ids.at("train"));
+  const v1::Job evaluate = WaitForEnd(ids.at("evaluate"));
+  EXPECT_EQ(train.state(), v1::JOB_STATE_CANCELLED) << train.DebugString();
+  EXPECT_THAT(train.message(), HasSubstr(absl::StrCat("job ", ids.at("prepare"), " ended FAILED")));
+  EXPECT_EQ(evaluate.state(), v1::JOB_STATE_CANCELLED) << evaluate.DebugString();
+  EXPECT_THAT(evaluate.message(), HasSubstr(absl::StrCat("job ", ids.at("train"), " ended CANCELLED")));
 }
 
 }  // namespace

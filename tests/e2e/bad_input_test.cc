@@ -275,16 +275,18 @@ TEST_F(BadInputTest, EveryBadInputIsRefusedAndSchedLivesOn) {
               std::string(as) == "node-1" ? Code::PERMISSION_DENIED : Code::FAILED_PRECONDITION)
         << as;
   }
-  {
-    // Nor may it download the checkpoint of a job it does not hold.
+  // Nor may it download the checkpoint of a job it does not hold, also when it claims to want
+  // it as the input of a job (one it does not hold, which has no such input).
+  for (const std::string& for_job : {std::string(), job_a.job().id()}) {
     grpc::ClientContext ctx;
     v1::GetCheckpointRequest req;
     req.set_job_id(job_a.job().id());
+    req.set_for_job(for_job);
     auto reader = ks2->GetCheckpoint(&ctx, req);
     v1::CheckpointPiece piece;
     while (reader->Read(&piece)) {
     }
-    EXPECT_EQ(reader->Finish().error_code(), Code::PERMISSION_DENIED);
+    EXPECT_EQ(reader->Finish().error_code(), Code::PERMISSION_DENIED) << for_job;
   }
   // A secret's value is never written to schedd's own log or its audit log.
   v1::JobSpec with_secret = Spec("true");

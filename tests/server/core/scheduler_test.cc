@@ -2558,3 +2558,57 @@ TEST_F(FairShareTest, WhatEachProjectHoldsNowIsSplitByWeight) {
 
 }  // namespace
 }  // namespace sched
+
+// ---- Artifacts between jobs ----
+
+namespace sched {
+namespace {
+
+TEST_F(SchedulerTest, InputsAndOutputsAreCheckedAtSubmitAndKept) {
+  auto link = std::make_shared<FakeAgentLink>();
+  Connect("ws", Caps(8, 8 * kGiB), link);
+  auto first = Submit(Spec("prepare"));
+  ASSERT_THAT(first, IsOk());
+  const std::string id = first->job.id;
+  const size_t jobs = scheduler_->ListJobs({}).jobs.size();
+  auto spec = [&](std::vector<std::string> outputs,
+                  std::vector<std::pair<std::string, std::string>> inputs,
+                  std::vector<std::pair<std::string, std::string>> after) {
+    JobSpec s = Spec("train");
+    s.outputs = std::move(outputs);
+    s.inputs = std::move(inputs);
+    s.after = std::move(after);
+    return s;
+  };
+  // An input must be a job it runs after, on success; a prefix is resolved.
+  EXPECT_THAT(Submit(spec({}, {{"data", id}}, {})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("inputs[0].job: " + id + " must also be in after")));
+  EXPECT_THAT(Submit(spec({}, {{"data", id}}, {{id, "always"}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("must also be in after")));
+  EXPECT_THAT(Submit(spec({}, {{"data", "ffffffffffffffff"}}, {})),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("inputs[0].job")));
+  // Paths stay inside the job's folder; names are folder names.
+  for (const char* bad : {"/etc/passwd", "../up", "a/../../b", "a//b", "./a", ""}) {
+    EXPECT_THAT(Submit(spec({bad}, {}, {})),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outputs[0]")))
+        << bad;
+  }
+  EXPECT_THAT(Submit(spec({}, {{"../x", id}}, {{id, "success"}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("inputs[0].name")));
+  EXPECT_THAT(Submit(spec({}, {{"d", id}, {"d", id}}, {{id, "success"}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("inputs[1].name: \"d\" twice")));
+  EXPECT_EQ(scheduler_->ListJobs({}).jobs.size(), jobs);  // nothing stored
+  auto ok = Submit(spec({"model/", "metrics.json"}, {{"data", id.substr(0, 6)}},
+                        {{id.substr(0, 6), "success"}}));
+  ASSERT_THAT(ok, IsOk());
+  Restart();
+  const Job kept = Get(ok->job.id);
+  EXPECT_THAT(kept.spec.outputs, ElementsAre("model/", "metrics.json"));
+  ASSERT_EQ(kept.spec.inputs.size(), 1u);
+  EXPECT_EQ(kept.spec.inputs[0].first, "data");
+  EXPECT_EQ(kept.spec.inputs[0].second, id);  // the full id
+}
+
+}  // namespace
+}  // namespace sched
