@@ -160,10 +160,15 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
         const v1::Heartbeat& hb = in_.heartbeat();
         absl::Status s = scheduler_->Heartbeat(name_, session_, RefsFromProto(hb.running()));
         if (!s.ok()) return s;
-        s = scheduler_->SetOwnerGpus(
-            name_, session_, std::set<uint32_t>(hb.owner_gpus().begin(), hb.owner_gpus().end()),
-            hb.owner_detail());
-        if (!s.ok()) return s;
+        // The owner's GPUs: told on a stream's first heartbeat, then while the agent names any
+        // and once more when it names none again.
+        if (owner_gpus_may_be_set_ || hb.owner_gpus_size() > 0) {
+          s = scheduler_->SetOwnerGpus(
+              name_, session_, std::set<uint32_t>(hb.owner_gpus().begin(), hb.owner_gpus().end()),
+              hb.owner_detail());
+          if (!s.ok()) return s;
+          owner_gpus_may_be_set_ = hb.owner_gpus_size() > 0;
+        }
         v1::ServerMessage msg;
         msg.mutable_heartbeat_ack();
         sender_->Send(std::move(msg));
@@ -246,6 +251,8 @@ class ConnectReactor final : public grpc::ServerBidiReactor<v1::AgentMessage, v1
   std::string name_;
   bool registered_ = false;
   uint64_t session_ = 0;
+  // schedd may hold owner's GPUs for the node (from this stream or an earlier one).
+  bool owner_gpus_may_be_set_ = true;
 };
 
 }  // namespace

@@ -32,8 +32,9 @@ sleep 1
 SPOT=()
 [ "$MODE" = notice ] && SPOT=(--spot=true --provider=vastai --price_per_hour=1.2
                              --preemption_notice=sigterm --sigterm_notice_seconds=20)
+# Both agents share this machine's GPU, so neither takes the other's job for its owner's.
 "$BIN/sched-agent" --server=127.0.0.1:7470 --name=gpu-a --work_dir="$D/a" --metrics_listen= \
-  --checkpoint_poll_ms=100 "${SPOT[@]}" > "$OUT/agent-a.log" 2>&1 &
+  --checkpoint_poll_ms=100 --owner_first=off "${SPOT[@]}" > "$OUT/agent-a.log" 2>&1 &
 A=$!
 sleep 2
 cat > "$D/job.yaml" <<YAML
@@ -55,7 +56,7 @@ for i in $(seq 1 600); do
 done
 # The second agent joins once the job runs on the first: it is where the job goes next.
 "$BIN/sched-agent" --server=127.0.0.1:7470 --name=gpu-b --work_dir="$D/b" --metrics_listen= \
-  --checkpoint_poll_ms=100 > "$OUT/agent-b.log" 2>&1 &
+  --checkpoint_poll_ms=100 --owner_first=off > "$OUT/agent-b.log" 2>&1 &
 for i in $(seq 1 1200); do
   [ "$(ctl checkpoints "$ID" 2>/dev/null | grep -c step-)" -ge 2 ] && break
   sleep 0.1
