@@ -90,27 +90,31 @@ class SecureJoinTest : public ::testing::Test {
   }
 
   std::unique_ptr<Subprocess> StartAgent(const std::vector<std::string>& extra,
-                                         const std::string& log) {
-    std::vector<std::string> argv = {
-        BinaryPath("sched-agent"),       "--server=" + address_, "--name=gpu-1",
-        "--work_dir=" + dir_ + "/agent", "--metrics_listen=",    "--renew_check_ms=500"};
+                                         const std::string& log,
+                                         const std::string& name = "gpu-1") {
+    std::vector<std::string> argv = {BinaryPath("sched-agent"),
+                                     "--server=" + address_,
+                                     "--name=" + name,
+                                     "--work_dir=" + dir_ + "/" + (name == "gpu-1" ? "agent" : name),
+                                     "--metrics_listen=",
+                                     "--renew_check_ms=500"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return std::make_unique<Subprocess>(argv, dir_ + "/" + log);
   }
 
-  v1::NodeState NodeState() {
+  v1::NodeState NodeState(const std::string& name = "gpu-1") {
     auto stub = v1::NodeService::NewStub(admin_);
     grpc::ClientContext ctx;
     v1::GetNodeRequest req;
-    req.set_name("gpu-1");
+    req.set_name(name);
     v1::Node node;
     if (!stub->GetNode(&ctx, req, &node).ok()) return v1::NODE_STATE_UNSPECIFIED;
     return node.state();
   }
 
-  bool WaitForNode(v1::NodeState want, int ms) {
+  bool WaitForNode(v1::NodeState want, int ms, const std::string& name = "gpu-1") {
     for (int i = 0; i < ms / 50; ++i) {
-      if (NodeState() == want) return true;
+      if (NodeState(name) == want) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return false;
@@ -118,11 +122,16 @@ class SecureJoinTest : public ::testing::Test {
 
   // Submits `run` as admin and waits up to `ms` for it to end: its final state.
   v1::JobState Run(const std::string& run, int ms = 20'000) {
+    v1::JobSpec spec;
+    spec.set_name("hello");
+    spec.set_run(run);
+    return RunSpec(spec, ms).state();
+  }
+  v1::Job RunSpec(const v1::JobSpec& spec, int ms = 20'000) {
     auto stub = v1::JobService::NewStub(admin_);
     grpc::ClientContext ctx;
     v1::SubmitJobRequest req;
-    req.mutable_spec()->set_name("hello");
-    req.mutable_spec()->set_run(run);
+    *req.mutable_spec() = spec;
     v1::SubmitJobResponse resp;
     const grpc::Status s = stub->SubmitJob(&ctx, req, &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
@@ -137,7 +146,7 @@ class SecureJoinTest : public ::testing::Test {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    return job.state();
+    return job;
   }
 
   std::string dir_, address_, pin_;
@@ -202,6 +211,54 @@ TEST_F(SecureJoinTest, AWrongPinStopsTheAgentBeforeItSendsTheToken) {
   // The token was not spent: with the right pin it still joins.
   agent_ = StartAgent({"--ca_pin=" + pin_, "--token_file=" + token_file}, "agent2.log");
   EXPECT_TRUE(WaitForNode(v1::NODE_STATE_READY, 20'000)) << "logs in " << dir_;
+}
+
+}  // namespace
+}  // namespace sched
+
+namespace sched {
+namespace {
+
+// Over mTLS, a job's outputs reach a job on another node that has them as an input: that node
+// may fetch them only for the job it holds that lists them.
+TEST_F(SecureJoinTest, AnInputMadeOnOneNodeIsFetchedByAnotherForTheJobThatNamesIt) {
+  agent_ = StartAgent({"--ca_pin=" + pin_, "--token_file=" + JoinTokenFile()}, "agent.log");
+  ASSERT_TRUE(WaitForNode(v1::NODE_STATE_READY, 20'000)) << "logs in " << dir_;
+  v1::JobSpec make;
+  make.set_name("make");
+  make.set_run("echo made on $(hostname) > out.txt");
+  make.add_outputs("out.txt");
+  const v1::Job made = RunSpec(make);
+  ASSERT_EQ(made.state(), v1::JOB_STATE_SUCCEEDED) << made.DebugString();
+  EXPECT_EQ(made.node(), "gpu-1");
+  // gpu-1 goes; gpu-2 joins with a token of its own and runs the job that reads it.
+  agent_.reset();
+  std::unique_ptr<Subprocess> second =
+      StartAgent({"--ca_pin=" + pin_, "--token_file=" + JoinTokenFile()}, "agent-2.log", "gpu-2");
+  ASSERT_TRUE(WaitForNode(v1::NODE_STATE_READY, 20'000, "gpu-2")) << "logs in " << dir_;
+  v1::JobSpec use;
+  use.set_name("use");
+  use.set_run("cat \"$SCHED_INPUTS_DIR/made/out.txt\"");
+  v1::Dependency* after = use.add_after();
+  after->set_job_id(made.id());
+  after->set_when("success");
+  v1::JobInput* input = use.add_inputs();
+  input->set_name("made");
+  input->set_job_id(made.id());
+  const v1::Job used = RunSpec(use);
+  EXPECT_EQ(used.state(), v1::JOB_STATE_SUCCEEDED) << used.DebugString() << " logs in " << dir_;
+  EXPECT_EQ(used.node(), "gpu-2");
+  auto jobs = v1::JobService::NewStub(admin_);
+  grpc::ClientContext ctx;
+  v1::GetJobLogsRequest req;
+  req.set_job_id(used.id());
+  auto reader = jobs->GetJobLogs(&ctx, req);
+  std::string logs;
+  v1::LogChunk chunk;
+  while (reader->Read(&chunk)) logs += chunk.data();
+  EXPECT_THAT(logs, HasSubstr("made on "));
+  EXPECT_THAT(logs, HasSubstr("sched-agent: input made: checkpoint outputs-1 of job " + made.id()));
+  second.reset();
 }
 
 }  // namespace
