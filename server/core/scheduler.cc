@@ -227,6 +227,26 @@ absl::Status Scheduler::LoadState() {
       RefreshNodeFacts(entry);
     }
   }
+  // Fair share's past use of the user's machines, from the leases that ended on them, decayed
+  // from each end to now as it would have been live.
+  if (!options_.fair_share.empty()) {
+    const absl::Time now = clock_->Now();
+    for (const auto& [seq, job] : by_seq_) {
+      for (const JobAttempt& a : job->attempts) {
+        const NodeEntry* on = FindNode(a.node);
+        if (on == nullptr || !on->node.local || a.end == absl::InfinitePast() || a.end > now) {
+          continue;
+        }
+        const double halves =
+            absl::FDivDuration(now - a.end, options_.fair_share_half_life);
+        PastUseEntry& e = past_use_[job->spec.project];
+        e.share_seconds += DominantShare(*job, on->node) *
+                           absl::ToDoubleSeconds(std::max(a.end - a.start, absl::ZeroDuration())) *
+                           std::exp2(-halves);
+        e.as_of = now;
+      }
+    }
+  }
   spend_month_ = MonthStart(clock_->Now());
   for (const auto& [id, expiry] : lease_expiry_) IndexLeaseStart(jobs_.at(id), nullptr);
   RebuildSpendIndex(spend_month_);

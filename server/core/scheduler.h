@@ -744,8 +744,8 @@ class Scheduler {
   // The same by name, hashed: the keys are nodes_'s (EntryFor adds to both).
   absl::flat_hash_map<absl::string_view, NodeEntry*> node_index_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<NodeEntry*> local_nodes_ ABSL_GUARDED_BY(mu_);
-  // Each project's use of the local nodes (share-seconds) as of a time, for fair share. Kept in
-  // memory: a restart of schedd starts every project even.
+  // Each project's use of the local nodes (share-seconds) as of a time, for fair share; rebuilt
+  // at start-up from the attempts that ended on them.
   struct PastUseEntry {
     double share_seconds = 0;
     absl::Time as_of = absl::InfinitePast();

@@ -2535,6 +2535,38 @@ TEST_F(FairShareTest, AWorkstationIsSharedByWeightOverTime) {
   EXPECT_NEAR(std::count(order.begin(), order.end(), 'M'), 16, 1);
 }
 
+// What a project used is rebuilt when schedd restarts: ml ran two jobs before it, so research's
+// job goes before ml's next, though ml's was queued first.
+TEST_F(FairShareTest, PastUseSurvivesARestart) {
+  fair_share_ = {{"ml", 1}, {"research", 1}};
+  Restart();
+  auto link = std::make_shared<FakeAgentLink>();
+  const NodeCapabilities caps =
+      Caps(8, 64 * kGiB, {{0, "GPU-0", "NVIDIA GeForce RTX 4090", 24 * kGiB}});
+  uint64_t s = Connect("ws", caps, link);
+  auto run_one = [&](const std::string& id) {
+    clock_.Advance(absl::Minutes(1));
+    ASSERT_THAT(Report("ws", s, id, Get(id).epoch, JobState::kSucceeded), IsOk());
+  };
+  auto m0 = Submit(OneGpu("ml", 0));
+  auto m1 = Submit(OneGpu("ml", 1));
+  ASSERT_THAT(m1, IsOk());
+  run_one(m0->job.id);
+  run_one(m1->job.id);
+  auto other = Submit(OneGpu("other", 0));
+  ASSERT_THAT(other, IsOk());
+  EXPECT_EQ(Get(other->job.id).state, JobState::kAssigned);
+  auto m2 = Submit(OneGpu("ml", 2));
+  auto r0 = Submit(OneGpu("research", 0));
+  ASSERT_THAT(r0, IsOk());
+  Restart();
+  link = std::make_shared<FakeAgentLink>();
+  s = Connect("ws", caps, link, {{other->job.id, Get(other->job.id).epoch}});
+  run_one(other->job.id);
+  EXPECT_EQ(Get(r0->job.id).state, JobState::kAssigned);
+  EXPECT_EQ(Get(m2->job.id).state, JobState::kPending);
+}
+
 // With room for several jobs, what each project holds now decides first: on three GPUs, ml
 // (weight 2) gets two and research one, however the queue is ordered.
 TEST_F(FairShareTest, WhatEachProjectHoldsNowIsSplitByWeight) {
