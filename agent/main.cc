@@ -20,6 +20,7 @@
 #include "agent/log.h"
 #include "agent/node_settings.h"
 #include "server/auth/channel.h"
+#include "server/common/memory.h"
 #include "server/common/status_macros.h"
 
 namespace {
@@ -162,6 +163,7 @@ absl::StatusOr<agent::NodeSettings> Settings(int32_t utc_offset_minutes) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sched::KeepFreedMemoryForReuse();
   absl::SetProgramUsageMessage("The sched agent: runs the jobs schedd assigns to this machine.");
   absl::ParseCommandLine(argc, argv);
   agent::MainOptions options;

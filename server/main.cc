@@ -15,6 +15,7 @@
 #include "absl/flags/usage.h"
 #include "absl/synchronization/mutex.h"
 #include "server/common/failpoint.h"
+#include "server/common/memory.h"
 #include "server/daemon/daemon.h"
 
 ABSL_FLAG(std::string, data_dir, "./sched-data", "Folder of the embedded store.");
@@ -108,6 +109,7 @@ std::string FindCatalog(const char* argv0) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sched::KeepFreedMemoryForReuse();
   absl::SetProgramUsageMessage("schedd: the sched daemon. schedd --data_dir=DIR [--listen=ADDR]");
   absl::ParseCommandLine(argc, argv);
   // Lock-order checking costs a graph update on every lock; tests run with it, production not.

@@ -5,16 +5,20 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "openssl/evp.h"
 
 namespace sched::checkpoint {
@@ -24,22 +28,6 @@ namespace fs = std::filesystem;
 
 absl::Status Errno(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
-}
-
-// Reads exactly `size` bytes at `offset`; short when the file is shorter.
-absl::StatusOr<std::string> ReadAt(int fd, uint64_t offset, uint64_t size,
-                                   const std::string& path) {
-  std::string out(size, '\0');
-  size_t got = 0;
-  while (got < size) {
-    const ssize_t n = pread(fd, out.data() + got, size - got, offset + got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Errno("reading", path);
-    if (n == 0) break;
-    got += n;
-  }
-  out.resize(got);
-  return out;
 }
 
 absl::Status WriteAll(int fd, absl::string_view data, const std::string& path) {
@@ -52,43 +40,48 @@ absl::Status WriteAll(int fd, absl::string_view data, const std::string& path) {
   return absl::OkStatus();
 }
 
-// Adds the file at `full` as `rel` to `manifest`, cutting it into chunks, each read once and
-// shown to `visit`.
-absl::Status AddFile(const std::string& full, const std::string& rel, v1::Checkpoint& manifest,
-                     const ChunkVisitor& visit) {
-  const int fd = open(full.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return Errno("opening", full);
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    close(fd);
-    return Errno("reading", full);
+// Reads exactly `size` bytes at `offset` into `out` (whose buffer is reused). DATA_LOSS when
+// the file is shorter than that.
+absl::Status ReadExactly(int fd, uint64_t offset, uint64_t size, const std::string& path,
+                         std::string& out) {
+  // Grown once to a chunk's size and kept: resizing within the capacity writes nothing.
+  out.resize(size);
+  size_t got = 0;
+  while (got < size) {
+    const ssize_t n = pread(fd, out.data() + got, size - got, offset + got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Errno("reading", path);
+    if (n == 0) {
+      return absl::DataLossError(
+          absl::StrCat(path, " changed after it was published: it is shorter than it was"));
+    }
+    got += n;
   }
+  return absl::OkStatus();
+}
+
+// Adds the file at `full` as `rel` to `manifest` with its size, mode and as many (empty) chunk
+// names as it has chunks, and where each chunk is to `chunks`.
+absl::Status AddFile(const std::string& full, const std::string& rel, v1::Checkpoint& manifest,
+                     std::vector<LocalChunk>* chunks) {
+  struct stat st;
+  if (lstat(full.c_str(), &st) != 0) return Errno("reading", full);
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(full, " is a link or a special file; only files and folders are kept"));
+  }
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
   v1::CheckpointFile* file = manifest.add_files();
   file->set_path(rel);
   file->set_mode(st.st_mode & 07777);
-  uint64_t size = 0;
-  absl::Status status;
-  while (true) {
-    absl::StatusOr<std::string> data = ReadAt(fd, size, kChunkBytes, full);
-    if (!data.ok()) {
-      status = data.status();
-      break;
-    }
-    if (data->empty()) break;
-    const std::string sha = Sha256Hex(*data);
-    file->add_chunks(sha);
-    const uint64_t n = data->size();
-    if (visit) {
-      status = visit(LocalChunk{sha, full, size, n}, *data);  // may take the bytes
-      if (!status.ok()) break;
-    }
-    size += n;
-    if (n < kChunkBytes) break;
-  }
-  close(fd);
-  if (!status.ok()) return status;
-  // No whole-file sha256: every chunk is checked by its own, which covers the file.
   file->set_size_bytes(size);
+  for (uint64_t offset = 0; offset < size; offset += kChunkBytes) {
+    file->add_chunks();
+    if (chunks != nullptr) {
+      chunks->push_back(LocalChunk{"", full, offset, std::min<uint64_t>(kChunkBytes, size - offset),
+                                   offset + kChunkBytes >= size});
+    }
+  }
   manifest.set_size_bytes(manifest.size_bytes() + size);
   return absl::OkStatus();
 }
@@ -242,14 +235,7 @@ absl::Status CheckManifest(const v1::Checkpoint& manifest) {
 
 // ---- Reading a local checkpoint
 
-absl::StatusOr<v1::Checkpoint> Describe(const std::string& path, std::vector<LocalChunk>* chunks) {
-  return ReadCheckpoint(path, [chunks](const LocalChunk& chunk, std::string&) {
-    if (chunks != nullptr) chunks->push_back(chunk);
-    return absl::OkStatus();
-  });
-}
-
-absl::StatusOr<v1::Checkpoint> ReadCheckpoint(const std::string& path, const ChunkVisitor& visit) {
+absl::StatusOr<v1::Checkpoint> Layout(const std::string& path, std::vector<LocalChunk>* chunks) {
   const fs::path root(path);
   v1::Checkpoint manifest;
   manifest.set_name(root.filename().string());
@@ -259,7 +245,7 @@ absl::StatusOr<v1::Checkpoint> ReadCheckpoint(const std::string& path, const Chu
   if (ec) return absl::NotFoundError(absl::StrCat("checkpoint ", path, ": ", ec.message()));
   if (fs::is_regular_file(st)) {
     manifest.set_is_dir(false);
-    if (absl::Status s = AddFile(path, "", manifest, visit); !s.ok()) return s;
+    if (absl::Status s = AddFile(path, "", manifest, chunks); !s.ok()) return s;
     return manifest;
   }
   if (!fs::is_directory(st)) {
@@ -290,18 +276,92 @@ absl::StatusOr<v1::Checkpoint> ReadCheckpoint(const std::string& path, const Chu
   if (ec) return absl::InternalError(absl::StrCat("reading ", path, ": ", ec.message()));
   std::sort(files.begin(), files.end());
   for (const std::string& rel : files) {
-    if (absl::Status s = AddFile((root / rel).string(), rel, manifest, visit); !s.ok()) return s;
+    if (absl::Status s = AddFile((root / rel).string(), rel, manifest, chunks); !s.ok()) return s;
   }
   return manifest;
 }
 
+absl::Status HashChunks(std::vector<LocalChunk>& chunks, size_t begin, size_t end, int threads) {
+  end = std::min(end, chunks.size());
+  if (begin >= end) return absl::OkStatus();
+  std::atomic<size_t> next{begin};
+  std::atomic<bool> failed{false};
+  std::vector<absl::Status> errors(std::max(threads, 1));
+  auto work = [&](int t) {
+    std::string buffer;
+    ChunkReader reader;
+    for (size_t i = next++; i < end && !failed; i = next++) {
+      absl::Status s = reader.Read(chunks[i], buffer);
+      if (!s.ok()) {
+        errors[t] = std::move(s);
+        failed = true;
+        return;
+      }
+      chunks[i].sha256 = Sha256Hex(buffer);
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (int t = 1; t < threads && begin + t < end; ++t) helpers.emplace_back(work, t);
+  work(0);
+  for (std::thread& h : helpers) h.join();
+  for (absl::Status& e : errors) {
+    if (!e.ok()) return e;
+  }
+  return absl::OkStatus();
+}
+
+void NameChunks(const std::vector<LocalChunk>& chunks, v1::Checkpoint& manifest) {
+  size_t i = 0;
+  for (v1::CheckpointFile& f : *manifest.mutable_files()) {
+    for (std::string& name : *f.mutable_chunks()) name = chunks[i++].sha256;
+  }
+}
+
+absl::StatusOr<v1::Checkpoint> Describe(const std::string& path, std::vector<LocalChunk>* chunks,
+                                        int threads) {
+  std::vector<LocalChunk> local;
+  std::vector<LocalChunk>& where = chunks != nullptr ? *chunks : local;
+  where.clear();
+  absl::StatusOr<v1::Checkpoint> manifest = Layout(path, &where);
+  if (!manifest.ok()) return manifest;
+  if (absl::Status s = HashChunks(where, 0, where.size(), threads); !s.ok()) return s;
+  NameChunks(where, *manifest);
+  return manifest;
+}
+
+ChunkReader::~ChunkReader() {
+  if (fd_ >= 0) close(fd_);
+}
+
+absl::Status ChunkReader::Read(const LocalChunk& chunk, std::string& out) {
+  if (fd_ < 0 || file_ != chunk.file) {
+    if (fd_ >= 0) close(fd_);
+    file_ = chunk.file;
+    fd_ = open(chunk.file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd_ < 0) return Errno("opening", chunk.file);
+  }
+  if (absl::Status s = ReadExactly(fd_, chunk.offset, chunk.size, chunk.file, out); !s.ok()) {
+    return s;
+  }
+  if (chunk.last) {
+    // A file that grew since it was laid out is still being written.
+    char more;
+    ssize_t n;
+    while ((n = pread(fd_, &more, 1, chunk.offset + chunk.size)) < 0 && errno == EINTR) {
+    }
+    if (n != 0) {
+      return absl::DataLossError(
+          absl::StrCat(chunk.file, " changed after it was published: it is longer than it was"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> ReadChunk(const LocalChunk& chunk) {
-  const int fd = open(chunk.file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return Errno("opening", chunk.file);
-  absl::StatusOr<std::string> data = ReadAt(fd, chunk.offset, chunk.size, chunk.file);
-  close(fd);
-  if (!data.ok()) return data.status();
-  if (data->size() != chunk.size || Sha256Hex(*data) != chunk.sha256) {
+  std::string data;
+  ChunkReader reader;
+  if (absl::Status s = reader.Read(chunk, data); !s.ok()) return s;
+  if (Sha256Hex(data) != chunk.sha256) {
     return absl::DataLossError(
         absl::StrCat(chunk.file, " changed after it was published (a chunk no longer matches)"));
   }
@@ -310,10 +370,93 @@ absl::StatusOr<std::string> ReadChunk(const LocalChunk& chunk) {
 
 // ---- Writing one out
 
+// Checks chunks against their names on threads of its own, a few waiting at most.
+class Writer::Verifier {
+ public:
+  struct Job {
+    std::vector<std::shared_ptr<const std::string>> owners;  // keep `parts` alive
+    std::vector<absl::string_view> parts;
+    std::string want;
+    std::string file;  // for the message
+    uint64_t end = 0;  // the offset the chunk ends at, in `file`
+  };
+
+  explicit Verifier(int threads) : limit_(2 * threads) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+  }
+  ~Verifier() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    for (std::thread& t : threads_) t.join();
+  }
+
+  // Queues `job`, waiting while the queue is full. The first wrong chunk found so far, if any.
+  absl::Status Submit(Job job) {
+    absl::MutexLock lock(&mu_);
+    auto room = [this] { return !error_.ok() || jobs_.size() < limit_; };
+    mu_.Await(absl::Condition(&room));
+    if (!error_.ok()) return error_;
+    jobs_.push_back(std::move(job));
+    return absl::OkStatus();
+  }
+  absl::Status error() {
+    absl::MutexLock lock(&mu_);
+    return error_;
+  }
+  // Once every queued chunk was checked: the first wrong one, if any.
+  absl::Status Wait() {
+    absl::MutexLock lock(&mu_);
+    auto done = [this] { return jobs_.empty() && busy_ == 0; };
+    mu_.Await(absl::Condition(&done));
+    return error_;
+  }
+
+ private:
+  void Loop() {
+    while (true) {
+      Job job;
+      {
+        absl::MutexLock lock(&mu_);
+        auto some = [this] { return stop_ || !jobs_.empty(); };
+        mu_.Await(absl::Condition(&some));
+        if (jobs_.empty()) return;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+        busy_++;
+      }
+      Sha256 sha;
+      for (absl::string_view part : job.parts) sha.Update(part);
+      const std::string got = sha.HexDigest();
+      absl::MutexLock lock(&mu_);
+      busy_--;
+      if (got != job.want && error_.ok()) {
+        error_ = absl::DataLossError(absl::StrCat("file ", job.file, ": bytes ending at ", job.end,
+                                                  " hash to ", got, ", the manifest says ",
+                                                  job.want));
+        jobs_.clear();
+      }
+    }
+  }
+
+  const size_t limit_;
+  absl::Mutex mu_;
+  std::deque<Job> jobs_ ABSL_GUARDED_BY(mu_);
+  int busy_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_;  // last: started once the rest is ready
+};
+
+Writer::Writer() = default;
+
 absl::StatusOr<std::unique_ptr<Writer>> Writer::Start(const std::string& dest_dir,
-                                                      const v1::Checkpoint& manifest) {
+                                                      const v1::Checkpoint& manifest,
+                                                      int verify_threads) {
   if (absl::Status s = CheckManifest(manifest); !s.ok()) return s;
   std::unique_ptr<Writer> w(new Writer());
+  if (verify_threads > 1) w->verifier_ = std::make_unique<Verifier>(verify_threads);
   w->manifest_ = manifest;
   w->final_path_ = (fs::path(dest_dir) / manifest.name()).string();
   w->tmp_path_ = (fs::path(dest_dir) / absl::StrCat(".tmp-", manifest.name())).string();
@@ -332,6 +475,7 @@ absl::StatusOr<std::unique_ptr<Writer>> Writer::Start(const std::string& dest_di
 }
 
 Writer::~Writer() {
+  verifier_.reset();  // before the bytes it may still be reading go
   if (fd_ >= 0) close(fd_);
   if (!finished_) {
     std::error_code ec;
@@ -382,6 +526,21 @@ absl::Status Writer::CloseCurrent() {
 }
 
 absl::Status Writer::Add(absl::string_view data) {
+  if (verifier_ == nullptr) return AddOwned(data, nullptr);
+  return Add(std::string(data));
+}
+
+absl::Status Writer::Add(std::string&& data) {
+  if (verifier_ == nullptr) return AddOwned(data, nullptr);
+  auto owner = std::make_shared<const std::string>(std::move(data));
+  return AddOwned(*owner, owner);
+}
+
+absl::Status Writer::AddOwned(absl::string_view data,
+                              const std::shared_ptr<const std::string>& owner) {
+  if (verifier_ != nullptr) {
+    if (absl::Status s = verifier_->error(); !s.ok()) return s;
+  }
   while (!data.empty()) {
     if (file_ >= manifest_.files_size() || fd_ < 0) {
       return absl::InvalidArgumentError("more bytes than the manifest's files hold");
@@ -393,13 +552,25 @@ absl::Status Writer::Add(absl::string_view data) {
     const size_t take = std::min<uint64_t>(data.size(), chunk_end - written_);
     const absl::string_view piece = data.substr(0, take);
     if (absl::Status s = WriteAll(fd_, piece, tmp_path_); !s.ok()) return s;
-    chunk_->Update(piece);
+    // Its writeback starts now, so the file's sync at its end finds little left to do.
+    sync_file_range(fd_, written_, take, SYNC_FILE_RANGE_WRITE);
+    if (verifier_ != nullptr) {
+      owners_.push_back(owner);
+      parts_.push_back(piece);
+    } else {
+      chunk_->Update(piece);
+    }
     if (whole_ != nullptr) whole_->Update(piece);
     written_ += take;
     data.remove_prefix(take);
     if (written_ == chunk_end) {
       const std::string& want = f.chunks(static_cast<int>((written_ - 1) / kChunkBytes));
-      if (const std::string got = chunk_->HexDigest(); got != want) {
+      if (verifier_ != nullptr) {
+        Verifier::Job job{std::move(owners_), std::move(parts_), want, FileName(f), written_};
+        owners_.clear();
+        parts_.clear();
+        if (absl::Status s = verifier_->Submit(std::move(job)); !s.ok()) return s;
+      } else if (const std::string got = chunk_->HexDigest(); got != want) {
         return absl::DataLossError(absl::StrCat("file ", FileName(f), ": bytes ending at ",
                                                 written_, " hash to ", got, ", the manifest says ",
                                                 want));
@@ -415,6 +586,9 @@ absl::Status Writer::Add(absl::string_view data) {
 }
 
 absl::StatusOr<std::string> Writer::Finish() {
+  if (verifier_ != nullptr) {
+    if (absl::Status s = verifier_->Wait(); !s.ok()) return s;
+  }
   if (file_ < manifest_.files_size()) {
     return absl::FailedPreconditionError(
         absl::StrCat("checkpoint ", manifest_.name(),

@@ -56,22 +56,44 @@ absl::Status CheckManifest(const v1::Checkpoint& manifest);
 
 // Where the bytes of one chunk of a local checkpoint are.
 struct LocalChunk {
-  std::string sha256;
-  std::string file;  // full path
+  std::string sha256;  // empty until hashed
+  std::string file;    // full path
   uint64_t offset = 0;
   uint64_t size = 0;
+  bool last = false;  // the file's last chunk
 };
 
-// Reads the checkpoint published at `path` (a folder, or a single file) into a manifest: its
-// name (the last part of `path`), files in path order with their sizes, modes and chunks. `chunks`
-// gets where each chunk is, in manifest order. A symlink, device or other special file anywhere in
-// it is refused (INVALID_ARGUMENT), as are names CheckName or CheckRelativePath refuse.
-absl::StatusOr<v1::Checkpoint> Describe(const std::string& path, std::vector<LocalChunk>* chunks);
-// The same in one pass that also shows each chunk's bytes to `visit`, in manifest order, as it
-// is read (an upload sends them as they come); `visit` may move the bytes away. An error from
-// `visit` stops it.
-using ChunkVisitor = std::function<absl::Status(const LocalChunk& chunk, std::string& data)>;
-absl::StatusOr<v1::Checkpoint> ReadCheckpoint(const std::string& path, const ChunkVisitor& visit);
+// Lays out the checkpoint published at `path` (a folder, or a single file) without reading it: a
+// manifest with its name (the last part of `path`), its files in path order with their sizes and
+// modes, and as many chunk names as each file has chunks, left empty; `chunks` gets where each
+// chunk is, in manifest order. A symlink, device or other special file anywhere in it is refused
+// (INVALID_ARGUMENT), as are names CheckName or CheckRelativePath refuse.
+absl::StatusOr<v1::Checkpoint> Layout(const std::string& path, std::vector<LocalChunk>* chunks);
+// Reads and hashes chunks [begin, end) on up to `threads` threads, setting each one's sha256.
+// DATA_LOSS when a file is shorter or longer than when it was laid out.
+absl::Status HashChunks(std::vector<LocalChunk>& chunks, size_t begin, size_t end, int threads);
+// Copies the chunks' sha256s into the manifest's chunk names, in order.
+void NameChunks(const std::vector<LocalChunk>& chunks, v1::Checkpoint& manifest);
+// Layout, HashChunks and NameChunks in one: the whole manifest.
+absl::StatusOr<v1::Checkpoint> Describe(const std::string& path, std::vector<LocalChunk>* chunks,
+                                        int threads = 1);
+
+// Reads local chunks, keeping the last file open.
+class ChunkReader {
+ public:
+  ChunkReader() = default;
+  ~ChunkReader();
+  ChunkReader(const ChunkReader&) = delete;
+  ChunkReader& operator=(const ChunkReader&) = delete;
+  // `chunk`'s bytes into `out`, whose buffer is reused. DATA_LOSS when the file is shorter than
+  // it was laid out, or longer at its last chunk.
+  absl::Status Read(const LocalChunk& chunk, std::string& out);
+
+ private:
+  std::string file_;
+  int fd_ = -1;
+};
+
 // The bytes of `chunk`, checked against its sha256 (DATA_LOSS when the file changed since).
 absl::StatusOr<std::string> ReadChunk(const LocalChunk& chunk);
 
@@ -79,17 +101,26 @@ absl::StatusOr<std::string> ReadChunk(const LocalChunk& chunk);
 // checking each file's size and each chunk's sha256 as its last byte arrives (DATA_LOSS at the
 // first that does not match); Finish() renames it to `dest_dir`/<name>. The manifest is checked
 // first (CheckManifest); `dest_dir`/<name> must not exist yet.
+//
+// With `verify_threads` > 1, chunks are checked on that many threads of the Writer's own while
+// the bytes after them are written: a wrong chunk is then reported by a later Add or by
+// Finish, and nothing is renamed into place before every chunk passed.
 class Writer {
  public:
   static absl::StatusOr<std::unique_ptr<Writer>> Start(const std::string& dest_dir,
-                                                       const v1::Checkpoint& manifest);
+                                                       const v1::Checkpoint& manifest,
+                                                       int verify_threads = 1);
   ~Writer();  // removes the partial folder unless Finish() succeeded
   absl::Status Add(absl::string_view data);
+  // The same, keeping `data` (not a copy of it) while its chunks are checked.
+  absl::Status Add(std::string&& data);
   // The final path. FAILED_PRECONDITION / DATA_LOSS when bytes are missing or wrong.
   absl::StatusOr<std::string> Finish();
 
  private:
-  Writer() = default;
+  class Verifier;
+  Writer();
+  absl::Status AddOwned(absl::string_view data, const std::shared_ptr<const std::string>& owner);
   absl::Status OpenNext();
   absl::Status CloseCurrent();
   std::string FileName(const v1::CheckpointFile& f) const;
@@ -99,8 +130,12 @@ class Writer {
   int file_ = 0;  // index into manifest_.files(): the one being written
   int fd_ = -1;
   uint64_t written_ = 0;           // of the current file
-  std::unique_ptr<Sha256> chunk_;  // of the current chunk
+  std::unique_ptr<Sha256> chunk_;  // of the current chunk, checked here
   std::unique_ptr<Sha256> whole_;  // of the current file, when its manifest names one
+  // Checked on the Verifier's threads instead: the current chunk's parts, and what holds them.
+  std::unique_ptr<Verifier> verifier_;
+  std::vector<std::shared_ptr<const std::string>> owners_;
+  std::vector<absl::string_view> parts_;
   bool finished_ = false;
 };
 

@@ -1,6 +1,9 @@
 #include "server/checkpoint/checkpoint_transfer.h"
 
+#include <algorithm>
+#include <atomic>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -15,10 +18,6 @@
 namespace sched::checkpoint {
 namespace {
 
-// Chunks read ahead before schedd is asked which it lacks: 32 MiB held at most, and one
-// round trip per 32 MiB however far schedd is.
-constexpr size_t kBatch = 8;
-
 absl::Status FromGrpc(const grpc::Status& s) {
   if (s.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
@@ -32,7 +31,7 @@ void SetDeadline(grpc::ClientContext& ctx, absl::Duration timeout) {
 
 namespace {
 
-// Chunks the reader may hold ahead of the sender, and pieces the receiver ahead of the writer.
+// Pieces the receiver may hold ahead of the writer.
 constexpr size_t kAhead = 4;
 
 // Hands items from one thread to another, at most kAhead waiting: Put blocks while full, Take
@@ -68,123 +67,126 @@ class Handoff {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-struct Chunk {
-  std::string sha256;
-  std::string data;
+// One of the upload's parallel PutChunks streams, opened when it first has a chunk to send.
+struct Lane {
+  grpc::ClientContext ctx;
+  v1::PutChunksResponse response;
+  std::unique_ptr<grpc::ClientWriterInterface<v1::PutChunkRequest>> stream;
+  v1::PutChunkRequest request;  // its data buffer is read into again for each chunk
+  checkpoint::ChunkReader reader;
+  absl::Status local;  // a read that failed
+  bool broken = false;  // the stream ended early: Finish says why
+  uint64_t chunks_sent = 0;
+  uint64_t bytes_sent = 0;
 };
 
-// Reads and hashes a checkpoint's chunks on a thread of its own, kAhead ahead of the caller, so
-// the hashing here overlaps schedd's checking of the chunks already sent.
-class ChunkReader {
- public:
-  explicit ChunkReader(const std::string& path)
-      : thread_([this, path] {
-          absl::StatusOr<v1::Checkpoint> m =
-              ReadCheckpoint(path, [this](const LocalChunk& c, std::string& data) {
-                if (chunks_.Put(Chunk{c.sha256, std::move(data)})) return absl::OkStatus();
-                return absl::CancelledError("upload stopped");
-              });
-          manifest_ = std::move(m);
-          chunks_.Close();
-        }) {}
-
-  ~ChunkReader() {
-    chunks_.Close();
-    thread_.join();
-  }
-
-  // The next chunk, or nullopt once all were read (then manifest() says how it ended).
-  std::optional<Chunk> Next() { return chunks_.Take(); }
-
-  // Once Next() said there are no more.
-  const absl::StatusOr<v1::Checkpoint>& manifest() const { return manifest_; }
-
- private:
-  Handoff<Chunk> chunks_;
-  absl::StatusOr<v1::Checkpoint> manifest_ = absl::UnknownError("unread");
-  std::thread thread_;  // last: started once the rest is ready
-};
+// Runs work(0 .. n-1) on n threads, the caller's among them, and waits for all.
+void OnThreads(int n, const std::function<void(int)>& work) {
+  std::vector<std::thread> helpers;
+  for (int i = 1; i < n; ++i) helpers.emplace_back(work, i);
+  work(0);
+  for (std::thread& h : helpers) h.join();
+}
 
 }  // namespace
+
+int TransferLanes() {
+  return std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 2, 8);
+}
 
 absl::StatusOr<v1::Checkpoint> Upload(v1::CheckpointService::StubInterface& stub,
                                       const v1::CheckpointUploader& uploader, uint32_t attempt,
                                       const std::string& path, absl::Duration timeout,
-                                      UploadStats* stats) {
-  // One pass over the files, read and hashed once on a thread of their own; every kBatch chunks
-  // schedd is asked which it lacks, and those go out on one PutChunks stream while the reading
-  // goes on. A chunk dropped by schedd between the ask and the commit (with an old checkpoint)
-  // makes the commit ABORTED: the whole upload runs again, once.
+                                      UploadStats* stats, const UploadOptions& options) {
+  // The checkpoint is laid out, then taken a window of chunks at a time: the window's chunks are
+  // read and hashed on every lane at once, schedd is asked which it lacks, and those are read
+  // again and sent over the lanes' PutChunks streams, in parallel, where schedd checks and
+  // stores them on as many threads. Both sides' hashing, the larger part of the work, is so
+  // spread over the cores. A chunk dropped by schedd between the ask and the commit (with an
+  // old checkpoint) makes the commit ABORTED: the whole upload runs again, once.
+  const int lanes = options.lanes > 0 ? options.lanes : TransferLanes();
+  const size_t window = std::max<size_t>(options.window, 1);
   for (int round = 0;; ++round) {
-    UploadStats counted;
+    std::vector<LocalChunk> chunks;
+    absl::StatusOr<v1::Checkpoint> manifest = Layout(path, &chunks);
+    if (!manifest.ok()) return manifest.status();
+    std::vector<std::unique_ptr<Lane>> lane(lanes);
+    for (auto& l : lane) l = std::make_unique<Lane>();
+    for (auto& l : lane) SetDeadline(l->ctx, timeout);
     std::set<std::string> seen;
-    std::vector<Chunk> batch;
-    grpc::ClientContext put_ctx;
-    SetDeadline(put_ctx, timeout);
-    v1::PutChunksResponse put_resp;
-    std::unique_ptr<grpc::ClientWriterInterface<v1::PutChunkRequest>> writer;
-    bool broken = false;  // the stream ended early: Finish says why
-    auto send_batch = [&]() -> absl::Status {
-      if (batch.empty()) return absl::OkStatus();
+    UploadStats counted;
+    absl::Status failed;
+    for (size_t begin = 0; begin < chunks.size() && failed.ok(); begin += window) {
+      const size_t end = std::min(chunks.size(), begin + window);
+      failed = HashChunks(chunks, begin, end, lanes);
+      if (!failed.ok()) break;
       v1::FindMissingChunksRequest ask;
       *ask.mutable_uploader() = uploader;
-      for (const Chunk& c : batch) ask.add_chunks(c.sha256);
+      for (size_t i = begin; i < end; ++i) {
+        if (seen.insert(chunks[i].sha256).second) ask.add_chunks(chunks[i].sha256);
+      }
+      counted.chunks += ask.chunks_size();
+      if (ask.chunks().empty()) continue;
       v1::FindMissingChunksResponse missing;
       grpc::ClientContext ctx;
       SetDeadline(ctx, timeout);
-      if (absl::Status s = FromGrpc(stub.FindMissingChunks(&ctx, ask, &missing)); !s.ok()) {
-        return s;
+      failed = FromGrpc(stub.FindMissingChunks(&ctx, ask, &missing));
+      if (!failed.ok()) break;
+      std::set<std::string> lacking(missing.missing().begin(), missing.missing().end());
+      std::vector<size_t> send;  // each lacking chunk once
+      for (size_t i = begin; i < end; ++i) {
+        if (lacking.erase(chunks[i].sha256) > 0) send.push_back(i);
       }
-      const std::set<std::string> lacking(missing.missing().begin(), missing.missing().end());
-      for (Chunk& c : batch) {
-        if (lacking.count(c.sha256) == 0 || broken) continue;
-        v1::PutChunkRequest req;
-        if (writer == nullptr) {
-          writer = stub.PutChunks(&put_ctx, &put_resp);
-          *req.mutable_uploader() = uploader;
+      if (send.empty()) continue;
+      std::atomic<size_t> next{0};
+      std::atomic<bool> stop{false};
+      OnThreads(std::min<int>(lanes, send.size()), [&](int n) {
+        Lane& l = *lane[n];
+        for (size_t k = next++; k < send.size() && !stop && !l.broken; k = next++) {
+          const LocalChunk& c = chunks[send[k]];
+          l.local = l.reader.Read(c, *l.request.mutable_data());
+          if (!l.local.ok()) {
+            stop = true;
+            break;
+          }
+          if (l.stream == nullptr) {
+            l.stream = stub.PutChunks(&l.ctx, &l.response);
+            *l.request.mutable_uploader() = uploader;
+          }
+          l.request.set_sha256(c.sha256);
+          if (!l.stream->Write(l.request)) {
+            l.broken = true;
+            stop = true;
+            break;
+          }
+          l.request.clear_uploader();
+          l.chunks_sent++;
+          l.bytes_sent += c.size;
         }
-        req.set_sha256(std::move(c.sha256));
-        const uint64_t size = c.data.size();
-        req.set_data(std::move(c.data));
-        if (!writer->Write(req)) {
-          broken = true;
-          break;
-        }
-        counted.chunks_sent++;
-        counted.bytes_sent += size;
+      });
+      for (auto& l : lane) {
+        if (failed.ok() && !l->local.ok()) failed = l->local;
       }
-      batch.clear();
-      return absl::OkStatus();
-    };
-    absl::Status sending;
-    absl::StatusOr<v1::Checkpoint> manifest = absl::UnknownError("unread");
-    {
-      ChunkReader reader(path);
-      while (sending.ok()) {
-        std::optional<Chunk> c = reader.Next();
-        if (!c.has_value()) break;
-        if (!seen.insert(c->sha256).second) continue;
-        counted.chunks++;
-        batch.push_back(*std::move(c));
-        if (batch.size() == kBatch) sending = send_batch();
-      }
-      // On a sending error the reader is stopped by its destructor, so its manifest is unread.
-      if (sending.ok()) manifest = reader.manifest();
+      if (std::any_of(lane.begin(), lane.end(), [](const auto& l) { return l->broken; })) break;
     }
-    if (sending.ok() && manifest.ok()) sending = send_batch();
-    if (writer != nullptr) {
-      if (!manifest.ok() || !sending.ok()) put_ctx.TryCancel();
-      writer->WritesDone();
-      const absl::Status put = FromGrpc(writer->Finish());
-      if (manifest.ok() && sending.ok() && !put.ok()) sending = put;
+    absl::Status put;
+    for (auto& l : lane) {
+      if (l->stream == nullptr) continue;
+      if (!failed.ok()) l->ctx.TryCancel();
+      l->stream->WritesDone();
+      const absl::Status s = FromGrpc(l->stream->Finish());
+      if (put.ok() && !s.ok()) put = s;
+      counted.chunks_sent += l->chunks_sent;
+      counted.bytes_sent += l->bytes_sent;
     }
+    if (failed.ok()) failed = put;
     if (stats != nullptr) {
       stats->chunks += counted.chunks;
       stats->chunks_sent += counted.chunks_sent;
       stats->bytes_sent += counted.bytes_sent;
     }
-    if (!sending.ok()) return sending;
-    if (!manifest.ok()) return manifest.status();
+    if (!failed.ok()) return failed;
+    NameChunks(chunks, *manifest);
     v1::CommitCheckpointRequest req;
     *req.mutable_uploader() = uploader;
     req.set_attempt(attempt);
@@ -227,7 +229,10 @@ absl::StatusOr<Downloaded> Download(v1::CheckpointService::StubInterface& stub,
         break;
       }
       out.manifest = piece.manifest();
-      absl::StatusOr<std::unique_ptr<Writer>> w = Writer::Start(dest_dir, out.manifest);
+      // Each chunk's sha256 is checked on threads of the writer's own, so the checking is
+      // spread over the cores while the writing goes on.
+      absl::StatusOr<std::unique_ptr<Writer>> w =
+          Writer::Start(dest_dir, out.manifest, TransferLanes());
       if (!w.ok()) {
         local = w.status();
         break;
@@ -235,7 +240,7 @@ absl::StatusOr<Downloaded> Download(v1::CheckpointService::StubInterface& stub,
       writer = *std::move(w);
       writing = std::thread([&] {
         while (std::optional<std::string> data = pieces.Take()) {
-          written = writer->Add(*data);
+          written = writer->Add(std::move(*data));
           if (!written.ok()) break;
         }
         pieces.Close();  // a Put waiting on a full handoff is let go

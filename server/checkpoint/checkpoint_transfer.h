@@ -18,14 +18,28 @@ struct UploadStats {
   uint64_t bytes_sent = 0;
 };
 
+// Parallel streams an upload uses, and threads the hashing runs on at each end: one per core,
+// 2 to 8.
+int TransferLanes();
+
+struct UploadOptions {
+  int lanes = 0;  // 0: TransferLanes()
+  // Chunks hashed, asked about and sent together (4 MiB each): what is read twice, once to hash
+  // and once to send, while it is still in the page cache.
+  size_t window = 64;
+};
+
 // Uploads the checkpoint published at `path` (its last part is its name) for the job, epoch and
-// node `uploader` names: asks which chunks schedd lacks, sends those, then commits the manifest.
-// Each call has `timeout`. Codes: schedd's (FAILED_PRECONDITION for a stale epoch), the local
-// errors of Describe/ReadChunk, UNAVAILABLE and the like when schedd cannot be reached.
+// node `uploader` names, a window of chunks at a time: hashes the window's chunks on every lane,
+// asks which of them schedd lacks, sends those over the lanes' parallel streams; then commits the
+// manifest. Each call has `timeout`. Codes: schedd's (FAILED_PRECONDITION for a stale epoch),
+// the local errors of Layout/HashChunks (DATA_LOSS for a file that changed meanwhile),
+// UNAVAILABLE and the like when schedd cannot be reached.
 absl::StatusOr<v1::Checkpoint> Upload(v1::CheckpointService::StubInterface& stub,
                                       const v1::CheckpointUploader& uploader, uint32_t attempt,
                                       const std::string& path, absl::Duration timeout,
-                                      UploadStats* stats = nullptr);
+                                      UploadStats* stats = nullptr,
+                                      const UploadOptions& options = {});
 
 struct Downloaded {
   v1::Checkpoint manifest;

@@ -29,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "server/checkpoint/checkpoint_transfer.h"
+#include "server/common/memory.h"
 #include "server/daemon/daemon.h"
 #include "tests/testing/fake_agent_link.h"
 
@@ -36,6 +37,10 @@ ABSL_FLAG(std::string, dir, "/tmp/sched-checkpoint-bench", "Scratch folder (empt
 ABSL_FLAG(int, mib, 256, "Checkpoint size in MiB.");
 ABSL_FLAG(int, files, 4, "Files it is spread over.");
 ABSL_FLAG(int, rounds, 3, "Times each is measured; the best is kept.");
+ABSL_FLAG(std::string, perf_fifo, "",
+          "Profiling: a fifo that `perf record -D -1 --control=fifo:PATH` reads; the bench writes "
+          "enable and disable to it around each round of --perf_step.");
+ABSL_FLAG(std::string, perf_step, "upload", "The step --perf_fifo profiles: upload or download.");
 ABSL_FLAG(bool, fresh_pages, true,
           "Write and delete twice the checkpoint's size of scratch file before each timed step.");
 
@@ -112,9 +117,22 @@ void PlainCopy(const fs::path& from, const fs::path& to) {
   }
 }
 
+// Turns perf's recording on or off around `step` when --perf_fifo names perf's control fifo.
+void Profile(bool on, const std::string& step) {
+  const std::string fifo = absl::GetFlag(FLAGS_perf_fifo);
+  if (fifo.empty() || absl::GetFlag(FLAGS_perf_step) != step) return;
+  const int fd = open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  const std::string command = on ? "enable\n" : "disable\n";
+  if (write(fd, command.data(), command.size()) < 0) std::perror("perf fifo");
+  close(fd);
+  usleep(20'000);  // perf acts on it before the step starts (or after it ended)
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  sched::KeepFreedMemoryForReuse();  // as schedd, the agent and schedctl do
   absl::ParseCommandLine(argc, argv);
   const fs::path root = absl::GetFlag(FLAGS_dir);
   const size_t total = static_cast<size_t>(absl::GetFlag(FLAGS_mib)) << 20;
@@ -181,6 +199,7 @@ int main(int argc, char** argv) {
     copy_s = std::min(copy_s, Seconds(t0));
 
     if (fresh) FreshPages(root, 2 * total);
+    Profile(true, "upload");
     t0 = Clock::now();
     const double cpu0 = CpuSeconds();
     sched::checkpoint::UploadStats stats;
@@ -190,6 +209,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     upload_s = std::min(upload_s, Seconds(t0));
+    Profile(false, "upload");
     upload_cpu_s = std::min(upload_cpu_s, CpuSeconds() - cpu0);
 
     const fs::path same = root / "job" / absl::StrCat("again-", r);
@@ -204,6 +224,7 @@ int main(int argc, char** argv) {
     again_s = std::min(again_s, Seconds(t0));
 
     if (fresh) FreshPages(root, 2 * total);
+    Profile(true, "download");
     t0 = Clock::now();
     const double down_cpu0 = CpuSeconds();
     auto down = sched::checkpoint::Download(
@@ -213,6 +234,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     download_s = std::min(download_s, Seconds(t0));
+    Profile(false, "download");
     download_cpu_s = std::min(download_cpu_s, CpuSeconds() - down_cpu0);
   }
   const double mb = static_cast<double>(total) / 1e6;

@@ -187,6 +187,61 @@ TEST_F(CheckpointServiceTest, UploadsListsAndDownloadsAndSendsOnlyChangedChunks)
   EXPECT_EQ(ReadFile(home / "model.pt"), "tensor bytes");
 }
 
+TEST_F(CheckpointServiceTest, AnUploadOverParallelLanesAndSmallWindowsSendsEachNewChunkOnce) {
+  Start();
+  // Chunks that differ from each other, then files that repeat some of them.
+  auto chunk = [](char seed) {
+    std::string c(checkpoint::kChunkBytes, '\0');
+    for (size_t i = 0; i < c.size(); ++i) c[i] = static_cast<char>(seed + i * 7 + i / 997);
+    return c;
+  };
+  std::string a;
+  for (char seed : {'a', 'b', 'c', 'd', 'e'}) a += chunk(seed);
+  a += "tail";
+  const std::string b = a.substr(0, 2 * checkpoint::kChunkBytes);  // a's first two chunks again
+  const std::string z = chunk('z');
+  const std::string c = z + z + z;  // one chunk three times
+  const fs::path src = fs::path(dir_) / "job" / "step-000001";
+  WriteFile(src / "a.bin", a);
+  WriteFile(src / "b.bin", b);
+  WriteFile(src / "c.bin", c);
+  checkpoint::UploadStats stats;
+  checkpoint::UploadOptions three_lanes;
+  three_lanes.lanes = 3;
+  three_lanes.window = 2;
+  absl::StatusOr<v1::Checkpoint> up = checkpoint::Upload(*stub_, Uploader(), 1, src.string(),
+                                                         absl::Seconds(30), &stats, three_lanes);
+  ASSERT_TRUE(up.ok()) << up.status();
+  EXPECT_EQ(stats.chunks, 7u);  // a's six and z
+  EXPECT_EQ(stats.chunks_sent, 7u);
+  EXPECT_EQ(stats.bytes_sent, a.size() + z.size());
+  EXPECT_EQ(daemon_->checkpoints()->chunks(), 7u);
+  ASSERT_THAT(up->files(), SizeIs(3));
+  EXPECT_EQ(up->files(1).chunks(1), up->files(0).chunks(1));
+  EXPECT_EQ(up->files(2).chunks(2), checkpoint::Sha256Hex(z));
+  EXPECT_EQ(up->size_bytes(), a.size() + b.size() + c.size());
+
+  const fs::path home = fs::path(dir_) / "home";
+  absl::StatusOr<checkpoint::Downloaded> got =
+      checkpoint::Download(*stub_, job_id_, 0, home.string(), absl::Seconds(30));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(ReadFile(home / "step-000001" / "a.bin") == a);
+  EXPECT_TRUE(ReadFile(home / "step-000001" / "b.bin") == b);
+  EXPECT_TRUE(ReadFile(home / "step-000001" / "c.bin") == c);
+
+  // The same files under a new name, on one lane: nothing travels.
+  const fs::path again = fs::path(dir_) / "job" / "step-000002";
+  fs::copy(src, again, fs::copy_options::recursive);
+  checkpoint::UploadStats none;
+  checkpoint::UploadOptions one_lane;
+  one_lane.lanes = 1;
+  ASSERT_TRUE(checkpoint::Upload(*stub_, Uploader(), 1, again.string(), absl::Seconds(30), &none,
+                                 one_lane)
+                  .ok());
+  EXPECT_EQ(none.chunks, 7u);
+  EXPECT_EQ(none.chunks_sent, 0u);
+}
+
 TEST_F(CheckpointServiceTest, OnlyTheLeaseHolderAtItsEpochMayUpload) {
   Start();
   const fs::path src = fs::path(dir_) / "job" / "step-000001";
