@@ -105,7 +105,8 @@ absl::StatusOr<v1::Checkpoint> Upload(v1::CheckpointService::StubInterface& stub
   // spread over the cores. A chunk dropped by schedd between the ask and the commit (with an
   // old checkpoint) makes the commit ABORTED: the whole upload runs again, once.
   const int lanes = options.lanes > 0 ? options.lanes : TransferLanes();
-  const size_t window = std::max<size_t>(options.window, 1);
+  // schedd answers for at most 10,000 chunks at once.
+  const size_t window = std::clamp<size_t>(options.window, 1, 10'000);
   for (int round = 0;; ++round) {
     std::vector<LocalChunk> chunks;
     absl::StatusOr<v1::Checkpoint> manifest = Layout(path, &chunks);
