@@ -175,6 +175,7 @@ Agent::Agent(Options options, AgentMetrics* metrics)
   CheckpointUploader::Options upload;
   upload.node_name = options_.node_name;
   upload.poll = absl::Milliseconds(std::max<int64_t>(options_.checkpoint_poll_ms, 10));
+  upload.threads = options_.checkpoint_threads;
   checkpoints_ = std::make_unique<CheckpointUploader>(std::move(upload), std::move(channel));
   if (options_.gpu_processes) {
     owner_watch_ =

@@ -72,6 +72,7 @@ class Agent {
     int64_t shutdown_flush_ms = 2'000;
     size_t max_buffered_log_bytes = 8 << 20;
     int64_t checkpoint_poll_ms = 500;  // how often job checkpoint folders are looked at
+    int checkpoint_threads = 0;        // per transfer; 0: one per core, 2 to 8
     Clock* clock = RealClock::Get();   // leases and heartbeats; must outlive the agent
     // The owner comes first (owner_watch.h): lists the processes on this machine's GPUs, or
     // null when the owner is not watched for (a rented node). Called on the ticker's thread

@@ -130,7 +130,7 @@ bool CheckpointUploader::LookAt(const std::string& job_id, Watched& w) {
   const absl::Time start = absl::Now();
   absl::StatusOr<v1::Checkpoint> done =
       checkpoint::Upload(*stub_, who, w.attempt, (fs::path(w.dir) / newest.name).string(),
-                         options_.call_timeout, &stats);
+                         options_.call_timeout, &stats, Transfer());
   {
     absl::MutexLock lock(&mu_);
     bytes_sent_ += stats.bytes_sent;
@@ -167,7 +167,13 @@ bool CheckpointUploader::LookAt(const std::string& job_id, Watched& w) {
 absl::StatusOr<checkpoint::Downloaded> CheckpointUploader::FetchNewest(
     const std::string& job_id, const std::string& dest_dir, const std::string& for_job) {
   return checkpoint::Download(*stub_, job_id, /*seq=*/0, dest_dir, options_.call_timeout,
-                              for_job);
+                              for_job, Transfer());
+}
+
+checkpoint::TransferOptions CheckpointUploader::Transfer() const {
+  checkpoint::TransferOptions t;
+  t.lanes = options_.threads;
+  return t;
 }
 
 uint64_t CheckpointUploader::uploads() const {

@@ -34,6 +34,9 @@ class CheckpointUploader {
     std::string node_name;
     absl::Duration poll = absl::Milliseconds(500);
     absl::Duration call_timeout = absl::Minutes(10);  // each RPC of an upload or download
+    // An upload's parallel streams and hashing threads, a download's checking threads; 0: one
+    // per core, 2 to 8.
+    int threads = 0;
   };
 
   CheckpointUploader(Options options, std::shared_ptr<grpc::Channel> channel);
@@ -62,6 +65,8 @@ class CheckpointUploader {
   uint64_t bytes_sent() const;
 
  private:
+  checkpoint::TransferOptions Transfer() const;
+
   struct Watched {
     uint64_t epoch = 0;
     uint32_t attempt = 0;

@@ -57,6 +57,9 @@ ABSL_FLAG(int64_t, kill_grace_ms, 10'000,
           "How long a job has between SIGTERM and SIGKILL when it is stopped.");
 ABSL_FLAG(int64_t, checkpoint_poll_ms, 500,
           "How often the jobs' checkpoint folders are looked at for new checkpoints to upload.");
+ABSL_FLAG(int32_t, checkpoint_threads, 0,
+          "Threads a checkpoint upload hashes on and parallel streams it sends over, and threads a "
+          "download checks chunks on: 0 for one per core (2 to 8), or 1 to 64.");
 ABSL_FLAG(std::string, preemption_notice, "auto",
           "Where preemption notices come from: auto (on a spot node: sigterm, plus aws or gcp by "
           "provider), none, or a list of sigterm, aws, gcp, hook.");
@@ -204,6 +207,12 @@ int main(int argc, char** argv) {
   options.agent.work_dir = absl::GetFlag(FLAGS_work_dir);
   options.agent.kill_grace_ms = absl::GetFlag(FLAGS_kill_grace_ms);
   options.agent.checkpoint_poll_ms = absl::GetFlag(FLAGS_checkpoint_poll_ms);
+  options.agent.checkpoint_threads = absl::GetFlag(FLAGS_checkpoint_threads);
+  if (options.agent.checkpoint_threads < 0 || options.agent.checkpoint_threads > 64) {
+    agent::Log("--checkpoint_threads=%d: give 0 (one per core, 2 to 8) or 1 to 64",
+               options.agent.checkpoint_threads);
+    return 2;
+  }
   options.owner_first = absl::GetFlag(FLAGS_owner_first);
   options.owner_processes_file = absl::GetFlag(FLAGS_owner_processes_file);
   options.agent.owner_idle_ms = absl::GetFlag(FLAGS_owner_idle_seconds) * 1000;

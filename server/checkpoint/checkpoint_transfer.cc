@@ -97,7 +97,7 @@ int TransferLanes() {
 absl::StatusOr<v1::Checkpoint> Upload(v1::CheckpointService::StubInterface& stub,
                                       const v1::CheckpointUploader& uploader, uint32_t attempt,
                                       const std::string& path, absl::Duration timeout,
-                                      UploadStats* stats, const UploadOptions& options) {
+                                      UploadStats* stats, const TransferOptions& options) {
   // The checkpoint is laid out, then taken a window of chunks at a time: the window's chunks are
   // read and hashed on every lane at once, schedd is asked which it lacks, and those are read
   // again and sent over the lanes' PutChunks streams, in parallel, where schedd checks and
@@ -206,7 +206,7 @@ absl::StatusOr<v1::Checkpoint> Upload(v1::CheckpointService::StubInterface& stub
 absl::StatusOr<Downloaded> Download(v1::CheckpointService::StubInterface& stub,
                                     const std::string& job_id, uint64_t seq,
                                     const std::string& dest_dir, absl::Duration timeout,
-                                    const std::string& for_job) {
+                                    const std::string& for_job, const TransferOptions& options) {
   v1::GetCheckpointRequest req;
   req.set_job_id(job_id);
   req.set_seq(seq);
@@ -233,7 +233,7 @@ absl::StatusOr<Downloaded> Download(v1::CheckpointService::StubInterface& stub,
       // Each chunk's sha256 is checked on threads of the writer's own, so the checking is
       // spread over the cores while the writing goes on.
       absl::StatusOr<std::unique_ptr<Writer>> w =
-          Writer::Start(dest_dir, out.manifest, TransferLanes());
+          Writer::Start(dest_dir, out.manifest, options.lanes > 0 ? options.lanes : TransferLanes());
       if (!w.ok()) {
         local = w.status();
         break;

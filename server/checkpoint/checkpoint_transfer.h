@@ -22,8 +22,10 @@ struct UploadStats {
 // 2 to 8.
 int TransferLanes();
 
-struct UploadOptions {
-  int lanes = 0;  // 0: TransferLanes()
+struct TransferOptions {
+  // An upload's parallel streams and hashing threads; a download's threads checking chunks.
+  // 0: TransferLanes().
+  int lanes = 0;
   // Chunks hashed, asked about and sent together (4 MiB each): what is read twice, once to hash
   // and once to send, while it is still in the page cache.
   size_t window = 64;
@@ -39,7 +41,7 @@ absl::StatusOr<v1::Checkpoint> Upload(v1::CheckpointService::StubInterface& stub
                                       const v1::CheckpointUploader& uploader, uint32_t attempt,
                                       const std::string& path, absl::Duration timeout,
                                       UploadStats* stats = nullptr,
-                                      const UploadOptions& options = {});
+                                      const TransferOptions& options = {});
 
 struct Downloaded {
   v1::Checkpoint manifest;
@@ -47,11 +49,13 @@ struct Downloaded {
 };
 
 // Brings checkpoint `seq` (0: the newest) of job `job_id` (or a unique prefix) into
-// `dest_dir`/<name>, every file checked against its sha256; nothing is left behind on failure.
+// `dest_dir`/<name>, every chunk checked against its sha256 on `options.lanes` threads; nothing
+// is left behind on failure.
 // `for_job`: an agent fetching job_id's outputs as an input of the job it holds.
 absl::StatusOr<Downloaded> Download(v1::CheckpointService::StubInterface& stub,
                                     const std::string& job_id, uint64_t seq,
                                     const std::string& dest_dir, absl::Duration timeout,
-                                    const std::string& for_job = "");
+                                    const std::string& for_job = "",
+                                    const TransferOptions& options = {});
 
 }  // namespace sched::checkpoint

@@ -160,6 +160,22 @@ TEST(SchedAgentBinary, BadCostFlagsNameTheFlagAndExitBeforeConnecting) {
   }
 }
 
+TEST(SchedAgentBinary, CheckpointThreadsOutOfRangeExitBeforeConnecting) {
+  for (const std::string value : {"-1", "65"}) {
+    int status = -1;
+    const std::string out = RunCommand(
+        absl::StrCat(AgentBinary(), " --server=127.0.0.1:1 --metrics_listen= --checkpoint_threads=",
+                     value, " --work_dir=/tmp/sched-agent-binary-test 2>&1"),
+        &status);
+    ASSERT_TRUE(WIFEXITED(status)) << value;
+    EXPECT_EQ(WEXITSTATUS(status), 2) << value << ": " << out;
+    EXPECT_NE(out.find(absl::StrCat("--checkpoint_threads=", value,
+                                    ": give 0 (one per core, 2 to 8) or 1 to 64")),
+              std::string::npos)
+        << out;
+  }
+}
+
 }  // namespace
 }  // namespace sched::agent
 

@@ -90,12 +90,15 @@ class CheckpointResumeTest : public ::testing::Test {
                                  "--heartbeat_interval_ms=300"},
         dir_ + "/schedd.log");
     ASSERT_TRUE(WaitForPort(port, 10'000));
-    for (const std::string name : {"a1", "a2"}) {
+    // The agents move checkpoints on one thread and on three: either may upload and the
+    // other download.
+    for (const auto& [name, threads] : {std::pair<std::string, int>{"a1", 1}, {"a2", 3}}) {
       agents_[name] = std::make_unique<Subprocess>(
           std::vector<std::string>{
               BinaryPath("sched-agent"), "--server=" + address_, "--name=" + name,
               "--work_dir=" + dir_ + "/" + name, "--metrics_listen=", "--gpu_detection=none",
-              "--checkpoint_poll_ms=50", "--spot=true", "--provider=vastai", "--price_per_hour=0.5",
+              "--checkpoint_poll_ms=50", absl::StrCat("--checkpoint_threads=", threads),
+              "--spot=true", "--provider=vastai", "--price_per_hour=0.5",
               "--preemption_notice=sigterm", "--sigterm_notice_seconds=5"},
           dir_ + "/" + name + ".log");
     }

@@ -206,7 +206,7 @@ TEST_F(CheckpointServiceTest, AnUploadOverParallelLanesAndSmallWindowsSendsEachN
   WriteFile(src / "b.bin", b);
   WriteFile(src / "c.bin", c);
   checkpoint::UploadStats stats;
-  checkpoint::UploadOptions three_lanes;
+  checkpoint::TransferOptions three_lanes;
   three_lanes.lanes = 3;
   three_lanes.window = 2;
   absl::StatusOr<v1::Checkpoint> up = checkpoint::Upload(*stub_, Uploader(), 1, src.string(),
@@ -233,7 +233,7 @@ TEST_F(CheckpointServiceTest, AnUploadOverParallelLanesAndSmallWindowsSendsEachN
   const fs::path again = fs::path(dir_) / "job" / "step-000002";
   fs::copy(src, again, fs::copy_options::recursive);
   checkpoint::UploadStats none;
-  checkpoint::UploadOptions one_lane;
+  checkpoint::TransferOptions one_lane;
   one_lane.lanes = 1;
   ASSERT_TRUE(checkpoint::Upload(*stub_, Uploader(), 1, again.string(), absl::Seconds(30), &none,
                                  one_lane)
