@@ -337,8 +337,15 @@ absl::Status ChunkReader::Read(const LocalChunk& chunk, std::string& out) {
   if (fd_ < 0 || file_ != chunk.file) {
     if (fd_ >= 0) close(fd_);
     file_ = chunk.file;
-    fd_ = open(chunk.file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    // Not blocked by a FIFO put in the file's place since it was laid out, and refusing one.
+    fd_ = open(chunk.file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd_ < 0) return Errno("opening", chunk.file);
+    struct stat st;
+    if (fstat(fd_, &st) != 0) return Errno("reading", chunk.file);
+    if (!S_ISREG(st.st_mode)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          chunk.file, " is no longer a plain file; only files and folders are kept"));
+    }
   }
   if (absl::Status s = ReadExactly(fd_, chunk.offset, chunk.size, chunk.file, out); !s.ok()) {
     return s;

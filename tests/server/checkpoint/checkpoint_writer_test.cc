@@ -3,6 +3,8 @@
 // leaves nothing behind. And the agent's side: a checkpoint laid out, then read and hashed on
 // several threads, gives the same manifest as on one, and a file that changes in between is
 // refused.
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -154,7 +156,7 @@ TEST_F(LocalCheckpointTest, HashingOnManyThreadsGivesTheManifestOneThreadGives) 
   EXPECT_FALSE(many_chunks[1].last);
 }
 
-TEST_F(LocalCheckpointTest, AFileThatChangesSizeAfterItWasLaidOutIsDataLoss) {
+TEST_F(LocalCheckpointTest, AFileThatChangesAfterItWasLaidOutIsRefused) {
   std::vector<LocalChunk> chunks;
   absl::StatusOr<v1::Checkpoint> laid = Layout((root_ / "step-1").string(), &chunks);
   ASSERT_TRUE(laid.ok()) << laid.status();
@@ -172,6 +174,13 @@ TEST_F(LocalCheckpointTest, AFileThatChangesSizeAfterItWasLaidOutIsDataLoss) {
   // A range that stops before the file's last chunk does not look past it.
   EXPECT_TRUE(HashChunks(chunks, 0, 2, 2).ok());
   EXPECT_EQ(chunks[0].sha256, Sha256Hex(Bytes().substr(0, kChunkBytes)));
+
+  // A FIFO put in a file's place is refused, not waited on.
+  fs::remove(root_ / "step-1" / "model.bin");
+  ASSERT_EQ(mkfifo((root_ / "step-1" / "model.bin").c_str(), 0600), 0);
+  absl::Status fifo = HashChunks(chunks, 0, 1, 1);
+  EXPECT_EQ(fifo.code(), absl::StatusCode::kInvalidArgument) << fifo;
+  EXPECT_THAT(fifo.message(), HasSubstr("no longer a plain file"));
 }
 
 }  // namespace
